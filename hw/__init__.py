@@ -1,0 +1,1 @@
+"""ELMoE-3D hardware: Amaranth components and the Amaranth-free parameter and ISA modules."""

@@ -1,0 +1,24 @@
+"""Every hardware block that exists, with its parameter presets: what ``build.py verilog`` writes
+and what the simulation runner can build."""
+
+from dataclasses import dataclass
+
+from .mac_array import MacArray
+from .params import MAC_PRESETS
+
+__all__ = ["Block", "BLOCKS"]
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str            # Verilog module name
+    component: type      # wiring.Component class taking one params argument
+    presets: dict        # preset name -> params
+
+    def build(self, params):
+        return self.component(params)
+
+
+BLOCKS = {
+    "mac_array": Block("mac_array", MacArray, MAC_PRESETS),
+}

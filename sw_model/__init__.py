@@ -1,0 +1,1 @@
+"""Golden models: quantisation, bit-nested arithmetic, and (later) the MoE model and scheduler."""

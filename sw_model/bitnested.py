@@ -1,0 +1,237 @@
+"""Bit-nested expert arithmetic at two levels.
+
+* The algorithmic reference: ``effective_weights`` and ``reference_group_sums`` compute the group
+  partial sums of ``x * w_eff`` with int64 matrix products, where ``w_eff`` is what each MAC mode
+  means (DESIGN.md section 2). Naive on purpose.
+* The architectural model: :class:`SliceLevelMac` does what the MAC array does, beat by beat: it
+  packs weights into slice-lane bytes, widens each nibble to a 5-bit field with the augmentation
+  bit, forms lane products, sums ``lanes`` of them per beat, accumulates a group in accumulators of
+  the declared widths, and combines the two slice sums per mode. Every intermediate is checked
+  against the width :class:`hw.params.MacArrayParams` derives, so an undersized register shows up
+  here first.
+
+pytest proves the two equal; the RTL is compared with the second.
+"""
+
+import numpy as np
+
+from hw.params import MacMode, MacArrayParams
+
+__all__ = ["parse_mode", "effective_weights", "draft_weights", "reference_group_sums",
+           "SliceLevelMac", "DRAFT_METHODS"]
+
+#: Ways of making a 4-bit draft weight from an INT8 code (the ablation of DESIGN.md section 4).
+DRAFT_METHODS = ("augmented", "truncation", "rounding")
+
+
+def parse_mode(mode):
+    """A :class:`MacMode` from a member, its value or its name; anything else is a ``ValueError``."""
+    if isinstance(mode, MacMode):
+        return mode
+    if isinstance(mode, str):
+        try:
+            return MacMode[mode.upper()]
+        except KeyError:
+            pass
+    elif isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
+        try:
+            return MacMode(int(mode))
+        except ValueError:
+            pass
+    names = ", ".join(m.name for m in MacMode)
+    raise ValueError(f"mode must be one of {names}, not {mode!r}")
+
+
+def _codes(q, name="weight codes"):
+    q = np.asarray(q)
+    if not np.issubdtype(q.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, not {q.dtype}")
+    q = q.astype(np.int64)
+    if q.size and (q.min() < -128 or q.max() > 127):
+        raise ValueError(f"{name} must lie in [-128, 127], found [{q.min()}, {q.max()}]")
+    return q
+
+
+def draft_weights(q, method="augmented"):
+    """The draft's weight value (in code units) for each INT8 code ``q``.
+
+    ``augmented``: ``16h + 8``, the midpoint of the truncated interval (what ELMoE-3D uses);
+    ``truncation``: ``16h``; ``rounding``: ``16 * clip(round(q / 16), -8, 7)``, a separately rounded
+    4-bit copy (not nested: it needs its own storage).
+    """
+    q = _codes(q)
+    if method == "augmented":
+        return 16 * (q >> 4) + 8
+    if method == "truncation":
+        return 16 * (q >> 4)
+    if method == "rounding":
+        return 16 * np.clip(np.floor(q / 16 + 0.5), -8, 7).astype(np.int64)
+    raise ValueError(f"draft method must be one of {', '.join(DRAFT_METHODS)}, not {method!r}")
+
+
+def effective_weights(q, mode, augmented=True):
+    """``w_eff`` of each code in ``mode``: q, 16h+8 (16h without augmentation), 16h, or l."""
+    mode = parse_mode(mode)
+    q = _codes(q)
+    if mode is MacMode.FULL:
+        return q
+    if mode is MacMode.DRAFT:
+        return draft_weights(q, "augmented" if augmented else "truncation")
+    if mode is MacMode.MSB:
+        return 16 * (q >> 4)
+    return q & 0xF
+
+
+def reference_group_sums(x, q, mode, group, augmented=True):
+    """Group partial sums ``out[t, g, n] = sum_{k in group g} x[t, k] * w_eff[k, n]`` in int64.
+
+    ``x[t, k]`` are activation codes, ``q[k, n]`` weight codes with the reduction axis first.
+    """
+    x = _codes(x, "activation codes")
+    w = effective_weights(q, mode, augmented)
+    if x.ndim != 2 or w.ndim != 2:
+        raise ValueError(f"x and q must be 2-D, got shapes {x.shape} and {w.shape}")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"x has {x.shape[1]} reduction positions but q has {w.shape[0]}")
+    k = w.shape[0]
+    if isinstance(group, bool) or not isinstance(group, int) or group <= 0 or k % group:
+        raise ValueError(f"group ({group!r}) must be a positive divisor of the reduction size {k}")
+    xg = x.reshape(x.shape[0], k // group, group)
+    wg = w.reshape(k // group, group, w.shape[1])
+    return np.einsum("tgk,gkn->tgn", xg, wg)
+
+
+def _check_width(name, values, width):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    if values.size and (values.min() < lo or values.max() > hi):
+        raise OverflowError(
+            f"{name} reached [{values.min()}, {values.max()}], outside its {width}-bit register")
+    return values
+
+
+class SliceLevelMac:
+    """The MAC array as the hardware computes it, one operation (one weight group) at a time.
+
+    Operation inputs: activations ``x[t, k]`` for ``tokens`` tokens and the ``group_size`` positions
+    of one group; weight codes ``q[k, c]`` for ``params.channels(mode)`` channels. Output:
+    ``sums[t, s]`` over ``result_channels`` slots. Slot ``s`` is channel ``s`` for the 4-bit modes;
+    FULL fills slots ``0 .. out_channels-1`` and leaves the rest zero.
+    """
+
+    def __init__(self, params):
+        if not isinstance(params, MacArrayParams):
+            raise TypeError(f"params must be a MacArrayParams, not {params!r}")
+        self.params = params
+
+    # -- the weight format on the wire ----------------------------------------------------------
+    def pack_weights(self, mode, q):
+        """Bytes ``b[k, n]`` the weight stream carries for one operation: ``(hi << 4) | lo``.
+
+        FULL: the code itself (hi = h, lo = l). DRAFT and MSB: hi = h of channel n, lo = h of channel
+        n + out_channels. LSB: hi = l of channel n, lo = l of channel n + out_channels.
+        """
+        p, mode = self.params, parse_mode(mode)
+        q = _codes(q)
+        expected = (p.group_size, p.channels(mode))
+        if q.shape != expected:
+            raise ValueError(f"{mode.name} weights must have shape {expected}, got {q.shape}")
+        n = p.out_channels
+        if mode is MacMode.FULL:
+            return (q & 0xFF).astype(np.uint8)
+        nibble = (q >> 4) & 0xF if mode in (MacMode.DRAFT, MacMode.MSB) else q & 0xF
+        return ((nibble[:, :n] << 4) | nibble[:, n:]).astype(np.uint8)
+
+    def weight_beats(self, wbytes):
+        """Split packed bytes ``[group_size, out_channels]`` into ``beats_per_group`` beats of
+        ``[lanes, out_channels]``."""
+        p = self.params
+        return [wbytes[b * p.lanes:(b + 1) * p.lanes] for b in range(p.beats_per_group)]
+
+    def act_beats(self, x):
+        """Split activations ``[tokens, group_size]`` into beats of ``[tokens, lanes]``."""
+        p = self.params
+        return [x[:, b * p.lanes:(b + 1) * p.lanes] for b in range(p.beats_per_group)]
+
+    # -- the datapath ----------------------------------------------------------------------------
+    def lane_fields(self, mode, wbytes):
+        """The signed 5-bit fields ``(H5, L5)`` the upper and lower lanes multiply by."""
+        p, mode = self.params, parse_mode(mode)
+        wbytes = np.asarray(wbytes, dtype=np.int64)
+        hi, lo = (wbytes >> 4) & 0xF, wbytes & 0xF
+        signed = lambda nib: np.where(nib >= 8, nib - 16, nib)
+        aug = int(p.augmented and mode is MacMode.DRAFT)
+        if mode is MacMode.LSB:
+            upper = hi                               # {0, hi}: an unsigned l
+        else:
+            upper = 2 * signed(hi) + aug             # {hi, a}
+        if mode in (MacMode.DRAFT, MacMode.MSB):
+            lower = 2 * signed(lo) + aug             # {lo, a}: a second weight's h
+        else:
+            lower = lo                               # {0, lo}: an unsigned l
+        for name, field in (("upper field", upper), ("lower field", lower)):
+            _check_width(name, field, 5)
+        return upper, lower
+
+    def operate(self, mode, x, q):
+        """Group sums ``[tokens, result_channels]`` of one operation, as the array computes them."""
+        p, mode = self.params, parse_mode(mode)
+        x = _codes(x, "activation codes")
+        if x.shape != (p.tokens, p.group_size):
+            raise ValueError(f"activations must have shape {(p.tokens, p.group_size)}, got {x.shape}")
+        wbytes = self.pack_weights(mode, q)
+        acc_h = np.zeros((p.tokens, p.out_channels), dtype=np.int64)
+        acc_l = np.zeros_like(acc_h)
+        for xb, wb in zip(self.act_beats(x), self.weight_beats(wbytes)):
+            upper, lower = self.lane_fields(mode, wb)          # [lanes, out_channels]
+            prod_h = xb[:, :, None] * upper[None, :, :]         # [tokens, lanes, out_channels]
+            prod_l = xb[:, :, None] * lower[None, :, :]
+            lo, hi = p.lane_product_range
+            for name, prod in (("upper lane product", prod_h), ("lower lane product", prod_l)):
+                if prod.min() < lo or prod.max() > hi:
+                    raise OverflowError(f"{name} left its range [{lo}, {hi}]")
+            acc_h = _check_width("upper slice accumulator",
+                                 acc_h + _check_width("upper beat sum", prod_h.sum(axis=1),
+                                                      p.slice_sum_width), p.slice_acc_width)
+            acc_l = _check_width("lower slice accumulator",
+                                 acc_l + _check_width("lower beat sum", prod_l.sum(axis=1),
+                                                      p.slice_sum_width), p.slice_acc_width)
+        out = np.zeros((p.tokens, p.result_channels), dtype=np.int64)
+        n = p.out_channels
+        if mode is MacMode.FULL:
+            out[:, :n] = 8 * acc_h + acc_l
+        elif mode is MacMode.LSB:
+            out[:, :n], out[:, n:] = acc_h, acc_l
+        else:
+            out[:, :n], out[:, n:] = 8 * acc_h, 8 * acc_l
+        return _check_width("result", out, p.result_width)
+
+    def channel_sums(self, mode, sums):
+        """The meaningful slots of an operation's result: ``[tokens, channels(mode)]``."""
+        mode = parse_mode(mode)
+        return np.asarray(sums)[:, :self.params.channels(mode)]
+
+    def group_sums(self, x, q, mode):
+        """Group partial sums of a whole matrix product, tiled into operations as the array runs them.
+
+        ``x[t, k]`` with ``t`` a multiple of ``tokens`` and ``k`` of ``group_size``; ``q[k, n]`` with
+        ``n`` a multiple of ``channels(mode)``. Returns ``[t, k // group_size, n]``, comparable with
+        :func:`reference_group_sums`.
+        """
+        p, mode = self.params, parse_mode(mode)
+        x, q = _codes(x, "activation codes"), _codes(q)
+        (t, k), (k2, n) = x.shape, q.shape
+        c = p.channels(mode)
+        if k != k2:
+            raise ValueError(f"x has {k} reduction positions but q has {k2}")
+        for name, size, tile in (("tokens", t, p.tokens), ("reduction size", k, p.group_size),
+                                 ("output channels", n, c)):
+            if size == 0 or size % tile:
+                raise ValueError(f"{name} ({size}) must be a positive multiple of {tile}")
+        out = np.zeros((t, k // p.group_size, n), dtype=np.int64)
+        for t0 in range(0, t, p.tokens):
+            for g in range(k // p.group_size):
+                ks = slice(g * p.group_size, (g + 1) * p.group_size)
+                for n0 in range(0, n, c):
+                    sums = self.operate(mode, x[t0:t0 + p.tokens, ks], q[ks, n0:n0 + c])
+                    out[t0:t0 + p.tokens, g, n0:n0 + c] = self.channel_sums(mode, sums)
+        return out
