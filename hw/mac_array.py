@@ -87,6 +87,7 @@ class MacArray(wiring.Component):
         if params is None:
             params = MacArrayParams()
         if not isinstance(params, MacArrayParams):
+            self._MustUse__silence = True    # a rejected object is not an unused elaboratable
             raise TypeError(f"params must be a MacArrayParams, not {params!r}")
         self.params = params
         super().__init__({
@@ -150,7 +151,10 @@ class MacArray(wiring.Component):
             s1_packed.eq((s1_mode == MacMode.DRAFT) | (s1_mode == MacMode.MSB)),
             s1_aug.eq((s1_mode == MacMode.DRAFT) if p.augmented else 0),
         ]
-        s1_act = s1_act_tile[s1_beat]
+        # One named copy of this beat's activations: every lane reads it, and indexing the tile
+        # dynamically at each use would replicate the whole selector per lane.
+        s1_act = Signal(act_layout(p))
+        m.d.comb += s1_act.eq(s1_act_tile[s1_beat])
         upper_fields, lower_fields = [], []
         for k in range(p.lanes):
             upper_row, lower_row = [], []

@@ -85,6 +85,7 @@ class StreamSink(_Port):
         self.stall = stall
         self.received = deque()
         self.cycle = 0
+        self.receive_cycles = []     # the cycle of every handshake, for throughput measurements
         self.ready.value = 0
         self._task = cocotb.start_soon(self._run())
 
@@ -96,6 +97,7 @@ class StreamSink(_Port):
             await ReadOnly()
             if ready and int(self.valid.value):
                 self.received.append(self.payload.value.to_unsigned())
+                self.receive_cycles.append(self.cycle)
             self.cycle += 1
 
     async def recv(self, count, timeout_cycles):
@@ -108,3 +110,12 @@ class StreamSink(_Port):
                     f"{timeout_cycles} cycles")
             await RisingEdge(self.clock)
         return [self.received.popleft() for _ in range(count)]
+
+    @property
+    def last_cycle(self):
+        """The cycle of the latest handshake."""
+        return self.receive_cycles[-1]
+
+    def first_cycle_after(self, cycle):
+        """The cycle of the first handshake at or after ``cycle``."""
+        return next(c for c in self.receive_cycles if c >= cycle)

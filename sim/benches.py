@@ -1,0 +1,25 @@
+"""Run the cocotb benches of a block on Verilator: what pytest and ``build.py`` call."""
+
+import json
+
+from hw.blocks import BLOCKS
+from sim.mac_harness import PARAMS_ENV
+from sim.runner import generate_verilog, run_cocotb
+
+__all__ = ["run_mac_bench"]
+
+
+def run_mac_bench(params, module="sim.tb_mac_array", testcase=None, env=None, golden=None,
+                  seed=None, waves=False):
+    """Build the MAC array for ``params`` and run a cocotb module against it.
+
+    ``golden`` are the params the bench's golden model uses (default: the same); passing different
+    ones is how the tests show that the bench detects a wrong model.
+    """
+    block = BLOCKS["mac_array"]
+    verilog_text = generate_verilog(block.build(params), block.name)
+    bench_env = {PARAMS_ENV: json.dumps((golden or params).to_dict()), **(env or {})}
+    if seed is not None:
+        bench_env["ELMOE_SEED"] = str(seed)
+    return run_cocotb(block.name, verilog_text, module, testcase=testcase, env=bench_env,
+                      waves=waves)
