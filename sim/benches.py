@@ -1,6 +1,7 @@
 """Run the cocotb benches of a block on Verilator: what pytest and ``build.py`` call."""
 
 import json
+import os
 
 from hw.blocks import BLOCKS
 from sim.mac_harness import PARAMS_ENV
@@ -10,12 +11,15 @@ __all__ = ["run_mac_bench"]
 
 
 def run_mac_bench(params, module="sim.tb_mac_array", testcase=None, env=None, golden=None,
-                  seed=None, waves=False):
+                  seed=None, waves=None):
     """Build the MAC array for ``params`` and run a cocotb module against it.
 
     ``golden`` are the params the bench's golden model uses (default: the same); passing different
-    ones is how the tests show that the bench detects a wrong model.
+    ones is how the tests show that the bench detects a wrong model. ``waves`` (default: the
+    ``ELMOE_WAVES`` environment variable) records an FST waveform under ``build/waves``.
     """
+    if waves is None:
+        waves = os.environ.get("ELMOE_WAVES", "0") not in ("", "0")
     block = BLOCKS["mac_array"]
     verilog_text = generate_verilog(block.build(params), block.name)
     bench_env = {PARAMS_ENV: json.dumps((golden or params).to_dict()), **(env or {})}

@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from amaranth.back import verilog
 
 __all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "build", "run_cocotb",
-           "CocotbFailure"]
+           "CocotbFailure", "BuildError"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 
 class CocotbFailure(AssertionError):
     """A cocotb bench reported failing tests (or none at all)."""
+
+
+class BuildError(RuntimeError):
+    """Verilator could not build the design; the message carries the end of the build log."""
 
 
 def setup_verilator():
@@ -81,7 +86,13 @@ def build(top, verilog_text, waves=False):
     """
     setup_verilator()
     from cocotb_tools.runner import get_runner
-    build_args = VERILATOR_ARGS + (["--trace-fst", "--trace-structs"] if waves else [])
+    trace = []
+    if waves:
+        trace = ["--trace-fst" if _have_lz4() else "--trace", "--trace-structs"]
+        if trace[0] == "--trace":
+            logger.warning("FST waveforms need the lz4 headers (Debian: liblz4-dev); "
+                           "writing VCD instead")
+    build_args = VERILATOR_ARGS + trace
     key = hashlib.sha256(
         json.dumps([verilog_text, build_args]).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{top}-{key}"
@@ -92,9 +103,20 @@ def build(top, verilog_text, waves=False):
             source.write_text(verilog_text)
         runner = get_runner("verilator")
         logger.info("building %s in %s", top, build_dir)
-        runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
-                     build_args=build_args, waves=waves, log_file=build_dir / "build.log")
+        try:
+            runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
+                         build_args=build_args, waves=waves, log_file=build_dir / "build.log")
+        except (RuntimeError, SystemExit) as exc:
+            raise BuildError(f"Verilator build of {top} failed ({exc}):\n"
+                             f"{_tail(build_dir / 'build.log', 25)}") from None
     return runner, build_dir
+
+
+def _have_lz4():
+    """Whether the C++ compiler finds ``lz4.h``, which Verilator's FST writer includes."""
+    probe = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    return probe.returncode == 0
 
 
 def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=None, waves=False):
@@ -130,5 +152,6 @@ def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=Non
                             f"\n{_tail(log_file)}")
     logger.info("%s: %d cocotb test(s) passed; log in %s", test_module, tests, log_file)
     if waves:
-        logger.info("waveform written to %s", run_dir / "dump.fst")
+        for dump in sorted(run_dir.glob("dump.*")):
+            logger.warning("waveform written to %s", dump)
     return tests, results_xml

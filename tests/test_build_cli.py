@@ -44,3 +44,27 @@ def test_bad_requests_are_named(args, message):
     result = run_build(*args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_main_job_on_the_default():
+    """The README's second command, shortened: Verilog of every block plus the RTL check."""
+    result = run_build("--dots", "100")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 cocotb tests passed" in result.stdout
+
+
+def test_bench_mac_figures():
+    """Cycle counts are deterministic, so the bench's figures can be checked here (its wall-clock
+    time is not). A short stream: utilization includes the pipeline fill."""
+    result = run_build("bench", "mac", "--ops", "250")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("block", "full_weights_per_cycle", "draft_weights_per_cycle", "utilization_full",
+                "utilization_draft", "cells", "cells_without_augmentation",
+                "augmentation_overhead"):
+        assert key in figures, key
+    assert figures["block"] == "mac_array"
+    assert figures["draft_weights_per_cycle"] == 2 * figures["full_weights_per_cycle"]
+    assert figures["utilization_full"] >= 0.99 and figures["utilization_draft"] >= 0.99
+    assert figures["cells"] > figures["cells_without_augmentation"] > 0
+    assert 0 < figures["augmentation_overhead"] <= 0.03
