@@ -32,7 +32,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .params import MacArrayParams, MacMode, MAC_MODE_BITS, ACT_BITS, SLICE_BITS, FIELD_BITS
+from .params import MacArrayParams, MacMode, ACT_BITS, SLICE_BITS, FIELD_BITS
 
 __all__ = ["MacArray", "SlicePair", "op_layout", "act_layout", "weight_layout", "result_layout"]
 
@@ -43,7 +43,7 @@ SlicePair = data.StructLayout({"lo": unsigned(SLICE_BITS), "hi": unsigned(SLICE_
 
 def op_layout(params):
     return data.StructLayout({
-        "mode": unsigned(MAC_MODE_BITS),
+        "mode": MacMode,
         "load_act": unsigned(1),
         "tag": unsigned(params.tag_width),
     })
@@ -60,7 +60,7 @@ def weight_layout(params):
 def result_layout(params):
     return data.StructLayout({
         "tag": unsigned(params.tag_width),
-        "mode": unsigned(MAC_MODE_BITS),
+        "mode": MacMode,
         "sums": data.ArrayLayout(
             data.ArrayLayout(signed(params.result_width), params.result_channels), params.tokens),
     })
@@ -126,7 +126,7 @@ class MacArray(wiring.Component):
         s1_first = Signal()
         s1_last = Signal()
         s1_beat = Signal(beat_shape)
-        s1_mode = Signal(MAC_MODE_BITS)
+        s1_mode = Signal(MacMode)
         s1_tag = Signal(p.tag_width)
         s1_weights = Signal(weight_layout(p))
         s1_act_tile = Signal(data.ArrayLayout(act_layout(p), p.beats_per_group))
@@ -178,7 +178,7 @@ class MacArray(wiring.Component):
         s2_valid = Signal()
         s2_first = Signal()
         s2_last = Signal()
-        s2_mode = Signal(MAC_MODE_BITS)
+        s2_mode = Signal(MacMode)
         s2_tag = Signal(p.tag_width)
         s2_sum_h = Signal(slice_sums)
         s2_sum_l = Signal(slice_sums)

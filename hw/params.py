@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 import enum
 
 __all__ = [
-    "MacMode", "MacArrayParams", "AcceleratorParams",
+    "MacMode", "MAC_MODE_BITS", "MacArrayParams", "AcceleratorParams",
     "MAC_DEFAULT", "MAC_PAPER_PE", "MAC_PRESETS",
     "signed_width", "unsigned_width",
     "WEIGHT_BITS", "SLICE_BITS", "FIELD_BITS", "ACT_BITS", "QUANT_GROUP",
@@ -46,7 +46,9 @@ class MacMode(enum.IntEnum):
         return 1 if self is MacMode.FULL else 2
 
 
+#: Width of the mode field on the MAC array's streams (the enum's explicit shape).
 MAC_MODE_BITS = 2
+assert max(MacMode) < (1 << MAC_MODE_BITS)
 
 
 def signed_width(lo, hi):

@@ -16,6 +16,7 @@ pytest proves the two equal; the RTL is compared with the second.
 import numpy as np
 
 from hw.params import MacMode, MacArrayParams
+from sw_model.quant import as_codes
 
 __all__ = ["parse_mode", "effective_weights", "draft_weights", "reference_group_sums",
            "SliceLevelMac", "DRAFT_METHODS"]
@@ -42,16 +43,6 @@ def parse_mode(mode):
     raise ValueError(f"mode must be one of {names}, not {mode!r}")
 
 
-def _codes(q, name="weight codes"):
-    q = np.asarray(q)
-    if not np.issubdtype(q.dtype, np.integer):
-        raise TypeError(f"{name} must be integers, not {q.dtype}")
-    q = q.astype(np.int64)
-    if q.size and (q.min() < -128 or q.max() > 127):
-        raise ValueError(f"{name} must lie in [-128, 127], found [{q.min()}, {q.max()}]")
-    return q
-
-
 def draft_weights(q, method="augmented"):
     """The draft's weight value (in code units) for each INT8 code ``q``.
 
@@ -59,7 +50,7 @@ def draft_weights(q, method="augmented"):
     ``truncation``: ``16h``; ``rounding``: ``16 * clip(round(q / 16), -8, 7)``, a separately rounded
     4-bit copy (not nested: it needs its own storage).
     """
-    q = _codes(q)
+    q = as_codes(q)
     if method == "augmented":
         return 16 * (q >> 4) + 8
     if method == "truncation":
@@ -72,7 +63,7 @@ def draft_weights(q, method="augmented"):
 def effective_weights(q, mode, augmented=True):
     """``w_eff`` of each code in ``mode``: q, 16h+8 (16h without augmentation), 16h, or l."""
     mode = parse_mode(mode)
-    q = _codes(q)
+    q = as_codes(q)
     if mode is MacMode.FULL:
         return q
     if mode is MacMode.DRAFT:
@@ -87,7 +78,7 @@ def reference_group_sums(x, q, mode, group, augmented=True):
 
     ``x[t, k]`` are activation codes, ``q[k, n]`` weight codes with the reduction axis first.
     """
-    x = _codes(x, "activation codes")
+    x = as_codes(x, "activation codes")
     w = effective_weights(q, mode, augmented)
     if x.ndim != 2 or w.ndim != 2:
         raise ValueError(f"x and q must be 2-D, got shapes {x.shape} and {w.shape}")
@@ -131,7 +122,7 @@ class SliceLevelMac:
         n + out_channels. LSB: hi = l of channel n, lo = l of channel n + out_channels.
         """
         p, mode = self.params, parse_mode(mode)
-        q = _codes(q)
+        q = as_codes(q)
         expected = (p.group_size, p.channels(mode))
         if q.shape != expected:
             raise ValueError(f"{mode.name} weights must have shape {expected}, got {q.shape}")
@@ -175,7 +166,7 @@ class SliceLevelMac:
     def operate(self, mode, x, q):
         """Group sums ``[tokens, result_channels]`` of one operation, as the array computes them."""
         p, mode = self.params, parse_mode(mode)
-        x = _codes(x, "activation codes")
+        x = as_codes(x, "activation codes")
         if x.shape != (p.tokens, p.group_size):
             raise ValueError(f"activations must have shape {(p.tokens, p.group_size)}, got {x.shape}")
         wbytes = self.pack_weights(mode, q)
@@ -218,7 +209,7 @@ class SliceLevelMac:
         :func:`reference_group_sums`.
         """
         p, mode = self.params, parse_mode(mode)
-        x, q = _codes(x, "activation codes"), _codes(q)
+        x, q = as_codes(x, "activation codes"), as_codes(q)
         (t, k), (k2, n) = x.shape, q.shape
         c = p.channels(mode)
         if k != k2:

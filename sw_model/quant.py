@@ -13,7 +13,7 @@ import numpy as np
 from hw.params import QUANT_GROUP
 
 __all__ = ["QuantWeights", "QuantActivations", "quantize_weights", "quantize_activations",
-           "slice_codes", "join_slices", "QMAX", "FP16_MAX"]
+           "slice_codes", "join_slices", "as_codes", "QMAX", "FP16_MAX"]
 
 #: Largest code the quantiser emits; the hardware also accepts -128.
 QMAX = 127
@@ -103,19 +103,20 @@ def quantize_activations(x):
     return QuantActivations(codes=codes, scales=scales)
 
 
-def _as_codes(q):
+def as_codes(q, name="weight codes"):
+    """``q`` as int64 codes, checked to be integers in [-128, 127]; errors name ``name``."""
     q = np.asarray(q)
     if not np.issubdtype(q.dtype, np.integer):
-        raise TypeError(f"weight codes must be integers, not {q.dtype}")
+        raise TypeError(f"{name} must be integers, not {q.dtype}")
     q = q.astype(np.int64)
     if q.size and (q.min() < -128 or q.max() > 127):
-        raise ValueError(f"weight codes must lie in [-128, 127], found [{q.min()}, {q.max()}]")
+        raise ValueError(f"{name} must lie in [-128, 127], found [{q.min()}, {q.max()}]")
     return q
 
 
 def slice_codes(q):
     """Split INT8 codes into ``(h, l)``: ``h = q >> 4`` in [-8, 7], ``l = q & 0xF`` in [0, 15]."""
-    q = _as_codes(q)
+    q = as_codes(q)
     return q >> 4, q & 0xF
 
 
