@@ -63,7 +63,7 @@ class MacHarness:
     async def run(self, jobs):
         """Send ``jobs``, wait for their results, check them bit for bit against the golden
         model, and check every stream is drained with nothing extra produced. Returns the number
-        of group dot products checked."""
+        of group dot products checked and the decoded results ``(tag, mode, sums)``."""
         for job in jobs:
             op, acts, weights = encode_job(self.params, job)
             self.op.send([op.as_bits()])
@@ -71,10 +71,11 @@ class MacHarness:
             self.weights.send(w.as_bits() for w in weights)
         beats = len(jobs) * self.params.beats_per_group
         raw = await self.results.recv(len(jobs), timeout_cycles=20 * beats + 100)
-        checked = check_results(self.params, jobs, [decode_result(self.params, r) for r in raw])
+        results = [decode_result(self.params, r) for r in raw]
+        checked = check_results(self.params, jobs, results)
         await ClockCycles(self.dut.clk, 2 * self.params.beats_per_group + 8)
         for source in (self.op, self.act, self.weights):
             assert source.empty, f"{source.prefix}: {len(source.queue)} beats never accepted"
         assert not self.results.received, \
             f"{len(self.results.received)} results beyond the {len(jobs)} expected"
-        return checked
+        return checked, results

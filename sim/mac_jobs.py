@@ -13,7 +13,7 @@ from hw.mac_array import op_layout, act_layout, weight_layout, result_layout
 from hw.params import MacMode
 from sw_model.bitnested import SliceLevelMac
 
-__all__ = ["MacJob", "EDGE_VALUES", "random_jobs", "edge_jobs", "encode_job", "decode_result",
+__all__ = ["MacJob", "EDGE_VALUES", "job_for", "random_jobs", "edge_jobs", "encode_job", "decode_result",
            "check_results"]
 
 #: Activation and weight code extremes: -128, 127, 0, all ones (-1), one, and the 4-bit boundaries.
@@ -38,6 +38,11 @@ class MacJob:
 
 def _finish(model, mode, tag, load_act, x, q):
     return MacJob(MacMode(mode), tag, load_act, x, q, model.operate(mode, x, q))
+
+
+def job_for(params, mode, tag, x, q, load_act=True):
+    """One job on given codes, its expected sums from the slice-level model."""
+    return _finish(SliceLevelMac(params), mode, tag, load_act, np.asarray(x), np.asarray(q))
 
 
 def random_jobs(params, rng, count, modes=tuple(MacMode), reuse=0.3):

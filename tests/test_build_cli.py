@@ -50,7 +50,7 @@ def test_main_job_on_the_default():
     """The README's second command, shortened: Verilog of every block plus the RTL check."""
     result = run_build("--dots", "100")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 cocotb tests passed" in result.stdout
+    assert "4 cocotb tests passed" in result.stdout
 
 
 def test_bench_mac_figures():
