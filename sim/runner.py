@@ -119,7 +119,7 @@ def _have_lz4():
     return probe.returncode == 0
 
 
-def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=None, waves=False):
+def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=False):
     """Build (cached) and run the cocotb module ``test_module`` against ``top``.
 
     ``env`` adds environment variables for the bench (how benches receive their parameters).
@@ -135,7 +135,7 @@ def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, seed=Non
         results_xml.unlink()
     log_file = run_dir / "sim.log"
     try:
-        runner.test(test_module=test_module, hdl_toplevel=top, testcase=testcase, seed=seed,
+        runner.test(test_module=test_module, hdl_toplevel=top, testcase=testcase,
                     build_dir=build_dir, test_dir=run_dir, results_xml=results_xml,
                     extra_env=dict(env or {}), waves=waves, log_file=log_file)
     except SystemExit as exc:   # the cocotb runner exits on failures when run under pytest
