@@ -170,18 +170,24 @@ def cmd_bench(args):
 def cmd_default(args):
     """The main job on the built-in defaults."""
     from sim.benches import run_mac_bench
+    from sim.mac_harness import SUMMARY_ENV, read_summary
     start = time.monotonic()
     print("ELMoE-3D: writing Verilog of every block (default parameters) ...", flush=True)
     rows = write_verilog(presets=["default"])
     print("checking the Verilated MAC array against the golden model "
           f"({args.dots} random group dot products per mode, plus edge cases) ...", flush=True)
     params = MAC_PRESETS["default"]
-    tests, results = run_mac_bench(params, seed=args.seed, waves=args.waves,
-                                   env={"ELMOE_MAC_DOTS": str(args.dots)})
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.jsonl"
+        tests, results = run_mac_bench(params, seed=args.seed, waves=args.waves,
+                                       env={"ELMOE_MAC_DOTS": str(args.dots),
+                                            SUMMARY_ENV: str(summary)})
+        checked = read_summary(summary)
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
                  [[r["block"], params.describe(), r["path"], r["lint_errors"],
-                   f"{tests} cocotb tests passed"] for r in rows]))
+                   f"{tests} cocotb tests passed, {checked} group dot products bit-exact"]
+                  for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
     return 1 if any(r["lint_errors"] for r in rows) else 0
 

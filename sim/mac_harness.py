@@ -4,6 +4,7 @@ The parameters reach the bench through the environment (``ELMOE_MAC_PARAMS``, JS
 :class:`hw.params.MacArrayParams`), since the simulator process is started by the runner.
 """
 
+import itertools
 import json
 import logging
 import os
@@ -17,12 +18,15 @@ from hw.params import MacArrayParams
 from sim.cocotb_streams import StreamSource, StreamSink, reset
 from sim.mac_jobs import encode_job, decode_result, check_results
 
-__all__ = ["PARAMS_ENV", "SEED_ENV", "params_from_env", "seed_from_env", "MacHarness"]
+__all__ = ["PARAMS_ENV", "SEED_ENV", "SUMMARY_ENV", "params_from_env", "seed_from_env",
+           "MacHarness", "read_summary"]
 
 PARAMS_ENV = "ELMOE_MAC_PARAMS"
 SEED_ENV = "ELMOE_SEED"
+SUMMARY_ENV = "ELMOE_SUMMARY"
 
 logger = logging.getLogger(__name__)
+_serials = itertools.count()
 
 
 def params_from_env():
@@ -42,6 +46,8 @@ class MacHarness:
     def __init__(self, dut, params, seed):
         self.dut, self.params = dut, params
         self.rng = random.Random(seed)
+        self.checked = 0      # group dot products compared with the golden model so far
+        self.serial = next(_serials)
         self.op = StreamSource(dut, "op", self.rng)
         self.act = StreamSource(dut, "act", self.rng)
         self.weights = StreamSource(dut, "weights", self.rng)
@@ -73,9 +79,29 @@ class MacHarness:
         raw = await self.results.recv(len(jobs), timeout_cycles=20 * beats + 100)
         results = [decode_result(self.params, r) for r in raw]
         checked = check_results(self.params, jobs, results)
+        self.checked += checked
         await ClockCycles(self.dut.clk, 2 * self.params.beats_per_group + 8)
         for source in (self.op, self.act, self.weights):
             assert source.empty, f"{source.prefix}: {len(source.queue)} beats never accepted"
         assert not self.results.received, \
             f"{len(self.results.received)} results beyond the {len(jobs)} expected"
+        self._record()
         return checked, results
+
+    def _record(self):
+        """Append this harness's running total to ``ELMOE_SUMMARY`` (JSON lines), if set, so a
+        caller outside the simulator can report how much was checked."""
+        path = os.environ.get(SUMMARY_ENV)
+        if path:
+            with open(path, "a") as f:
+                f.write(json.dumps({"harness": self.serial, "dot_products": self.checked}) + "\n")
+
+
+def read_summary(path):
+    """Group dot products checked, over every harness that wrote to the summary at ``path``."""
+    totals = {}
+    with open(path) as f:
+        for line in f:
+            entry = json.loads(line)
+            totals[entry["harness"]] = entry["dot_products"]
+    return sum(totals.values())

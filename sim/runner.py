@@ -102,6 +102,8 @@ def build(top, verilog_text, waves=False):
         if not source.exists() or source.read_text() != verilog_text:
             source.write_text(verilog_text)
         runner = get_runner("verilator")
+        # cocotb's runner logs every command at INFO; follow this module's level instead
+        runner.log.setLevel(max(logging.INFO, logger.getEffectiveLevel()))
         logger.info("building %s in %s", top, build_dir)
         try:
             runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,

@@ -1,6 +1,7 @@
 """``build.py``: the Verilog it writes lints clean, and bad requests get clear errors."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_main_job_on_the_default():
     result = run_build("--dots", "100")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 cocotb tests passed" in result.stdout
+    assert re.search(r"[1-9][0-9]* group dot products bit-exact", result.stdout)
 
 
 def test_bench_mac_figures():
