@@ -145,33 +145,11 @@ class MacArray(wiring.Component):
                     m.d.sync += s1_act_tile[in_beat].eq(self.act.payload)
 
         # -- stage 2: lane fields, lane products, per-beat slice sums
-        s1_lsb = Signal()
-        s1_packed = Signal()      # lower lane holds a second weight's upper slice
-        s1_aug = Signal()         # the augmentation bit
-        m.d.comb += [
-            s1_lsb.eq(s1_mode == MacMode.LSB),
-            s1_packed.eq((s1_mode == MacMode.DRAFT) | (s1_mode == MacMode.MSB)),
-            s1_aug.eq((s1_mode == MacMode.DRAFT) if p.augmented else 0),
-        ]
         # One named copy of this beat's activations: every lane reads it, and indexing the tile
         # dynamically at each use would replicate the whole selector per lane.
         s1_act = Signal(act_layout(p))
         m.d.comb += s1_act.eq(s1_act_tile[s1_beat])
-        upper_fields, lower_fields = [], []
-        for k in range(p.lanes):
-            upper_row, lower_row = [], []
-            for n in range(p.out_channels):
-                pair = s1_weights[k][n]
-                upper = Signal(signed(FIELD_BITS), name=f"s1_upper_{k}_{n}")
-                lower = Signal(signed(FIELD_BITS), name=f"s1_lower_{k}_{n}")
-                m.d.comb += [
-                    upper.eq(Mux(s1_lsb, Cat(pair.hi, C(0, 1)), Cat(s1_aug, pair.hi))),
-                    lower.eq(Mux(s1_packed, Cat(s1_aug, pair.lo), Cat(pair.lo, C(0, 1)))),
-                ]
-                upper_row.append(upper)
-                lower_row.append(lower)
-            upper_fields.append(upper_row)
-            lower_fields.append(lower_row)
+        upper_fields, lower_fields = self._lane_fields(m, s1_mode, s1_weights)
 
         slice_sums = data.ArrayLayout(
             data.ArrayLayout(signed(p.slice_sum_width), p.out_channels), p.tokens)
@@ -229,3 +207,33 @@ class MacArray(wiring.Component):
                                 m.d.sync += [first_slot.eq(new_h << 3),
                                              second_slot.eq(new_l << 3)]
         return m
+
+    def _lane_fields(self, m, s1_mode, s1_weights):
+        """The signed 5-bit field of every upper and lower slice lane, as ``[lanes][channels]``
+        grids: upper ``{hi, a}`` (``{0, hi}`` in LSB), lower ``{0, lo}`` (``{lo, a}`` in DRAFT and
+        MSB, where it carries a second weight's upper slice). ``a`` is the augmentation bit."""
+        p = self.params
+        s1_lsb = Signal()
+        s1_packed = Signal()      # lower lane holds a second weight's upper slice
+        s1_aug = Signal()         # the augmentation bit
+        m.d.comb += [
+            s1_lsb.eq(s1_mode == MacMode.LSB),
+            s1_packed.eq((s1_mode == MacMode.DRAFT) | (s1_mode == MacMode.MSB)),
+            s1_aug.eq((s1_mode == MacMode.DRAFT) if p.augmented else 0),
+        ]
+        upper_fields, lower_fields = [], []
+        for k in range(p.lanes):
+            upper_row, lower_row = [], []
+            for n in range(p.out_channels):
+                pair = s1_weights[k][n]
+                upper = Signal(signed(FIELD_BITS), name=f"s1_upper_{k}_{n}")
+                lower = Signal(signed(FIELD_BITS), name=f"s1_lower_{k}_{n}")
+                m.d.comb += [
+                    upper.eq(Mux(s1_lsb, Cat(pair.hi, C(0, 1)), Cat(s1_aug, pair.hi))),
+                    lower.eq(Mux(s1_packed, Cat(s1_aug, pair.lo), Cat(pair.lo, C(0, 1)))),
+                ]
+                upper_row.append(upper)
+                lower_row.append(lower)
+            upper_fields.append(upper_row)
+            lower_fields.append(lower_row)
+        return upper_fields, lower_fields
