@@ -28,10 +28,10 @@ async def throughput(dut):
     figures = {}
     for mode in MacMode:
         jobs = random_jobs(params, rng, ops, modes=(mode,), reuse=0.0)
-        first_beat = len(harness.weights.accept_cycles)
+        first_beat = len(harness.weights.handshake_cycles)
         first_result = harness.results.cycle
         await harness.run(jobs)
-        cycles = harness.weights.accept_cycles[first_beat:]
+        cycles = harness.weights.handshake_cycles[first_beat:]
         beats = len(cycles)
         window = cycles[-1] - cycles[0] + 1
         # end to end: from the first beat accepted to the last result taken, pipeline fill included

@@ -27,7 +27,7 @@ async def reset(dut, cycles=2):
 
 
 class _Port:
-    def __init__(self, dut, prefix):
+    def __init__(self, dut, prefix, rng=None):
         try:
             self.valid = getattr(dut, f"{prefix}__valid")
             self.ready = getattr(dut, f"{prefix}__ready")
@@ -36,6 +36,21 @@ class _Port:
             raise ValueError(f"the DUT has no stream port named {prefix!r}") from None
         self.prefix = prefix
         self.clock = dut.clk
+        self.rng = rng or random.Random(0)
+        self.cycle = 0                # cycles seen since the driver started
+        self.handshake_cycles = []    # the cycle of every handshake, for throughput measurements
+
+    def _start(self):
+        cocotb.start_soon(self._run())
+
+    @property
+    def last_cycle(self):
+        """The cycle of the latest handshake."""
+        return self.handshake_cycles[-1]
+
+    def first_cycle_after(self, cycle):
+        """The cycle of the first handshake at or after ``cycle``."""
+        return next(c for c in self.handshake_cycles if c >= cycle)
 
 
 class StreamSource(_Port):
@@ -43,15 +58,12 @@ class StreamSource(_Port):
     the next beat (a beat once offered is held until accepted)."""
 
     def __init__(self, dut, prefix, rng=None, idle=0.0):
-        super().__init__(dut, prefix)
-        self.rng = rng or random.Random(0)
+        super().__init__(dut, prefix, rng)
         self.idle = idle
         self.queue = deque()
-        self.cycle = 0
-        self.accept_cycles = []    # the cycle of every handshake, for throughput measurements
         self._current = None
         self.valid.value = 0
-        self._task = cocotb.start_soon(self._run())
+        self._start()
 
     def send(self, payloads):
         self.queue.extend(int(p) for p in payloads)
@@ -72,7 +84,7 @@ class StreamSource(_Port):
             await ReadOnly()
             if self._current is not None and int(self.ready.value):
                 self._current = None
-                self.accept_cycles.append(self.cycle)
+                self.handshake_cycles.append(self.cycle)
             self.cycle += 1
 
 
@@ -80,14 +92,11 @@ class StreamSink(_Port):
     """Takes beats out of the DUT; with probability ``stall`` it withholds ``ready`` for a cycle."""
 
     def __init__(self, dut, prefix, rng=None, stall=0.0):
-        super().__init__(dut, prefix)
-        self.rng = rng or random.Random(0)
+        super().__init__(dut, prefix, rng)
         self.stall = stall
         self.received = deque()
-        self.cycle = 0
-        self.receive_cycles = []     # the cycle of every handshake, for throughput measurements
         self.ready.value = 0
-        self._task = cocotb.start_soon(self._run())
+        self._start()
 
     async def _run(self):
         while True:
@@ -97,7 +106,7 @@ class StreamSink(_Port):
             await ReadOnly()
             if ready and int(self.valid.value):
                 self.received.append(self.payload.value.to_unsigned())
-                self.receive_cycles.append(self.cycle)
+                self.handshake_cycles.append(self.cycle)
             self.cycle += 1
 
     async def recv(self, count, timeout_cycles):
@@ -111,11 +120,3 @@ class StreamSink(_Port):
             await RisingEdge(self.clock)
         return [self.received.popleft() for _ in range(count)]
 
-    @property
-    def last_cycle(self):
-        """The cycle of the latest handshake."""
-        return self.receive_cycles[-1]
-
-    def first_cycle_after(self, cycle):
-        """The cycle of the first handshake at or after ``cycle``."""
-        return next(c for c in self.receive_cycles if c >= cycle)
