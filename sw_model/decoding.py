@@ -1,0 +1,468 @@
+"""Decoding on the golden MoE model: cached decoding and Elastic self-speculative decoding.
+
+Both produce the target's tokens (greedy: exactly target-only greedy decoding; temperature > 0: the
+target's distribution) and, per step, the statistics the scheduler and performance model consume.
+
+Byte accounting (routed experts; ``W`` = weights of one expert, ``S`` = its FP16 scale bytes):
+* HB holds, per MoE layer, ``capacity`` experts' upper nibbles plus their scales: ``W/2 + S``.
+* A pass reads each expert it touches once (its tokens are batched), whatever the number of tokens.
+* Draft: a touched HB-resident expert reads ``W/2 + S`` from HB; a non-resident one (only the
+  elastic-k policy drafts with those) reads ``W/2 + S`` from LPDDR.
+* Target pass (verification, cached decoding): a hit reads ``W/2 + S`` (MSB and scales) from HB and
+  ``W/2`` (LSB) from LPDDR; a miss reads ``W + S`` from LPDDR.
+* Installing an expert writes ``W/2 + S`` into HB; it is read from LPDDR unless the same pass
+  already streams that expert from LPDDR as a miss (then the fill piggy-backs on it).
+* Dense weights (attention, routers, shared/dense FFNs, LM head; INT8 + scales) are read from HB
+  once per pass (:attr:`MoEModel.dense_bytes`). KV-cache traffic and embedding lookups are not
+  counted.
+
+Per-token figures divide decode-step bytes by the tokens those steps emitted (the prompt's prefill,
+which also yields each sequence's first token, is reported separately).
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import logging
+
+import numpy as np
+
+from sw_model.bitnested import DRAFT_METHODS
+from sw_model.moe import MoEModel, PassPlan, Precision, softmax
+
+__all__ = ["LRUExpertCache", "StepStats", "DecodeResult", "SDConfig", "target_greedy",
+           "cached_decode", "elastic_sd", "decode", "accept_greedy", "accept_rejection"]
+
+log = logging.getLogger(__name__)
+
+
+class LRUExpertCache:
+    """The expert cache the decoders use: ``capacity`` HB slots per MoE layer, LRU replacement.
+
+    The interface (any cache model with these methods can be plugged in):
+
+    * ``capacity``: slots per layer;
+    * ``access(layer, expert) -> bool``: a target pass needs ``expert``; True on a hit. A miss
+      installs it (evicting the least recently used when full);
+    * ``resident(layer) -> frozenset``: the experts whose upper slices HB holds now;
+    * ``select(layer, experts) -> (installed, evicted)``: make exactly ``experts`` resident
+      (Elastic-SD's frequency set), returning the sorted lists of changes.
+    """
+
+    def __init__(self, capacity):
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"cache capacity must be a positive integer, not {capacity!r}")
+        self.capacity = capacity
+        self._sets = {}
+
+    def _set(self, layer):
+        return self._sets.setdefault(layer, OrderedDict())
+
+    def access(self, layer, expert):
+        s = self._set(layer)
+        if expert in s:
+            s.move_to_end(expert)
+            return True
+        if len(s) >= self.capacity:
+            s.popitem(last=False)
+        s[expert] = True
+        return False
+
+    def resident(self, layer):
+        return frozenset(self._set(layer))
+
+    def select(self, layer, experts):
+        experts = [int(e) for e in experts]
+        if len(set(experts)) > self.capacity:
+            raise ValueError(f"layer {layer}: {len(set(experts))} experts selected for "
+                             f"{self.capacity} slots")
+        s = self._set(layer)
+        evicted = sorted(e for e in s if e not in experts)
+        for e in evicted:
+            del s[e]
+        installed = sorted(e for e in set(experts) if e not in s)
+        for e in installed:
+            s[e] = True
+        return installed, evicted
+
+
+@dataclass
+class StepStats:
+    """One decode step (``mode`` "cached" or "elastic_sd"), or the prefill (``mode`` "prefill").
+
+    ``touched[phase][layer]``: distinct experts a phase ("draft", "target") used in each MoE layer
+    (index into ``layers``); ``loads[phase][layer]``: expert reads summed over the phase's passes.
+    """
+    mode: str
+    sequences: int
+    proposed: int = 0
+    accepted: int = 0
+    emitted: int = 0
+    accept_lengths: list = field(default_factory=list)
+    touched: dict = field(default_factory=dict)
+    loads: dict = field(default_factory=dict)
+    hb_expert_bytes: int = 0
+    hb_dense_bytes: int = 0
+    lpddr_bytes: int = 0
+    hb_write_bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hb_bytes(self):
+        return self.hb_expert_bytes + self.hb_dense_bytes
+
+
+@dataclass
+class DecodeResult:
+    """Generated tokens per sequence (``max_new`` each), the prefill's stats and every step's."""
+    tokens: list
+    prefill: StepStats
+    steps: list
+    layers: list
+
+    def summary(self):
+        """Totals and per-token figures over the decode steps."""
+        steps = self.steps
+        emitted = sum(s.emitted for s in steps)
+        proposed = sum(s.proposed for s in steps)
+        accepted = sum(s.accepted for s in steps)
+        lengths = [n for s in steps for n in s.accept_lengths]
+        per = lambda v: v / emitted if emitted else 0.0
+        phases = sorted({p for s in steps for p in s.touched})
+        touched = {p: [float(np.mean([s.touched[p][i] for s in steps if p in s.touched]))
+                       for i in range(len(self.layers))] for p in phases}
+        loads = {p: float(np.mean([sum(s.loads[p]) for s in steps if p in s.loads]))
+                 for p in phases}
+        hits, misses = sum(s.hits for s in steps), sum(s.misses for s in steps)
+        return {
+            "mode": steps[0].mode if steps else "none",
+            "steps": len(steps),
+            "tokens": emitted,
+            "proposed": proposed,
+            "accepted": accepted,
+            "acceptance_rate": accepted / proposed if proposed else None,
+            "mean_accepted_length": float(np.mean(lengths)) if lengths else None,
+            "experts_touched_per_layer": touched,
+            "expert_loads_per_step": loads,
+            "hb_bytes_per_token": per(sum(s.hb_bytes for s in steps)),
+            "hb_expert_bytes_per_token": per(sum(s.hb_expert_bytes for s in steps)),
+            "hb_dense_bytes_per_token": per(sum(s.hb_dense_bytes for s in steps)),
+            "lpddr_bytes_per_token": per(sum(s.lpddr_bytes for s in steps)),
+            "hb_write_bytes_per_token": per(sum(s.hb_write_bytes for s in steps)),
+            "hits": hits,
+            "misses": misses,
+            "hit_rate": hits / (hits + misses) if hits + misses else None,
+        }
+
+
+@dataclass(frozen=True)
+class SDConfig:
+    """Decoding parameters: draft length ``gamma``, the batch ``threshold`` at and above which
+    Elastic-SD runs, HB ``capacity`` (experts per MoE layer), ``temperature`` (0: greedy) and the
+    ``draft_bits`` method (see :data:`sw_model.bitnested.DRAFT_METHODS`)."""
+    gamma: int = 3
+    threshold: int = 4
+    capacity: int = 8
+    temperature: float = 0.0
+    draft_bits: str = "augmented"
+
+    def __post_init__(self):
+        for name in ("gamma", "threshold", "capacity"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"SDConfig.{name} must be a positive integer, not {v!r}")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0
+                and np.isfinite(self.temperature)):
+            raise ValueError(f"SDConfig.temperature must be a finite number >= 0, not "
+                             f"{self.temperature!r}")
+        if self.draft_bits not in DRAFT_METHODS:
+            raise ValueError(f"SDConfig.draft_bits must be one of {', '.join(DRAFT_METHODS)}, "
+                             f"not {self.draft_bits!r}")
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+def _check_prompts(model, prompts, max_new):
+    if not isinstance(model, MoEModel):
+        raise TypeError(f"model must be an MoEModel, not {model!r}")
+    if isinstance(max_new, bool) or not isinstance(max_new, int) or max_new < 1:
+        raise ValueError(f"max_new must be a positive integer, not {max_new!r}")
+    if len(prompts) == 0:
+        raise ValueError("no prompts given")
+    out = []
+    for b, p in enumerate(prompts):
+        p = np.asarray(p)
+        if p.ndim != 1 or p.size == 0 or not np.issubdtype(p.dtype, np.integer):
+            raise ValueError(f"prompt {b} must be a non-empty 1-D array of token ids")
+        if p.min() < 0 or p.max() >= model.config.vocab_size:
+            raise ValueError(f"prompt {b} holds token ids outside 0..{model.config.vocab_size - 1}")
+        out.append(p.astype(np.int64))
+    return out
+
+
+def _probs(logits, temperature):
+    return softmax(np.asarray(logits, dtype=np.float64) / temperature)
+
+
+def _choose(logits, temperature, rng):
+    """Greedy argmax (ties to the lower id) or a sample at ``temperature``."""
+    if temperature == 0:
+        return int(np.argmax(logits))
+    return int(rng.choice(len(logits), p=_probs(logits, temperature)))
+
+
+class _Meter:
+    """Accumulates one step's expert reads per phase and layer into a :class:`StepStats`."""
+
+    def __init__(self, model, stats):
+        self.model, self.stats = model, stats
+        self.layers = model.config.moe_layers
+        self.index = {l: i for i, l in enumerate(self.layers)}
+        w, s = model.expert_weights, model.expert_scale_bytes
+        self.msb, self.lsb, self.full, self.scales = w // 2, w // 2, w, s
+        self.sets = {}
+
+    def phase(self, name):
+        self.stats.touched.setdefault(name, [0] * len(self.layers))
+        self.stats.loads.setdefault(name, [0] * len(self.layers))
+        self.sets.setdefault(name, [set() for _ in self.layers])
+
+    def read(self, phase, layer, expert, kind):
+        i = self.index[layer]
+        st = self.stats
+        st.loads[phase][i] += 1
+        self.sets[phase][i].add(expert)
+        st.touched[phase][i] = len(self.sets[phase][i])
+        if kind == "draft_hb":
+            st.hb_expert_bytes += self.msb + self.scales
+        elif kind == "draft_lpddr":
+            st.lpddr_bytes += self.msb + self.scales
+        elif kind == "hit":
+            st.hb_expert_bytes += self.msb + self.scales
+            st.lpddr_bytes += self.lsb
+            st.hits += 1
+        elif kind == "miss":
+            st.lpddr_bytes += self.full + self.scales
+            st.misses += 1
+        else:
+            raise AssertionError(kind)
+
+    def install(self, layer, experts, streamed):
+        for e in experts:
+            self.stats.hb_write_bytes += self.msb + self.scales
+            if e not in streamed:
+                self.stats.lpddr_bytes += self.msb + self.scales
+
+    def dense_pass(self):
+        self.stats.hb_dense_bytes += self.model.dense_bytes
+
+
+def _prefill(model, prompts, max_new, extra, cache, temperature, rng):
+    """Process the prompts with the target; returns the KV cache, first tokens, routing counts and
+    the prefill's stats (every touched expert a miss or hit of ``cache`` via LRU access)."""
+    batch = len(prompts)
+    kv = model.new_cache(batch, max(len(p) for p in prompts) + max_new + extra)
+    stats = StepStats(mode="prefill", sequences=batch)
+    meter = _Meter(model, stats)
+    meter.phase("target")
+
+    def precision(layer, expert):
+        hit = cache.access(layer, expert)
+        meter.read("target", layer, expert, "hit" if hit else "miss")
+        return Precision.SPLIT if hit else Precision.FULL
+
+    res = model.forward(kv, prompts, PassPlan(precision=precision), last_only=True)
+    meter.dense_pass()
+    counts = _route_counts(model, res.routes)
+    first = [_choose(res.logits[b][-1], temperature, rng) for b in range(batch)]
+    stats.emitted = batch
+    return kv, first, counts, stats
+
+
+def _route_counts(model, routes, counts=None):
+    e = model.config.num_experts
+    counts = counts if counts is not None else {l: np.zeros(e, dtype=np.int64)
+                                                for l in model.config.moe_layers}
+    for layer in model.config.moe_layers:
+        picks = routes[layer].experts
+        counts[layer] += np.bincount(picks[picks >= 0], minlength=e)
+    return counts
+
+
+# -- target-only decoding ------------------------------------------------------------------------------
+
+def target_greedy(model, prompts, max_new):
+    """Target-only greedy decoding, one token per step, every expert FULL: the lossless reference."""
+    prompts = _check_prompts(model, prompts, max_new)
+    kv = model.new_cache(len(prompts), max(len(p) for p in prompts) + max_new)
+    res = model.forward(kv, prompts, last_only=True)
+    out = [[int(np.argmax(l[-1]))] for l in res.logits]
+    for _ in range(max_new - 1):
+        res = model.forward(kv, [[t[-1]] for t in out])
+        for b, l in enumerate(res.logits):
+            out[b].append(int(np.argmax(l[-1])))
+    return [np.array(t, dtype=np.int64) for t in out]
+
+
+def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0.0, rng=None):
+    """Decoding one token per step (below the batch threshold) with an expert cache (LRU unless
+    ``cache`` is given): hits run split (MSB from HB + LSB from LPDDR), misses FULL from LPDDR."""
+    prompts = _check_prompts(model, prompts, max_new)
+    cache = cache if cache is not None else LRUExpertCache(capacity)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    kv, first, _, prefill = _prefill(model, prompts, max_new, 0, cache, temperature, rng)
+    out = [[t] for t in first]
+    steps = []
+    for _ in range(max_new - 1):
+        stats = StepStats(mode="cached", sequences=len(prompts))
+        meter = _Meter(model, stats)
+        meter.phase("target")
+
+        def precision(layer, expert):
+            hit = cache.access(layer, expert)
+            meter.read("target", layer, expert, "hit" if hit else "miss")
+            return Precision.SPLIT if hit else Precision.FULL
+
+        res = model.forward(kv, [[t[-1]] for t in out], PassPlan(precision=precision))
+        meter.dense_pass()
+        for b, l in enumerate(res.logits):
+            out[b].append(_choose(l[-1], temperature, rng))
+        stats.emitted = stats.accepted = len(prompts)
+        stats.accept_lengths = [1] * len(prompts)
+        steps.append(stats)
+    return DecodeResult(tokens=[np.array(t, dtype=np.int64) for t in out], prefill=prefill,
+                        steps=steps, layers=model.config.moe_layers)
+
+
+# -- acceptance ----------------------------------------------------------------------------------------
+
+def accept_greedy(drafts, target_logits):
+    """Greedy verification of one sequence: ``(n_accepted, next_token)``. Accept draft tokens while
+    they equal the target's argmax; the next token is the target's argmax after them."""
+    for j, d in enumerate(drafts):
+        t = int(np.argmax(target_logits[j]))
+        if d != t:
+            return j, t
+    return len(drafts), int(np.argmax(target_logits[len(drafts)]))
+
+
+def accept_rejection(drafts, draft_probs, target_probs, rng):
+    """Speculative sampling (Leviathan et al.; Chen et al.) of one sequence.
+
+    ``drafts[j]`` was sampled from ``draft_probs[j]``; ``target_probs`` holds ``len(drafts) + 1``
+    rows. Token j is accepted with probability ``min(1, p/q)``; on rejection the next token is drawn
+    from ``max(p - q, 0)`` normalised; if all are accepted, from the last target row. The emitted
+    tokens are distributed exactly as target sampling. Returns ``(n_accepted, next_token)``.
+    """
+    for j, d in enumerate(drafts):
+        p, q = target_probs[j][d], draft_probs[j][d]
+        if rng.random() * q < p:
+            continue
+        residual = np.maximum(target_probs[j] - draft_probs[j], 0.0)
+        total = residual.sum()
+        if not total > 0:           # p == q up to rounding: sampling p is then exact
+            residual, total = target_probs[j], 1.0
+        return j, int(rng.choice(len(residual), p=residual / total))
+    last = target_probs[len(drafts)]
+    return len(drafts), int(rng.choice(len(last), p=last))
+
+
+# -- Elastic-SD ---------------------------------------------------------------------------------------
+
+def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
+    """Elastic self-speculative decoding of a batch (chain drafts of ``sd.gamma`` tokens).
+
+    Per step: draft ``gamma`` tokens for every unfinished sequence with ``policy``'s experts at
+    DRAFT precision (``sd.draft_bits``); count the draft's expert choices and fix the next resident
+    set; verify ``gamma + 1`` positions with the INT8 target (resident experts split MSB/LSB, others
+    FULL); accept greedily (``sd.temperature == 0``) or by rejection sampling; install the new set.
+    """
+    prompts = _check_prompts(model, prompts, max_new)
+    sd = sd if sd is not None else SDConfig()
+    if not isinstance(sd, SDConfig):
+        raise TypeError(f"sd must be an SDConfig, not {sd!r}")
+    cache = cache if cache is not None else LRUExpertCache(sd.capacity)
+    if cache.capacity < model.config.top_k:
+        raise ValueError(f"cache capacity ({cache.capacity} experts per layer) must hold at least "
+                         f"top_k ({model.config.top_k}) experts to draft from the resident set")
+    rng = rng if rng is not None else np.random.default_rng(0)
+    temp, gamma, batch = sd.temperature, sd.gamma, len(prompts)
+    kv, first, counts, prefill = _prefill(model, prompts, max_new, gamma + 1, cache, temp, rng)
+    policy.start(model, cache, counts)
+    out = [[t] for t in first]
+    steps = []
+    while True:
+        active = [b for b in range(batch) if len(out[b]) < max_new]
+        if not active:
+            break
+        stats = StepStats(mode="elastic_sd", sequences=len(active))
+        meter = _Meter(model, stats)
+        meter.phase("draft")
+        meter.phase("target")
+        resident = {l: cache.resident(l) for l in model.config.moe_layers}
+        base = kv.length.copy()
+
+        def draft_precision(layer, expert):
+            meter.read("draft", layer, expert,
+                       "draft_hb" if expert in resident[layer] else "draft_lpddr")
+            return Precision.DRAFT
+
+        draft_plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache),
+                              precision=draft_precision, draft_method=sd.draft_bits)
+        drafts = np.zeros((batch, gamma), dtype=np.int64)
+        draft_logits = np.zeros((batch, gamma, model.config.vocab_size))
+        counts = {l: np.zeros(model.config.num_experts, dtype=np.int64)
+                  for l in model.config.moe_layers}
+        feed = {b: out[b][-1] for b in active}
+        for j in range(gamma):
+            res = model.forward(kv, [[feed[b]] if b in feed else [] for b in range(batch)],
+                                draft_plan)
+            meter.dense_pass()
+            _route_counts(model, res.routes, counts)
+            for b in active:
+                draft_logits[b, j] = res.logits[b][0]
+                drafts[b, j] = feed[b] = _choose(res.logits[b][0], temp, rng)
+        # The next resident set is fixed from this draft's choices before verification.
+        next_sets = {l: policy.next_resident(l, counts[l], cache) for l in model.config.moe_layers}
+        kv.length[:] = base
+        missed = {l: set() for l in model.config.moe_layers}
+
+        def verify_precision(layer, expert):
+            if expert in resident[layer]:
+                meter.read("target", layer, expert, "hit")
+                return Precision.SPLIT
+            meter.read("target", layer, expert, "miss")
+            missed[layer].add(expert)
+            return Precision.FULL
+
+        chunks = [[out[b][-1], *drafts[b]] if b in feed else [] for b in range(batch)]
+        res = model.forward(kv, chunks, PassPlan(precision=verify_precision))
+        meter.dense_pass()
+        for layer in model.config.moe_layers:
+            installed, _ = cache.select(layer, next_sets[layer])
+            meter.install(layer, installed, missed[layer])
+        for b in active:
+            d = [int(t) for t in drafts[b]]
+            if temp == 0:
+                n, nxt = accept_greedy(d, res.logits[b])
+            else:
+                n, nxt = accept_rejection(d, _probs(draft_logits[b], temp),
+                                          _probs(res.logits[b], temp), rng)
+            kv.length[b] = base[b] + n + 1
+            out[b].extend(d[:n] + [nxt])
+            stats.proposed += gamma
+            stats.accepted += n
+            stats.emitted += n + 1
+            stats.accept_lengths.append(n + 1)
+        steps.append(stats)
+    return DecodeResult(tokens=[np.array(t[:max_new], dtype=np.int64) for t in out],
+                        prefill=prefill, steps=steps, layers=model.config.moe_layers)
+
+
+def decode(model, prompts, max_new, policy, sd=None, rng=None):
+    """Cached decoding below ``sd.threshold`` sequences, Elastic-SD at or above it."""
+    sd = sd if sd is not None else SDConfig()
+    if len(prompts) >= sd.threshold:
+        return elastic_sd(model, prompts, max_new, policy, sd, rng=rng)
+    return cached_decode(model, prompts, max_new, capacity=sd.capacity,
+                         temperature=sd.temperature, rng=rng)

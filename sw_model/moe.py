@@ -1,0 +1,789 @@
+"""The golden MoE language model: NumPy, every linear layer through the bit-nested number format.
+
+Architecture (a decoder-only transformer as in Mixtral, Qwen2/3-MoE, OLMoE and DeepSeek-style MoE):
+token embedding; per layer RMSNorm, grouped-query attention with rotary positions and a KV cache
+(optional q/k RMSNorm per head or over the whole projection, optional q/k/v biases), RMSNorm, and
+either a dense SwiGLU FFN or an MoE block (router, routed SwiGLU experts, optional shared experts
+with an optional sigmoid gate); final RMSNorm and LM head.
+
+The number format (DESIGN.md section 2) applies to **every** linear layer: weights are INT8 codes
+with one FP16 scale per 32 reduction positions, activations INT8 with one scale per token. A layer
+computes the integer group partial sums of ``x * w_eff`` (exactly what the MAC array computes), then
+scales them in float64 by the FP16 group scale and the token scale. Routed and shared experts run at
+the precision a pass asks for (:class:`Precision`): FULL (the INT8 target), SPLIT (the MSB partial
+from HB plus the LSB partial from LPDDR, added as integers: identical to FULL), or DRAFT (a 4-bit
+draft weight chosen by a draft-bit method of :func:`sw_model.bitnested.draft_weights`). Attention
+projections, router, dense FFNs and LM head always run FULL (the dense layers held in HB).
+
+Batch invariance (why the code looks the way it does): a token's logits must not depend on which
+other tokens share its pass, or greedy Elastic-SD could not equal target-only decoding token for
+token. Integer group sums are exact whatever the summation order (each is an integer below 2**20,
+so float32 matrix products of code values are exact); everything else is elementwise or a
+*sequential* sum along one axis (:func:`seq_sum`), whose value cannot depend on the batch shape or
+on trailing masked (zero) terms. pytest checks batched logits equal per-sequence logits bit for bit.
+"""
+
+from dataclasses import dataclass, field, fields, asdict, replace
+import enum
+import logging
+
+import numpy as np
+
+from hw.params import MacMode, QUANT_GROUP
+from sw_model.bitnested import DRAFT_METHODS, draft_weights
+from sw_model.quant import QuantActivations, quantize_activations, quantize_weights
+
+__all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
+           "QLinear", "KVCache", "MoEModel", "Route", "ForwardResult", "random_weights",
+           "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
+
+log = logging.getLogger(__name__)
+
+SCORINGS = ("softmax", "sigmoid")
+QK_NORMS = ("none", "head", "full")
+
+
+class Precision(enum.Enum):
+    """How an expert's matrices are evaluated in one pass."""
+    FULL = "full"          # INT8 target, 8 bits read at once (a miss: all from LPDDR)
+    SPLIT = "split"        # INT8 target as MSB partial (HB) + LSB partial (LPDDR), integer sum
+    DRAFT = "draft"        # 4-bit draft weights (method chosen per pass)
+    REFERENCE = "float64"  # unquantised float64 weights and activations (the reference model)
+
+
+def _positive_int(owner, name, value, zero_ok=False):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{owner}.{name} must be an int, not {value!r}")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ValueError(f"{owner}.{name} must be a {'non-negative' if zero_ok else 'positive'} "
+                         f"integer, not {value}")
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """Shape and routing rule of an MoE model.
+
+    ``expert_ffn`` is the width of one routed expert; ``shared_ffn`` the total width of the shared
+    expert(s) (0: none; several shared experts of width f are one SwiGLU of width n*f); layers in
+    ``dense_layers`` have a dense SwiGLU FFN of width ``dense_ffn`` instead of an MoE block.
+    Routing: ``scoring`` softmax (optionally renormalised over the top-k: ``norm_topk_prob``) or
+    sigmoid (GLM/DeepSeek-V3 style, optional per-expert selection bias ``score_bias``); with
+    ``n_group > 1`` only experts in the ``topk_group`` best groups are eligible (group score: the
+    best expert for softmax, the sum of the best two for sigmoid). Selected weights are multiplied
+    by ``routed_scaling_factor``.
+    """
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    num_experts: int
+    top_k: int
+    expert_ffn: int
+    norm_topk_prob: bool = True
+    scoring: str = "softmax"
+    score_bias: bool = False
+    n_group: int = 1
+    topk_group: int = 1
+    routed_scaling_factor: float = 1.0
+    shared_ffn: int = 0
+    shared_gate: bool = False
+    dense_layers: tuple = ()
+    dense_ffn: int = 0
+    qk_norm: str = "none"
+    attention_bias: bool = False
+    rms_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = False
+    name: str = "moe"
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                     "head_dim", "num_experts", "top_k", "expert_ffn", "n_group", "topk_group"):
+            _positive_int(owner, name, getattr(self, name))
+        for name in ("shared_ffn", "dense_ffn"):
+            _positive_int(owner, name, getattr(self, name), zero_ok=True)
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"{owner}.num_heads ({self.num_heads}) must be a multiple of "
+                             f"num_kv_heads ({self.num_kv_heads})")
+        if self.head_dim % 2:
+            raise ValueError(f"{owner}.head_dim ({self.head_dim}) must be even (rotary pairs)")
+        for name, size in (("hidden_size", self.hidden_size), ("expert_ffn", self.expert_ffn),
+                           ("shared_ffn", self.shared_ffn), ("dense_ffn", self.dense_ffn),
+                           ("num_heads * head_dim", self.num_heads * self.head_dim)):
+            if size % QUANT_GROUP:
+                raise ValueError(f"{owner}.{name} ({size}) must be a multiple of the quantisation "
+                                 f"group {QUANT_GROUP}: it is a reduction dimension")
+        if self.top_k > self.num_experts:
+            raise ValueError(f"{owner}.top_k ({self.top_k}) exceeds num_experts "
+                             f"({self.num_experts})")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"{owner}.scoring must be one of {SCORINGS}, not {self.scoring!r}")
+        if self.qk_norm not in QK_NORMS:
+            raise ValueError(f"{owner}.qk_norm must be one of {QK_NORMS}, not {self.qk_norm!r}")
+        if self.num_experts % self.n_group or self.topk_group > self.n_group:
+            raise ValueError(f"{owner}: n_group ({self.n_group}) must divide num_experts "
+                             f"({self.num_experts}) and be >= topk_group ({self.topk_group})")
+        if self.n_group > 1 and self.topk_group * (self.num_experts // self.n_group) < self.top_k:
+            raise ValueError(f"{owner}: topk_group ({self.topk_group}) groups of "
+                             f"{self.num_experts // self.n_group} experts cannot hold top_k "
+                             f"({self.top_k}) experts")
+        dense = tuple(int(i) for i in self.dense_layers)
+        object.__setattr__(self, "dense_layers", dense)
+        for i in dense:
+            if not 0 <= i < self.num_layers:
+                raise ValueError(f"{owner}.dense_layers holds {i}, outside 0..{self.num_layers - 1}")
+        if dense and not self.dense_ffn:
+            raise ValueError(f"{owner}.dense_ffn must be positive when dense_layers is set")
+        if self.shared_gate and not self.shared_ffn:
+            raise ValueError(f"{owner}.shared_gate needs shared_ffn > 0")
+        if not (self.rms_eps > 0 and self.rope_theta > 0 and self.routed_scaling_factor > 0):
+            raise ValueError(f"{owner}: rms_eps, rope_theta and routed_scaling_factor must be "
+                             f"positive")
+
+    @property
+    def moe_layers(self):
+        return [i for i in range(self.num_layers) if i not in self.dense_layers]
+
+    @property
+    def expert_weight_count(self):
+        """Weights of one routed expert (gate, up and down)."""
+        return 3 * self.hidden_size * self.expert_ffn
+
+    def to_dict(self):
+        d = asdict(self)
+        d["dense_layers"] = list(self.dense_layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown MoEConfig field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def describe(self):
+        return (f"{self.name}: {self.num_layers} layers, hidden {self.hidden_size}, "
+                f"{self.num_experts} experts x ffn {self.expert_ffn}, top-{self.top_k}, "
+                f"{self.num_heads}/{self.num_kv_heads} heads x {self.head_dim}, "
+                f"vocab {self.vocab_size}")
+
+
+#: The built-in default: Qwen3-30B-A3B (48 layers, hidden 2048, 128 experts x 768, top-8, 32/4
+#: heads x 128, vocab 151936) scaled down: layers / 12, hidden / 8, experts / 4 (top-k / 2, so a
+#: token still activates 1/16 of the experts... here 1/8), expert width / 8, heads / 4, vocab to 512.
+DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_heads=8,
+                           num_kv_heads=2, head_dim=32, num_experts=32, top_k=4, expert_ffn=96,
+                           norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
+                           rope_theta=1e6, name="qwen3-moe-scaled")
+
+#: The smallest useful model, for tests: fast enough to decode hundreds of prompts.
+TINY_CONFIG = MoEConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                        head_dim=16, num_experts=8, top_k=2, expert_ffn=64, name="tiny")
+
+
+# -- weights -----------------------------------------------------------------------------------------
+
+@dataclass
+class ExpertWeights:
+    """One SwiGLU FFN, reduction axis first: ``gate``, ``up`` [hidden, ffn]; ``down`` [ffn, hidden]."""
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+
+
+@dataclass
+class LayerWeights:
+    """Float weights of one decoder layer, reduction axis first (``x @ w``)."""
+    attn_norm: np.ndarray
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    ffn_norm: np.ndarray
+    q_bias: np.ndarray = None
+    k_bias: np.ndarray = None
+    v_bias: np.ndarray = None
+    q_norm: np.ndarray = None
+    k_norm: np.ndarray = None
+    router: np.ndarray = None            # [hidden, experts]
+    router_bias: np.ndarray = None       # [experts]: selection-only bias (score_bias)
+    experts: list = None                 # ExpertWeights per routed expert
+    shared: ExpertWeights = None
+    shared_gate: np.ndarray = None       # [hidden, 1]
+    dense: ExpertWeights = None
+
+
+@dataclass
+class ModelWeights:
+    embed: np.ndarray                    # [vocab, hidden]
+    layers: list
+    final_norm: np.ndarray
+    lm_head: np.ndarray                  # [hidden, vocab]
+
+
+def linear_names(config, layer):
+    """Shapes every tensor of ``layer`` must have, as ``{name: shape}`` (names as in
+    :class:`LayerWeights`, experts as ``experts.<e>.<gate|up|down>``)."""
+    c = config
+    h, qd, kd = c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    shapes = {"attn_norm": (h,), "ffn_norm": (h,), "q": (h, qd), "k": (h, kd), "v": (h, kd),
+              "o": (qd, h)}
+    if c.attention_bias:
+        shapes.update(q_bias=(qd,), k_bias=(kd,), v_bias=(kd,))
+    if c.qk_norm == "head":
+        shapes.update(q_norm=(c.head_dim,), k_norm=(c.head_dim,))
+    elif c.qk_norm == "full":
+        shapes.update(q_norm=(qd,), k_norm=(kd,))
+    ffn = lambda prefix, f: {f"{prefix}.gate": (h, f), f"{prefix}.up": (h, f),
+                             f"{prefix}.down": (f, h)}
+    if layer in c.dense_layers:
+        shapes.update(ffn("dense", c.dense_ffn))
+        return shapes
+    shapes["router"] = (h, c.num_experts)
+    if c.score_bias:
+        shapes["router_bias"] = (c.num_experts,)
+    for e in range(c.num_experts):
+        shapes.update(ffn(f"experts.{e}", c.expert_ffn))
+    if c.shared_ffn:
+        shapes.update(ffn("shared", c.shared_ffn))
+        if c.shared_gate:
+            shapes["shared_gate"] = (h, 1)
+    return shapes
+
+
+def _get(layer_weights, name):
+    parts = name.split(".")
+    if parts[0] == "experts":
+        return getattr(layer_weights.experts[int(parts[1])], parts[2])
+    obj = getattr(layer_weights, parts[0])
+    return getattr(obj, parts[1]) if len(parts) > 1 else obj
+
+
+def check_weights(config, weights):
+    """Raise ``ValueError`` naming the first tensor that is missing or has the wrong shape."""
+    c = config
+    expect = {"embed": (c.vocab_size, c.hidden_size), "final_norm": (c.hidden_size,),
+              "lm_head": (c.hidden_size, c.vocab_size)}
+    for name, shape in expect.items():
+        value = getattr(weights, name)
+        if value is None or np.shape(value) != shape:
+            raise ValueError(f"tensor {name} must have shape {shape}, got "
+                             f"{None if value is None else np.shape(value)}")
+    if len(weights.layers) != c.num_layers:
+        raise ValueError(f"weights hold {len(weights.layers)} layers, config says {c.num_layers}")
+    for i, lw in enumerate(weights.layers):
+        if lw.experts is not None and i not in c.dense_layers and len(lw.experts) != c.num_experts:
+            raise ValueError(f"layer {i} holds {len(lw.experts)} experts, config says "
+                             f"{c.num_experts}")
+        for name, shape in linear_names(c, i).items():
+            try:
+                value = _get(lw, name)
+            except (AttributeError, TypeError, IndexError):
+                value = None
+            if value is None:
+                raise ValueError(f"tensor layers.{i}.{name} is missing")
+            if np.shape(value) != shape:
+                raise ValueError(f"tensor layers.{i}.{name} must have shape {shape}, got "
+                                 f"{np.shape(value)}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"tensor layers.{i}.{name} holds non-finite values")
+
+
+def random_weights(config, seed=0, logit_scale=4.0, residual_scale=0.5):
+    """Seeded random float weights for ``config``.
+
+    Linear weights are N(0, 1/fan_in); every residual branch's output projection is further scaled
+    by ``residual_scale / sqrt(layers)`` so the residual stream stays O(1); the LM head is scaled so
+    logits have a standard deviation near ``logit_scale`` (peaked enough for drafts to agree often).
+    """
+    c = config
+    rng = np.random.default_rng(seed)
+    h, qd, kd = c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    branch = residual_scale / np.sqrt(c.num_layers)
+    lin = lambda k, n, s=1.0: rng.standard_normal((k, n)) * (s / np.sqrt(k))
+    norm = lambda n: 1.0 + 0.1 * rng.standard_normal(n)
+    ffn = lambda f: ExpertWeights(gate=lin(h, f), up=lin(h, f), down=lin(f, h, branch))
+    layers = []
+    for i in range(c.num_layers):
+        lw = LayerWeights(attn_norm=norm(h), q=lin(h, qd), k=lin(h, kd), v=lin(h, kd),
+                          o=lin(qd, h, branch), ffn_norm=norm(h))
+        if c.attention_bias:
+            lw.q_bias, lw.k_bias, lw.v_bias = (0.1 * rng.standard_normal(n) for n in (qd, kd, kd))
+        if c.qk_norm == "head":
+            lw.q_norm, lw.k_norm = norm(c.head_dim), norm(c.head_dim)
+        elif c.qk_norm == "full":
+            lw.q_norm, lw.k_norm = norm(qd), norm(kd)
+        if i in c.dense_layers:
+            lw.dense = ffn(c.dense_ffn)
+        else:
+            lw.router = lin(h, c.num_experts, 2.0)
+            if c.score_bias:
+                lw.router_bias = 0.05 * rng.standard_normal(c.num_experts)
+            lw.experts = [ffn(c.expert_ffn) for _ in range(c.num_experts)]
+            if c.shared_ffn:
+                lw.shared = ffn(c.shared_ffn)
+                if c.shared_gate:
+                    lw.shared_gate = lin(h, 1)
+        layers.append(lw)
+    embed = rng.standard_normal((c.vocab_size, h))
+    lm_head = embed.T.copy() if c.tie_embeddings else lin(h, c.vocab_size, logit_scale)
+    if c.tie_embeddings:
+        lm_head *= logit_scale / np.sqrt(h)
+        embed = lm_head.T.copy()
+    return ModelWeights(embed=embed, layers=layers, final_norm=norm(h), lm_head=lm_head)
+
+
+# -- arithmetic -------------------------------------------------------------------------------------
+
+def seq_sum(a, axis=-1):
+    """Sum along ``axis`` strictly left to right (a running sum's last element).
+
+    Unlike ``np.sum`` (pairwise, blocked) its value depends only on the summed values in order, not
+    on the array's other dimensions, and trailing zeros leave it unchanged.
+    """
+    a = np.asarray(a)
+    if a.shape[axis] == 0:
+        return np.zeros(np.delete(a.shape, axis % a.ndim), dtype=a.dtype)
+    return np.take(np.cumsum(a, axis=axis), -1, axis=axis)
+
+
+def sigmoid(x):
+    """Overflow-free logistic function."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def rms_norm(x, weight, eps):
+    return x / np.sqrt(seq_sum(x * x) / x.shape[-1] + eps)[..., None] * weight
+
+
+def softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    return e / np.expand_dims(seq_sum(e, axis), axis)
+
+
+class QLinear:
+    """A linear layer ``y = x @ w (+ bias)`` in the number format of DESIGN.md section 2.
+
+    ``w`` [in, out] is quantised on construction to INT8 codes with FP16 scales per group of
+    :data:`QUANT_GROUP` inputs; the float weights are kept only for :attr:`Precision.REFERENCE`.
+    """
+
+    def __init__(self, w, bias=None, keep_float=False, name="linear"):
+        w = np.asarray(w, dtype=np.float64)
+        self.name = name
+        self.quant = quantize_weights(w, QUANT_GROUP)
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
+        self.w = w if keep_float else None
+        self.k, self.n = w.shape
+        self.groups = self.k // QUANT_GROUP
+        self._scales = self.quant.scales.astype(np.float64)        # [G, N]
+        self._cache = {}
+
+    def effective(self, mac_mode, draft_method="augmented"):
+        """``w_eff`` of the codes in ``mac_mode`` as float32 ``[G, group, N]`` (exact integers)."""
+        key = (mac_mode, draft_method if mac_mode is MacMode.DRAFT else None)
+        w = self._cache.get(key)
+        if w is None:
+            q = self.quant.codes.astype(np.int64)
+            if mac_mode is MacMode.FULL:
+                eff = q
+            elif mac_mode is MacMode.MSB:
+                eff = 16 * (q >> 4)
+            elif mac_mode is MacMode.LSB:
+                eff = q & 0xF
+            else:
+                eff = draft_weights(q, draft_method)
+            w = eff.astype(np.float32).reshape(self.groups, QUANT_GROUP, self.n)
+            self._cache[key] = w
+        return w
+
+    def group_sums(self, xq, mac_mode, draft_method="augmented"):
+        """Integer group partial sums ``[G, tokens, N]`` of activation codes times ``w_eff``.
+
+        Every product and partial sum is an integer of magnitude below 2**20 < 2**24, so float32
+        matrix products are exact in any summation order (the BLAS may block as it likes).
+        """
+        codes = xq.codes.astype(np.float32).reshape(-1, self.groups, QUANT_GROUP)
+        return np.matmul(codes.transpose(1, 0, 2), self.effective(mac_mode, draft_method))
+
+    def __call__(self, x, precision=Precision.FULL, draft_method="augmented"):
+        """``x``: a :class:`QuantActivations` (or a float array for REFERENCE / to be quantised)."""
+        if precision is Precision.REFERENCE:
+            if self.w is None:
+                raise ValueError(f"{self.name} was built without float weights (keep_float)")
+            x = x.dequantize() if isinstance(x, QuantActivations) else np.asarray(x, np.float64)
+            y = np.asarray(x, np.float64) @ self.w
+            return y if self.bias is None else y + self.bias
+        if not isinstance(x, QuantActivations):
+            x = quantize_activations(x)
+        if precision is Precision.FULL:
+            sums = self.group_sums(x, MacMode.FULL)
+        elif precision is Precision.SPLIT:
+            # Two separate partials, as HB (MSB) and LPDDR (LSB) deliver them, added as integers.
+            sums = self.group_sums(x, MacMode.MSB) + self.group_sums(x, MacMode.LSB)
+        elif precision is Precision.DRAFT:
+            sums = self.group_sums(x, MacMode.DRAFT, draft_method)
+        else:
+            raise ValueError(f"precision must be a Precision, not {precision!r}")
+        return self.scale(sums, x.scales)
+
+    def scale(self, sums, token_scales):
+        """Float part: ``sum_g sums[g] * group_scale[g]`` (sequential over g), times token scale."""
+        acc = sums[0].astype(np.float64) * self._scales[0]
+        for g in range(1, self.groups):
+            acc = acc + sums[g].astype(np.float64) * self._scales[g]
+        y = acc * token_scales.astype(np.float64)[:, None]
+        return y if self.bias is None else y + self.bias
+
+    @property
+    def nbytes_int8(self):
+        return self.k * self.n
+
+    @property
+    def nbytes_scales(self):
+        return 2 * self.groups * self.n
+
+
+class QFFN:
+    """A SwiGLU FFN (an expert, a shared expert or a dense FFN) of three :class:`QLinear`."""
+
+    def __init__(self, weights, keep_float=False, name="ffn"):
+        self.gate = QLinear(weights.gate, keep_float=keep_float, name=f"{name}.gate")
+        self.up = QLinear(weights.up, keep_float=keep_float, name=f"{name}.up")
+        self.down = QLinear(weights.down, keep_float=keep_float, name=f"{name}.down")
+        self.name = name
+
+    def __call__(self, xq, precision=Precision.FULL, draft_method="augmented"):
+        g = self.gate(xq, precision, draft_method)
+        u = self.up(xq, precision, draft_method)
+        h = g * sigmoid(g) * u
+        if precision is not Precision.REFERENCE:
+            h = quantize_activations(h)
+        return self.down(h, precision, draft_method)
+
+    @property
+    def weight_count(self):
+        return sum(l.k * l.n for l in (self.gate, self.up, self.down))
+
+    @property
+    def scale_bytes(self):
+        return sum(l.nbytes_scales for l in (self.gate, self.up, self.down))
+
+
+# -- routing -----------------------------------------------------------------------------------------
+
+@dataclass
+class Route:
+    """Routing of ``rows`` tokens in one layer: ``experts[r, j]`` (-1: no expert in slot j) and
+    ``weights[r, j]`` in rank order."""
+    experts: np.ndarray
+    weights: np.ndarray
+
+
+def route_scores(config, logits, router_bias=None):
+    """``(scores, select)``: the weights' source and the scores experts are ranked by."""
+    if config.scoring == "softmax":
+        scores = softmax(logits)
+        return scores, scores
+    scores = sigmoid(logits)
+    select = scores + router_bias if router_bias is not None else scores
+    return scores, select
+
+
+def top_k_route(config, scores, select, k=None, allowed=None):
+    """Top-k by ``select`` (ties to the lower index), restricted to ``allowed`` (bool [experts]) and
+    to the best groups; weights from ``scores`` by the model's rule."""
+    c = config
+    k = c.top_k if k is None else k
+    select = np.array(select, dtype=np.float64)
+    if allowed is not None:
+        select[:, ~np.asarray(allowed, bool)] = -np.inf
+    if c.n_group > 1:
+        grouped = select.reshape(len(select), c.n_group, -1)
+        if c.scoring == "softmax":
+            gscore = grouped.max(axis=2)
+        else:
+            top2 = -np.sort(-grouped, axis=2)[:, :, :2]
+            gscore = np.where(np.isinf(top2).any(axis=2), top2.max(axis=2), top2.sum(axis=2))
+        order = np.argsort(-gscore, axis=1, kind="stable")[:, :c.topk_group]
+        keep = np.zeros_like(gscore, dtype=bool)
+        np.put_along_axis(keep, order, True, axis=1)
+        select = np.where(np.repeat(keep, c.num_experts // c.n_group, axis=1), select, -np.inf)
+    idx = np.argsort(-select, axis=1, kind="stable")[:, :k]
+    valid = np.isfinite(np.take_along_axis(select, idx, axis=1))
+    w = np.where(valid, np.take_along_axis(scores, idx, axis=1), 0.0)
+    if c.norm_topk_prob:
+        w = w / (seq_sum(w)[:, None] + (1e-20 if c.scoring == "sigmoid" else 0.0))
+    w = w * c.routed_scaling_factor
+    return Route(experts=np.where(valid, idx, -1), weights=w)
+
+
+# -- KV cache and forward pass -----------------------------------------------------------------------
+
+class KVCache:
+    """Per-layer keys and values ``[batch, capacity, kv_heads, head_dim]`` and per-sequence lengths.
+
+    A forward pass appends at ``length[b]``; a caller may roll a sequence back by lowering its
+    length (the slots are overwritten by the next pass).
+    """
+
+    def __init__(self, config, batch, capacity):
+        _positive_int("KVCache", "batch", batch)
+        _positive_int("KVCache", "capacity", capacity)
+        shape = (batch, capacity, config.num_kv_heads, config.head_dim)
+        self.k = [np.zeros(shape) for _ in range(config.num_layers)]
+        self.v = [np.zeros(shape) for _ in range(config.num_layers)]
+        self.length = np.zeros(batch, dtype=np.int64)
+        self.batch, self.capacity = batch, capacity
+
+
+@dataclass
+class ForwardResult:
+    """``logits[b]``: ``[n_b, vocab]`` for sequence b's new tokens (or its last one only);
+    ``routes[layer]``: the :class:`Route` of all rows (None for dense layers); ``row_seq``: the
+    sequence of each row."""
+    logits: list
+    routes: list
+    row_seq: np.ndarray
+
+
+@dataclass
+class PassPlan:
+    """How a forward pass runs its experts: ``route(layer, scores, select) -> Route`` and
+    ``precision(layer, expert) -> Precision``, with ``draft_method`` for DRAFT."""
+    route: object = None
+    precision: object = None
+    draft_method: str = "augmented"
+
+
+class MoEModel:
+    """A quantised MoE model; see the module docstring for the arithmetic."""
+
+    def __init__(self, config, weights, keep_float=False):
+        if not isinstance(config, MoEConfig):
+            raise TypeError(f"config must be an MoEConfig, not {config!r}")
+        check_weights(config, weights)
+        self.config = config
+        c, kf = config, keep_float
+        self.embed = np.asarray(weights.embed, dtype=np.float64)
+        self.final_norm = np.asarray(weights.final_norm, dtype=np.float64)
+        self.lm_head = QLinear(weights.lm_head, keep_float=kf, name="lm_head")
+        self.layers = []
+        for i, lw in enumerate(weights.layers):
+            f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
+            layer = {"attn_norm": f64(lw.attn_norm), "ffn_norm": f64(lw.ffn_norm),
+                     "q_norm": f64(lw.q_norm), "k_norm": f64(lw.k_norm),
+                     "q": QLinear(lw.q, lw.q_bias, kf, f"layers.{i}.q"),
+                     "k": QLinear(lw.k, lw.k_bias, kf, f"layers.{i}.k"),
+                     "v": QLinear(lw.v, lw.v_bias, kf, f"layers.{i}.v"),
+                     "o": QLinear(lw.o, None, kf, f"layers.{i}.o")}
+            if i in c.dense_layers:
+                layer["dense"] = QFFN(lw.dense, kf, f"layers.{i}.dense")
+            else:
+                layer["router"] = QLinear(lw.router, None, kf, f"layers.{i}.router")
+                layer["router_bias"] = f64(lw.router_bias)
+                layer["experts"] = [QFFN(e, kf, f"layers.{i}.experts.{j}")
+                                    for j, e in enumerate(lw.experts)]
+                layer["shared"] = QFFN(lw.shared, kf, f"layers.{i}.shared") if c.shared_ffn else None
+                layer["shared_gate"] = (QLinear(lw.shared_gate, None, kf, f"layers.{i}.shared_gate")
+                                        if c.shared_gate else None)
+            self.layers.append(layer)
+        half = c.head_dim // 2
+        self._inv_freq = c.rope_theta ** (-np.arange(half, dtype=np.float64) * 2 / c.head_dim)
+        self._target = PassPlan()
+
+    # -- sizes used by the byte accounting -----------------------------------------------------------
+    @property
+    def expert_weights(self):
+        """Weights (codes) of one routed expert."""
+        return self.config.expert_weight_count
+
+    @property
+    def expert_scale_bytes(self):
+        c = self.config
+        return 2 * (2 * (c.hidden_size // QUANT_GROUP) * c.expert_ffn
+                    + (c.expert_ffn // QUANT_GROUP) * c.hidden_size)
+
+    @property
+    def dense_bytes(self):
+        """INT8 codes plus FP16 scales of everything but the routed experts (attention, routers,
+        shared and dense FFNs, LM head): read from HB once per forward pass."""
+        total = self.lm_head.nbytes_int8 + self.lm_head.nbytes_scales
+        for layer in self.layers:
+            for name in ("q", "k", "v", "o", "router", "shared_gate"):
+                lin = layer.get(name)
+                if lin is not None:
+                    total += lin.nbytes_int8 + lin.nbytes_scales
+            for name in ("dense", "shared"):
+                ffn = layer.get(name)
+                if ffn is not None:
+                    total += ffn.weight_count + ffn.scale_bytes
+        return total
+
+    def new_cache(self, batch, capacity):
+        return KVCache(self.config, batch, capacity)
+
+    # -- the pass ------------------------------------------------------------------------------------
+    def forward(self, cache, chunks, plan=None, last_only=False):
+        """Run the new tokens ``chunks[b]`` (int array, possibly empty) of every sequence ``b``.
+
+        Appends their keys and values to ``cache`` and advances ``cache.length``. ``plan`` (a
+        :class:`PassPlan`) chooses routing and expert precision; the default is the target (full
+        top-k, FULL). Returns a :class:`ForwardResult`.
+        """
+        c = self.config
+        plan = plan or self._target
+        if len(chunks) != cache.batch:
+            raise ValueError(f"got {len(chunks)} token chunks for a cache of batch {cache.batch}")
+        chunks = [np.asarray(t, dtype=np.int64).reshape(-1) for t in chunks]
+        lens = np.array([len(t) for t in chunks], dtype=np.int64)
+        for b, t in enumerate(chunks):
+            if t.size and (t.min() < 0 or t.max() >= c.vocab_size):
+                raise ValueError(f"sequence {b} holds token ids outside 0..{c.vocab_size - 1}")
+            if cache.length[b] + lens[b] > cache.capacity:
+                raise ValueError(f"sequence {b} would reach {cache.length[b] + lens[b]} positions, "
+                                 f"beyond the KV cache capacity {cache.capacity}")
+        row_seq = np.repeat(np.arange(cache.batch), lens)
+        offsets = np.arange(len(row_seq)) - np.repeat(np.cumsum(lens) - lens, lens)
+        pos = cache.length[row_seq] + offsets
+        x = self.embed[np.concatenate(chunks)] if len(row_seq) else np.zeros((0, c.hidden_size))
+        routes = []
+        for i, layer in enumerate(self.layers):
+            h = rms_norm(x, layer["attn_norm"], c.rms_eps)
+            x = x + self._attention(i, layer, h, cache, row_seq, offsets, pos, lens)
+            h = rms_norm(x, layer["ffn_norm"], c.rms_eps)
+            if "dense" in layer:
+                x = x + layer["dense"](quantize_activations(h))
+                routes.append(None)
+            else:
+                y, route = self._moe(i, layer, h, plan)
+                x = x + y
+                routes.append(route)
+        cache.length += lens
+        ends = np.cumsum(lens)
+        if last_only:
+            take = ends[lens > 0] - 1
+        else:
+            take = np.arange(len(row_seq))
+        logits_rows = self.lm_head(quantize_activations(rms_norm(x[take], self.final_norm,
+                                                                 c.rms_eps)))
+        logits, start = [], 0
+        for b in range(cache.batch):
+            n = (1 if lens[b] else 0) if last_only else lens[b]
+            logits.append(logits_rows[start:start + n])
+            start += n
+        return ForwardResult(logits=logits, routes=routes, row_seq=row_seq)
+
+    def _rope(self, x, pos):
+        ang = pos[:, None].astype(np.float64) * self._inv_freq[None, :]
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        half = x.shape[-1] // 2
+        x1, x2 = x[..., :half], x[..., half:]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+    def _attention(self, i, layer, h, cache, row_seq, offsets, pos, lens):
+        c = self.config
+        nh, nkv, hd = c.num_heads, c.num_kv_heads, c.head_dim
+        hq = quantize_activations(h)
+        q, k, v = layer["q"](hq), layer["k"](hq), layer["v"](hq)
+        if c.qk_norm == "full":
+            q, k = rms_norm(q, layer["q_norm"], c.rms_eps), rms_norm(k, layer["k_norm"], c.rms_eps)
+        q, k, v = (a.reshape(len(a), -1, hd) for a in (q, k, v))
+        if c.qk_norm == "head":
+            q, k = rms_norm(q, layer["q_norm"], c.rms_eps), rms_norm(k, layer["k_norm"], c.rms_eps)
+        q, k = self._rope(q, pos), self._rope(k, pos)
+        cache.k[i][row_seq, pos] = k
+        cache.v[i][row_seq, pos] = v
+        out = np.zeros((len(row_seq), nh, hd))
+        active = np.flatnonzero(lens)
+        if not len(active):
+            return layer["o"](quantize_activations(out.reshape(0, nh * hd)))
+        q = q * (1.0 / np.sqrt(hd))
+        start = np.cumsum(lens) - lens
+        # Chunks of sequences, padded to the longest query and key counts in the chunk; masked
+        # keys trail the valid ones, so sequential sums see only exact zeros after the real terms.
+        budget = 1 << 22
+        b0 = 0
+        while b0 < len(active):
+            b1 = b0 + 1
+            while b1 < len(active):
+                sel = active[b0:b1 + 1]
+                nmax, lmax = lens[sel].max(), (cache.length[sel] + lens[sel]).max()
+                if len(sel) * nmax * lmax * nh * hd > budget:
+                    break
+                b1 += 1
+            sel = active[b0:b1]
+            self._attend(i, cache, q, out, sel, lens, start)
+            b0 = b1
+        return layer["o"](quantize_activations(out.reshape(len(out), nh * hd)))
+
+    def _attend(self, i, cache, q, out, sel, lens, start):
+        c = self.config
+        nh, hd, rep = c.num_heads, c.head_dim, c.num_heads // c.num_kv_heads
+        nmax = int(lens[sel].max())
+        lmax = int((cache.length[sel] + lens[sel]).max())
+        qp = np.zeros((len(sel), nmax, nh, hd))
+        qi = np.arange(nmax)
+        rows = start[sel][:, None] + qi[None, :]
+        valid_q = qi[None, :] < lens[sel][:, None]
+        qp[valid_q] = q[rows[valid_q]]
+        keys = np.repeat(cache.k[i][sel, :lmax], rep, axis=2)      # [S, L, nh, hd]
+        vals = np.repeat(cache.v[i][sel, :lmax], rep, axis=2)
+        scores = seq_sum(qp[:, :, None] * keys[:, None], axis=-1)   # [S, n, L, nh]
+        last = (cache.length[sel][:, None] + qi[None, :])           # last visible key per query
+        mask = np.arange(lmax)[None, None, :] <= last[:, :, None]   # [S, n, L]
+        scores = np.where(mask[..., None], scores, -np.inf)
+        scores[~valid_q] = 0.0                                      # padded queries: no -inf rows
+        p = softmax(scores, axis=2)
+        o = seq_sum(p[..., None] * vals[:, None], axis=2)           # [S, n, nh, hd]
+        out[rows[valid_q]] = o[valid_q]
+
+    def _moe(self, i, layer, h, plan):
+        c = self.config
+        xq = quantize_activations(h)
+        scores, select = route_scores(c, layer["router"](xq), layer["router_bias"])
+        route = (plan.route(i, scores, select) if plan.route is not None
+                 else top_k_route(c, scores, select))
+        y = np.zeros_like(h)
+        for e in np.unique(route.experts[route.experts >= 0]):
+            hit = route.experts == e
+            rows = np.flatnonzero(hit.any(axis=1))
+            w = np.where(hit[rows], route.weights[rows], 0.0)
+            w = seq_sum(w)
+            precision = Precision.FULL if plan.precision is None else plan.precision(i, int(e))
+            sub = QuantActivations(codes=xq.codes[rows], scales=xq.scales[rows])
+            y[rows] = y[rows] + w[:, None] * layer["experts"][e](sub, precision, plan.draft_method)
+        if layer["shared"] is not None:
+            s = layer["shared"](xq)
+            if layer["shared_gate"] is not None:
+                s = s * sigmoid(layer["shared_gate"](xq))
+            y = y + s
+        return y, route
+
+    # -- the reference ---------------------------------------------------------------------------
+    def moe_block(self, layer, h, route, precision):
+        """One MoE block's output for inputs ``h`` [rows, hidden] under a given ``route`` with every
+        expert (routed and shared) at ``precision``; REFERENCE uses float64 weights and inputs."""
+        lay = self.layers[layer]
+        x = h if precision is Precision.REFERENCE else quantize_activations(h)
+        y = np.zeros_like(h)
+        for e in np.unique(route.experts[route.experts >= 0]):
+            hit = route.experts == e
+            rows = np.flatnonzero(hit.any(axis=1))
+            w = seq_sum(np.where(hit[rows], route.weights[rows], 0.0))
+            sub = (x[rows] if precision is Precision.REFERENCE
+                   else QuantActivations(codes=x.codes[rows], scales=x.scales[rows]))
+            y[rows] = y[rows] + w[:, None] * lay["experts"][e](sub, precision)
+        if lay["shared"] is not None:
+            s = lay["shared"](x, precision)
+            if lay["shared_gate"] is not None:
+                s = s * sigmoid(lay["shared_gate"](x, Precision.REFERENCE
+                                                   if precision is Precision.REFERENCE
+                                                   else Precision.FULL))
+            y = y + s
+        return y
