@@ -409,7 +409,8 @@ class QLinear:
         matrix products are exact in any summation order (the BLAS may block as it likes).
         """
         codes = xq.codes.astype(np.float32).reshape(-1, self.groups, QUANT_GROUP)
-        return np.matmul(codes.transpose(1, 0, 2), self.effective(mac_mode, draft_method))
+        codes = np.ascontiguousarray(codes.transpose(1, 0, 2))     # BLAS wants contiguous stacks
+        return np.matmul(codes, self.effective(mac_mode, draft_method))
 
     def __call__(self, x, precision=Precision.FULL, draft_method="augmented"):
         """``x``: a :class:`QuantActivations` (or a float array for REFERENCE / to be quantised)."""
