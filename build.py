@@ -5,6 +5,8 @@
                                     golden-versus-RTL check on Verilator, with a summary
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
+    python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
+                                    MoE: acceptance, experts touched, bytes per memory tier
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -192,6 +194,11 @@ def cmd_default(args):
     return 1 if any(r["lint_errors"] for r in rows) else 0
 
 
+def cmd_sd(args):
+    from sw_model.sd_cli import run
+    return run(args)
+
+
 def main(argv=None):
     def common(suppress):
         """Options accepted before or after the subcommand."""
@@ -220,6 +227,11 @@ def main(argv=None):
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000, help="operations per mode")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("sd", parents=[common(True)],
+                       help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")
+    from sw_model.sd_cli import add_arguments
+    add_arguments(p)
+    p.set_defaults(func=cmd_sd)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")

@@ -374,7 +374,8 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
 
     Per step: draft ``gamma`` tokens for every unfinished sequence with ``policy``'s experts at
     DRAFT precision (``sd.draft_bits``); count the draft's expert choices and fix the next resident
-    set; verify ``gamma + 1`` positions with the INT8 target (resident experts split MSB/LSB, others
+    set (the choices counted are the draft router's unrestricted top-k: counting the experts the
+    draft was confined to would only ever re-select the current set); verify ``gamma + 1`` positions with the INT8 target (resident experts split MSB/LSB, others
     FULL); accept greedily (``sd.temperature == 0``) or by rejection sampling; install the new set.
     """
     prompts = _check_prompts(model, prompts, max_new)
@@ -418,7 +419,7 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
             res = model.forward(kv, [[feed[b]] if b in feed else [] for b in range(batch)],
                                 draft_plan)
             meter.dense_pass()
-            _route_counts(model, res.routes, counts)
+            _route_counts(model, res.wanted, counts)
             for b in active:
                 draft_logits[b, j] = res.logits[b][0]
                 drafts[b, j] = feed[b] = _choose(res.logits[b][0], temp, rng)

@@ -546,10 +546,13 @@ class KVCache:
 @dataclass
 class ForwardResult:
     """``logits[b]``: ``[n_b, vocab]`` for sequence b's new tokens (or its last one only);
-    ``routes[layer]``: the :class:`Route` of all rows (None for dense layers); ``row_seq``: the
-    sequence of each row."""
+    ``routes[layer]``: the :class:`Route` the pass used for all rows (None for dense layers);
+    ``wanted[layer]``: the router's unrestricted top-k on the same rows (equal to ``routes`` for a
+    target pass; what a draft would have chosen without its policy); ``row_seq``: the sequence of
+    each row."""
     logits: list
     routes: list
+    wanted: list
     row_seq: np.ndarray
 
 
@@ -653,7 +656,7 @@ class MoEModel:
         offsets = np.arange(len(row_seq)) - np.repeat(np.cumsum(lens) - lens, lens)
         pos = cache.length[row_seq] + offsets
         x = self.embed[np.concatenate(chunks)] if len(row_seq) else np.zeros((0, c.hidden_size))
-        routes = []
+        routes, wanted = [], []
         for i, layer in enumerate(self.layers):
             h = rms_norm(x, layer["attn_norm"], c.rms_eps)
             x = x + self._attention(i, layer, h, cache, row_seq, offsets, pos, lens)
@@ -661,10 +664,12 @@ class MoEModel:
             if "dense" in layer:
                 x = x + layer["dense"](quantize_activations(h))
                 routes.append(None)
+                wanted.append(None)
             else:
-                y, route = self._moe(i, layer, h, plan)
+                y, route, want = self._moe(i, layer, h, plan)
                 x = x + y
                 routes.append(route)
+                wanted.append(want)
         cache.length += lens
         ends = np.cumsum(lens)
         if last_only:
@@ -678,7 +683,7 @@ class MoEModel:
             n = (1 if lens[b] else 0) if last_only else lens[b]
             logits.append(logits_rows[start:start + n])
             start += n
-        return ForwardResult(logits=logits, routes=routes, row_seq=row_seq)
+        return ForwardResult(logits=logits, routes=routes, wanted=wanted, row_seq=row_seq)
 
     def _rope(self, x, pos):
         ang = pos[:, None].astype(np.float64) * self._inv_freq[None, :]
@@ -748,8 +753,8 @@ class MoEModel:
         c = self.config
         xq = quantize_activations(h)
         scores, select = route_scores(c, layer["router"](xq), layer["router_bias"])
-        route = (plan.route(i, scores, select) if plan.route is not None
-                 else top_k_route(c, scores, select))
+        wanted = top_k_route(c, scores, select)
+        route = plan.route(i, scores, select) if plan.route is not None else wanted
         y = np.zeros_like(h)
         for e in np.unique(route.experts[route.experts >= 0]):
             hit = route.experts == e
@@ -764,7 +769,7 @@ class MoEModel:
             if layer["shared_gate"] is not None:
                 s = s * sigmoid(layer["shared_gate"](xq))
             y = y + s
-        return y, route
+        return y, route, wanted
 
     # -- the reference ---------------------------------------------------------------------------
     def moe_block(self, layer, h, route, precision):

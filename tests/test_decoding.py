@@ -132,6 +132,32 @@ def test_elastic_sd_step_accounting(tiny, prompts):
     assert len(cache.log) == n_layers * (1 + len(result.steps))  # start + one per step
 
 
+def test_next_resident_set_is_the_draft_frequency_set(tiny, prompts):
+    """Each step's counts are the draft router's top-k picks (gamma tokens x sequences x k per
+    layer), the installed set is their frequency set, and the set does move."""
+    policy = make_policy("resident")
+    seen = []
+    original = policy.next_resident
+
+    def recording(layer, counts, cache):
+        chosen = original(layer, counts, cache)
+        seen.append((layer, counts.copy(), sorted(cache.resident(layer)), chosen))
+        return chosen
+
+    policy.next_resident = recording
+    cache = LRUExpertCache(4)
+    result = elastic_sd(tiny, prompts[:30], NEW, policy, SDConfig(gamma=3, capacity=4),
+                        cache=cache)
+    per_step = iter(result.steps)
+    for i in range(0, len(seen), 2):
+        step = next(per_step)
+        for layer, counts, current, chosen in seen[i:i + 2]:
+            assert counts.sum() == 3 * step.sequences * TINY_CONFIG.top_k
+            assert chosen == frequency_set(counts, 4, current)
+    assert any(current != chosen for _, _, current, chosen in seen)
+    assert sum(s.hb_write_bytes for s in result.steps) > 0
+
+
 def test_frequency_set_ties():
     assert frequency_set([5, 0, 5, 1, 0], 2) == [0, 2]
     assert frequency_set([0, 0, 0, 0], 2, current=[3, 1]) == [1, 3]      # idle: keep the set

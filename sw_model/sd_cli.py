@@ -1,0 +1,152 @@
+"""``python build.py sd``: cached decoding and Elastic-SD on a checkpoint or the built-in default.
+
+The built-in default is :data:`sw_model.moe.DEFAULT_CONFIG` (Qwen3-30B-A3B scaled down) with random
+weights from a fixed seed (:data:`MODEL_SEED`). Prompts are random token ids of different lengths
+(there is no tokenizer), drawn from ``--seed``. Both modes run on the same batch; the batch
+threshold says which one the accelerator would choose. Prints a table and, as the last line, one
+JSON object whose top-level figures are Elastic-SD's (``mode`` "elastic_sd"), with the cached run
+under ``"cached"``.
+"""
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from sw_model.bitnested import DRAFT_METHODS
+from sw_model.checkpoints import CheckpointError, load_checkpoint
+from sw_model.decoding import SDConfig, cached_decode, elastic_sd
+from sw_model.draft_policies import POLICY_NAMES, make_policy
+from sw_model.moe import DEFAULT_CONFIG, MoEModel, random_weights
+
+__all__ = ["add_arguments", "run", "MODEL_SEED"]
+
+log = logging.getLogger(__name__)
+
+#: Seed of the built-in default model's random weights.
+MODEL_SEED = 0
+
+
+def add_arguments(p):
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="Hugging Face checkpoint directory (default: the built-in random model)")
+    p.add_argument("--batch", type=int, default=16, help="prompts in the batch (default 16)")
+    p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
+    p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
+    p.add_argument("--prompt-len", type=int, nargs=2, default=(8, 24), metavar=("MIN", "MAX"),
+                   help="prompt lengths are drawn from MIN..MAX (default 8 24)")
+    p.add_argument("--capacity", type=int, default=None,
+                   help="HB-resident experts per MoE layer (default: a quarter of the experts, "
+                        "at least top-k)")
+    p.add_argument("--policy", default="resident", choices=POLICY_NAMES,
+                   help="draft expert policy (default resident)")
+    p.add_argument("--k-draft", type=int, default=None, help="experts per token for elastic-k")
+    p.add_argument("--draft-bits", default="augmented", choices=DRAFT_METHODS,
+                   help="draft weight method (default augmented)")
+    p.add_argument("--threshold", type=int, default=4,
+                   help="batch size at and above which Elastic-SD runs (default 4)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+
+
+def _table(headers, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _fmt(v, digits=3):
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _check(args):
+    for name in ("batch", "gamma", "new_tokens", "threshold"):
+        v = getattr(args, name)
+        if v < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, not {v}")
+    lo, hi = args.prompt_len
+    if not 1 <= lo <= hi:
+        raise SystemExit(f"--prompt-len must be 1 <= MIN <= MAX, not {lo} {hi}")
+
+
+def run(args):
+    _check(args)
+    start = time.monotonic()
+    if args.checkpoint:
+        try:
+            model, scheme = load_checkpoint(args.checkpoint)
+        except (CheckpointError, OSError) as exc:
+            raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
+        name = f"{args.checkpoint} ({scheme})"
+    else:
+        model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=MODEL_SEED))
+        name = f"built-in {DEFAULT_CONFIG.name} (random weights, seed {MODEL_SEED})"
+    c = model.config
+    capacity = args.capacity if args.capacity is not None else max(c.top_k, c.num_experts // 4)
+    if capacity < c.top_k:
+        raise SystemExit(f"--capacity: cache capacity ({capacity} experts per layer) must hold at "
+                         f"least top_k ({c.top_k}) experts to draft from the resident set")
+    try:
+        sd = SDConfig(gamma=args.gamma, threshold=args.threshold, capacity=capacity,
+                      temperature=args.temperature, draft_bits=args.draft_bits)
+        policy = make_policy(args.policy, args.k_draft)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    rng = np.random.default_rng(args.seed)
+    lo, hi = args.prompt_len
+    prompts = [rng.integers(0, c.vocab_size, rng.integers(lo, hi + 1)) for _ in range(args.batch)]
+    selected = "elastic_sd" if args.batch >= args.threshold else "cached"
+    print(f"model: {name}\n  {c.describe()}")
+    print(f"batch {args.batch} prompts of {lo}..{hi} tokens, {args.new_tokens} new tokens each; "
+          f"HB holds {capacity} of {c.num_experts} experts per MoE layer; threshold "
+          f"{args.threshold} -> {selected}", flush=True)
+    print("cached decoding (LRU expert cache) ...", flush=True)
+    try:
+        cached = cached_decode(model, prompts, args.new_tokens, capacity=capacity,
+                               temperature=args.temperature, rng=np.random.default_rng(args.seed))
+        print(f"Elastic-SD (gamma {args.gamma}, policy {args.policy}, draft bits "
+              f"{args.draft_bits}) ...", flush=True)
+        spec = elastic_sd(model, prompts, args.new_tokens, policy, sd,
+                          rng=np.random.default_rng(args.seed))
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    cs, ss = cached.summary(), spec.summary()
+    print()
+    touched = lambda s, p: (_fmt(float(np.mean(s["experts_touched_per_layer"][p])), 1)
+                            if p in s["experts_touched_per_layer"] else "-")
+    rows = [[m, s["tokens"], s["steps"], _fmt(s["acceptance_rate"]),
+             _fmt(s["mean_accepted_length"], 2), touched(s, "draft"), touched(s, "target"),
+             f"{s['hb_bytes_per_token']:.0f}", f"{s['hb_expert_bytes_per_token']:.0f}",
+             f"{s['lpddr_bytes_per_token']:.0f}", _fmt(s["hit_rate"])]
+            for m, s in (("cached", cs), ("elastic_sd", ss))]
+    print(_table(["mode", "tokens", "steps", "acceptance", "mean accepted length",
+                  "experts/layer draft", "experts/layer target", "HB B/token",
+                  "  of which experts", "LPDDR B/token", "hit rate"], rows))
+    print("(experts/layer: distinct experts per MoE layer and step, mean over layers and steps; "
+          "bytes per generated token over the decode steps)")
+    same = sum(np.array_equal(a, b) for a, b in zip(cached.tokens, spec.tokens))
+    if args.temperature == 0:
+        print(f"greedy Elastic-SD output equals target (cached) decoding for {same} of "
+              f"{len(prompts)} sequences")
+    seconds = time.monotonic() - start
+    print(f"done in {seconds:.1f} s")
+    figures = {
+        "model": name, "mode": "elastic_sd", "selected_mode": selected, "batch": args.batch,
+        "gamma": args.gamma, "policy": args.policy, "draft_bits": args.draft_bits,
+        "capacity": capacity, "temperature": args.temperature, "new_tokens": args.new_tokens,
+        "acceptance_rate": ss["acceptance_rate"],
+        "mean_accepted_length": ss["mean_accepted_length"],
+        "hb_bytes_per_token": ss["hb_bytes_per_token"],
+        "hb_expert_bytes_per_token": ss["hb_expert_bytes_per_token"],
+        "lpddr_bytes_per_token": ss["lpddr_bytes_per_token"],
+        "hb_write_bytes_per_token": ss["hb_write_bytes_per_token"],
+        "experts_touched_per_layer": ss["experts_touched_per_layer"],
+        "hit_rate": ss["hit_rate"],
+        "lossless_sequences": same if args.temperature == 0 else None,
+        "cached": {k: cs[k] for k in ("hb_bytes_per_token", "hb_expert_bytes_per_token",
+                                      "lpddr_bytes_per_token", "experts_touched_per_layer",
+                                      "hit_rate")},
+        "seconds": round(seconds, 2),
+    }
+    print(json.dumps(figures))
+    return 0 if args.temperature > 0 or same == len(prompts) else 1

@@ -1,0 +1,63 @@
+"""``python build.py sd`` on the built-in default and on a checkpoint directory."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from sim.runner import REPO_ROOT
+from test_checkpoints import SCHEMES, as_float32, hf_config, hf_tensors, write
+from sw_model.moe import random_weights
+
+
+def run_build(*args):
+    return subprocess.run([sys.executable, str(REPO_ROOT / "build.py"), *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+
+
+def test_sd_on_the_builtin_default():
+    result = run_build("sd")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for key in ("model", "mode", "acceptance_rate", "mean_accepted_length", "hb_bytes_per_token",
+                "lpddr_bytes_per_token", "experts_touched_per_layer", "cached"):
+        assert key in figures, key
+    assert figures["mode"] == "elastic_sd" and figures["selected_mode"] == "elastic_sd"
+    assert "built-in" in figures["model"]
+    assert 0 < figures["acceptance_rate"] < 1
+    assert 1 < figures["mean_accepted_length"] <= figures["gamma"] + 1
+    assert figures["lossless_sequences"] == figures["batch"] == 16
+    assert figures["hb_bytes_per_token"] > figures["hb_expert_bytes_per_token"] > 0
+    assert 0 < figures["lpddr_bytes_per_token"] < figures["cached"]["lpddr_bytes_per_token"]
+    touched = figures["experts_touched_per_layer"]
+    assert len(touched["draft"]) == len(touched["target"]) == 4
+    assert max(touched["draft"]) <= figures["capacity"]
+    text = result.stdout
+    assert "acceptance" in text and "LPDDR B/token" in text and "experts/layer draft" in text
+
+
+def test_sd_on_a_checkpoint(tmp_path):
+    config, extra = SCHEMES["olmoe"]
+    weights = as_float32(random_weights(config, seed=2))
+    write(tmp_path, "olmoe", hf_tensors("olmoe", config, weights), hf_config(config, extra))
+    result = run_build("sd", str(tmp_path), "--batch", "6", "--gamma", "2", "--new-tokens", "6",
+                       "--policy", "specmoe", "--draft-bits", "truncation")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["model"] == f"{tmp_path} (olmoe)"
+    assert figures["policy"] == "specmoe" and figures["gamma"] == 2
+    assert figures["lossless_sequences"] == 6
+    assert np.isfinite(figures["acceptance_rate"])
+
+
+def test_sd_bad_requests_are_named(tmp_path):
+    result = run_build("sd", str(tmp_path / "nowhere"))
+    assert result.returncode != 0
+    assert f"cannot load checkpoint {tmp_path / 'nowhere'}" in result.stderr
+    assert "has no config.json" in result.stderr
+    result = run_build("sd", "--gamma", "0")
+    assert result.returncode != 0 and "--gamma must be a positive integer, not 0" in result.stderr
+    result = run_build("sd", "--capacity", "2")
+    assert result.returncode != 0 and "capacity (2 experts per layer)" in result.stderr
