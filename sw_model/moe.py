@@ -23,18 +23,19 @@ so float32 matrix products of code values are exact); everything else is element
 on trailing masked (zero) terms. pytest checks batched logits equal per-sequence logits bit for bit.
 """
 
-from dataclasses import dataclass, field, fields, asdict, replace
+from dataclasses import dataclass, fields, asdict
 import enum
 import logging
 
 import numpy as np
 
 from hw.params import MacMode, QUANT_GROUP
-from sw_model.bitnested import DRAFT_METHODS, draft_weights
+from sw_model.bitnested import draft_weights
 from sw_model.quant import QuantActivations, quantize_activations, quantize_weights
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
-           "QLinear", "KVCache", "MoEModel", "Route", "ForwardResult", "random_weights",
+           "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
+           "random_weights",
            "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,10 @@ class MoEConfig:
 
 
 #: The built-in default: Qwen3-30B-A3B (48 layers, hidden 2048, 128 experts x 768, top-8, 32/4
-#: heads x 128, vocab 151936) scaled down: layers / 12, hidden / 8, experts / 4 (top-k / 2, so a
-#: token still activates 1/16 of the experts... here 1/8), expert width / 8, heads / 4, vocab to 512.
+#: heads x 128, per-head q/k norm, renormalised softmax top-k, vocab 151936) scaled down: layers / 12,
+#: hidden / 8, experts / 4 with top-k / 2 (a token activates 1/8 of the experts instead of 1/16, so
+#: a small batch still leaves experts untouched), expert width / 8, heads / 4 (GQA ratio 4 kept),
+#: head dim / 4, vocab 512.
 DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_heads=8,
                            num_kv_heads=2, head_dim=32, num_experts=32, top_k=4, expert_ffn=96,
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
@@ -755,41 +758,35 @@ class MoEModel:
         scores, select = route_scores(c, layer["router"](xq), layer["router_bias"])
         wanted = top_k_route(c, scores, select)
         route = plan.route(i, scores, select) if plan.route is not None else wanted
-        y = np.zeros_like(h)
-        for e in np.unique(route.experts[route.experts >= 0]):
-            hit = route.experts == e
-            rows = np.flatnonzero(hit.any(axis=1))
-            w = np.where(hit[rows], route.weights[rows], 0.0)
-            w = seq_sum(w)
-            precision = Precision.FULL if plan.precision is None else plan.precision(i, int(e))
-            sub = QuantActivations(codes=xq.codes[rows], scales=xq.scales[rows])
-            y[rows] = y[rows] + w[:, None] * layer["experts"][e](sub, precision, plan.draft_method)
-        if layer["shared"] is not None:
-            s = layer["shared"](xq)
-            if layer["shared_gate"] is not None:
-                s = s * sigmoid(layer["shared_gate"](xq))
-            y = y + s
+        precision = plan.precision or (lambda layer, expert: Precision.FULL)
+        y = self._combine(layer, xq, route, lambda e: precision(i, e), plan.draft_method)
         return y, route, wanted
 
-    # -- the reference ---------------------------------------------------------------------------
-    def moe_block(self, layer, h, route, precision):
-        """One MoE block's output for inputs ``h`` [rows, hidden] under a given ``route`` with every
-        expert (routed and shared) at ``precision``; REFERENCE uses float64 weights and inputs."""
-        lay = self.layers[layer]
-        x = h if precision is Precision.REFERENCE else quantize_activations(h)
-        y = np.zeros_like(h)
+    def _combine(self, layer, x, route, precision_of, draft_method="augmented"):
+        """Routed experts (each once, on its rows, weights of repeated picks summed; added in
+        expert order) plus the shared expert, which runs FULL (or REFERENCE with REFERENCE)."""
+        reference = isinstance(x, np.ndarray)
+        y = np.zeros((len(x.codes) if not reference else len(x), self.config.hidden_size))
         for e in np.unique(route.experts[route.experts >= 0]):
             hit = route.experts == e
             rows = np.flatnonzero(hit.any(axis=1))
             w = seq_sum(np.where(hit[rows], route.weights[rows], 0.0))
-            sub = (x[rows] if precision is Precision.REFERENCE
+            sub = (x[rows] if reference
                    else QuantActivations(codes=x.codes[rows], scales=x.scales[rows]))
-            y[rows] = y[rows] + w[:, None] * lay["experts"][e](sub, precision)
-        if lay["shared"] is not None:
-            s = lay["shared"](x, precision)
-            if lay["shared_gate"] is not None:
-                s = s * sigmoid(lay["shared_gate"](x, Precision.REFERENCE
-                                                   if precision is Precision.REFERENCE
-                                                   else Precision.FULL))
+            out = layer["experts"][e](sub, precision_of(int(e)), draft_method)
+            y[rows] = y[rows] + w[:, None] * out
+        if layer["shared"] is not None:
+            dense = Precision.REFERENCE if reference else Precision.FULL
+            s = layer["shared"](x, dense)
+            if layer["shared_gate"] is not None:
+                s = s * sigmoid(layer["shared_gate"](x, dense))
             y = y + s
         return y
+
+    # -- the reference ---------------------------------------------------------------------------
+    def moe_block(self, layer, h, route, precision):
+        """One MoE block's output for inputs ``h`` [rows, hidden] under a given ``route`` with every
+        routed expert at ``precision`` (the shared expert FULL); REFERENCE runs everything on
+        float64 weights and unquantised inputs."""
+        x = h if precision is Precision.REFERENCE else quantize_activations(h)
+        return self._combine(self.layers[layer], x, route, lambda e: precision)

@@ -9,8 +9,8 @@ import pytest
 from hw.params import MacMode
 from sw_model.bitnested import DRAFT_METHODS, draft_weights, reference_group_sums
 from sw_model.decoding import LRUExpertCache
-from sw_model.moe import (DEFAULT_CONFIG, TINY_CONFIG, MoEConfig, MoEModel, PassPlan, Precision,
-                          QLinear, Route, random_weights, route_scores, seq_sum, top_k_route)
+from sw_model.moe import (DEFAULT_CONFIG, TINY_CONFIG, MoEModel, PassPlan, Precision, QLinear,
+                          random_weights, route_scores, top_k_route)
 from sw_model.quant import quantize_activations
 
 #: A model with every optional feature of the block under test: shared expert with a sigmoid gate.
