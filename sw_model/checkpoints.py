@@ -239,8 +239,23 @@ def _names(scheme, layer, config):
     return names
 
 
+class _Layers:
+    """The decoder layers of a checkpoint, read one at a time as they are iterated (so a model is
+    quantised layer by layer without holding every float weight at once)."""
+
+    def __init__(self, read, count):
+        self._read, self._count = read, count
+
+    def __len__(self):
+        return self._count
+
+    def __iter__(self):
+        return (self._read(i) for i in range(self._count))
+
+
 def load_weights(path):
-    """``(config, ModelWeights, scheme)`` read from a checkpoint directory (float32/64 arrays)."""
+    """``(config, ModelWeights, scheme)`` of a checkpoint directory. The embedding, final norm and
+    LM head are read now; ``weights.layers`` reads each layer when iterated."""
     config, scheme = read_config(path)
     store = TensorStore(path)
     for name in store.names():
@@ -262,21 +277,14 @@ def load_weights(path):
         return value.T if transpose else value
 
     c = config
-    embed = tensor("model.embed_tokens", (c.vocab_size, c.hidden_size), "token embedding")
-    final = tensor("model.norm", (c.hidden_size,), "final norm")
-    if c.tie_embeddings and "lm_head.weight" not in store:
-        lm_head = embed.T.copy()
-    else:
-        lm_head = tensor("lm_head", (c.hidden_size, c.vocab_size), "LM head", transpose=True)
-    layers = []
-    for i in range(c.num_layers):
+
+    def layer(i):
         hf = _names(scheme, i, c)
         values = {}
         for ours, shape in linear_names(c, i).items():
-            is_matrix = len(shape) == 2
             suffix = ".bias" if ours.endswith("_bias") and ours != "router_bias" else ".weight"
             values[ours] = tensor(hf[ours], shape, f"layer {i} {ours}", suffix,
-                                  transpose=is_matrix)
+                                  transpose=len(shape) == 2)
         ffn = lambda prefix: ExpertWeights(*(values[f"{prefix}.{p}"] for p in ("gate", "up", "down")))
         lw = LayerWeights(**{k: values.get(k) for k in (
             "attn_norm", "q", "k", "v", "o", "ffn_norm", "q_bias", "k_bias", "v_bias", "q_norm",
@@ -287,9 +295,17 @@ def load_weights(path):
             lw.experts = [ffn(f"experts.{e}") for e in range(c.num_experts)]
             if c.shared_ffn:
                 lw.shared = ffn("shared")
-        layers.append(lw)
-    weights = ModelWeights(embed=embed, layers=layers, final_norm=final, lm_head=lm_head)
-    check_weights(config, weights)
+        return lw
+
+    embed = tensor("model.embed_tokens", (c.vocab_size, c.hidden_size), "token embedding")
+    final = tensor("model.norm", (c.hidden_size,), "final norm")
+    if c.tie_embeddings and "lm_head.weight" not in store:
+        lm_head = embed.T.copy()
+    else:
+        lm_head = tensor("lm_head", (c.hidden_size, c.vocab_size), "LM head", transpose=True)
+    weights = ModelWeights(embed=embed, layers=_Layers(layer, c.num_layers), final_norm=final,
+                           lm_head=lm_head)
+    check_weights(config, weights, layers=False)
     return config, weights, scheme
 
 

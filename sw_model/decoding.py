@@ -23,16 +23,33 @@ which also yields each sequence's first token, is reported separately).
 from collections import OrderedDict
 from dataclasses import dataclass, field
 import logging
+from typing import Protocol
 
 import numpy as np
 
 from sw_model.bitnested import DRAFT_METHODS
 from sw_model.moe import MoEModel, PassPlan, Precision, softmax
 
-__all__ = ["LRUExpertCache", "StepStats", "DecodeResult", "SDConfig", "target_greedy",
+__all__ = ["ExpertCache", "LRUExpertCache", "StepStats", "DecodeResult", "SDConfig", "target_greedy",
            "cached_decode", "elastic_sd", "decode", "accept_greedy", "accept_rejection"]
 
 log = logging.getLogger(__name__)
+
+
+class ExpertCache(Protocol):
+    """What the decoders need from an expert-cache model (HB slots per MoE layer). Any object with
+    these members can be passed as ``cache`` (e.g. the golden model of the cache controller)."""
+
+    capacity: int
+
+    def access(self, layer: int, expert: int) -> bool:
+        """A target pass needs ``expert``: True on a hit; a miss installs it (policy's victim)."""
+
+    def resident(self, layer: int) -> frozenset:
+        """The experts whose upper slices HB holds now."""
+
+    def select(self, layer: int, experts) -> tuple:
+        """Make exactly ``experts`` resident; return ``(installed, evicted)`` sorted lists."""
 
 
 class LRUExpertCache:

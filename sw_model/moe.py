@@ -266,8 +266,9 @@ def _get(layer_weights, name):
     return getattr(obj, parts[1]) if len(parts) > 1 else obj
 
 
-def check_weights(config, weights):
-    """Raise ``ValueError`` naming the first tensor that is missing or has the wrong shape."""
+def check_weights(config, weights, layers=True):
+    """Raise ``ValueError`` naming the first tensor that is missing or has the wrong shape
+    (``layers=False``: only the embedding, final norm, LM head and the layer count)."""
     c = config
     expect = {"embed": (c.vocab_size, c.hidden_size), "final_norm": (c.hidden_size,),
               "lm_head": (c.hidden_size, c.vocab_size)}
@@ -278,22 +279,29 @@ def check_weights(config, weights):
                              f"{None if value is None else np.shape(value)}")
     if len(weights.layers) != c.num_layers:
         raise ValueError(f"weights hold {len(weights.layers)} layers, config says {c.num_layers}")
-    for i, lw in enumerate(weights.layers):
-        if lw.experts is not None and i not in c.dense_layers and len(lw.experts) != c.num_experts:
-            raise ValueError(f"layer {i} holds {len(lw.experts)} experts, config says "
-                             f"{c.num_experts}")
-        for name, shape in linear_names(c, i).items():
-            try:
-                value = _get(lw, name)
-            except (AttributeError, TypeError, IndexError):
-                value = None
-            if value is None:
-                raise ValueError(f"tensor layers.{i}.{name} is missing")
-            if np.shape(value) != shape:
-                raise ValueError(f"tensor layers.{i}.{name} must have shape {shape}, got "
-                                 f"{np.shape(value)}")
-            if not np.isfinite(value).all():
-                raise ValueError(f"tensor layers.{i}.{name} holds non-finite values")
+    if layers:
+        for i, lw in enumerate(weights.layers):
+            check_layer(config, i, lw)
+
+
+def check_layer(config, i, lw):
+    """Raise ``ValueError`` naming the first tensor of layer ``i`` that is missing or misshapen."""
+    c = config
+    if lw.experts is not None and i not in c.dense_layers and len(lw.experts) != c.num_experts:
+        raise ValueError(f"layer {i} holds {len(lw.experts)} experts, config says "
+                         f"{c.num_experts}")
+    for name, shape in linear_names(c, i).items():
+        try:
+            value = _get(lw, name)
+        except (AttributeError, TypeError, IndexError):
+            value = None
+        if value is None:
+            raise ValueError(f"tensor layers.{i}.{name} is missing")
+        if np.shape(value) != shape:
+            raise ValueError(f"tensor layers.{i}.{name} must have shape {shape}, got "
+                             f"{np.shape(value)}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"tensor layers.{i}.{name} holds non-finite values")
 
 
 def random_weights(config, seed=0, logit_scale=4.0, residual_scale=0.5):
@@ -387,6 +395,10 @@ class QLinear:
         self._scales = self.quant.scales.astype(np.float64)        # [G, N]
         self._cache = {}
 
+    #: Layers with at most this many weights keep their float32 ``w_eff`` per mode (fast small
+    #: models); larger ones recompute it per call, so a checkpoint costs ~1 byte per weight.
+    CACHE_WEIGHTS = 1 << 18
+
     def effective(self, mac_mode, draft_method="augmented"):
         """``w_eff`` of the codes in ``mac_mode`` as float32 ``[G, group, N]`` (exact integers)."""
         key = (mac_mode, draft_method if mac_mode is MacMode.DRAFT else None)
@@ -402,7 +414,8 @@ class QLinear:
             else:
                 eff = draft_weights(q, draft_method)
             w = eff.astype(np.float32).reshape(self.groups, QUANT_GROUP, self.n)
-            self._cache[key] = w
+            if self.k * self.n <= self.CACHE_WEIGHTS:
+                self._cache[key] = w
         return w
 
     def group_sums(self, xq, mac_mode, draft_method="augmented"):
@@ -572,9 +585,11 @@ class MoEModel:
     """A quantised MoE model; see the module docstring for the arithmetic."""
 
     def __init__(self, config, weights, keep_float=False):
+        """``weights.layers`` may be any sized iterable (a loader yields layers one at a time, so
+        only one layer's float weights are alive at once); each is checked as it arrives."""
         if not isinstance(config, MoEConfig):
             raise TypeError(f"config must be an MoEConfig, not {config!r}")
-        check_weights(config, weights)
+        check_weights(config, weights, layers=False)
         self.config = config
         c, kf = config, keep_float
         self.embed = np.asarray(weights.embed, dtype=np.float64)
@@ -582,6 +597,7 @@ class MoEModel:
         self.lm_head = QLinear(weights.lm_head, keep_float=kf, name="lm_head")
         self.layers = []
         for i, lw in enumerate(weights.layers):
+            check_layer(config, i, lw)
             f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
             layer = {"attn_norm": f64(lw.attn_norm), "ffn_norm": f64(lw.ffn_norm),
                      "q_norm": f64(lw.q_norm), "k_norm": f64(lw.k_norm),

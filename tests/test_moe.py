@@ -38,6 +38,19 @@ def test_group_sums_are_the_reference_mac_in_every_mode(rng):
         assert np.array_equal(got, ref), method
 
 
+def test_large_layers_recompute_w_eff_with_the_same_result(rng, monkeypatch):
+    lin = QLinear(rng.standard_normal((64, 48)))
+    x = quantize_activations(rng.standard_normal((5, 64)))
+    cached = {m: lin.group_sums(x, m) for m in MacMode}
+    assert len(lin._cache) == len(MacMode)
+    monkeypatch.setattr(QLinear, "CACHE_WEIGHTS", 0)
+    big = QLinear(lin.quant.dequantize())      # same codes again: already on the grid
+    assert np.array_equal(big.quant.codes, lin.quant.codes)
+    for m in MacMode:
+        assert np.array_equal(big.group_sums(x, m), cached[m])
+    assert not big._cache
+
+
 def test_group_sums_exact_at_the_extremes():
     """Worst case magnitudes: every activation -128 against every code -128 (the float32 products
     must still be exact integers)."""
