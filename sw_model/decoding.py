@@ -347,6 +347,7 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
         stats.emitted = stats.accepted = len(prompts)
         stats.accept_lengths = [1] * len(prompts)
         steps.append(stats)
+        log.info("cached step %d: %d hits, %d misses", len(steps), stats.hits, stats.misses)
     return DecodeResult(tokens=[np.array(t, dtype=np.int64) for t in out], prefill=prefill,
                         steps=steps, layers=model.config.moe_layers)
 
@@ -473,6 +474,9 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
             stats.emitted += n + 1
             stats.accept_lengths.append(n + 1)
         steps.append(stats)
+        log.info("Elastic-SD step %d: %d sequences, %d of %d drafts accepted, %d hits, %d misses",
+                 len(steps), stats.sequences, stats.accepted, stats.proposed, stats.hits,
+                 stats.misses)
     return DecodeResult(tokens=[np.array(t[:max_new], dtype=np.int64) for t in out],
                         prefill=prefill, steps=steps, layers=model.config.moe_layers)
 
