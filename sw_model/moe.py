@@ -30,7 +30,7 @@ import logging
 import numpy as np
 
 from hw.params import MacMode, QUANT_GROUP
-from sw_model.bitnested import draft_weights
+from sw_model.bitnested import draft_weights, effective_weights
 from sw_model.quant import QuantActivations, quantize_activations, quantize_weights
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
@@ -404,15 +404,9 @@ class QLinear:
         key = (mac_mode, draft_method if mac_mode is MacMode.DRAFT else None)
         w = self._cache.get(key)
         if w is None:
-            q = self.quant.codes.astype(np.int64)
-            if mac_mode is MacMode.FULL:
-                eff = q
-            elif mac_mode is MacMode.MSB:
-                eff = 16 * (q >> 4)
-            elif mac_mode is MacMode.LSB:
-                eff = q & 0xF
-            else:
-                eff = draft_weights(q, draft_method)
+            q = self.quant.codes
+            eff = (draft_weights(q, draft_method) if mac_mode is MacMode.DRAFT
+                   else effective_weights(q, mac_mode))
             w = eff.astype(np.float32).reshape(self.groups, QUANT_GROUP, self.n)
             if self.k * self.n <= self.CACHE_WEIGHTS:
                 self._cache[key] = w
