@@ -344,7 +344,7 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
         meter.dense_pass()
         for b, l in enumerate(res.logits):
             out[b].append(_choose(l[-1], temperature, rng))
-        stats.emitted = stats.accepted = len(prompts)
+        stats.emitted = len(prompts)
         stats.accept_lengths = [1] * len(prompts)
         steps.append(stats)
         log.info("cached step %d: %d hits, %d misses", len(steps), stats.hits, stats.misses)
@@ -468,10 +468,10 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
                 n, nxt = accept_rejection(d, _probs(draft_logits[b], temp),
                                           _probs(res.logits[b], temp), rng)
             kv.length[b] = base[b] + n + 1
+            stats.emitted += min(n + 1, max_new - len(out[b]))     # tokens past max_new dropped
             out[b].extend(d[:n] + [nxt])
             stats.proposed += gamma
             stats.accepted += n
-            stats.emitted += n + 1
             stats.accept_lengths.append(n + 1)
         steps.append(stats)
         log.info("Elastic-SD step %d: %d sequences, %d of %d drafts accepted, %d hits, %d misses",

@@ -1,6 +1,8 @@
 """Decoding: Elastic-SD is lossless against target-only greedy decoding for every draft policy and
 draft-bit policy; cached decoding is the target; per-step statistics add up."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,28 @@ def test_elastic_sd_greedy_is_lossless(tiny, prompts, reference, policy, bits):
     # both verification outcomes occur, so the equality above is not vacuous
     assert 0.2 < summary["acceptance_rate"] < 0.95
     assert summary["mean_accepted_length"] > 1.5
+
+
+#: DeepSeek-V3-like routing (sigmoid, selection bias, groups, scaling), a dense first layer, a shared
+#: expert, and Qwen2-like attention biases: every optional path of the model.
+VARIANT = dataclasses.replace(TINY_CONFIG, num_layers=3, scoring="sigmoid", score_bias=True,
+                              n_group=4, topk_group=2, routed_scaling_factor=2.0, shared_ffn=32,
+                              dense_layers=(0,), dense_ffn=64, attention_bias=True, qk_norm="full",
+                              name="tiny-variant")
+
+
+@pytest.fixture(scope="module")
+def variant(prompts):
+    model = MoEModel(VARIANT, random_weights(VARIANT, seed=12))
+    return model, target_greedy(model, prompts[:100], NEW)
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_elastic_sd_is_lossless_on_a_deepseek_like_variant(variant, prompts, policy):
+    model, reference = variant
+    result = elastic_sd(model, prompts[:100], NEW, make_policy(policy), SDConfig(capacity=4))
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference))
+    assert 0.2 < result.summary()["acceptance_rate"] < 0.95
 
 
 def test_accepting_every_draft_would_not_be_lossless(tiny, prompts, reference, monkeypatch):
@@ -127,9 +151,10 @@ def test_elastic_sd_step_accounting(tiny, prompts):
         assert s.hb_write_bytes == fills * msb_s
         assert s.lpddr_bytes - s.hits * lsb - s.misses * full_s <= fills * msb_s
         assert s.proposed == 3 * s.sequences and 0 <= s.accepted <= s.proposed
-        assert s.emitted == s.accepted + s.sequences
+        assert s.emitted <= s.accepted + s.sequences               # the tail past NEW is dropped
         assert s.hb_dense_bytes == 4 * tiny.dense_bytes           # gamma drafts + 1 verification
     assert len(cache.log) == n_layers * (1 + len(result.steps))  # start + one per step
+    assert result.prefill.emitted + sum(s.emitted for s in result.steps) == 30 * NEW
 
 
 def test_next_resident_set_is_the_draft_frequency_set(tiny, prompts):
