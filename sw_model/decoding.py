@@ -16,8 +16,9 @@ Byte accounting (routed experts; ``W`` = weights of one expert, ``S`` = its FP16
   once per pass (:attr:`MoEModel.dense_bytes`). KV-cache traffic and embedding lookups are not
   counted.
 
-Per-token figures divide decode-step bytes by the tokens those steps emitted (the prompt's prefill,
-which also yields each sequence's first token, is reported separately).
+Per-token figures divide decode-step bytes by the tokens those steps emitted and kept (a final
+step's accepted tokens beyond ``max_new`` are dropped; the prompt's prefill, which also yields each
+sequence's first token, is reported separately).
 """
 
 from collections import OrderedDict
