@@ -388,14 +388,65 @@ def accept_rejection(drafts, draft_probs, target_probs, rng):
 
 # -- Elastic-SD ---------------------------------------------------------------------------------------
 
+def _draft(model, kv, out, active, policy, cache, sd, meter, rng):
+    """``gamma`` chained draft passes; returns draft tokens and logits ``[batch, gamma(, vocab)]``
+    and the draft router's picks per MoE layer (its unrestricted top-k, see :func:`elastic_sd`)."""
+    c, batch = model.config, len(out)
+    resident = {l: cache.resident(l) for l in c.moe_layers}
+
+    def precision(layer, expert):
+        meter.read("draft", layer, expert,
+                   "draft_hb" if expert in resident[layer] else "draft_lpddr")
+        return Precision.DRAFT
+
+    plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache), precision=precision,
+                    draft_method=sd.draft_bits)
+    drafts = np.zeros((batch, sd.gamma), dtype=np.int64)
+    logits = np.zeros((batch, sd.gamma, c.vocab_size))
+    counts = {l: np.zeros(c.num_experts, dtype=np.int64) for l in c.moe_layers}
+    feed = {b: out[b][-1] for b in active}
+    for j in range(sd.gamma):
+        res = model.forward(kv, [[feed[b]] if b in feed else [] for b in range(batch)], plan)
+        meter.dense_pass()
+        _route_counts(model, res.wanted, counts)
+        for b in active:
+            logits[b, j] = res.logits[b][0]
+            drafts[b, j] = feed[b] = _choose(res.logits[b][0], sd.temperature, rng)
+    return drafts, logits, counts
+
+
+def _verify(model, kv, out, active, drafts, resident, meter):
+    """One target pass over ``gamma + 1`` positions per active sequence; resident experts run split
+    (MSB from HB, LSB from LPDDR), the others FULL from LPDDR. Returns the pass and, per layer, the
+    experts streamed from LPDDR in full (fills of those piggy-back)."""
+    missed = {l: set() for l in model.config.moe_layers}
+
+    def precision(layer, expert):
+        if expert in resident[layer]:
+            meter.read("target", layer, expert, "hit")
+            return Precision.SPLIT
+        meter.read("target", layer, expert, "miss")
+        missed[layer].add(expert)
+        return Precision.FULL
+
+    active = set(active)
+    chunks = [[out[b][-1], *drafts[b]] if b in active else [] for b in range(len(out))]
+    res = model.forward(kv, chunks, PassPlan(precision=precision))
+    meter.dense_pass()
+    return res, missed
+
+
 def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
     """Elastic self-speculative decoding of a batch (chain drafts of ``sd.gamma`` tokens).
 
     Per step: draft ``gamma`` tokens for every unfinished sequence with ``policy``'s experts at
     DRAFT precision (``sd.draft_bits``); count the draft's expert choices and fix the next resident
     set (the choices counted are the draft router's unrestricted top-k: counting the experts the
-    draft was confined to would only ever re-select the current set); verify ``gamma + 1`` positions with the INT8 target (resident experts split MSB/LSB, others
-    FULL); accept greedily (``sd.temperature == 0``) or by rejection sampling; install the new set.
+    draft was confined to would only ever re-select the current set); verify ``gamma + 1``
+    positions with the INT8 target (resident experts split MSB/LSB, others FULL); install the new
+    set (its upper slices are written while verification runs); accept greedily
+    (``sd.temperature == 0``) or by rejection sampling, and roll the KV cache back to the accepted
+    prefix.
     """
     prompts = _check_prompts(model, prompts, max_new)
     sd = sd if sd is not None else SDConfig()
@@ -406,59 +457,28 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
         raise ValueError(f"cache capacity ({cache.capacity} experts per layer) must hold at least "
                          f"top_k ({model.config.top_k}) experts to draft from the resident set")
     rng = rng if rng is not None else np.random.default_rng(0)
-    temp, gamma, batch = sd.temperature, sd.gamma, len(prompts)
+    temp, gamma, layers = sd.temperature, sd.gamma, model.config.moe_layers
     kv, first, counts, prefill = _prefill(model, prompts, max_new, gamma + 1, cache, temp, rng)
     policy.start(model, cache, counts)
     out = [[t] for t in first]
     steps = []
     while True:
-        active = [b for b in range(batch) if len(out[b]) < max_new]
+        active = [b for b in range(len(out)) if len(out[b]) < max_new]
         if not active:
             break
         stats = StepStats(mode="elastic_sd", sequences=len(active))
         meter = _Meter(model, stats)
         meter.phase("draft")
         meter.phase("target")
-        resident = {l: cache.resident(l) for l in model.config.moe_layers}
+        resident = {l: cache.resident(l) for l in layers}
         base = kv.length.copy()
-
-        def draft_precision(layer, expert):
-            meter.read("draft", layer, expert,
-                       "draft_hb" if expert in resident[layer] else "draft_lpddr")
-            return Precision.DRAFT
-
-        draft_plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache),
-                              precision=draft_precision, draft_method=sd.draft_bits)
-        drafts = np.zeros((batch, gamma), dtype=np.int64)
-        draft_logits = np.zeros((batch, gamma, model.config.vocab_size))
-        counts = {l: np.zeros(model.config.num_experts, dtype=np.int64)
-                  for l in model.config.moe_layers}
-        feed = {b: out[b][-1] for b in active}
-        for j in range(gamma):
-            res = model.forward(kv, [[feed[b]] if b in feed else [] for b in range(batch)],
-                                draft_plan)
-            meter.dense_pass()
-            _route_counts(model, res.wanted, counts)
-            for b in active:
-                draft_logits[b, j] = res.logits[b][0]
-                drafts[b, j] = feed[b] = _choose(res.logits[b][0], temp, rng)
+        drafts, draft_logits, counts = _draft(model, kv, out, active, policy, cache, sd, meter,
+                                              rng)
         # The next resident set is fixed from this draft's choices before verification.
-        next_sets = {l: policy.next_resident(l, counts[l], cache) for l in model.config.moe_layers}
+        next_sets = {l: policy.next_resident(l, counts[l], cache) for l in layers}
         kv.length[:] = base
-        missed = {l: set() for l in model.config.moe_layers}
-
-        def verify_precision(layer, expert):
-            if expert in resident[layer]:
-                meter.read("target", layer, expert, "hit")
-                return Precision.SPLIT
-            meter.read("target", layer, expert, "miss")
-            missed[layer].add(expert)
-            return Precision.FULL
-
-        chunks = [[out[b][-1], *drafts[b]] if b in feed else [] for b in range(batch)]
-        res = model.forward(kv, chunks, PassPlan(precision=verify_precision))
-        meter.dense_pass()
-        for layer in model.config.moe_layers:
+        res, missed = _verify(model, kv, out, active, drafts, resident, meter)
+        for layer in layers:
             installed, _ = cache.select(layer, next_sets[layer])
             meter.install(layer, installed, missed[layer])
         for b in active:
@@ -479,7 +499,7 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
                  len(steps), stats.sequences, stats.accepted, stats.proposed, stats.hits,
                  stats.misses)
     return DecodeResult(tokens=[np.array(t[:max_new], dtype=np.int64) for t in out],
-                        prefill=prefill, steps=steps, layers=model.config.moe_layers)
+                        prefill=prefill, steps=steps, layers=layers)
 
 
 def decode(model, prompts, max_new, policy, sd=None, rng=None):
