@@ -729,15 +729,14 @@ class MoEModel:
         budget = 1 << 22
         b0 = 0
         while b0 < len(active):
-            b1 = b0 + 1
+            b1, nmax, lmax = b0, 0, 0
             while b1 < len(active):
-                sel = active[b0:b1 + 1]
-                nmax, lmax = lens[sel].max(), (cache.length[sel] + lens[sel]).max()
-                if len(sel) * nmax * lmax * nh * hd > budget:
+                b = active[b1]
+                n2, l2 = max(nmax, lens[b]), max(lmax, cache.length[b] + lens[b])
+                if b1 > b0 and (b1 - b0 + 1) * n2 * l2 * nh * hd > budget:
                     break
-                b1 += 1
-            sel = active[b0:b1]
-            self._attend(i, cache, q, out, sel, lens, start)
+                nmax, lmax, b1 = n2, l2, b1 + 1
+            self._attend(i, cache, q, out, active[b0:b1], lens, start)
             b0 = b1
         return layer["o"](quantize_activations(out.reshape(len(out), nh * hd)))
 

@@ -111,13 +111,14 @@ def _ffn_bound(x, ffn):
     return ea @ np.abs(ffn.down.w) + _linear_bound(a_hat, ffn.down)
 
 
-def test_full_matches_float64_within_the_derived_bound(rng):
-    """One MoE block (routed experts + gated shared expert) at FULL against the same block in float64
-    with unquantised weights and activations, under the same routing."""
-    model = MoEModel(SHARED, random_weights(SHARED, seed=5), keep_float=True)
-    x = rng.standard_normal((40, 64))
-    scores, select = route_scores(SHARED, x @ model.layers[0]["router"].w)
-    route = top_k_route(SHARED, scores, select)
+@pytest.mark.parametrize("config", [SHARED, DEFAULT_CONFIG], ids=lambda c: c.name)
+def test_full_matches_float64_within_the_derived_bound(config, rng):
+    """One MoE block (routed experts, and a gated shared expert if the model has one) at FULL against
+    the same block in float64 with unquantised weights and activations, under the same routing."""
+    model = MoEModel(config, random_weights(config, seed=5), keep_float=True)
+    x = rng.standard_normal((40, config.hidden_size))
+    scores, select = route_scores(config, x @ model.layers[0]["router"].w)
+    route = top_k_route(config, scores, select)
     full = model.moe_block(0, x, route, Precision.FULL)
     ref = model.moe_block(0, x, route, Precision.REFERENCE)
     lay = model.layers[0]
@@ -125,12 +126,13 @@ def test_full_matches_float64_within_the_derived_bound(rng):
     for r in range(len(x)):
         for e, w in zip(route.experts[r], route.weights[r]):
             bound[r] += abs(w) * _ffn_bound(x[r:r + 1], lay["experts"][e])[0]
-    # shared expert times sigmoid(gate): |s(z)y - s(z^)y^| <= |y^| Ez / 4 + (s(z^) + Ez / 4) Ey
-    xq = quantize_activations(x)
-    y_hat, z_hat = lay["shared"](xq), lay["shared_gate"](xq)
-    ey, ez = _ffn_bound(x, lay["shared"]), _linear_bound(x, lay["shared_gate"])
-    sig = 1 / (1 + np.exp(-z_hat))
-    bound += np.abs(y_hat) * ez / 4 + (sig + ez / 4) * ey
+    if lay["shared"] is not None:
+        # shared expert times sigmoid(gate): |s(z)y - s(z^)y^| <= |y^| Ez / 4 + (s(z^) + Ez / 4) Ey
+        xq = quantize_activations(x)
+        y_hat, z_hat = lay["shared"](xq), lay["shared_gate"](xq)
+        ey, ez = _ffn_bound(x, lay["shared"]), _linear_bound(x, lay["shared_gate"])
+        sig = 1 / (1 + np.exp(-z_hat))
+        bound += np.abs(y_hat) * ez / 4 + (sig + ez / 4) * ey
     err = np.abs(full - ref)
     assert (err <= bound).all(), (err - bound).max()
     assert err.max() > 0                    # quantisation did happen
