@@ -220,3 +220,17 @@ def test_specmoe_substitutes_the_most_similar_pinned_expert(tiny, prompts):
 def test_bad_requests_are_named(tiny, prompts, call, message):
     with pytest.raises(ValueError, match=message):
         call(tiny, prompts[:4])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_elastic_sd_is_lossless_on_the_default_model(policy):
+    """The built-in default (a scaled-down Qwen3-MoE), 200 prompts of 4..24 tokens, 16 new tokens."""
+    from sw_model.moe import DEFAULT_CONFIG
+    model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=0))
+    rng = np.random.default_rng(5)
+    prompts = [rng.integers(0, DEFAULT_CONFIG.vocab_size, rng.integers(4, 25)) for _ in range(200)]
+    reference = target_greedy(model, prompts, 16)
+    result = elastic_sd(model, prompts, 16, make_policy(policy), SDConfig(gamma=4, capacity=8))
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference))
+    assert 0.1 < result.summary()["acceptance_rate"] < 0.95
