@@ -15,8 +15,6 @@ import time
 import numpy as np
 
 from sw_model.bitnested import DRAFT_METHODS
-from sw_model.checkpoints import CheckpointError, load_checkpoint
-from sw_model.decoding import SDConfig, cached_decode, elastic_sd
 from sw_model.draft_policies import POLICY_NAMES, make_policy
 from sw_model.moe import DEFAULT_CONFIG, MoEModel, random_weights
 
@@ -70,6 +68,9 @@ def _check(args):
 
 
 def run(args):
+    # Imported here so that build.py's other commands do not need the checkpoint reader.
+    from sw_model.checkpoints import CheckpointError, load_checkpoint
+    from sw_model.decoding import SDConfig, cached_decode, elastic_sd
     _check(args)
     start = time.monotonic()
     if args.checkpoint:
