@@ -13,8 +13,8 @@ from hw.params import CacheOp, CacheStatus, CACHE_OP_BITS
 from sw_model.expert_cache import ExpertCacheModel, Request, Response, apply_request
 from sw_model.routing_traces import generate_routing_trace
 
-__all__ = ["encode_request", "decode_response", "mixed_requests", "bad_requests", "lookup_sweep",
-           "expected_responses", "compare_responses"]
+__all__ = ["encode_request", "decode_response", "FastCodec", "mixed_requests", "bad_requests", "lookup_sweep",
+           "expected_responses", "expected_per_request", "compare_responses"]
 
 
 def encode_request(params, req):
@@ -28,17 +28,54 @@ def encode_request(params, req):
 def decode_response(params, raw):
     """A :class:`sw_model.expert_cache.Response` from a response payload (int or ``data.Const``)."""
     view = response_layout(params).from_bits(raw) if isinstance(raw, int) else raw
-    status = int(view.status)
-    return Response(int(view.tag), int(view.op),
-                    CacheStatus(status) if status in set(CacheStatus) else status,
-                    int(view.last), int(view.slot), int(view.layer), int(view.expert),
-                    int(view.victim_valid), int(view.victim_layer), int(view.victim_expert))
+    return _response(*(int(getattr(view, f)) for f in Response._fields))
+
+
+def _response(*values):
+    fields = dict(zip(Response._fields, values))
+    if fields["status"] in _STATUSES:
+        fields["status"] = CacheStatus(fields["status"])
+    return Response(**fields)
+
+
+_STATUSES = set(int(s) for s in CacheStatus)
+
+
+class FastCodec:
+    """Bulk packing for long cocotb runs (``layout.const`` costs ~0.1 ms a beat): the field offsets
+    and widths are read from the hardware's layouts, and tests check the results equal
+    :func:`encode_request` / :func:`decode_response` bit for bit."""
+
+    def __init__(self, params):
+        self.params = params
+        self._req = [(name, field.offset, field.width)
+                     for name, field in request_layout(params)]
+        self._resp = [(response_layout(params)[name].offset, response_layout(params)[name].width)
+                      for name in Response._fields]
+
+    def encode(self, req):
+        values = req._asdict()
+        bits = 0
+        for name, offset, width in self._req:
+            value = int(values[name])
+            if not 0 <= value < (1 << width):
+                raise ValueError(f"request field {name}={value} does not fit {width} bits")
+            bits |= value << offset
+        return bits
+
+    def decode(self, bits):
+        return _response(*((bits >> offset) & ((1 << width) - 1) for offset, width in self._resp))
+
+
+def expected_per_request(params, requests):
+    """The golden model's response beats for each of ``requests`` from reset (a list per request)."""
+    model = ExpertCacheModel(params)
+    return [apply_request(model, req) for req in requests]
 
 
 def expected_responses(params, requests):
-    """The golden model's response beats for ``requests`` from reset."""
-    model = ExpertCacheModel(params)
-    return [beat for req in requests for beat in apply_request(model, req)]
+    """The golden model's response beats for ``requests`` from reset, in one list."""
+    return [beat for beats in expected_per_request(params, requests) for beat in beats]
 
 
 def compare_responses(got, expected, requests=None):
