@@ -5,6 +5,7 @@
                                     golden-versus-RTL check on Verilator, with a summary
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
+    python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -159,8 +160,26 @@ def _ffs(stats):
     return sum(n for kind, n in stats["cells_by_type"].items() if "DFF" in kind.upper())
 
 
+def bench_cache(args):
+    from hw.params import CACHE_PRESETS
+    from sim.bench_cache import run_bench
+    if args.preset not in CACHE_PRESETS:
+        raise SystemExit(f"unknown preset {args.preset!r}; choose from {', '.join(CACHE_PRESETS)}")
+    params = CACHE_PRESETS[args.preset]
+    print(f"expert-cache bench: {args.preset} preset, {params.describe()}; {args.ops} lookups in "
+          "RTL simulation, then hit rates of the golden model on generated traces", flush=True)
+    tables, figures = run_bench(params, args.preset, lookups=args.ops, seed=args.seed,
+                                waves=args.waves)
+    for title, headers, rows in tables:
+        print(f"\n{title}")
+        print(_table(headers, rows))
+    print("\nLRU at large batch: when a step needs more experts than fit, LRU evicts each before "
+          "its next use.")
+    print(json.dumps(figures))
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac}
+    benches = {"mac": bench_mac, "cache": bench_cache}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
     benches[args.what](args)
@@ -215,10 +234,11 @@ def main(argv=None):
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac")
-    p.add_argument("what", help="which bench: mac")
+    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache")
+    p.add_argument("what", help="which bench: mac, cache")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
-    p.add_argument("--ops", type=int, default=1000, help="operations per mode")
+    p.add_argument("--ops", type=int, default=1000,
+                   help="operations per mode (mac), lookups (cache)")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -80,8 +80,9 @@ class RoutingTrace:
         return self.experts.shape[3]
 
     def needed(self, step, layer):
-        """Experts any sequence of the batch needs at ``step`` in ``layer``, sorted, distinct."""
-        return sorted(set(int(x) for x in self.experts[step, :, layer].flat))
+        """Experts any sequence of the batch needs at ``step`` in ``layer``, distinct, in order of
+        first use (sequence 0's top-k in router order, then sequence 1's new ones, ...)."""
+        return list(dict.fromkeys(int(x) for x in self.experts[step, :, layer].flat))
 
     def save(self, path):
         path = Path(path)
