@@ -202,10 +202,17 @@ def cmd_default(args):
                                        env={"ELMOE_MAC_DOTS": str(args.dots),
                                             SUMMARY_ENV: str(summary)})
         checked = read_summary(summary)
+    print(f"checking the Verilated expert-cache controller against its golden model "
+          f"({args.dots} mixed requests) ...", flush=True)
+    from sim.bench_cache import quick_check
+    cache_tests, beats = quick_check(BLOCKS["expert_cache"].presets["default"], args.dots,
+                                     seed=args.seed, waves=args.waves)
+    checks = {"mac_array": f"{tests} cocotb tests passed, {checked} group dot products bit-exact",
+              "expert_cache": f"{cache_tests} cocotb tests passed, {beats} response beats equal"}
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
-                 [[r["block"], params.describe(), r["path"], r["lint_errors"],
-                   f"{tests} cocotb tests passed, {checked} group dot products bit-exact"]
+                 [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],
+                   r["lint_errors"], checks.get(r["block"], "not checked here")]
                   for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
     return 1 if any(r["lint_errors"] for r in rows) else 0

@@ -22,7 +22,8 @@ from hw.params import CachePolicy, CacheStatus, ExpertCacheParams
 from sw_model.expert_cache import ExpertCacheModel
 from sw_model.routing_traces import generate_routing_trace
 
-__all__ = ["TRACE", "CAPACITIES", "BATCHES", "WINDOW", "hit_rate", "hit_rate_table", "run_bench"]
+__all__ = ["TRACE", "CAPACITIES", "BATCHES", "WINDOW", "hit_rate", "hit_rate_table", "run_bench",
+           "quick_check"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def run_bench(params, preset, lookups, seed, waves=False):
     tables = [
         (f"Verilated RTL, {params.describe()}: back-to-back LOOKUPs, no back-pressure; latency "
          "is cycles from request handshake to response handshake",
-         ["preset", "lookups", "hits", "cycles", "lookups/cycle", "latency (cycles)"], "lookups", "hits", "cycles", "lookups/cycle", "latency (cycles)"],
+         ["preset", "lookups", "hits", "cycles", "lookups/cycle", "latency (cycles)"],
          rtl_rows),
         (f"Golden-model replay of generated traces: {t['layers']} layers x {t['num_experts']} "
          f"experts, top-{t['top_k']}, Zipf {t['zipf']}, reuse {t['reuse']}, {t['steps']} steps "
@@ -117,3 +118,16 @@ def run_bench(params, preset, lookups, seed, waves=False):
         "trace": {**TRACE, "window": WINDOW, "warmup": WARMUP, "seed": seed},
     }
     return tables, figures
+
+
+def quick_check(params, requests, seed, waves=False):
+    """The Verilated controller against the golden model on ``requests`` mixed requests (plus the
+    pinning and throughput tests); returns ``(cocotb tests passed, response beats compared)``."""
+    from sim.benches import run_cache_bench
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "summary.jsonl"
+        tests, _ = run_cache_bench(params, seed=seed, waves=waves,
+                                   env={"ELMOE_CACHE_OPS": str(requests),
+                                        "ELMOE_SUMMARY": str(summary)})
+        beats = sum(json.loads(line)["beats"] for line in summary.read_text().splitlines())
+    return tests, beats
