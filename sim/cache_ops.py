@@ -196,4 +196,9 @@ def _events(p, rng, shadow, emit):
             emit(*bad[i][:1], *bad[i][2:])
     for _ in range(int(rng.integers(0, 4))):
         emit(int(rng.integers(1 << CACHE_OP_BITS)), rng.integers(1 << p.layer_bits),
-             rng.integers(1 << p.expert_bits), rng.integers(1 << p.experts))
+             rng.integers(1 << p.expert_bits), _random_bits(rng, p.experts))
+
+
+def _random_bits(rng, width):
+    """A uniform ``width``-bit int (NumPy's integers stop at 64 bits)."""
+    return int.from_bytes(rng.bytes((width + 7) // 8), "little") & ((1 << width) - 1)
