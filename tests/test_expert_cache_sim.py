@@ -127,27 +127,29 @@ def test_count_saturates_and_select_per_layer(pressure):
     assert [b for b in beats if b.tag == 7] == [beats[-1]] and beats[-1].last == 1
 
 
-def test_select_global_capacity_and_no_room():
+@pytest.mark.parametrize("pressure", PRESSURE)
+def test_select_global_capacity_and_no_room(pressure):
     p = ExpertCacheParams(slots=2, layers=2, experts=4, ways=1, counter_width=3,
                           select_scope="GLOBAL", select_capacity=2)
     # keys (0,0), (1,0) share set 0 (k = 0, 4); (0,1) is in set 1
     reqs = [Request(C, 0, 1, 0, 0b0001)] * 3 + [Request(C, 1, 0, 0, 0b0011)] * 2
     reqs += [Request(I, 2, 0, 1), Request(P, 3, 0, 1), Request(S, 4)]
-    beats = check(p, reqs, "pressure")
+    beats = check(p, reqs, pressure)
     sel = [b for b in beats if b.tag == 4]
     assert [(b.layer, b.expert, b.status) for b in sel[:-1]] == [
         (1, 0, CacheStatus.OK), (0, 0, CacheStatus.NO_ROOM)]    # capacity 2 reached
 
 
+@pytest.mark.parametrize("pressure", PRESSURE)
 @pytest.mark.parametrize("config", ["frequency-global-full", "frequency-3way"])
-def test_frequency_victim_is_the_least_counted(config):
+def test_frequency_victim_is_the_least_counted(config, pressure):
     p = CONFIGS[config]
     keys = [(0, e) for e in range(p.experts) if p.set_of(0, e) == 0][:p.ways + 1]
     reqs = [Request(I, 0, *k) for k in keys[:p.ways]]
     # the second key gets no count; the others one each; then a new key evicts the second
     reqs += [Request(C, 1, 0, 0, sum(1 << e for _, e in keys[:p.ways] if e != keys[1][1]))]
     reqs += [Request(L, 2, *keys[1]), Request(I, 3, *keys[p.ways])]
-    beats = check(p, reqs, "pressure")
+    beats = check(p, reqs, pressure)
     assert (beats[-1].victim_layer, beats[-1].victim_expert) == keys[1]
 
 
@@ -175,6 +177,7 @@ def test_bad_requests_leave_the_state_unchanged(config, rng):
     before = model.snapshot()
     beats = [b for r in bad for b in apply_request(model, r)]
     assert all(b.status.is_error for b in beats), [b for b in beats if not b.status.is_error]
+    assert beats[-1].status is CacheStatus.PINNED          # INSTALL into the fully pinned set
     assert model.snapshot() == before
     assert {CacheStatus.BAD_RANGE, CacheStatus.BAD_OPCODE, CacheStatus.ABSENT,
             CacheStatus.PRESENT, CacheStatus.PINNED} <= set(statuses(beats))
