@@ -4,7 +4,6 @@ without random idle cycles and back-pressure, every response compared with the g
 
 import random
 
-import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
