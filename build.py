@@ -5,6 +5,7 @@
                                     golden-versus-RTL check on Verilator, with a summary
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
+    python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
 
@@ -161,8 +162,26 @@ def _ffs(stats):
     return sum(n for kind, n in stats["cells_by_type"].items() if "DFF" in kind.upper())
 
 
+def bench_cache(args):
+    from hw.params import CACHE_PRESETS
+    from sim.bench_cache import run_bench
+    if args.preset not in CACHE_PRESETS:
+        raise SystemExit(f"unknown preset {args.preset!r}; choose from {', '.join(CACHE_PRESETS)}")
+    params = CACHE_PRESETS[args.preset]
+    print(f"expert-cache bench: {args.preset} preset, {params.describe()}; {args.ops} lookups in "
+          "RTL simulation, then hit rates of the golden model on generated traces", flush=True)
+    tables, figures = run_bench(params, args.preset, lookups=args.ops, seed=args.seed,
+                                waves=args.waves)
+    for title, headers, rows in tables:
+        print(f"\n{title}")
+        print(_table(headers, rows))
+    print("\nLRU at large batch: when a step needs more experts than fit, LRU evicts each before "
+          "its next use.")
+    print(json.dumps(figures))
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac}
+    benches = {"mac": bench_mac, "cache": bench_cache}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
     benches[args.what](args)
@@ -185,10 +204,17 @@ def cmd_default(args):
                                        env={"ELMOE_MAC_DOTS": str(args.dots),
                                             SUMMARY_ENV: str(summary)})
         checked = read_summary(summary)
+    print(f"checking the Verilated expert-cache controller against its golden model "
+          f"({args.dots} mixed requests) ...", flush=True)
+    from sim.bench_cache import quick_check
+    cache_tests, beats = quick_check(BLOCKS["expert_cache"].presets["default"], args.dots,
+                                     seed=args.seed, waves=args.waves)
+    checks = {"mac_array": f"{tests} cocotb tests passed, {checked} group dot products bit-exact",
+              "expert_cache": f"{cache_tests} cocotb tests passed, {beats} response beats equal"}
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
-                 [[r["block"], params.describe(), r["path"], r["lint_errors"],
-                   f"{tests} cocotb tests passed, {checked} group dot products bit-exact"]
+                 [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],
+                   r["lint_errors"], checks.get(r["block"], "not checked here")]
                   for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
     return 1 if any(r["lint_errors"] for r in rows) else 0
@@ -222,10 +248,11 @@ def main(argv=None):
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac")
-    p.add_argument("what", help="which bench: mac")
+    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache")
+    p.add_argument("what", help="which bench: mac, cache")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
-    p.add_argument("--ops", type=int, default=1000, help="operations per mode")
+    p.add_argument("--ops", type=int, default=1000,
+                   help="operations per mode (mac), lookups (cache)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")

@@ -3,8 +3,9 @@ and what the simulation runner can build."""
 
 from dataclasses import dataclass
 
+from .expert_cache import ExpertCache
 from .mac_array import MacArray
-from .params import MAC_PRESETS
+from .params import CACHE_PRESETS, MAC_PRESETS
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -21,4 +22,5 @@ class Block:
 
 BLOCKS = {
     "mac_array": Block("mac_array", MacArray, MAC_PRESETS),
+    "expert_cache": Block("expert_cache", ExpertCache, CACHE_PRESETS),
 }

@@ -207,3 +207,199 @@ class AcceleratorParams:
     def __post_init__(self):
         if not isinstance(self.mac, MacArrayParams):
             raise TypeError(f"AcceleratorParams.mac must be a MacArrayParams, not {self.mac!r}")
+
+
+# -- expert-cache controller ------------------------------------------------------------------------
+
+__all__ += ["CacheOp", "CacheStatus", "CachePolicy", "SelectScope", "CACHE_OP_BITS",
+            "CACHE_STATUS_BITS", "ExpertCacheParams", "CACHE_DEFAULT", "CACHE_FREQUENCY",
+            "CACHE_PAPER", "CACHE_PRESETS"]
+
+class CacheOp(enum.IntEnum):
+    """Request opcodes of the expert-cache controller (``CACHE_OP_BITS`` wide; codes 9-15 unused,
+    answered with ``BAD_OPCODE``)."""
+    LOOKUP = 0
+    INSTALL = 1
+    PIN = 2
+    UNPIN = 3
+    INVALIDATE = 4
+    INVALIDATE_ALL = 5
+    COUNT = 6
+    SELECT = 7
+    RESET_COUNTS = 8
+
+
+class CacheStatus(enum.IntEnum):
+    """Response status of the expert-cache controller (``CACHE_STATUS_BITS`` wide).
+
+    ``OK``, ``HIT``, ``MISS`` and ``NO_ROOM`` are outcomes; the rest are errors, after which the
+    controller's state is exactly as before the request.
+    """
+    OK = 0            # done (INSTALL placed, PIN/UNPIN/INVALIDATE/COUNT/...; SELECT installed a key)
+    HIT = 1           # LOOKUP found the key; SELECT found a selected key already resident
+    MISS = 2          # LOOKUP did not find the key
+    NO_ROOM = 3       # SELECT: a selected key's set has no way left (all pinned or already chosen)
+    BAD_OPCODE = 4    # opcode outside CacheOp
+    BAD_RANGE = 5     # layer or expert index out of range
+    ABSENT = 6        # PIN, UNPIN or INVALIDATE of a key that is not resident
+    PRESENT = 7       # INSTALL of a key that is already resident
+    PINNED = 8        # INSTALL with every way of the set pinned; INVALIDATE of a pinned entry
+
+    @property
+    def is_error(self):
+        return self >= CacheStatus.BAD_OPCODE
+
+
+class CachePolicy(enum.IntEnum):
+    """Victim choice of INSTALL and SELECT (an elaboration-time parameter, not a code fork)."""
+    LRU = 0           # least recently used (cached decoding)
+    FREQUENCY = 1     # lowest routing count, then least recently used (Elastic-SD)
+
+
+class SelectScope(enum.IntEnum):
+    """What SELECT's capacity counts: keys per layer, or keys over all layers."""
+    PER_LAYER = 0
+    GLOBAL = 1
+
+
+CACHE_OP_BITS = 4
+CACHE_STATUS_BITS = 4
+assert max(CacheOp) < (1 << CACHE_OP_BITS) and max(CacheStatus) < (1 << CACHE_STATUS_BITS)
+
+
+def _parse_enum(owner, name, value, enum_type):
+    if isinstance(value, enum_type):
+        return value
+    if isinstance(value, str) and value.upper() in enum_type.__members__:
+        return enum_type[value.upper()]
+    if isinstance(value, int) and not isinstance(value, bool) and value in set(enum_type):
+        return enum_type(value)
+    raise ValueError(f"{owner}.{name} must be one of "
+                     f"{', '.join(enum_type.__members__)}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class ExpertCacheParams:
+    """The expert-cache controller: a tag store mapping (layer, expert) to an HB slot.
+
+    ``slots`` HB slots are organised as ``sets = slots // ways`` sets of ``ways`` ways (``ways ==
+    slots`` is fully associative, ``ways == 1`` direct mapped). The key ``k = layer * experts +
+    expert`` lives in set ``k % sets``, way ``w``, slot ``set * ways + w``. Every expert has a
+    saturating routing counter of ``counter_width`` bits. SELECT keeps at most ``select_capacity``
+    keys per layer (``select_scope = PER_LAYER``) or over all layers (``GLOBAL``).
+
+    Request index fields are one value wider than the ranges (``layer_bits``, ``expert_bits``), so
+    an out-of-range index reaches the controller and is rejected rather than wrapped.
+    """
+    slots: int = 8
+    layers: int = 3
+    experts: int = 12
+    ways: int = 4
+    counter_width: int = 3
+    policy: CachePolicy = CachePolicy.LRU
+    select_scope: SelectScope = SelectScope.PER_LAYER
+    select_capacity: int = 2
+    tag_width: int = 8
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("slots", "layers", "experts", "ways", "counter_width", "select_capacity",
+                     "tag_width"):
+            _check_positive_int(owner, name, getattr(self, name))
+        object.__setattr__(self, "policy", _parse_enum(owner, "policy", self.policy, CachePolicy))
+        object.__setattr__(self, "select_scope",
+                           _parse_enum(owner, "select_scope", self.select_scope, SelectScope))
+        if self.slots % self.ways != 0:
+            raise ValueError(f"{owner}.slots ({self.slots}) must be a multiple of ways "
+                             f"({self.ways})")
+        sets = self.slots // self.ways
+        if sets & (sets - 1):
+            raise ValueError(f"{owner}: slots // ways = {sets} sets must be a power of two "
+                             f"(the set index is the low bits of the key)")
+        if self.slots > self.layers * self.experts:
+            raise ValueError(f"{owner}.slots ({self.slots}) exceeds the {self.layers * self.experts}"
+                             f" keys (layers x experts) it could hold")
+        limit = self.slots if self.select_scope is SelectScope.GLOBAL else self.experts
+        if self.select_capacity > limit:
+            raise ValueError(f"{owner}.select_capacity ({self.select_capacity}) exceeds "
+                             f"{limit} ({'slots' if limit == self.slots else 'experts'})")
+        if (self.select_scope is SelectScope.PER_LAYER
+                and self.select_capacity * self.layers > self.slots):
+            raise ValueError(f"{owner}.select_capacity ({self.select_capacity}) per layer x "
+                             f"{self.layers} layers exceeds the {self.slots} slots")
+
+    # -- derived sizes and widths ------------------------------------------------------------------
+    @property
+    def sets(self):
+        return self.slots // self.ways
+
+    @property
+    def keys(self):
+        """Counters (and possible keys): ``layers * experts``."""
+        return self.layers * self.experts
+
+    @property
+    def layer_bits(self):
+        """Request layer field: holds ``layers`` itself, the first out-of-range value."""
+        return unsigned_width(self.layers)
+
+    @property
+    def expert_bits(self):
+        return unsigned_width(self.experts)
+
+    @property
+    def slot_bits(self):
+        return unsigned_width(self.slots - 1)
+
+    @property
+    def way_bits(self):
+        return unsigned_width(self.ways - 1)
+
+    @property
+    def set_bits(self):
+        """Bits of the set index (0 when fully associative)."""
+        return (self.sets - 1).bit_length()
+
+    @property
+    def counter_max(self):
+        return (1 << self.counter_width) - 1
+
+    def key_index(self, layer, expert):
+        return layer * self.experts + expert
+
+    def set_of(self, layer, expert):
+        return self.key_index(layer, expert) % self.sets
+
+    # -- serialisation -----------------------------------------------------------------------------
+    def to_dict(self):
+        values = asdict(self)
+        values["policy"] = self.policy.name
+        values["select_scope"] = self.select_scope.name
+        return values
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def describe(self):
+        return (f"{self.slots} slots x {self.ways} ways, {self.layers} layers x {self.experts} "
+                f"experts, {self.counter_width}-bit counters, {self.policy.name}, select "
+                f"{self.select_capacity} {self.select_scope.name.lower().replace('_', ' ')}")
+
+
+#: Small enough that a Verilator build and 100,000 operations take about a minute.
+CACHE_DEFAULT = ExpertCacheParams()
+#: The frequency-set policy with a global SELECT capacity, fully associative.
+CACHE_FREQUENCY = ExpertCacheParams(slots=8, layers=3, experts=12, ways=8, counter_width=4,
+                                    policy=CachePolicy.FREQUENCY, select_scope="GLOBAL",
+                                    select_capacity=6)
+#: Paper-like: 64 experts per layer (Qwen3-30B-A3B has 128, DeepSeek-V2-Lite 64), 4 layers per
+#: controller, a quarter of the experts resident, 8-way sets.
+CACHE_PAPER = ExpertCacheParams(slots=64, layers=4, experts=64, ways=8, counter_width=8,
+                                policy=CachePolicy.FREQUENCY, select_capacity=16)
+
+CACHE_PRESETS = {"default": CACHE_DEFAULT, "paper": CACHE_PAPER}

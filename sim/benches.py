@@ -7,7 +7,7 @@ from hw.blocks import BLOCKS
 from sim.mac_harness import PARAMS_ENV
 from sim.runner import generate_verilog, run_cocotb
 
-__all__ = ["run_mac_bench"]
+__all__ = ["run_mac_bench", "run_cache_bench"]
 
 
 def run_mac_bench(params, module="sim.tb_mac_array", testcase=None, env=None, golden=None,
@@ -23,6 +23,21 @@ def run_mac_bench(params, module="sim.tb_mac_array", testcase=None, env=None, go
     block = BLOCKS["mac_array"]
     verilog_text = generate_verilog(block.build(params), block.name)
     bench_env = {PARAMS_ENV: json.dumps((golden or params).to_dict()), **(env or {})}
+    if seed is not None:
+        bench_env["ELMOE_SEED"] = str(seed)
+    return run_cocotb(block.name, verilog_text, module, testcase=testcase, env=bench_env,
+                      waves=waves)
+
+
+def run_cache_bench(params, module="sim.tb_expert_cache", testcase=None, env=None, golden=None,
+                    seed=None, waves=None):
+    """Build the expert-cache controller for ``params`` and run a cocotb module against it;
+    ``golden`` as in :func:`run_mac_bench` (the params the bench's golden model uses)."""
+    if waves is None:
+        waves = os.environ.get("ELMOE_WAVES", "0") not in ("", "0")
+    block = BLOCKS["expert_cache"]
+    verilog_text = generate_verilog(block.build(params), block.name)
+    bench_env = {"ELMOE_CACHE_PARAMS": json.dumps((golden or params).to_dict()), **(env or {})}
     if seed is not None:
         bench_env["ELMOE_SEED"] = str(seed)
     return run_cocotb(block.name, verilog_text, module, testcase=testcase, env=bench_env,

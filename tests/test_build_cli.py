@@ -22,10 +22,13 @@ def test_verilog_default_preset_lints_without_errors():
     result = run_build("verilog", "--preset", "default")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    (row,) = figures["verilog"]
-    assert row["block"] == "mac_array" and row["lint_errors"] == 0
-    text = Path(row["path"]).read_text()
+    rows = {row["block"]: row for row in figures["verilog"]}
+    assert set(rows) == {"mac_array", "expert_cache"}
+    assert all(row["lint_errors"] == 0 for row in rows.values())
+    text = Path(rows["mac_array"]["path"]).read_text()
     assert "module mac_array" in text and "weights__payload" in text
+    text = Path(rows["expert_cache"]["path"]).read_text()
+    assert "module expert_cache" in text and "req__payload" in text and "resp__payload" in text
 
 
 @pytest.mark.slow
@@ -33,12 +36,14 @@ def test_verilog_every_preset_lints_without_errors():
     result = run_build("verilog")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(result.stdout.strip().splitlines()[-1])["verilog"]
-    assert {r["preset"] for r in rows} == {"default", "paper"}
+    assert {(r["block"], r["preset"]) for r in rows} == {
+        (b, p) for b in ("mac_array", "expert_cache") for p in ("default", "paper")}
     assert all(r["lint_errors"] == 0 for r in rows)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["bench", "cache"], "unknown bench 'cache'"),
+    (["bench", "dram"], "unknown bench 'dram'"),
+    (["bench", "cache", "--preset", "huge"], "unknown preset 'huge'"),
     (["bench", "mac", "--preset", "huge"], "unknown preset 'huge'"),
 ])
 def test_bad_requests_are_named(args, message):
@@ -53,6 +58,7 @@ def test_main_job_on_the_default():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 cocotb tests passed" in result.stdout
     assert re.search(r"[1-9][0-9]* group dot products bit-exact", result.stdout)
+    assert re.search(r"3 cocotb tests passed, [1-9][0-9]* response beats equal", result.stdout)
 
 
 def test_bench_mac_figures():
@@ -70,3 +76,24 @@ def test_bench_mac_figures():
     assert figures["utilization_full"] >= 0.99 and figures["utilization_draft"] >= 0.99
     assert figures["cells"] > figures["cells_without_augmentation"] > 0
     assert 0 < figures["augmentation_overhead"] <= 0.03
+
+
+def test_bench_cache_figures():
+    """Lookup rate and latency come from the Verilated RTL (cycle counts are deterministic); the
+    hit rates from the golden model: each a fraction, growing with capacity."""
+    result = run_build("bench", "cache", "--ops", "300")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("block", "lookups_per_cycle", "lookup_latency_cycles", "hit_rates",
+                "hit_rates_by_batch"):
+        assert key in figures, key
+    assert figures["block"] == "expert_cache" and figures["lookups"] == 300
+    assert figures["lookups_per_cycle"] >= 0.99
+    assert 1 <= figures["lookup_latency_cycles"] <= 2
+    for batch in figures["hit_rates_by_batch"].values():
+        for policy in ("lru", "frequency"):
+            rates = [batch[policy][c] for c in ("10%", "25%", "50%")]
+            assert all(0 <= r <= 1 for r in rates) and rates == sorted(rates), (policy, rates)
+    # Elastic-SD's case: at batch 16 the frequency set beats LRU, which thrashes
+    big = figures["hit_rates_by_batch"]["16"]
+    assert all(big["frequency"][c] > big["lru"][c] for c in ("10%", "25%", "50%"))
