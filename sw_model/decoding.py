@@ -31,15 +31,19 @@ import numpy as np
 from sw_model.bitnested import DRAFT_METHODS
 from sw_model.moe import MoEModel, PassPlan, Precision, softmax
 
-__all__ = ["ExpertCache", "LRUExpertCache", "StepStats", "DecodeResult", "SDConfig", "target_greedy",
-           "cached_decode", "elastic_sd", "decode", "accept_greedy", "accept_rejection"]
+__all__ = ["ExpertCache", "LRUExpertCache", "CACHE_MODELS", "make_cache", "StepStats",
+           "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode", "accept_greedy", "accept_rejection"]
 
 log = logging.getLogger(__name__)
 
 
 class ExpertCache(Protocol):
     """What the decoders need from an expert-cache model (HB slots per MoE layer). Any object with
-    these members can be passed as ``cache`` (e.g. the golden model of the cache controller)."""
+    these members can be passed as ``cache``: :class:`LRUExpertCache`, or
+    :class:`sw_model.cache_bridge.ControllerExpertCache` (the cache controller's golden model, the
+    default). A cache may also offer ``frequency_select(picks) -> {layer: experts}`` (choose the
+    next frequency sets by its own rule); the draft policies then ask it instead of
+    :func:`sw_model.draft_policies.frequency_set`."""
 
     capacity: int
 
@@ -50,11 +54,12 @@ class ExpertCache(Protocol):
         """The experts whose upper slices HB holds now."""
 
     def select(self, layer: int, experts) -> tuple:
-        """Make exactly ``experts`` resident; return ``(installed, evicted)`` sorted lists."""
+        """Make ``experts`` resident (:class:`LRUExpertCache`: exactly those; the controller keeps
+        others it did not displace); return ``(installed, evicted)`` sorted lists."""
 
 
 class LRUExpertCache:
-    """The expert cache the decoders use: ``capacity`` HB slots per MoE layer, LRU replacement.
+    """A plain expert cache: ``capacity`` HB slots per MoE layer, LRU replacement per layer.
 
     The interface (any cache model with these methods can be plugged in):
 
@@ -101,6 +106,27 @@ class LRUExpertCache:
         for e in installed:
             s[e] = True
         return installed, evicted
+
+
+#: Expert-cache models by name: the controller's golden model (default) and the plain LRU stand-in.
+CACHE_MODELS = ("controller", "lru")
+
+
+def make_cache(cache, config, capacity, mode):
+    """``cache`` itself if it is a cache object, else a new cache model by name (``None``: the
+    controller) with ``capacity`` experts per MoE layer of ``config``; ``mode`` "cached" gives the
+    controller the LRU policy, "elastic_sd" the FREQUENCY policy."""
+    if cache is None:
+        cache = "controller"
+    if not isinstance(cache, str):
+        return cache
+    if cache == "lru":
+        return LRUExpertCache(capacity)
+    if cache == "controller":
+        from sw_model.cache_bridge import ControllerExpertCache
+        return ControllerExpertCache(config, capacity,
+                                     policy="LRU" if mode == "cached" else "FREQUENCY")
+    raise ValueError(f"cache model must be one of {', '.join(CACHE_MODELS)}, not {cache!r}")
 
 
 @dataclass
@@ -292,9 +318,10 @@ def _prefill(model, prompts, max_new, extra, cache, temperature, rng):
     res = model.forward(kv, prompts, PassPlan(precision=precision), last_only=True)
     meter.dense_pass()
     counts = _route_counts(model, res.routes)
+    picks = _route_picks(model, res.routes)
     first = [_choose(res.logits[b][-1], temperature, rng) for b in range(batch)]
     stats.emitted = batch
-    return kv, first, counts, stats
+    return kv, first, counts, picks, stats
 
 
 def _route_counts(model, routes, counts=None):
@@ -305,6 +332,20 @@ def _route_counts(model, routes, counts=None):
         picks = routes[layer].experts
         counts[layer] += np.bincount(picks[picks >= 0], minlength=e)
     return counts
+
+
+def _route_picks(model, routes, picks=None):
+    """Append each token's experts per MoE layer (rows of ``[tokens, k]``; what a cache controller
+    COUNTs) to ``picks[layer]`` (lists of row arrays)."""
+    picks = picks if picks is not None else {l: [] for l in model.config.moe_layers}
+    for layer in model.config.moe_layers:
+        picks[layer].append(routes[layer].experts)
+    return picks
+
+
+def _stack(picks, k):
+    return {l: np.concatenate(rows) if rows else np.zeros((0, k), dtype=np.int64)
+            for l, rows in picks.items()}
 
 
 # -- target-only decoding ------------------------------------------------------------------------------
@@ -323,12 +364,14 @@ def target_greedy(model, prompts, max_new):
 
 
 def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0.0, rng=None):
-    """Decoding one token per step (below the batch threshold) with an expert cache (LRU unless
-    ``cache`` is given): hits run split (MSB from HB + LSB from LPDDR), misses FULL from LPDDR."""
+    """Decoding one token per step (below the batch threshold) with an expert cache: hits run split
+    (MSB from HB + LSB from LPDDR), misses FULL from LPDDR. ``cache``: a cache object or a name of
+    :data:`CACHE_MODELS` (default: the cache controller's golden model, LRU policy, ``capacity``
+    experts per MoE layer)."""
     prompts = _check_prompts(model, prompts, max_new)
-    cache = cache if cache is not None else LRUExpertCache(capacity)
+    cache = make_cache(cache, model.config, capacity, "cached")
     rng = rng if rng is not None else np.random.default_rng(0)
-    kv, first, _, prefill = _prefill(model, prompts, max_new, 0, cache, temperature, rng)
+    kv, first, _, _, prefill = _prefill(model, prompts, max_new, 0, cache, temperature, rng)
     out = [[t] for t in first]
     steps = []
     for _ in range(max_new - 1):
@@ -390,7 +433,8 @@ def accept_rejection(drafts, draft_probs, target_probs, rng):
 
 def _draft(model, kv, out, active, policy, cache, sd, meter, rng):
     """``gamma`` chained draft passes; returns draft tokens and logits ``[batch, gamma(, vocab)]``
-    and the draft router's picks per MoE layer (its unrestricted top-k, see :func:`elastic_sd`)."""
+    and the draft router's picks per MoE layer (its unrestricted top-k, see :func:`elastic_sd`):
+    counted per expert, and per token (rows ``[tokens, k]``)."""
     c, batch = model.config, len(out)
     resident = {l: cache.resident(l) for l in c.moe_layers}
 
@@ -404,15 +448,17 @@ def _draft(model, kv, out, active, policy, cache, sd, meter, rng):
     drafts = np.zeros((batch, sd.gamma), dtype=np.int64)
     logits = np.zeros((batch, sd.gamma, c.vocab_size))
     counts = {l: np.zeros(c.num_experts, dtype=np.int64) for l in c.moe_layers}
+    picks = {l: [] for l in c.moe_layers}
     feed = {b: out[b][-1] for b in active}
     for j in range(sd.gamma):
         res = model.forward(kv, [[feed[b]] if b in feed else [] for b in range(batch)], plan)
         meter.dense_pass()
         _route_counts(model, res.wanted, counts)
+        _route_picks(model, res.wanted, picks)
         for b in active:
             logits[b, j] = res.logits[b][0]
             drafts[b, j] = feed[b] = _choose(res.logits[b][0], sd.temperature, rng)
-    return drafts, logits, counts
+    return drafts, logits, counts, _stack(picks, c.top_k)
 
 
 def _verify(model, kv, out, active, drafts, resident, meter):
@@ -447,19 +493,24 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
     set (its upper slices are written while verification runs); accept greedily
     (``sd.temperature == 0``) or by rejection sampling, and roll the KV cache back to the accepted
     prefix.
+
+    ``cache``: a cache object or a name of :data:`CACHE_MODELS` (default: the cache controller's
+    golden model, FREQUENCY policy, ``sd.capacity`` experts per MoE layer; the policy then takes the
+    next set from the controller's COUNT/SELECT).
     """
     prompts = _check_prompts(model, prompts, max_new)
     sd = sd if sd is not None else SDConfig()
     if not isinstance(sd, SDConfig):
         raise TypeError(f"sd must be an SDConfig, not {sd!r}")
-    cache = cache if cache is not None else LRUExpertCache(sd.capacity)
+    cache = make_cache(cache, model.config, sd.capacity, "elastic_sd")
     if cache.capacity < model.config.top_k:
         raise ValueError(f"cache capacity ({cache.capacity} experts per layer) must hold at least "
                          f"top_k ({model.config.top_k}) experts to draft from the resident set")
     rng = rng if rng is not None else np.random.default_rng(0)
     temp, gamma, layers = sd.temperature, sd.gamma, model.config.moe_layers
-    kv, first, counts, prefill = _prefill(model, prompts, max_new, gamma + 1, cache, temp, rng)
-    policy.start(model, cache, counts)
+    kv, first, counts, picks, prefill = _prefill(model, prompts, max_new, gamma + 1, cache, temp,
+                                                 rng)
+    policy.start(model, cache, counts, _stack(picks, model.config.top_k))
     out = [[t] for t in first]
     steps = []
     while True:
@@ -472,10 +523,10 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
         meter.phase("target")
         resident = {l: cache.resident(l) for l in layers}
         base = kv.length.copy()
-        drafts, draft_logits, counts = _draft(model, kv, out, active, policy, cache, sd, meter,
-                                              rng)
+        drafts, draft_logits, counts, picks = _draft(model, kv, out, active, policy, cache, sd,
+                                                     meter, rng)
         # The next resident set is fixed from this draft's choices before verification.
-        next_sets = {l: policy.next_resident(l, counts[l], cache) for l in layers}
+        next_sets = policy.next_sets(counts, picks, cache)
         kv.length[:] = base
         res, missed = _verify(model, kv, out, active, drafts, resident, meter)
         for layer in layers:
@@ -502,10 +553,11 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
                         prefill=prefill, steps=steps, layers=layers)
 
 
-def decode(model, prompts, max_new, policy, sd=None, rng=None):
-    """Cached decoding below ``sd.threshold`` sequences, Elastic-SD at or above it."""
+def decode(model, prompts, max_new, policy, sd=None, rng=None, cache=None):
+    """Cached decoding below ``sd.threshold`` sequences, Elastic-SD at or above it; ``cache`` as
+    for those (default: the cache controller's golden model)."""
     sd = sd if sd is not None else SDConfig()
     if len(prompts) >= sd.threshold:
-        return elastic_sd(model, prompts, max_new, policy, sd, rng=rng)
-    return cached_decode(model, prompts, max_new, capacity=sd.capacity,
+        return elastic_sd(model, prompts, max_new, policy, sd, cache=cache, rng=rng)
+    return cached_decode(model, prompts, max_new, cache=cache, capacity=sd.capacity,
                          temperature=sd.temperature, rng=rng)

@@ -1,14 +1,21 @@
 """Draft policies of Elastic-SD: which experts a draft token uses, and which experts HB holds.
 
-A policy is a small strategy object with three methods, called by :func:`sw_model.decoding.elastic_sd`:
+A policy is a small strategy object, called by :func:`sw_model.decoding.elastic_sd`:
 
-* ``start(model, cache, counts)``: fix the first HB-resident set of every MoE layer from the prompt's
-  routing counts (``counts[layer]``: picks per expert during prefill);
+* ``start(model, cache, counts, picks=None)``: fix the first HB-resident set of every MoE layer from
+  the prompt's routing (``counts[layer]``: picks per expert during prefill; ``picks[layer]``: each
+  token's experts, rows ``[tokens, k]``);
 * ``route(layer, scores, select, cache) -> Route``: the draft's experts for one layer, given the
   target router's scores (and selection scores) and the cache's resident set;
 * ``next_resident(layer, counts, cache) -> list``: the next resident set, from the counts of this
   step's draft choices; the decoder installs it before verification (writes happen while
-  verification streams those experts).
+  verification streams those experts);
+* ``next_sets(counts, picks, cache) -> {layer: list}``: every layer's next set, the call the decoder
+  makes (:class:`Policy`: ``next_resident`` per layer).
+
+The frequency set comes from :func:`next_frequency_sets`: the cache's own ``frequency_select`` when
+it offers one (the cache controller's COUNT/SELECT, whose tie-break and leftover rules then win),
+else :func:`frequency_set`.
 
 The draft always runs its experts at DRAFT precision (the bit policy is the decoder's ``draft_bits``).
 """
@@ -17,7 +24,7 @@ import numpy as np
 
 from sw_model.moe import MoEModel, top_k_route
 
-__all__ = ["frequency_set", "ResidentSetPolicy", "SpecMoEPolicy", "ElasticKPolicy",
+__all__ = ["frequency_set", "next_frequency_sets", "Policy", "ResidentSetPolicy", "SpecMoEPolicy", "ElasticKPolicy",
            "make_policy", "POLICY_NAMES"]
 
 POLICY_NAMES = ("resident", "specmoe", "elastic-k")
@@ -32,36 +39,65 @@ def frequency_set(counts, capacity, current=()):
     return sorted(order[:capacity])
 
 
-class ResidentSetPolicy:
+def next_frequency_sets(counts, cache, picks=None):
+    """``{layer: experts}``: the next frequency set of every layer in ``counts``. A cache offering
+    ``frequency_select`` chooses by its own rule from the per-token ``picks`` (and may already have
+    installed the sets); otherwise :func:`frequency_set` of each layer's counts."""
+    chooser = getattr(cache, "frequency_select", None)
+    if chooser is not None and picks is not None:
+        return chooser({layer: picks[layer] for layer in counts})
+    return {layer: frequency_set(cnt, cache.capacity, cache.resident(layer))
+            for layer, cnt in counts.items()}
+
+
+class Policy:
+    """Shared behaviour: the first set is the prompt's frequency set; ``next_sets`` asks
+    ``next_resident`` per layer (frequency-set policies override it to ask the cache)."""
+
+    def start(self, model, cache, counts, picks=None):
+        self.config = model.config
+        self.first_sets = next_frequency_sets(counts, cache, picks)
+        for layer, experts in self.first_sets.items():
+            cache.select(layer, experts)
+
+    def next_sets(self, counts, picks, cache):
+        return {layer: self.next_resident(layer, counts[layer], cache) for layer in counts}
+
+
+class _FrequencySetPolicy(Policy):
+    """HB holds the frequency set of the previous draft."""
+
+    def next_sets(self, counts, picks, cache):
+        if getattr(cache, "frequency_select", None) is None:
+            return super().next_sets(counts, picks, cache)
+        return next_frequency_sets(counts, cache, picks)
+
+    def next_resident(self, layer, counts, cache):
+        return frequency_set(counts, cache.capacity, cache.resident(layer))
+
+
+class ResidentSetPolicy(_FrequencySetPolicy):
     """ELMoE-3D: the target router's ranking kept, top-k taken inside the HB-resident set; the next
     set is the most frequent experts of the previous draft (frequency set)."""
     name = "resident"
-
-    def start(self, model, cache, counts):
-        self.config = model.config
-        for layer, cnt in counts.items():
-            cache.select(layer, frequency_set(cnt, cache.capacity, cache.resident(layer)))
 
     def route(self, layer, scores, select, cache):
         allowed = np.zeros(self.config.num_experts, dtype=bool)
         allowed[list(cache.resident(layer))] = True
         return top_k_route(self.config, scores, select, allowed=allowed)
 
-    def next_resident(self, layer, counts, cache):
-        return frequency_set(counts, cache.capacity, cache.resident(layer))
 
-
-class SpecMoEPolicy:
+class SpecMoEPolicy(Policy):
     """SpecMoE: a fixed set of pinned hot experts (the prompt's most frequent); a routed expert that
     is not pinned is replaced by the most similar pinned one (cosine similarity of the experts'
     dequantised weights, precomputed once per layer). Router weights are kept; an expert chosen
     twice gets the sum of its weights."""
     name = "specmoe"
 
-    def start(self, model, cache, counts):
+    def start(self, model, cache, counts, picks=None):
         if not isinstance(model, MoEModel):
             raise TypeError(f"model must be an MoEModel, not {model!r}")
-        self.config = model.config
+        super().start(model, cache, counts, picks)
         self.similarity = {}
         for layer in counts:
             vecs = []
@@ -71,8 +107,7 @@ class SpecMoEPolicy:
                 vecs.append(v / (np.linalg.norm(v) or 1.0))
             vecs = np.array(vecs)
             self.similarity[layer] = vecs @ vecs.T
-            cache.select(layer, frequency_set(counts[layer], cache.capacity, cache.resident(layer)))
-        self.pinned = {layer: sorted(cache.resident(layer)) for layer in counts}
+        self.pinned = {layer: sorted(self.first_sets[layer]) for layer in counts}
 
     def substitute(self, layer, expert):
         """The pinned expert most similar to ``expert`` (itself if pinned)."""
@@ -92,7 +127,7 @@ class SpecMoEPolicy:
         return self.pinned[layer]
 
 
-class ElasticKPolicy:
+class ElasticKPolicy(_FrequencySetPolicy):
     """Elastic MoE: the draft activates the router's best ``k_draft`` < k experts, wherever they are
     (resident ones read their upper slices from HB, others from LPDDR); HB holds the frequency set."""
     name = "elastic-k"
@@ -103,21 +138,16 @@ class ElasticKPolicy:
             raise ValueError(f"k_draft must be a positive integer, not {k_draft!r}")
         self.k_draft = k_draft
 
-    def start(self, model, cache, counts):
-        self.config = model.config
+    def start(self, model, cache, counts, picks=None):
         if self.k_draft is None:
-            self.k_draft = max(1, self.config.top_k // 2)
-        if self.k_draft >= self.config.top_k:
+            self.k_draft = max(1, model.config.top_k // 2)
+        if self.k_draft >= model.config.top_k:
             raise ValueError(f"k_draft ({self.k_draft}) must be below the model's top_k "
-                             f"({self.config.top_k})")
-        for layer, cnt in counts.items():
-            cache.select(layer, frequency_set(cnt, cache.capacity, cache.resident(layer)))
+                             f"({model.config.top_k})")
+        super().start(model, cache, counts, picks)
 
     def route(self, layer, scores, select, cache):
         return top_k_route(self.config, scores, select, k=self.k_draft)
-
-    def next_resident(self, layer, counts, cache):
-        return frequency_set(counts, cache.capacity, cache.resident(layer))
 
 
 def make_policy(name, k_draft=None):

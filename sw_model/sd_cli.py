@@ -5,7 +5,9 @@ weights from a fixed seed (:data:`MODEL_SEED`). Prompts are random token ids of 
 (there is no tokenizer), drawn from ``--seed``. Both modes run on the same batch; the batch
 threshold says which one the accelerator would choose. Prints a table and, as the last line, one
 JSON object whose top-level figures are Elastic-SD's (``mode`` "elastic_sd"), with the cached run
-under ``"cached"``.
+under ``"cached"``. ``--cache controller`` (default) plays the expert cache with the cache
+controller's golden model (:mod:`sw_model.cache_bridge`: LRU for cached decoding, COUNT/SELECT
+with the FREQUENCY policy for Elastic-SD); ``--cache lru`` with the plain per-layer LRU stand-in.
 """
 
 import json
@@ -15,6 +17,7 @@ import time
 import numpy as np
 
 from sw_model.bitnested import DRAFT_METHODS
+from sw_model.decoding import CACHE_MODELS
 from sw_model.draft_policies import POLICY_NAMES, make_policy
 from sw_model.moe import DEFAULT_CONFIG, MoEModel, random_weights
 
@@ -45,6 +48,9 @@ def add_arguments(p):
     p.add_argument("--threshold", type=int, default=4,
                    help="batch size at and above which Elastic-SD runs (default 4)")
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--cache", default="controller", choices=CACHE_MODELS,
+                   help="expert-cache model: the cache controller's golden model (default) or a "
+                        "plain per-layer LRU")
 
 
 def _table(headers, rows):
@@ -55,6 +61,11 @@ def _table(headers, rows):
 
 def _fmt(v, digits=3):
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _cache_name(cache):
+    describe = getattr(cache, "describe", None)
+    return describe() if describe is not None else f"plain LRU, {cache.capacity} per layer"
 
 
 def _check(args):
@@ -70,7 +81,7 @@ def _check(args):
 def run(args):
     # Imported here so that build.py's other commands do not need the checkpoint reader.
     from sw_model.checkpoints import CheckpointError, load_checkpoint
-    from sw_model.decoding import SDConfig, cached_decode, elastic_sd
+    from sw_model.decoding import SDConfig, cached_decode, elastic_sd, make_cache
     _check(args)
     start = time.monotonic()
     if args.checkpoint:
@@ -101,13 +112,15 @@ def run(args):
     print(f"batch {args.batch} prompts of {lo}..{hi} tokens, {args.new_tokens} new tokens each; "
           f"HB holds {capacity} of {c.num_experts} experts per MoE layer; threshold "
           f"{args.threshold} -> {selected}", flush=True)
-    print("cached decoding (LRU expert cache) ...", flush=True)
     try:
-        cached = cached_decode(model, prompts, args.new_tokens, capacity=capacity,
+        caches = {m: make_cache(args.cache, c, capacity, m) for m in ("cached", "elastic_sd")}
+        print(f"cached decoding, expert cache: {_cache_name(caches['cached'])} ...", flush=True)
+        cached = cached_decode(model, prompts, args.new_tokens, cache=caches["cached"],
                                temperature=args.temperature, rng=np.random.default_rng(args.seed))
         print(f"Elastic-SD (gamma {args.gamma}, policy {args.policy}, draft bits "
-              f"{args.draft_bits}) ...", flush=True)
-        spec = elastic_sd(model, prompts, args.new_tokens, policy, sd,
+              f"{args.draft_bits}), expert cache: {_cache_name(caches['elastic_sd'])} ...",
+              flush=True)
+        spec = elastic_sd(model, prompts, args.new_tokens, policy, sd, cache=caches["elastic_sd"],
                           rng=np.random.default_rng(args.seed))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
@@ -129,12 +142,16 @@ def run(args):
     if args.temperature == 0:
         print(f"greedy Elastic-SD output equals target (cached) decoding for {same} of "
               f"{len(prompts)} sequences")
+    requests = {m: len(getattr(cache, "trace", ())) for m, cache in caches.items()}
+    if args.cache == "controller":
+        print(f"controller requests issued: {requests['cached']} (cached), "
+              f"{requests['elastic_sd']} (Elastic-SD)")
     seconds = time.monotonic() - start
     print(f"done in {seconds:.1f} s")
     figures = {
         "model": name, "mode": "elastic_sd", "selected_mode": selected, "batch": args.batch,
         "gamma": args.gamma, "policy": args.policy, "draft_bits": args.draft_bits,
-        "capacity": capacity, "temperature": args.temperature, "new_tokens": args.new_tokens,
+        "capacity": capacity, "cache": args.cache, "temperature": args.temperature, "new_tokens": args.new_tokens,
         "acceptance_rate": ss["acceptance_rate"],
         "mean_accepted_length": ss["mean_accepted_length"],
         "hb_bytes_per_token": ss["hb_bytes_per_token"],
@@ -147,6 +164,7 @@ def run(args):
         "cached": {k: cs[k] for k in ("hb_bytes_per_token", "hb_expert_bytes_per_token",
                                       "lpddr_bytes_per_token", "experts_touched_per_layer",
                                       "hit_rate")},
+        "cache_requests": requests if args.cache == "controller" else None,
         "seconds": round(seconds, 2),
     }
     print(json.dumps(figures))
