@@ -25,9 +25,10 @@ How the decoders' view maps onto the controller:
 * **Elastic-SD** (``policy="FREQUENCY"``): ``frequency_select(picks)`` issues RESET_COUNTS, one
   COUNT per token and layer with the token's k-hot routing vector, and SELECT; the SELECT's picks
   are the next resident sets (controller rule: most counted first, ties to the lowest key index,
-  zero-count keys never picked, unpicked keys stay resident). The changes SELECT made are reported
-  by the following ``select(layer, experts)`` call for that layer (the decoder's install point), so
-  the decoders' byte accounting is unchanged.
+  zero-count keys never picked, unpicked keys stay resident). The HB writes SELECT made (every OK
+  beat: a key SELECT evicted for an earlier pick and then picked itself is written twice) are
+  reported by the following ``select(layer, experts)`` call for that layer (the decoder's install
+  point), so the decoders' byte accounting counts them.
 * **Fewer than top-k resident.** The resident-set draft needs ``top_k`` resident experts per layer.
   Every layer that routed a token has at least ``top_k`` keys with a non-zero count, so with full
   associativity SELECT leaves at least ``top_k`` per layer. If a layer still falls short (a set
@@ -169,7 +170,9 @@ class ControllerExpertCache:
     def select(self, layer, experts):
         """Make ``experts`` resident (others stay unless displaced); returns ``(installed,
         evicted)`` sorted, evicted as expert ids of ``layer`` only. Right after
-        :meth:`frequency_select` chose exactly this set, returns the changes SELECT made."""
+        :meth:`frequency_select` chose exactly this set, returns what that SELECT did to the layer:
+        every key it wrote into HB (a key SELECT evicted and then picked again is written again)
+        and the keys no longer resident."""
         c_layer, _ = self._key(layer, 0)
         wanted = sorted({self._key(layer, e)[1] for e in experts})
         if len(wanted) > self.capacity:
@@ -211,17 +214,18 @@ class ControllerExpertCache:
         if unknown:
             raise ValueError(f"layer {unknown[0]!r} is not an MoE layer of the model (MoE layers: "
                              f"{list(self.layers)})")
-        before = {layer: self.resident(layer) for layer in self.layers}
-        self._issue(CacheOp.RESET_COUNTS)
-        counts = {layer: np.zeros(p.experts, dtype=np.int64) for layer in self.layers}
-        for layer, rows in picks.items():
-            c_layer = self._index[layer]
-            rows = np.asarray(rows).reshape(len(rows), -1)
+        picks = {layer: np.asarray(rows).reshape(len(rows), -1) for layer, rows in picks.items()}
+        for layer, rows in picks.items():      # checked before any request: nothing half done
             if rows.size and (rows.max() >= p.experts or rows.min() < -1):
                 raise ValueError(f"layer {layer}: expert ids outside 0..{p.experts - 1}")
             if len(rows) > p.counter_max:
                 log.warning("layer %s: %d tokens counted, %d-bit counters may saturate", layer,
                             len(rows), p.counter_width)
+        before = {layer: self.resident(layer) for layer in self.layers}
+        self._issue(CacheOp.RESET_COUNTS)
+        counts = {layer: np.zeros(p.experts, dtype=np.int64) for layer in self.layers}
+        for layer, rows in picks.items():
+            c_layer = self._index[layer]
             for row in rows:
                 experts = {int(e) for e in row if e >= 0}
                 if experts:
@@ -229,18 +233,20 @@ class ControllerExpertCache:
                     counts[layer][list(experts)] += 1
         beats = self._issue(CacheOp.SELECT)
         chosen = {layer: [] for layer in self.layers}
+        written = {layer: [] for layer in self.layers}
         placed = []
         for beat in beats[:-1]:
             if beat.status is not CacheStatus.NO_ROOM:
                 chosen[self.layers[beat.layer]].append(beat.expert)
                 placed.append((beat.layer, beat.expert))
-        self._top_up(chosen, counts, placed)
+            if beat.status is CacheStatus.OK:
+                written[self.layers[beat.layer]].append(beat.expert)
+        self._top_up(chosen, written, counts, placed)
         self._pending = {}
         for layer in self.layers:
-            now = self.resident(layer)
             chosen[layer] = sorted(chosen[layer])
-            self._pending[layer] = (chosen[layer], (sorted(now - before[layer]),
-                                                    sorted(before[layer] - now)))
+            self._pending[layer] = (chosen[layer], (sorted(written[layer]),
+                                                    sorted(before[layer] - self.resident(layer))))
         return chosen
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -257,7 +263,7 @@ class ControllerExpertCache:
             beat, = self._issue(CacheOp.UNPIN, *key)
             self._check(beat, f"UNPIN of controller key {key}")
 
-    def _top_up(self, chosen, counts, placed):
+    def _top_up(self, chosen, written, counts, placed):
         """Bring every layer to at least ``top_k`` resident experts (module docstring)."""
         short = [l for l in self.layers if len(self.resident(l)) < self.top_k]
         if not short:
@@ -275,6 +281,7 @@ class ControllerExpertCache:
                     beat, = self._issue(CacheOp.INSTALL, c_layer, e)
                     if beat.status is CacheStatus.OK:
                         chosen[layer].append(e)
+                        written[layer].append(e)
                         pinned += self._pin_all([(c_layer, e)])
                 if len(self.resident(layer)) < self.top_k:
                     raise ValueError(

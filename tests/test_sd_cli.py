@@ -26,6 +26,9 @@ def test_sd_on_the_builtin_default():
         assert key in figures, key
     assert figures["mode"] == "elastic_sd" and figures["selected_mode"] == "elastic_sd"
     assert "built-in" in figures["model"]
+    assert figures["cache"] == "controller"
+    requests = figures["cache_requests"]
+    assert requests["cached"] > 0 and requests["elastic_sd"] > 0
     assert 0 < figures["acceptance_rate"] < 1
     assert 1 < figures["mean_accepted_length"] <= figures["gamma"] + 1
     assert figures["lossless_sequences"] == figures["batch"] == 16
@@ -36,6 +39,8 @@ def test_sd_on_the_builtin_default():
     assert max(touched["draft"]) <= figures["capacity"]
     text = result.stdout
     assert "acceptance" in text and "LPDDR B/token" in text and "experts/layer draft" in text
+    assert "expert cache: expert-cache controller golden model" in text
+    assert "LRU, select 8 per layer" in text and "FREQUENCY, select 8 per layer" in text
 
 
 def test_sd_on_a_checkpoint(tmp_path):
@@ -43,11 +48,13 @@ def test_sd_on_a_checkpoint(tmp_path):
     weights = as_float32(random_weights(config, seed=2))
     write(tmp_path, "olmoe", hf_tensors("olmoe", config, weights), hf_config(config, extra))
     result = run_build("sd", str(tmp_path), "--batch", "6", "--gamma", "2", "--new-tokens", "6",
-                       "--policy", "specmoe", "--draft-bits", "truncation")
+                       "--policy", "specmoe", "--draft-bits", "truncation", "--cache", "lru")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["model"] == f"{tmp_path} (olmoe)"
     assert figures["policy"] == "specmoe" and figures["gamma"] == 2
+    assert figures["cache"] == "lru" and figures["cache_requests"] is None
+    assert "expert cache: plain LRU, " in result.stdout
     assert figures["lossless_sequences"] == 6
     assert np.isfinite(figures["acceptance_rate"])
 
@@ -61,3 +68,7 @@ def test_sd_bad_requests_are_named(tmp_path):
     assert result.returncode != 0 and "--gamma must be a positive integer, not 0" in result.stderr
     result = run_build("sd", "--capacity", "2")
     assert result.returncode != 0 and "capacity (2 experts per layer)" in result.stderr
+    result = run_build("sd", "--capacity", "33")
+    assert result.returncode != 0 and "exceeds the 32 experts of a layer" in result.stderr
+    result = run_build("sd", "--cache", "fifo")
+    assert result.returncode != 0 and "invalid choice: 'fifo'" in result.stderr

@@ -1,0 +1,254 @@
+"""The decoders' expert cache played by the cache controller's golden model: Elastic-SD stays
+lossless, the next resident set is the controller's SELECT, the recorded request trace replays on a
+fresh golden model and on the RTL (Amaranth simulator) with identical responses, bad inputs are
+named."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from hw.params import CacheOp, CachePolicy, CacheStatus, SelectScope
+from sim.cache_ops import compare_responses
+from sw_model.cache_bridge import ControllerExpertCache, controller_params
+from sw_model.decoding import (LRUExpertCache, SDConfig, cached_decode, decode, elastic_sd,
+                               make_cache, target_greedy)
+from sw_model.draft_policies import POLICY_NAMES, make_policy
+from sw_model.expert_cache import ExpertCacheModel, replay
+from sw_model.moe import TINY_CONFIG, MoEModel, random_weights
+from test_decoding import VARIANT
+from test_expert_cache_sim import PRESSURE, simulate
+
+PROMPTS = 40
+NEW = 6
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return MoEModel(TINY_CONFIG, random_weights(TINY_CONFIG, seed=11))
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    rng = np.random.default_rng(77)
+    return [rng.integers(0, TINY_CONFIG.vocab_size, rng.integers(1, 13)) for _ in range(PROMPTS)]
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, prompts):
+    return target_greedy(tiny, prompts, NEW)
+
+
+def ops(cache):
+    return [CacheOp(r.op) for r in cache.requests]
+
+
+class WatchedController(ControllerExpertCache):
+    """Records each frequency_select's picks, the counters SELECT saw, and the chosen sets."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = []
+
+    def frequency_select(self, picks):
+        chosen = super().frequency_select(picks)
+        counts = {l: self.model.counts(i) for i, l in enumerate(self.layers)}
+        self.rounds.append((picks, counts, chosen))
+        return chosen
+
+
+def controller_rule(counts, capacity):
+    """The controller's SELECT written independently: per layer the ``capacity`` most counted
+    experts with a non-zero count, ties to the lower id."""
+    return sorted(sorted((e for e in range(len(counts)) if counts[e] > 0),
+                         key=lambda e: (-counts[e], e))[:capacity])
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_elastic_sd_with_the_controller_is_lossless(tiny, prompts, reference, policy):
+    cache = WatchedController(TINY_CONFIG, 4, policy="FREQUENCY")
+    result = elastic_sd(tiny, prompts, NEW, make_policy(policy), SDConfig(capacity=4),
+                        cache=cache)
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference))
+    s = result.summary()
+    assert 0.2 < s["acceptance_rate"] < 0.95 and s["hits"] > 0
+    # the start set and (frequency-set policies) every step's set came from the controller
+    rounds = 1 + (len(result.steps) if policy != "specmoe" else 0)
+    assert len(cache.rounds) == rounds
+    assert ops(cache).count(CacheOp.SELECT) == ops(cache).count(CacheOp.RESET_COUNTS) == rounds
+    for picks, counts, chosen in cache.rounds:
+        for i, layer in enumerate(cache.layers):
+            rows = picks[layer]
+            assert np.array_equal(counts[layer],
+                                  np.bincount(rows[rows >= 0], minlength=TINY_CONFIG.num_experts))
+            assert chosen[layer] == controller_rule(counts[layer], 4)
+            assert len(chosen[layer]) >= TINY_CONFIG.top_k
+    assert {CacheStatus(b.status) for b in cache.responses} <= {
+        CacheStatus.OK, CacheStatus.HIT, CacheStatus.MISS}
+
+
+def test_next_set_is_installed_before_verification_and_resident_after(tiny, prompts):
+    """Each step's SELECT picks are resident after the step; the step's HB writes are the keys the
+    SELECT installed (the decoders' byte accounting sees them)."""
+    cache = WatchedController(TINY_CONFIG, 4, policy="FREQUENCY")
+    result = elastic_sd(tiny, prompts[:12], NEW, make_policy("resident"), SDConfig(capacity=4),
+                        cache=cache)
+    for layer, experts in cache.rounds[-1][2].items():
+        assert set(experts) <= cache.resident(layer)
+    installs = sum(1 for t in cache.trace if t.request.op == CacheOp.SELECT
+                   for b in t.responses if not b.last and b.status is CacheStatus.OK)
+    msb_s = tiny.expert_weights // 2 + tiny.expert_scale_bytes
+    step_writes = sum(s.hb_write_bytes for s in result.steps) // msb_s
+    first_round = sum(1 for b in next(t for t in cache.trace if t.request.op == CacheOp.SELECT)
+                      .responses if not b.last and b.status is CacheStatus.OK)
+    assert step_writes == installs - first_round > 0
+
+
+def test_the_controller_rule_wins_over_frequency_set():
+    """A tie between a resident expert and a lower-id absent one: frequency_set keeps the
+    resident one, the controller takes the lower id; zero-count experts are not picked and stay."""
+    cache = ControllerExpertCache(TINY_CONFIG, 2, policy="FREQUENCY")
+    cache.select(0, [5, 6])
+    chosen = cache.frequency_select({0: np.array([[6, 2]]), 1: np.array([[1, 3]])})
+    assert chosen == {0: [2, 6], 1: [1, 3]}
+    assert cache.resident(0) == {2, 6} and cache.resident(1) == {1, 3}
+    assert cache.select(0, [2, 6]) == ([2], [5])          # the changes SELECT made
+    assert cache.select(0, [2, 6]) == ([], [])            # reported once
+    # a layer with fewer counted experts than its quota keeps unpicked keys resident
+    chosen = cache.frequency_select({0: np.array([[0, -1]]), 1: np.array([[1, 3]])})
+    assert chosen[0] == [0] and cache.resident(0) >= {0}
+    assert sum(len(cache.resident(l)) for l in cache.layers) <= cache.params.slots
+
+
+def test_cached_decoding_with_the_controller(tiny, prompts, reference):
+    cache = make_cache(None, TINY_CONFIG, 4, "cached")
+    assert isinstance(cache, ControllerExpertCache) and cache.params.policy is CachePolicy.LRU
+    result = cached_decode(tiny, prompts[:3], NEW, cache=cache)
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference[:3]))
+    s = result.summary()
+    requests = ops(cache)
+    lookups = requests.count(CacheOp.LOOKUP)
+    total_hits = s["hits"] + result.prefill.hits
+    total_misses = s["misses"] + result.prefill.misses
+    assert lookups == total_hits + total_misses
+    assert requests.count(CacheOp.INSTALL) == total_misses
+    assert set(requests) == {CacheOp.LOOKUP, CacheOp.INSTALL} and s["hits"] > 0
+    # decode() picks the controller by default, in both modes
+    sd = SDConfig(capacity=4, threshold=4)
+    assert decode(tiny, prompts[:2], 3, make_policy("resident"), sd).summary()["hits"] >= 0
+    assert isinstance(make_cache("lru", TINY_CONFIG, 4, "elastic_sd"), LRUExpertCache)
+
+
+def test_moe_layers_after_dense_layers_are_mapped(prompts):
+    model = MoEModel(VARIANT, random_weights(VARIANT, seed=12))
+    assert VARIANT.moe_layers == [1, 2]
+    cache = ControllerExpertCache(VARIANT, 4, policy="FREQUENCY")
+    assert cache.params.layers == 2 and cache.params.slots == 8
+    result = elastic_sd(model, prompts[:8], 4, make_policy("resident"), SDConfig(capacity=4),
+                        cache=cache)
+    reference = target_greedy(model, prompts[:8], 4)
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference))
+    assert {r.layer for r in cache.requests if r.op == CacheOp.COUNT} == {0, 1}
+    assert all(len(cache.resident(l)) >= VARIANT.top_k for l in (1, 2))
+    assert replay(ExpertCacheModel(cache.params), cache.requests) == cache.responses
+
+
+def short_traces(tiny, prompts):
+    lru = ControllerExpertCache(TINY_CONFIG, 4, policy="LRU")
+    cached_decode(tiny, prompts[:2], 4, cache=lru)
+    freq = ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY")
+    elastic_sd(tiny, prompts[:4], 4, make_policy("resident"), SDConfig(capacity=4), cache=freq)
+    return {"cached": lru, "elastic_sd": freq}
+
+
+@pytest.fixture(scope="module")
+def traces(tiny, prompts):
+    return short_traces(tiny, prompts)
+
+
+@pytest.mark.parametrize("mode", ["cached", "elastic_sd"])
+def test_trace_replays_on_a_fresh_golden_model(traces, mode):
+    cache = traces[mode]
+    assert replay(ExpertCacheModel(cache.params), cache.requests) == cache.responses
+    assert len({r.tag for r in cache.requests}) == len(cache.requests)   # tags tell them apart
+
+
+@pytest.mark.parametrize("pressure", PRESSURE)
+@pytest.mark.parametrize("mode", ["cached", "elastic_sd"])
+def test_trace_replays_on_the_rtl(traces, mode, pressure):
+    """The requests a short decode issued, run through the RTL: every response beat identical."""
+    cache = traces[mode]
+    assert len(cache.requests) >= 50
+    got = simulate(cache.params, cache.requests, 3, *PRESSURE[pressure])
+    assert compare_responses(got, cache.responses) == len(cache.responses)
+
+
+def test_top_up_when_a_select_leaves_a_layer_short():
+    """Direct mapped: both layers' picks share sets, layer 0 gets NO_ROOM for both; the adapter
+    tops it up to top_k with PIN/INSTALL/UNPIN, and the trace still replays."""
+    cache = ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY", ways=1)
+    picks = {0: np.array([[0, 1]] * 2), 1: np.array([[0, 1]] * 3)}
+    chosen = cache.frequency_select(picks)
+    select = next(t for t in cache.trace if t.request.op == CacheOp.SELECT)
+    assert [b.status for b in select.responses[:-1]] == [
+        CacheStatus.OK, CacheStatus.OK, CacheStatus.NO_ROOM, CacheStatus.NO_ROOM]
+    assert chosen == {0: [2, 3], 1: [0, 1]}
+    assert cache.resident(0) == {2, 3} and cache.resident(1) == {0, 1}
+    assert not cache.model.pinned()
+    assert CacheOp.PIN in ops(cache) and CacheOp.UNPIN in ops(cache)
+    assert replay(ExpertCacheModel(cache.params), cache.requests) == cache.responses
+
+
+def test_counters_do_not_saturate_by_default_and_warn_when_they_could(caplog):
+    assert controller_params(TINY_CONFIG, 4).counter_width == 16
+    cache = ControllerExpertCache(TINY_CONFIG, 2, policy="FREQUENCY", counter_width=2)
+    with caplog.at_level(logging.WARNING, logger="sw_model.cache_bridge"):
+        cache.frequency_select({0: np.array([[0, 1]] * 5), 1: np.array([[2, 3]])})
+    assert "2-bit counters may saturate" in caplog.text
+    assert cache.model.counts(0)[:2] == (3, 3)
+
+
+def test_params_follow_the_model():
+    p = controller_params(TINY_CONFIG, 3, policy="FREQUENCY")
+    assert (p.slots, p.ways, p.layers, p.experts, p.select_capacity) == (6, 6, 2, 8, 3)
+    assert p.select_scope is SelectScope.PER_LAYER and p.policy is CachePolicy.FREQUENCY
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ControllerExpertCache(TINY_CONFIG, 1), ValueError,
+     r"capacity \(1 experts per layer\) must hold at least top_k \(2\)"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 9), ValueError,
+     r"capacity \(9 experts per layer\) exceeds the 8 experts"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 4, ways=3), ValueError, "multiple of ways"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 4, policy="FIFO"), ValueError, "policy"),
+    (lambda: ControllerExpertCache(VARIANT, 4).access(0, 1), ValueError,
+     r"layer 0 is not an MoE layer of the model \(MoE layers: \[1, 2\]\)"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 4).access(1, 8), ValueError,
+     r"expert 8 of layer 1 is outside 0..7"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 4).resident(5), ValueError,
+     "layer 5 is not an MoE layer"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2).select(0, [0, 1, 2]), ValueError,
+     "layer 0: 3 experts selected for 2 slots"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2).frequency_select({0: np.array([[0, 1]])}),
+     ValueError, "needs the FREQUENCY policy"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").frequency_select(
+        {7: np.array([[0, 1]])}), ValueError, "layer 7 is not an MoE layer"),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").frequency_select(
+        {0: np.array([[0, 8]])}), ValueError, r"layer 0: expert ids outside 0..7"),
+    (lambda: make_cache("fifo", TINY_CONFIG, 4, "cached"), ValueError,
+     "cache model must be one of controller, lru"),
+])
+def test_bad_inputs_are_named(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_bad_inputs_leave_no_trace():
+    cache = ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY")
+    cache.access(0, 1)
+    before = (list(cache.trace), cache.model.snapshot())
+    for call in (lambda: cache.access(3, 0), lambda: cache.select(1, [0, 1, 2]),
+                 lambda: cache.frequency_select({0: np.array([[9, 0]])})):
+        with pytest.raises(ValueError):
+            call()
+    assert (cache.trace, cache.model.snapshot()) == before
