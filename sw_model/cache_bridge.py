@@ -2,8 +2,8 @@
 
 :class:`ControllerExpertCache` implements the cache protocol of :mod:`sw_model.decoding`
 (``capacity``, ``access``, ``resident``, ``select``) and, for the frequency-set draft policies,
-``frequency_select``, by issuing raw controller requests (:class:`sw_model.expert_cache.Request`)
-to one :class:`sw_model.expert_cache.ExpertCacheModel` through
+``frequency_select`` (FREQUENCY policy), by issuing raw controller requests
+(:class:`sw_model.expert_cache.Request`) to one :class:`sw_model.expert_cache.ExpertCacheModel` through
 :func:`sw_model.expert_cache.apply_request`. Every request and its response beats are recorded in
 :attr:`ControllerExpertCache.trace`, in issue order, so that the scheduler can emit them as cache
 commands and the same trace can be replayed on the RTL.
@@ -22,7 +22,8 @@ How the decoders' view maps onto the controller:
   ``(layer * experts + expert) % sets``, so layers share sets); a SELECT may then answer
   ``NO_ROOM``.
 * **Cached decoding** (``policy="LRU"``): ``access`` is a LOOKUP, and on a MISS an INSTALL.
-* **Elastic-SD** (``policy="FREQUENCY"``): ``frequency_select(picks)`` issues RESET_COUNTS, one
+* **Elastic-SD** (``policy="FREQUENCY"``): ``select_by_counts(picks)``, offered to the draft
+  policies as ``frequency_select`` (only with this policy), issues RESET_COUNTS, one
   COUNT per token and layer with the token's k-hot routing vector, and SELECT; the SELECT's picks
   are the next resident sets (controller rule: most counted first, ties to the lowest key index,
   zero-count keys never picked, unpicked keys stay resident). The HB writes SELECT made (every OK
@@ -36,9 +37,11 @@ How the decoders' view maps onto the controller:
   SELECT just placed, INSTALLs the layer's next most counted (then lowest-index) absent experts
   until ``top_k`` are resident, and UNPINs what it pinned. If that cannot reach ``top_k`` it raises
   :class:`ValueError`.
-* **select(layer, experts)** (a policy's explicit set: the first set from the prompt, SpecMoE's
-  pinned set): PIN the wanted experts already resident, INSTALL the missing ones (each PINned once
-  placed, so a later install cannot evict it), then UNPIN them all. Other keys stay resident unless
+* **select(layer, experts)** (a set the decoder chose itself: SpecMoE's pinned set, or every set
+  when the controller runs Elastic-SD with the LRU policy, where policies fall back to
+  :func:`sw_model.draft_policies.frequency_set`): LOOKUP (a use: makes them the most recent) and
+  PIN the wanted experts already resident, INSTALL the missing ones (each PINned once placed, so a
+  later install cannot evict it), then UNPIN them all; nothing when all are resident. Other keys stay resident unless
   an install displaced them; the controller has no "make exactly this set" operation, and an
   INVALIDATE of the others would only throw away HB contents for nothing.
 * **Counters** saturate at ``counter_width`` bits (default 16). A round counts each expert at most
@@ -117,6 +120,9 @@ class ControllerExpertCache:
         self.model = ExpertCacheModel(self.params)
         self.trace = []
         self._pending = {}              # layer -> (installed, evicted) of the last SELECT
+        if self.params.policy is CachePolicy.FREQUENCY:
+            # the hook the draft policies look for: with it, the controller chooses the sets
+            self.frequency_select = self.select_by_counts
 
     def describe(self):
         return f"expert-cache controller golden model ({self.params.describe()})"
@@ -170,7 +176,7 @@ class ControllerExpertCache:
     def select(self, layer, experts):
         """Make ``experts`` resident (others stay unless displaced); returns ``(installed,
         evicted)`` sorted, evicted as expert ids of ``layer`` only. Right after
-        :meth:`frequency_select` chose exactly this set, returns what that SELECT did to the layer:
+        :meth:`select_by_counts` chose exactly this set, returns what that SELECT did to the layer:
         every key it wrote into HB (a key SELECT evicted and then picked again is written again)
         and the keys no longer resident."""
         c_layer, _ = self._key(layer, 0)
@@ -184,7 +190,11 @@ class ControllerExpertCache:
         installed, evicted = [], []
         if all(e in self.resident(layer) for e in wanted):
             return installed, evicted
-        pinned = self._pin_all((c_layer, e) for e in wanted if e in self.resident(layer))
+        kept = [(c_layer, e) for e in wanted if e in self.resident(layer)]
+        for key in kept:            # a use: with LRU, the older unwanted keys go first later on
+            beat, = self._issue(CacheOp.LOOKUP, *key)
+            self._check(beat, f"LOOKUP of controller key {key}")
+        pinned = self._pin_all(kept)
         try:
             for e in wanted:
                 if e in self.resident(layer):
@@ -199,7 +209,7 @@ class ControllerExpertCache:
             self._unpin_all(pinned)
         return installed, sorted(evicted)
 
-    def frequency_select(self, picks):
+    def select_by_counts(self, picks):
         """The next resident set of every MoE layer by the controller's SELECT.
 
         ``picks[layer]``: int array ``[tokens, k]`` of each counted token's experts (-1: none).
@@ -208,7 +218,7 @@ class ControllerExpertCache:
         to pass to :meth:`select`."""
         p = self.params
         if p.policy is not CachePolicy.FREQUENCY:
-            raise ValueError(f"frequency_select needs the FREQUENCY policy, this controller is "
+            raise ValueError(f"select_by_counts needs the FREQUENCY policy, this controller is "
                              f"{p.policy.name}")
         unknown = sorted(set(picks) - set(self.layers), key=str)
         if unknown:

@@ -44,14 +44,14 @@ def ops(cache):
 
 
 class WatchedController(ControllerExpertCache):
-    """Records each frequency_select's picks, the counters SELECT saw, and the chosen sets."""
+    """Records each SELECT round's picks, the counters SELECT saw, and the chosen sets."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.rounds = []
 
-    def frequency_select(self, picks):
-        chosen = super().frequency_select(picks)
+    def select_by_counts(self, picks):
+        chosen = super().select_by_counts(picks)
         counts = {l: self.model.counts(i) for i, l in enumerate(self.layers)}
         self.rounds.append((picks, counts, chosen))
         return chosen
@@ -109,15 +109,43 @@ def test_the_controller_rule_wins_over_frequency_set():
     resident one, the controller takes the lower id; zero-count experts are not picked and stay."""
     cache = ControllerExpertCache(TINY_CONFIG, 2, policy="FREQUENCY")
     cache.select(0, [5, 6])
-    chosen = cache.frequency_select({0: np.array([[6, 2]]), 1: np.array([[1, 3]])})
+    chosen = cache.select_by_counts({0: np.array([[6, 2]]), 1: np.array([[1, 3]])})
     assert chosen == {0: [2, 6], 1: [1, 3]}
     assert cache.resident(0) == {2, 6} and cache.resident(1) == {1, 3}
     assert cache.select(0, [2, 6]) == ([2], [5])          # the changes SELECT made
     assert cache.select(0, [2, 6]) == ([], [])            # reported once
     # a layer with fewer counted experts than its quota keeps unpicked keys resident
-    chosen = cache.frequency_select({0: np.array([[0, -1]]), 1: np.array([[1, 3]])})
+    chosen = cache.select_by_counts({0: np.array([[0, -1]]), 1: np.array([[1, 3]])})
     assert chosen[0] == [0] and cache.resident(0) >= {0}
     assert sum(len(cache.resident(l)) for l in cache.layers) <= cache.params.slots
+
+
+def test_elastic_sd_on_an_lru_controller_installs_frequency_sets(tiny, prompts, reference):
+    """With the LRU policy the controller offers no SELECT-based sets: the policy picks
+    frequency_set and select() installs it with PIN / INSTALL / UNPIN; still lossless, each layer
+    holds exactly the chosen set, nothing stays pinned."""
+    cache = ControllerExpertCache(TINY_CONFIG, 3, policy="LRU")
+    assert not hasattr(cache, "frequency_select")
+    policy = make_policy("resident")
+    seen = []
+    original = policy.next_resident
+
+    def recording(layer, counts, cache):
+        chosen = original(layer, counts, cache)
+        seen.append((layer, chosen))
+        return chosen
+
+    policy.next_resident = recording
+    result = elastic_sd(tiny, prompts, NEW, policy, SDConfig(capacity=3), cache=cache)
+    assert all(np.array_equal(a, r) for a, r in zip(result.tokens, reference))
+    assert len(seen) == 2 * len(result.steps)
+    for layer, chosen in seen[-2:]:
+        assert cache.resident(layer) == set(chosen)
+    requests = ops(cache)
+    assert CacheOp.SELECT not in requests and CacheOp.COUNT not in requests
+    assert requests.count(CacheOp.PIN) == requests.count(CacheOp.UNPIN) > 0
+    assert not cache.model.pinned()
+    assert sum(s.hb_write_bytes for s in result.steps) > 0
 
 
 def test_cached_decoding_with_the_controller(tiny, prompts, reference):
@@ -154,11 +182,18 @@ def test_moe_layers_after_dense_layers_are_mapped(prompts):
 
 
 def short_traces(tiny, prompts):
-    lru = ControllerExpertCache(TINY_CONFIG, 4, policy="LRU")
-    cached_decode(tiny, prompts[:2], 4, cache=lru)
-    freq = ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY")
-    elastic_sd(tiny, prompts[:4], 4, make_policy("resident"), SDConfig(capacity=4), cache=freq)
-    return {"cached": lru, "elastic_sd": freq}
+    """Controller traces of short decodes: cached (LRU), Elastic-SD with the controller's SELECT
+    (FREQUENCY), and Elastic-SD on an LRU controller (sets from frequency_set, installed by
+    select(): PIN / INSTALL / UNPIN)."""
+    traces = {"cached": ControllerExpertCache(TINY_CONFIG, 4, policy="LRU"),
+              "elastic_sd": ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY"),
+              "elastic_sd_lru": ControllerExpertCache(TINY_CONFIG, 3, policy="LRU")}
+    cached_decode(tiny, prompts[:3], 8, cache=traces["cached"])
+    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(capacity=4),
+               cache=traces["elastic_sd"])
+    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(capacity=3),
+               cache=traces["elastic_sd_lru"])
+    return traces
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +201,7 @@ def traces(tiny, prompts):
     return short_traces(tiny, prompts)
 
 
-@pytest.mark.parametrize("mode", ["cached", "elastic_sd"])
+@pytest.mark.parametrize("mode", ["cached", "elastic_sd", "elastic_sd_lru"])
 def test_trace_replays_on_a_fresh_golden_model(traces, mode):
     cache = traces[mode]
     assert replay(ExpertCacheModel(cache.params), cache.requests) == cache.responses
@@ -174,11 +209,11 @@ def test_trace_replays_on_a_fresh_golden_model(traces, mode):
 
 
 @pytest.mark.parametrize("pressure", PRESSURE)
-@pytest.mark.parametrize("mode", ["cached", "elastic_sd"])
+@pytest.mark.parametrize("mode", ["cached", "elastic_sd", "elastic_sd_lru"])
 def test_trace_replays_on_the_rtl(traces, mode, pressure):
     """The requests a short decode issued, run through the RTL: every response beat identical."""
     cache = traces[mode]
-    assert len(cache.requests) >= 50
+    assert len(cache.requests) >= 100
     got = simulate(cache.params, cache.requests, 3, *PRESSURE[pressure])
     assert compare_responses(got, cache.responses) == len(cache.responses)
 
@@ -188,7 +223,7 @@ def test_top_up_when_a_select_leaves_a_layer_short():
     tops it up to top_k with PIN/INSTALL/UNPIN, and the trace still replays."""
     cache = ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY", ways=1)
     picks = {0: np.array([[0, 1]] * 2), 1: np.array([[0, 1]] * 3)}
-    chosen = cache.frequency_select(picks)
+    chosen = cache.select_by_counts(picks)
     select = next(t for t in cache.trace if t.request.op == CacheOp.SELECT)
     assert [b.status for b in select.responses[:-1]] == [
         CacheStatus.OK, CacheStatus.OK, CacheStatus.NO_ROOM, CacheStatus.NO_ROOM]
@@ -203,7 +238,7 @@ def test_counters_do_not_saturate_by_default_and_warn_when_they_could(caplog):
     assert controller_params(TINY_CONFIG, 4).counter_width == 16
     cache = ControllerExpertCache(TINY_CONFIG, 2, policy="FREQUENCY", counter_width=2)
     with caplog.at_level(logging.WARNING, logger="sw_model.cache_bridge"):
-        cache.frequency_select({0: np.array([[0, 1]] * 5), 1: np.array([[2, 3]])})
+        cache.select_by_counts({0: np.array([[0, 1]] * 5), 1: np.array([[2, 3]])})
     assert "2-bit counters may saturate" in caplog.text
     assert cache.model.counts(0)[:2] == (3, 3)
 
@@ -229,11 +264,11 @@ def test_params_follow_the_model():
      "layer 5 is not an MoE layer"),
     (lambda: ControllerExpertCache(TINY_CONFIG, 2).select(0, [0, 1, 2]), ValueError,
      "layer 0: 3 experts selected for 2 slots"),
-    (lambda: ControllerExpertCache(TINY_CONFIG, 2).frequency_select({0: np.array([[0, 1]])}),
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2).select_by_counts({0: np.array([[0, 1]])}),
      ValueError, "needs the FREQUENCY policy"),
-    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").frequency_select(
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").select_by_counts(
         {7: np.array([[0, 1]])}), ValueError, "layer 7 is not an MoE layer"),
-    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").frequency_select(
+    (lambda: ControllerExpertCache(TINY_CONFIG, 2, "FREQUENCY").select_by_counts(
         {0: np.array([[0, 8]])}), ValueError, r"layer 0: expert ids outside 0..7"),
     (lambda: make_cache("fifo", TINY_CONFIG, 4, "cached"), ValueError,
      "cache model must be one of controller, lru"),
@@ -248,7 +283,7 @@ def test_bad_inputs_leave_no_trace():
     cache.access(0, 1)
     before = (list(cache.trace), cache.model.snapshot())
     for call in (lambda: cache.access(3, 0), lambda: cache.select(1, [0, 1, 2]),
-                 lambda: cache.frequency_select({0: np.array([[9, 0]])})):
+                 lambda: cache.select_by_counts({0: np.array([[9, 0]])})):
         with pytest.raises(ValueError):
             call()
     assert (cache.trace, cache.model.snapshot()) == before
