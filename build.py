@@ -8,6 +8,7 @@
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
+                                    (expert cache: the controller's golden model, or --cache lru)
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """

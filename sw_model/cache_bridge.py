@@ -1,12 +1,12 @@
 """The decoders' expert cache, played by the expert-cache controller's golden model.
 
 :class:`ControllerExpertCache` implements the cache protocol of :mod:`sw_model.decoding`
-(``capacity``, ``access``, ``resident``, ``select``) and, for the frequency-set draft policies,
-``frequency_select`` (FREQUENCY policy), by issuing raw controller requests
-(:class:`sw_model.expert_cache.Request`) to one :class:`sw_model.expert_cache.ExpertCacheModel` through
-:func:`sw_model.expert_cache.apply_request`. Every request and its response beats are recorded in
-:attr:`ControllerExpertCache.trace`, in issue order, so that the scheduler can emit them as cache
-commands and the same trace can be replayed on the RTL.
+(``capacity``, ``access``, ``resident``, ``select``; with the FREQUENCY policy also
+``frequency_select``, the hook the frequency-set draft policies ask) by issuing raw controller
+requests (:class:`sw_model.expert_cache.Request`) to one
+:class:`sw_model.expert_cache.ExpertCacheModel` through :func:`sw_model.expert_cache.apply_request`.
+Every request and its response beats are recorded in :attr:`ControllerExpertCache.trace`, in issue
+order, so that the scheduler can emit them as cache commands and the RTL can replay them.
 
 How the decoders' view maps onto the controller:
 
@@ -18,42 +18,41 @@ How the decoders' view maps onto the controller:
   resident); the total never exceeds the HB slots.
 * **Associativity.** Fully associative by default (``ways = slots``): a SELECT that picks at most
   ``capacity`` keys per layer then always finds an unclaimed way (no ``NO_ROOM`` while nothing is
-  pinned), so every layer keeps its picks. Smaller ``ways`` are allowed (the key's set is
+  pinned), so every layer keeps its picks. Smaller ``ways`` are allowed (a key's set is
   ``(layer * experts + expert) % sets``, so layers share sets); a SELECT may then answer
   ``NO_ROOM``.
 * **Cached decoding** (``policy="LRU"``): ``access`` is a LOOKUP, and on a MISS an INSTALL.
-* **Elastic-SD** (``policy="FREQUENCY"``): ``select_by_counts(picks)``, offered to the draft
-  policies as ``frequency_select`` (only with this policy), issues RESET_COUNTS, one
-  COUNT per token and layer with the token's k-hot routing vector, and SELECT; the SELECT's picks
-  are the next resident sets (controller rule: most counted first, ties to the lowest key index,
-  zero-count keys never picked, unpicked keys stay resident). The HB writes SELECT made (every OK
-  beat: a key SELECT evicted for an earlier pick and then picked itself is written twice) are
-  reported by the following ``select(layer, experts)`` call for that layer (the decoder's install
-  point), so the decoders' byte accounting counts them.
+* **Elastic-SD** (``policy="FREQUENCY"``): ``select_by_counts(picks)`` (offered as
+  ``frequency_select``) issues RESET_COUNTS, one COUNT per token and layer with the token's k-hot
+  routing vector, and SELECT; SELECT's picks are the next resident sets (controller rule: most
+  counted first, ties to the lowest key index, zero-count keys never picked, unpicked keys stay
+  resident). The HB writes SELECT made (its OK beats: a key SELECT evicted for an earlier pick and
+  then picked itself is written twice) are reported by the next ``select(layer, experts)`` call
+  for that layer (the decoder's install point), so the decoders' byte accounting counts them.
 * **Fewer than top-k resident.** The resident-set draft needs ``top_k`` resident experts per layer.
   Every layer that routed a token has at least ``top_k`` keys with a non-zero count, so with full
-  associativity SELECT leaves at least ``top_k`` per layer. If a layer still falls short (a set
-  conflict with fewer ways), the adapter tops it up with controller operations: it PINs every key
-  SELECT just placed, INSTALLs the layer's next most counted (then lowest-index) absent experts
-  until ``top_k`` are resident, and UNPINs what it pinned. If that cannot reach ``top_k`` it raises
+  associativity SELECT leaves at least ``top_k`` per layer. If a layer still falls short (set
+  conflicts with fewer ways), the adapter tops it up with controller operations: it PINs every key
+  SELECT just placed, INSTALLs the layer's next most counted (then lowest-id) absent experts until
+  ``top_k`` are resident, and UNPINs what it pinned; if that cannot reach ``top_k`` it raises
   :class:`ValueError`.
 * **select(layer, experts)** (a set the decoder chose itself: SpecMoE's pinned set, or every set
-  when the controller runs Elastic-SD with the LRU policy, where policies fall back to
-  :func:`sw_model.draft_policies.frequency_set`): LOOKUP (a use: makes them the most recent) and
-  PIN the wanted experts already resident, INSTALL the missing ones (each PINned once placed, so a
-  later install cannot evict it), then UNPIN them all; nothing when all are resident. Other keys stay resident unless
-  an install displaced them; the controller has no "make exactly this set" operation, and an
-  INVALIDATE of the others would only throw away HB contents for nothing.
+  when Elastic-SD runs on an LRU controller, where the policies fall back to
+  :func:`sw_model.draft_policies.frequency_set`): nothing when all are resident; otherwise LOOKUP
+  (a use: the most recent now) and PIN the wanted experts already resident, INSTALL the missing
+  ones (each PINned once placed, so a later install cannot evict it), then UNPIN them all. Other
+  keys stay resident unless an install displaced them: the controller has no "make exactly this
+  set" operation, and INVALIDATEs would only throw away HB contents.
 * **Counters** saturate at ``counter_width`` bits (default 16). A round counts each expert at most
   once per token, so counts stay exact while a round has at most ``2**counter_width - 1`` tokens
-  (the adapter logs a warning when a round has more: saturated counts tie, and ties go to the lowest
-  key).
+  (the adapter logs a warning when a round has more: saturated counts tie, and ties go to the
+  lowest key).
 * ``resident(layer)`` reads the golden model's tag store (the mirror the scheduler keeps); it issues
   no request.
 
 Timing note for the scheduler: SELECT is issued before verification (the set is fixed from the
-draft's counts), while verification still reads the previous resident set from HB; an eviction
-must not overwrite an HB slot before verification has read it.
+draft's counts) while verification still reads the previous resident set from HB; an eviction must
+not overwrite an HB slot before verification has read it.
 """
 
 from dataclasses import dataclass
@@ -105,11 +104,10 @@ class ControllerExpertCache:
     """The decoders' expert cache driven through the controller's golden model (module docstring).
 
     ``config``: the :class:`sw_model.moe.MoEConfig`; ``capacity``: HB experts per MoE layer;
-    ``policy``: ``"LRU"`` (cached decoding) or ``"FREQUENCY"`` (Elastic-SD); ``ways``, ``counter_width``:
-    see :func:`controller_params`. ``trace`` holds every :class:`TraceEntry` in issue order.
+    ``policy``: ``"LRU"`` (cached decoding) or ``"FREQUENCY"`` (Elastic-SD); ``ways`` and
+    ``counter_width``: see :func:`controller_params`. ``trace`` holds every :class:`TraceEntry` in
+    issue order.
     """
-
-    name = "controller"
 
     def __init__(self, config, capacity, policy="LRU", ways=None, counter_width=COUNTER_WIDTH):
         self.params = controller_params(config, capacity, policy, ways, counter_width)
@@ -127,7 +125,7 @@ class ControllerExpertCache:
     def describe(self):
         return f"expert-cache controller golden model ({self.params.describe()})"
 
-    # -- requests ------------------------------------------------------------------------------------
+    # -- requests ----------------------------------------------------------------------------------
     @property
     def requests(self):
         """The issued requests, in order (what the RTL is given)."""
@@ -157,7 +155,7 @@ class ControllerExpertCache:
         if beat.status.is_error:
             raise RuntimeError(f"expert-cache controller answered {beat.status.name} to {what}")
 
-    # -- the decoders' protocol ----------------------------------------------------------------------
+    # -- the decoders' protocol --------------------------------------------------------------------
     def access(self, layer, expert):
         """LOOKUP; on a MISS, INSTALL (the policy's victim). True on a hit."""
         c_layer, e = self._key(layer, expert)
@@ -259,7 +257,7 @@ class ControllerExpertCache:
                                                     sorted(before[layer] - self.resident(layer))))
         return chosen
 
-    # -- helpers -------------------------------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------------------------
     def _pin_all(self, keys):
         pinned = []
         for key in keys:

@@ -32,7 +32,8 @@ from sw_model.bitnested import DRAFT_METHODS
 from sw_model.moe import MoEModel, PassPlan, Precision, softmax
 
 __all__ = ["ExpertCache", "LRUExpertCache", "CACHE_MODELS", "make_cache", "StepStats",
-           "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode", "accept_greedy", "accept_rejection"]
+           "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode",
+           "accept_greedy", "accept_rejection"]
 
 log = logging.getLogger(__name__)
 

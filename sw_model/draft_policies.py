@@ -24,8 +24,8 @@ import numpy as np
 
 from sw_model.moe import MoEModel, top_k_route
 
-__all__ = ["frequency_set", "next_frequency_sets", "Policy", "ResidentSetPolicy", "SpecMoEPolicy", "ElasticKPolicy",
-           "make_policy", "POLICY_NAMES"]
+__all__ = ["frequency_set", "next_frequency_sets", "Policy", "ResidentSetPolicy", "SpecMoEPolicy",
+           "ElasticKPolicy", "make_policy", "POLICY_NAMES"]
 
 POLICY_NAMES = ("resident", "specmoe", "elastic-k")
 

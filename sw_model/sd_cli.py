@@ -151,7 +151,8 @@ def run(args):
     figures = {
         "model": name, "mode": "elastic_sd", "selected_mode": selected, "batch": args.batch,
         "gamma": args.gamma, "policy": args.policy, "draft_bits": args.draft_bits,
-        "capacity": capacity, "cache": args.cache, "temperature": args.temperature, "new_tokens": args.new_tokens,
+        "capacity": capacity, "cache": args.cache, "temperature": args.temperature,
+        "new_tokens": args.new_tokens,
         "acceptance_rate": ss["acceptance_rate"],
         "mean_accepted_length": ss["mean_accepted_length"],
         "hb_bytes_per_token": ss["hb_bytes_per_token"],
