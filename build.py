@@ -5,6 +5,7 @@
                                     golden-versus-RTL check on Verilator, with a summary
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
+    python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -159,8 +160,20 @@ def _ffs(stats):
     return sum(n for kind, n in stats["cells_by_type"].items() if "DFF" in kind.upper())
 
 
+def bench_hb(args):
+    from sim.mem_bench import run_hb_bench, TABLE_HEADERS
+    print("HB interface and LPDDR port with their DRAM-die models, on Verilator", flush=True)
+    rows, latency_rows, figures = run_hb_bench(seed=args.seed, words=args.words,
+                                               probes=args.probes, waves=args.waves)
+    print()
+    print(_table(TABLE_HEADERS, rows))
+    print()
+    print(_table(["memory", "latency min", "median", "max (cycles)", "probes"], latency_rows))
+    print(json.dumps(figures))
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac}
+    benches = {"mac": bench_mac, "hb": bench_hb}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
     benches[args.what](args)
@@ -185,7 +198,8 @@ def cmd_default(args):
         checked = read_summary(summary)
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
-                 [[r["block"], params.describe(), r["path"], r["lint_errors"],
+                 [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],
+                   r["lint_errors"],
                    f"{tests} cocotb tests passed, {checked} group dot products bit-exact"]
                   for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
@@ -215,10 +229,12 @@ def main(argv=None):
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac")
-    p.add_argument("what", help="which bench: mac")
+    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, hb")
+    p.add_argument("what", help="which bench: mac, hb")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000, help="operations per mode")
+    p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
+    p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
     p.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -3,8 +3,10 @@ and what the simulation runner can build."""
 
 from dataclasses import dataclass
 
+from .hb_interface import HbInterface
+from .lpddr_port import LpddrPort
 from .mac_array import MacArray
-from .params import MAC_PRESETS
+from .params import MAC_PRESETS, HB_PRESETS, LPDDR_PRESETS
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -21,4 +23,6 @@ class Block:
 
 BLOCKS = {
     "mac_array": Block("mac_array", MacArray, MAC_PRESETS),
+    "hb_interface": Block("hb_interface", HbInterface, HB_PRESETS),
+    "lpddr_port": Block("lpddr_port", LpddrPort, LPDDR_PRESETS),
 }

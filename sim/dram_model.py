@@ -48,7 +48,11 @@ class DramDie(wiring.Component):
         if not isinstance(timing, DramTiming):
             self._MustUse__silence = True
             raise TypeError(f"timing must be a DramTiming, not {timing!r}")
-        timing.check_port(port)
+        try:
+            timing.check_port(port)
+        except ValueError:
+            self._MustUse__silence = True
+            raise
         self.port, self.timing = port, timing
         self.verilog_storage = verilog_storage
         self.storage = None if verilog_storage else memory.Memory(
@@ -72,6 +76,8 @@ class DramDie(wiring.Component):
         entry_shape = die_cmd_layout(p)
         row_width = len(self._row_of(Signal(unsigned_width(p.words - 1))))
         B, Q = t.banks, t.queue_depth
+        # Every timer holds "cycles to wait after this one": a timing of N cycles set at the
+        # command's cycle c reaches 0 at c + N, when the next command may go.
 
         # -- the command queue: entry 0 is the oldest (the one served by column accesses)
         count = Signal(range(Q + 1))
@@ -138,17 +144,18 @@ class DramDie(wiring.Component):
             with m.If(do_ref & (ref_bank == b)):
                 with m.If(ref_pre):
                     m.d.comb += pre_bank[b].eq(1)
-                    m.d.sync += [is_open[b].eq(0), busy[b].eq(t.t_rp)]
+                    m.d.sync += [is_open[b].eq(0), busy[b].eq(t.t_rp - 1)]
                 with m.Else():
                     m.d.comb += ref_done.eq(1)
-                    m.d.sync += busy[b].eq(t.t_rfc_pb)
+                    m.d.sync += busy[b].eq(t.t_rfc_pb - 1)
             with m.Elif(~do_ref & row_cmd_valid & (row_cmd_bank == b)):
                 with m.If(is_open[b]):
                     m.d.comb += pre_bank[b].eq(1)
-                    m.d.sync += [is_open[b].eq(0), busy[b].eq(t.t_rp)]
+                    m.d.sync += [is_open[b].eq(0), busy[b].eq(t.t_rp - 1)]
                 with m.Else():
                     m.d.sync += [is_open[b].eq(1), open_row[b].eq(want_row[b]),
-                                 busy[b].eq(t.t_rcd), ras[b].eq(t.t_ras), rrd.eq(t.t_rrd)]
+                                 busy[b].eq(t.t_rcd - 1), ras[b].eq(t.t_ras - 1),
+                                 rrd.eq(t.t_rrd - 1)]
 
         # -- column accesses: the oldest command, one word per cycle, from its open row
         last_op = Signal(MemOp)
@@ -166,10 +173,10 @@ class DramDie(wiring.Component):
         m.d.comb += [col_read.eq(col & (head.op == MemOp.READ)),
                      col_write.eq(col & (head.op == MemOp.WRITE))]
         with m.If(col):
-            m.d.sync += [last_op.eq(head.op), rtw.eq(t.t_rtw), last_bank.eq(head_bank)]
+            m.d.sync += [last_op.eq(head.op), rtw.eq(t.t_rtw - 1), last_bank.eq(head_bank)]
         for b in range(B):
-            with m.If(col_write & (head_bank == b) & (ras[b] < t.t_wr)):
-                m.d.sync += ras[b].eq(t.t_wr)
+            with m.If(col_write & (head_bank == b) & (ras[b] < t.t_wr - 1)):
+                m.d.sync += ras[b].eq(t.t_wr - 1)
 
         read_data = self._storage(m, head.address, col_read, col_write)
         m.d.comb += self.wdata.ready.eq(col_write)

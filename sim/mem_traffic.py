@@ -93,7 +93,7 @@ class PortDriver:
     both from ``random.Random(seed)``, called in the same order in every simulator.
     """
 
-    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0):
+    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0, serial=False):
         self.params = params
         self.requests = list(requests)
         self.beats = [(r_index, beat) for r_index, r in enumerate(self.requests)
@@ -103,6 +103,12 @@ class PortDriver:
             self.first_beat.setdefault(r_index, index)
         self.rng = random.Random(seed)
         self.idle, self.stall = idle, stall
+        # with ``serial`` a request is offered only once every earlier one is fully answered
+        self.serial = serial
+        golden = GoldenMemory(params)
+        answers = [1 if not golden.valid(r) or r.op == MemOp.WRITE else r.length
+                   for r in self.requests]
+        self.answered_before = [sum(answers[:i]) for i in range(len(answers))]
         self.next_beat = 0
         self.offering = False
         self.ready = False
@@ -117,7 +123,10 @@ class PortDriver:
     def drive(self):
         """Returns ``(req_valid, req_payload or None, resp_ready)`` for this cycle."""
         if not self.offering and not self.done_sending:
-            self.offering = not (self.idle and self.rng.random() < self.idle)
+            r_index = self.beats[self.next_beat][0]
+            waiting = (self.serial and self.first_beat[r_index] == self.next_beat
+                       and len(self.responses) < self.answered_before[r_index])
+            self.offering = not waiting and not (self.idle and self.rng.random() < self.idle)
         self.ready = not (self.stall and self.rng.random() < self.stall)
         payload = self.beats[self.next_beat][1] if self.offering else None
         return self.offering, payload, self.ready

@@ -22,8 +22,10 @@ def test_verilog_default_preset_lints_without_errors():
     result = run_build("verilog", "--preset", "default")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    (row,) = figures["verilog"]
-    assert row["block"] == "mac_array" and row["lint_errors"] == 0
+    rows = figures["verilog"]
+    assert {r["block"] for r in rows} >= {"mac_array", "hb_interface", "lpddr_port"}
+    assert all(r["lint_errors"] == 0 for r in rows)
+    row = next(r for r in rows if r["block"] == "mac_array")
     text = Path(row["path"]).read_text()
     assert "module mac_array" in text and "weights__payload" in text
 
@@ -70,3 +72,26 @@ def test_bench_mac_figures():
     assert figures["utilization_full"] >= 0.99 and figures["utilization_draft"] >= 0.99
     assert figures["cells"] > figures["cells_without_augmentation"] > 0
     assert 0 < figures["augmentation_overhead"] <= 0.03
+
+
+def test_bench_hb_figures():
+    """Cycle counts are deterministic, so the HB bench's figures can be checked here; shorter
+    streams than the default (efficiency then includes a little more fill and drain)."""
+    result = run_build("bench", "hb", "--words", "8192", "--probes", "40")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("block", "hb_seq_read_efficiency", "hb_seq_write_efficiency",
+                "hb_random_read_efficiency", "hb_random_write_efficiency",
+                "lpddr_seq_read_efficiency", "lpddr_seq_write_efficiency",
+                "lpddr_random_read_efficiency", "latency_cycles_median", "latency_cycles_min",
+                "latency_cycles_max"):
+        assert key in figures, key
+    assert figures["block"] == "hb_interface"
+    assert figures["hb_seq_read_efficiency"] >= 0.97
+    assert figures["lpddr_seq_read_efficiency"] >= 0.97
+    # random accesses pay activates and precharges: honest timing cannot make them free
+    assert 0 < figures["hb_random_read_efficiency"] < figures["hb_seq_read_efficiency"]
+    assert (figures["latency_cycles_min"] <= figures["latency_cycles_median"]
+            <= figures["latency_cycles_max"])
+    timing = figures["hb_timing"]
+    assert figures["latency_cycles_min"] >= timing["t_cl"]

@@ -1,0 +1,160 @@
+"""The HB interface and the LPDDR port with their DRAM-die models in Amaranth's simulator: the
+request contract against the golden model (with and without random idle cycles and back-pressure),
+every error case, the die model's timing, and the parameter checks."""
+
+import random
+
+import pytest
+
+from hw.hb_interface import HbInterface
+from hw.lpddr_port import LpddrPort
+from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5Timing, MemOp,
+                       MemStatus, ns_to_cycles)
+from sim.dram_model import DramDie, HbSystem, LpddrSystem
+from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
+                             expected_count, random_bursts, run_in_amaranth, sequential)
+
+HB_SMALL = HbInterfaceParams(channels=2, words=4096, address_width=13, max_length=16,
+                             read_buffer=64, write_buffer=32, outstanding=4, tag_width=6)
+LPDDR_SMALL = LpddrPortParams(words=4096, address_width=13, clients=3, tag_width=5)
+PRESSURE = [(0.0, 0.0), (0.3, 0.4)]
+
+
+def _run(system, traffic, seed, idle, stall, image=None, serial=False):
+    params = system.params
+    drivers = [PortDriver(params, reqs, seed=seed + i, idle=idle, stall=stall, serial=serial)
+               for i, reqs in enumerate(traffic)]
+    counts = [expected_count(params, reqs) for reqs in traffic]
+
+    async def backdoor(ctx, when):
+        storage = system.dies[0].storage
+        if when == "before":
+            for address, word in (image or {}).items():
+                for die in system.dies:
+                    ctx.set(die.storage.data[address], word)
+            return None
+        return [{a: ctx.get(die.storage.data[a]) for a in range(params.words)}
+                for die in system.dies]
+
+    arrays = run_in_amaranth(system, drivers, counts,
+                             max_cycles=60 * sum(counts) + 40 * sum(len(d.beats) for d in drivers)
+                             + 2000, backdoor=backdoor)
+    return drivers, arrays
+
+
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_hb_random_traffic(pressure, seed):
+    rng = random.Random(seed)
+    p = HB_SMALL
+    traffic = []
+    for _ in range(p.channels):
+        reqs = covering(p, MemOp.WRITE, 512, rng) + random_bursts(p, MemOp.READ, 10, 4, rng, 512)
+        reqs += random_bursts(p, MemOp.WRITE, 10, 8, rng, 4096) + covering(p, MemOp.READ, 512, rng)
+        reqs += [Request(MemOp.READ, p.words - 1, 1, 3), Request(MemOp.WRITE, 7, 1, 4, (5,))]
+        traffic.append(reqs)
+    system = HbSystem(p)
+    drivers, arrays = _run(system, traffic, seed, *pressure)
+    for driver, array in zip(drivers, arrays):
+        golden = GoldenMemory(p)
+        assert driver.check(golden) > 500
+        assert array == {a: golden.words.get(a, 0) for a in range(p.words)}
+
+
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_lpddr_clients_share_the_port(pressure, seed):
+    """Three clients on disjoint slices of the one channel, all at once: each gets exactly its own
+    responses, in its order, with its tags."""
+    rng = random.Random(seed)
+    p = LPDDR_SMALL
+    traffic = []
+    for k in range(p.clients):
+        first = 1024 * k
+        reqs = covering(p, MemOp.WRITE, 256, rng, first=first)
+        reqs += covering(p, MemOp.READ, 256, rng, first=first)
+        reqs += [Request(MemOp.READ, p.words, 1, 9)]
+        traffic.append(reqs)
+    system = LpddrSystem(p)
+    drivers, (array,) = _run(system, traffic, seed, *pressure)
+    merged = {}
+    for driver in drivers:
+        golden = GoldenMemory(p)
+        assert driver.check(golden) > 200
+        merged.update(golden.words)
+    assert array == {a: merged.get(a, 0) for a in range(p.words)}
+
+
+@pytest.mark.parametrize("system_class, params", [(HbSystem, HB_SMALL),
+                                                  (LpddrSystem, LPDDR_SMALL)], ids=["hb", "lpddr"])
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_every_error_case_then_a_normal_request(system_class, params, pressure, seed):
+    """Each malformed request answers one ERROR beat with its tag and writes nothing; the write and
+    read right after it are served normally."""
+    rng = random.Random(seed)
+    image = {a: rng.getrandbits(params.data_width) for a in range(params.words)}
+    cases = error_requests(params, rng)
+    assert len(cases) == 8
+    requests = []
+    for i, (_, bad) in enumerate(cases):
+        near = min(bad.address, params.words - 4)
+        requests += [bad, Request(MemOp.WRITE, near, 1, 10 + i, (rng.getrandbits(8),)),
+                     Request(MemOp.READ, near, 2, 20 + i)]
+    system = system_class(params)
+    drivers, arrays = _run(system, [requests], seed, *pressure, image=image)
+    golden = GoldenMemory(params, image)
+    drivers[0].check(golden)
+    responses = [r for _, r in drivers[0].responses]
+    errors = [r for r in responses if r.status == MemStatus.ERROR]
+    assert [r.tag for r in errors] == [bad.tag for _, bad in cases]
+    assert arrays[0] == {a: golden.words[a] for a in range(params.words)}, \
+        "an error request wrote"
+
+
+def test_die_timing_shows_in_latency():
+    """Single reads on an idle channel: a closed bank costs exactly t_rcd more than an open-row
+    hit, a row conflict exactly t_rp more than a closed bank; the hit itself is at least t_cl."""
+    p = HbInterfaceParams(channels=1, words=4096, address_width=13)
+    t = HbBankTiming(t_refi_pb=100000)          # no refresh in this short run
+    row = t.row_words * t.banks                 # next row of bank 0
+    reads = [Request(MemOp.READ, 0, 1, 0),      # bank 0 closed: ACT
+             Request(MemOp.READ, 1, 1, 1),      # same row: hit
+             Request(MemOp.READ, row, 1, 2)]    # bank 0, other row: PRE + ACT
+    system = HbSystem(p, t)
+    (driver,), _ = _run(system, [reads], 0, 0.0, 0.0, serial=True)
+    closed, hit, conflict = (driver.responses[i][0] - driver.request_cycle(i) for i in range(3))
+    assert hit >= t.t_cl
+    assert closed - hit == t.t_rcd
+    assert conflict - closed == t.t_rp
+
+
+def test_defaults_come_from_the_data_sheet_figures():
+    hb, lp = HbBankTiming(), Lpddr5Timing()
+    assert hb.t_rcd == ns_to_cycles(14) == 23 and lp.t_rcd == ns_to_cycles(18) == 29
+    assert HbInterfaceParams().peak_gbps == 51.2 and LpddrPortParams().peak_gbps == 102.4
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: HbInterfaceParams(words=1 << 17, address_width=16), "words"),
+    (lambda: HbInterfaceParams(data_width=12), "data_width"),
+    (lambda: HbInterfaceParams(die_burst=6), "die_burst"),
+    (lambda: HbInterfaceParams(read_buffer=4), "read_buffer"),
+    (lambda: HbInterfaceParams(outstanding=1), "outstanding"),
+    (lambda: HbInterfaceParams(channels=0), "channels"),
+    (lambda: LpddrPortParams(channels=2), "channels"),
+    (lambda: LpddrPortParams(clients=0), "clients"),
+    (lambda: HbBankTiming(banks=12), "banks"),
+    (lambda: HbBankTiming(t_cl=1), "t_cl"),
+    (lambda: HbBankTiming(t_rcd=0), "t_rcd"),
+    (lambda: HbBankTiming(t_rp=2.5), "t_rp"),
+])
+def test_bad_parameters_are_named(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_die_must_fit_the_port():
+    with pytest.raises(ValueError, match="row_words"):
+        DramDie(HbInterfaceParams(die_burst=128, read_buffer=128), HbBankTiming())
+    with pytest.raises(TypeError, match="params"):
+        HbInterface(LpddrPortParams())
+    with pytest.raises(TypeError, match="params"):
+        LpddrPort(HbInterfaceParams())
