@@ -25,7 +25,7 @@ below in both simulators (and the tests compare the two cycle for cycle).
 """
 
 from amaranth import *
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from hw.hb_interface import HbInterface
@@ -33,7 +33,6 @@ from hw.lpddr_port import LpddrPort
 from hw.mem_channel import die_signature, die_cmd_layout, request_layout, response_layout
 from hw.params import (DramTiming, HbBankTiming, Lpddr5Timing, HbInterfaceParams,
                        LpddrPortParams, MemOp, MemPortParams, unsigned_width)
-from amaranth.lib import stream
 
 __all__ = ["DramDie", "HbSystem", "LpddrSystem", "STORAGE_VERILOG", "wrapper_verilog"]
 

@@ -10,7 +10,7 @@ every response can be compared between the two.
 """
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hw.mem_channel import request_layout, response_layout
 from hw.params import MemOp, MemStatus

@@ -12,7 +12,7 @@ from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5T
                        MemStatus, ns_to_cycles)
 from sim.dram_model import DramDie, HbSystem, LpddrSystem
 from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
-                             expected_count, random_bursts, run_in_amaranth, sequential)
+                             expected_count, random_bursts, run_in_amaranth)
 
 HB_SMALL = HbInterfaceParams(channels=2, words=4096, address_width=13, max_length=16,
                              read_buffer=64, write_buffer=32, outstanding=4, tag_width=6)
@@ -27,7 +27,6 @@ def _run(system, traffic, seed, idle, stall, image=None, serial=False):
     counts = [expected_count(params, reqs) for reqs in traffic]
 
     async def backdoor(ctx, when):
-        storage = system.dies[0].storage
         if when == "before":
             for address, word in (image or {}).items():
                 for die in system.dies:

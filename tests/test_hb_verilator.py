@@ -12,7 +12,6 @@ from sim.benches import run_mem_bench
 from sim.dram_model import HbSystem
 from sim.mem_traffic import (PortDriver, Request, covering, error_requests, expected_count,
                              random_bursts, requests_to_json, run_in_amaranth, sequential)
-from sim.runner import BUILD_ROOT
 
 pytestmark = pytest.mark.verilator
 
