@@ -6,7 +6,8 @@ streams are always valid / ready, and every response is still checked against th
 Efficiency = words moved / cycles from the first request accepted to the last response, per port
 (one word per cycle is the peak). A write stream ends with a one-word read of its last word, whose
 response the in-order die can only give after every write is in the array, so posted writes are not
-counted before they land. Environment: see :mod:`sim.mem_harness`; ``ELMOE_BENCH_WORDS`` (words per
+counted before they land. Random accesses are ``RANDOM_LENGTH``-word bursts at aligned addresses
+anywhere in the channel. Environment: see :mod:`sim.mem_harness`; ``ELMOE_BENCH_WORDS`` (words per
 stream, default 16384), ``ELMOE_BENCH_PROBES`` (latency probes, default 200), ``ELMOE_BENCH_OUT``.
 """
 
@@ -57,9 +58,12 @@ async def bandwidth(dut):
     rng = random.Random(seed)
     await start(dut, ports)
     backdoor = Backdoor(dut, params.channels)
-    image = {i: rng.getrandbits(params.data_width) for i in range(words)}
+    if words > params.words:
+        raise ValueError(f"ELMOE_BENCH_WORDS ({words}) exceeds the channel ({params.words} words)")
+    size = params.words          # random accesses range over the whole channel
+    image = {i: rng.getrandbits(params.data_width) for i in range(size)}
     for channel in range(params.channels):
-        backdoor.write(channel, 0, [image[i] for i in range(words)])
+        backdoor.write(channel, 0, [image[i] for i in range(size)])
     # the LPDDR port is measured from one client (the others idle), the HB interface on every
     # channel at once
     active = ports if name == "hb" else 1
@@ -77,19 +81,19 @@ async def bandwidth(dut):
         params, MemOp.WRITE, 0, words, L, rng)) for _ in range(active)], image, [words] * active)
     record("seq_write", eff)
     # the writes changed the arrays; read the new contents back into the golden image
-    image = dict(zip(range(words), backdoor.read(0, 0, words)))
+    image = dict(zip(range(size), backdoor.read(0, 0, size)))
     for channel in range(1, params.channels):
-        backdoor.write(channel, 0, [image[i] for i in range(words)])
+        backdoor.write(channel, 0, [image[i] for i in range(size)])
     count = words // RANDOM_LENGTH
     eff, _ = await _stream(dut, params, [random_bursts(params, MemOp.READ, count, RANDOM_LENGTH,
-                                                       rng, words)] * active,
+                                                       rng, size)] * active,
                            image, [words] * active)
     record("random_read", eff)
     eff, _ = await _stream(dut, params, [_with_flush(params, random_bursts(
-        params, MemOp.WRITE, count, RANDOM_LENGTH, rng, words)) for _ in range(active)],
+        params, MemOp.WRITE, count, RANDOM_LENGTH, rng, size)) for _ in range(active)],
         image, [words] * active)
     record("random_write", eff)
-    image = dict(zip(range(words), backdoor.read(0, 0, words)))
+    image = dict(zip(range(size), backdoor.read(0, 0, size)))
     if name == "lpddr" and ports > 1:
         # one sequential sweep dealt out request by request to every client at once (PEs drawing
         # slices of one expert): what sharing the port through the arbiter costs
@@ -103,7 +107,7 @@ async def bandwidth(dut):
     # latency: single-word reads at random addresses, one at a time on an otherwise idle port
     latencies = []
     for _ in range(probes):
-        address = rng.randrange(words)
+        address = rng.randrange(size)
         driver = PortDriver(params, [Request(MemOp.READ, address, 1, 1)])
         await run_ports(dut, [driver], [1], 2000)
         driver.check(GoldenMemory(params, image))

@@ -77,7 +77,7 @@ def test_bench_mac_figures():
 def test_bench_hb_figures():
     """Cycle counts are deterministic, so the HB bench's figures can be checked here; shorter
     streams than the default (efficiency then includes a little more fill and drain)."""
-    result = run_build("bench", "hb", "--words", "8192", "--probes", "40")
+    result = run_build("bench", "hb", "--words", "4096", "--probes", "20")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("block", "hb_seq_read_efficiency", "hb_seq_write_efficiency",

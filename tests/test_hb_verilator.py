@@ -32,13 +32,12 @@ def test_errors_then_normal_requests(seed):
 
 def _trace(p, rng, first):
     """A short mixed trace in ``[first, first + 4096)`` plus one out-of-range read."""
-    reqs = sequential(p, MemOp.WRITE, first, 256, p.max_length, rng)
-    reqs += random_bursts(p, MemOp.READ, 12, 8, rng, 4096)
-    reqs = reqs[:8] + [Request(r.op, r.address + first, r.length, r.tag, r.data)
-                       for r in reqs[8:]]
-    reqs += covering(p, MemOp.WRITE, 96, rng, first=first + 2048)
+    reqs = sequential(p, MemOp.WRITE, first, 128, p.max_length, rng)
+    reqs += [Request(r.op, r.address + first, r.length, r.tag, r.data)
+             for r in random_bursts(p, MemOp.READ, 10, 8, rng, 4096)]
+    reqs += covering(p, MemOp.WRITE, 64, rng, first=first + 2048)
     reqs += [error_requests(p, rng)[2][1]]
-    reqs += sequential(p, MemOp.READ, first, 256, 16, rng)
+    reqs += sequential(p, MemOp.READ, first, 128, 16, rng)
     reqs += [Request(MemOp.READ, first + 2048, min(40, p.max_length), 1)]
     return reqs
 
@@ -75,6 +74,6 @@ def test_same_trace_same_cycles_in_both_simulators(system, pressure, seed, tmp_p
     run_mem_bench(system, p, timing, testcase="trace", seed=seed,
                   env={"ELMOE_TRACE": str(trace), "ELMOE_TRACE_OUT": str(out)})
     verilator = json.loads(out.read_text())
-    assert sum(map(len, amaranth["responses"])) == sum(counts) > 200
+    assert sum(map(len, amaranth["responses"])) == sum(counts) > 100
     assert verilator["accepted"] == amaranth["accepted"]
     assert verilator["responses"] == amaranth["responses"]
