@@ -362,10 +362,12 @@ class DramTiming:
     ``t_ras`` activate to precharge, ``t_cl`` read column access to data, ``t_wr`` last write to
     precharge, ``t_rrd`` activate to activate (any banks), ``t_rtw`` read/write bus turnaround.
     Refresh is per bank: every ``t_refi_pb`` cycles one more bank owes a refresh of ``t_rfc_pb``
-    cycles; the die refreshes, in any order, a bank no queued command needs (the one the traffic
-    left longest ago first), each bank once per round, and may postpone up to ``refresh_postpone``
+    cycles; the die refreshes, in any order, a bank no queued command needs (first the bank
+    before the one just accessed: in a sweep, the one needed last), each bank once per round, and may postpone up to ``refresh_postpone``
     refreshes before it must stall traffic to refresh. ``queue_depth`` die commands are
     visible to the row scheduler (the look-ahead that overlaps activates with transfers).
+    ``pj_per_bit`` is the access energy the performance model charges per bit moved. The defaults
+    here are :class:`HbBankTiming`'s; the sources are given there and in :class:`Lpddr5Timing`.
     """
     banks: int = 16
     row_words: int = 64
@@ -380,11 +382,17 @@ class DramTiming:
     t_rfc_pb: int = 256
     refresh_postpone: int = 8
     queue_depth: int = 8
+    pj_per_bit: float = 0.43
 
     def __post_init__(self):
         owner = type(self).__name__
         for f in fields(self):
-            _check_positive_int(owner, f.name, getattr(self, f.name))
+            if f.name != "pj_per_bit":
+                _check_positive_int(owner, f.name, getattr(self, f.name))
+        if (isinstance(self.pj_per_bit, bool) or not isinstance(self.pj_per_bit, (int, float))
+                or not self.pj_per_bit > 0):
+            raise ValueError(f"{owner}.pj_per_bit must be a positive number, not "
+                             f"{self.pj_per_bit!r}")
         for name in ("banks", "row_words"):
             value = getattr(self, name)
             if value & (value - 1):
@@ -430,6 +438,7 @@ class HbBankTiming(DramTiming):
     t_rtw: int = ns_to_cycles(2)           # read/write bus turnaround, ~2 ns
     t_refi_pb: int = ns_to_cycles(3900 / 16)  # tREFI 3.9 us shared by 16 per-bank refreshes
     t_rfc_pb: int = ns_to_cycles(160)      # HBM2 tRFCSB (single-bank refresh) 160 ns, 8 Gb die
+    pj_per_bit: float = 0.43               # HB read energy (paper)
 
 
 @dataclass(frozen=True)
@@ -447,6 +456,7 @@ class Lpddr5Timing(DramTiming):
     t_refi_pb: int = ns_to_cycles(3906 / 8)   # tREFIpb = tREFI 3.906 us / 8 (JESD209-5)
     t_rfc_pb: int = ns_to_cycles(140)      # LPDDR5 tRFCpb 140 ns, 16 Gb die
     queue_depth: int = 16                  # look-ahead must cover tRP + tRCD (58 cycles)
+    pj_per_bit: float = 3.88               # LPDDR5 access energy (paper)
 
 
 #: Small enough to simulate: 2 channels of 1 MiB each.

@@ -129,6 +129,7 @@ def test_defaults_come_from_the_data_sheet_figures():
     hb, lp = HbBankTiming(), Lpddr5Timing()
     assert hb.t_rcd == ns_to_cycles(14) == 23 and lp.t_rcd == ns_to_cycles(18) == 29
     assert HbInterfaceParams().peak_gbps == 51.2 and LpddrPortParams().peak_gbps == 102.4
+    assert (hb.pj_per_bit, lp.pj_per_bit) == (0.43, 3.88)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -144,6 +145,7 @@ def test_defaults_come_from_the_data_sheet_figures():
     (lambda: HbBankTiming(t_cl=1), "t_cl"),
     (lambda: HbBankTiming(t_rcd=0), "t_rcd"),
     (lambda: HbBankTiming(t_rp=2.5), "t_rp"),
+    (lambda: Lpddr5Timing(pj_per_bit=0), "pj_per_bit"),
 ])
 def test_bad_parameters_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
