@@ -187,7 +187,10 @@ class MemoryChannel(wiring.Component):
                         with m.Else():
                             m.d.comb += pending.w_en.eq(1)
                     with m.Elif(hdr.op == MemOp.READ):
-                        m.d.comb += req.ready.eq(1)
+                        # queued now, so its words can leave while later bursts wait for room
+                        # in the read buffer (which may be smaller than one request)
+                        m.d.comb += [req.ready.eq(1), pending.w_en.eq(1),
+                                     push.reply.eq(_Reply.READ)]
                         latch()
                         m.next = "issue read"
                     with m.Elif(wbuf.w_rdy):
@@ -203,12 +206,10 @@ class MemoryChannel(wiring.Component):
                         m.d.comb += [pending.w_en.eq(1), push.reply.eq(_Reply.ERROR)]
                         m.next = "take header"
             with m.State("issue read"):
-                m.d.comb += [cmd.valid.eq(credits >= chunk), push.tag.eq(cur_tag),
-                             push.length.eq(cur_length), push.reply.eq(_Reply.READ)]
+                m.d.comb += cmd.valid.eq(credits >= chunk)
                 with m.If(cmd_fire):
                     m.d.comb += reserve.eq(chunk)
                     with m.If(cur_left == chunk):
-                        m.d.comb += pending.w_en.eq(1)
                         m.next = "take header"
             with m.State("issue write"):
                 data_fire = Signal()

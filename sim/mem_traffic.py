@@ -220,7 +220,9 @@ def error_requests(params, rng):
         over = p.max_length + 1
         cases += [("read longer than max_length", Request(MemOp.READ, 0, over, 7)),
                   ("write longer than max_length", Request(MemOp.WRITE, 0, over, 8, w(over)))]
-    return cases
+    mask = (1 << p.tag_width) - 1
+    return [(name, Request(r.op, r.address, r.length, r.tag & mask, r.data))
+            for name, r in cases]
 
 
 def expected_count(params, requests):

@@ -179,3 +179,35 @@ def test_refresh_costs_bandwidth_unless_hidden():
     heavy = cycles(HbBankTiming(t_refi_pb=40, t_rfc_pb=160))
     assert heavy > none + 100
     assert none <= default <= none + 40
+
+
+EXTREMES = {
+    # one bank, one-word die bursts, buffers smaller than a request, refresh due all the time
+    "one-bank": (HbInterfaceParams(channels=1, words=256, address_width=9, max_length=5,
+                                   die_burst=1, read_buffer=4, write_buffer=1, outstanding=2,
+                                   tag_width=2),
+                 HbBankTiming(banks=1, row_words=8, t_rcd=1, t_rp=1, t_ras=1, t_cl=2, t_wr=1,
+                              t_rrd=1, t_rtw=1, t_refi_pb=7, t_rfc_pb=3, refresh_postpone=1,
+                              queue_depth=2)),
+    # two banks, refresh longer than its interval, a three-entry queue
+    "two-banks": (HbInterfaceParams(channels=1, words=256, address_width=10, max_length=7,
+                                    die_burst=4, read_buffer=4, write_buffer=2, outstanding=3,
+                                    tag_width=3),
+                  HbBankTiming(banks=2, row_words=16, t_rcd=3, t_rp=5, t_ras=9, t_cl=3, t_wr=4,
+                               t_rrd=2, t_rtw=3, t_refi_pb=20, t_rfc_pb=30, refresh_postpone=2,
+                               queue_depth=3)),
+}
+
+
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+@pytest.mark.parametrize("config", EXTREMES)
+def test_extreme_configurations(config, pressure, seed):
+    p, t = EXTREMES[config]
+    rng = random.Random(seed)
+    reqs = covering(p, MemOp.WRITE, p.words, rng) + random_bursts(p, MemOp.READ, 20, 2, rng)
+    reqs += [r for _, r in error_requests(p, rng)] + random_bursts(p, MemOp.WRITE, 20, 1, rng)
+    reqs += covering(p, MemOp.READ, p.words, rng)
+    (driver,), (array,) = _run(HbSystem(p, t), [reqs], seed, *pressure)
+    golden = GoldenMemory(p)
+    assert driver.check(golden) > p.words
+    assert array == {a: golden.words.get(a, 0) for a in range(p.words)}
