@@ -6,6 +6,7 @@
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
+    python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
@@ -181,8 +182,20 @@ def bench_cache(args):
     print(json.dumps(figures))
 
 
+def bench_hb(args):
+    from sim.mem_bench import run_hb_bench, TABLE_HEADERS
+    print("HB interface and LPDDR port with their DRAM-die models, on Verilator", flush=True)
+    rows, latency_rows, figures = run_hb_bench(seed=args.seed, words=args.words,
+                                               probes=args.probes, waves=args.waves)
+    print()
+    print(_table(TABLE_HEADERS, rows))
+    print()
+    print(_table(["memory", "latency min", "median", "max (cycles)", "probes"], latency_rows))
+    print(json.dumps(figures))
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac, "cache": bench_cache}
+    benches = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
     benches[args.what](args)
@@ -249,11 +262,13 @@ def main(argv=None):
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache")
-    p.add_argument("what", help="which bench: mac, cache")
+    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache, hb")
+    p.add_argument("what", help="which bench: mac, cache, hb")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000,
                    help="operations per mode (mac), lookups (cache)")
+    p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
+    p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")

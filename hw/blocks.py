@@ -4,8 +4,10 @@ and what the simulation runner can build."""
 from dataclasses import dataclass
 
 from .expert_cache import ExpertCache
+from .hb_interface import HbInterface
+from .lpddr_port import LpddrPort
 from .mac_array import MacArray
-from .params import CACHE_PRESETS, MAC_PRESETS
+from .params import CACHE_PRESETS, HB_PRESETS, LPDDR_PRESETS, MAC_PRESETS
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -23,4 +25,6 @@ class Block:
 BLOCKS = {
     "mac_array": Block("mac_array", MacArray, MAC_PRESETS),
     "expert_cache": Block("expert_cache", ExpertCache, CACHE_PRESETS),
+    "hb_interface": Block("hb_interface", HbInterface, HB_PRESETS),
+    "lpddr_port": Block("lpddr_port", LpddrPort, LPDDR_PRESETS),
 }

@@ -403,3 +403,266 @@ CACHE_PAPER = ExpertCacheParams(slots=64, layers=4, experts=64, ways=8, counter_
                                 policy=CachePolicy.FREQUENCY, select_capacity=16)
 
 CACHE_PRESETS = {"default": CACHE_DEFAULT, "paper": CACHE_PAPER}
+
+
+# == Memory: the HB interface, the LPDDR weight stream port and their DRAM-die models ==============
+
+__all__ += [
+    "ns_to_cycles", "MemPortParams", "HbInterfaceParams", "LpddrPortParams",
+    "DramTiming", "HbBankTiming", "Lpddr5Timing", "MemOp", "MemStatus",
+    "HB_DEFAULT", "HB_PAPER", "HB_PRESETS", "LPDDR_DEFAULT", "LPDDR_PAPER", "LPDDR_PRESETS",
+]
+
+#: The logic die's clock for both memories: HB 256 bit x 1.6 GHz = 51.2 GB/s per PE channel (paper),
+#: LPDDR5-6400 x 8 channels x 16 bit = 102.4 GB/s = 512 bit x 1.6 GHz (paper).
+MEM_CLOCK_MHZ = 1600
+
+
+def ns_to_cycles(ns, clock_mhz=MEM_CLOCK_MHZ):
+    """A DRAM timing in ns as whole cycles at ``clock_mhz``, rounded up (a DRAM timing is a
+    minimum, so it may only be stretched)."""
+    cycles = ns * clock_mhz / 1000
+    return max(1, int(-(-round(cycles * 1000) // 1000)))
+
+
+class MemOp(enum.IntEnum):
+    """Request kind on a memory request stream (1-bit field)."""
+    READ = 0
+    WRITE = 1
+
+
+class MemStatus(enum.IntEnum):
+    """Status of a memory response beat (1-bit field)."""
+    OK = 0
+    ERROR = 1
+
+
+@dataclass(frozen=True)
+class MemPortParams:
+    """A logic-die memory port: ``channels`` independent request/response channel pairs.
+
+    Addresses and lengths count words of ``data_width`` bits. A channel holds ``words`` words, so
+    valid requests satisfy ``1 <= length <= max_length`` and ``address + length <= words``; the
+    address field is ``address_width`` bits wide and may name words beyond the device (those get an
+    error response). ``die_burst`` words is the largest column-access command sent to the die; a
+    request is cut at multiples of it. ``outstanding`` requests may be in flight per channel; the
+    read buffer holds ``read_buffer`` words (reserved when a read command is issued to the die, so
+    the die is never stalled by a slow consumer).
+    """
+    channels: int = 2
+    data_width: int = 256
+    words: int = 1 << 15
+    address_width: int = 16
+    max_length: int = 32
+    die_burst: int = 8
+    outstanding: int = 8
+    read_buffer: int = 128
+    write_buffer: int = 64
+    tag_width: int = 8
+    clock_mhz: int = MEM_CLOCK_MHZ
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("channels", "data_width", "words", "address_width", "max_length",
+                     "die_burst", "outstanding", "read_buffer", "write_buffer", "tag_width",
+                     "clock_mhz"):
+            _check_positive_int(owner, name, getattr(self, name))
+        if self.data_width % 8:
+            raise ValueError(f"{owner}.data_width ({self.data_width}) must be whole bytes")
+        if self.words > (1 << self.address_width):
+            raise ValueError(f"{owner}.words ({self.words}) do not fit in address_width "
+                             f"({self.address_width}) bits")
+        if self.die_burst & (self.die_burst - 1):
+            raise ValueError(f"{owner}.die_burst ({self.die_burst}) must be a power of two")
+        if self.read_buffer < self.die_burst:
+            raise ValueError(f"{owner}.read_buffer ({self.read_buffer}) must hold at least one "
+                             f"die burst ({self.die_burst})")
+        if self.outstanding < 2:
+            raise ValueError(f"{owner}.outstanding ({self.outstanding}) must be at least 2")
+
+    @property
+    def length_width(self):
+        return unsigned_width(self.max_length)
+
+    @property
+    def bytes_per_word(self):
+        return self.data_width // 8
+
+    @property
+    def capacity_bytes(self):
+        return self.words * self.bytes_per_word
+
+    @property
+    def peak_gbps(self):
+        """Peak bandwidth of one channel in GB/s: one word per cycle."""
+        return self.bytes_per_word * self.clock_mhz / 1000
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def describe(self):
+        return (f"{self.channels} ch x {self.data_width} bit, {self.capacity_bytes >> 10} KiB/ch, "
+                f"{self.peak_gbps:.1f} GB/s/ch")
+
+
+@dataclass(frozen=True)
+class HbInterfaceParams(MemPortParams):
+    """The hybrid-bonding interface: one channel per PE (paper: 51.2 GB/s, 256 MB per PE bank)."""
+
+
+@dataclass(frozen=True)
+class LpddrPortParams(MemPortParams):
+    """The shared LPDDR5 weight stream port: ``clients`` requesters (PEs) share one channel of
+    102.4 GB/s (paper); the client's index travels in the upper bits of the channel's tag."""
+    channels: int = 1
+    data_width: int = 512
+    words: int = 1 << 14
+    address_width: int = 15
+    clients: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_positive_int(type(self).__name__, "clients", self.clients)
+        if self.channels != 1:
+            raise ValueError(f"LpddrPortParams.channels ({self.channels}) must be 1: the LPDDR "
+                             "stream is one shared port")
+
+    @property
+    def client_width(self):
+        return unsigned_width(self.clients - 1)
+
+    @property
+    def channel_tag_width(self):
+        """Tag width inside the port: the client's index above the client's tag."""
+        return self.tag_width + self.client_width
+
+    def describe(self):
+        return super().describe() + f", {self.clients} clients"
+
+
+@dataclass(frozen=True)
+class DramTiming:
+    """Bank, row and timing model of one DRAM channel, in cycles of the logic-die clock.
+
+    Address map (word address, low to high): column (``row_words``), bank (``banks``), row, so a
+    sequential stream moves to the next bank at every row and can open it while the previous one
+    still transfers. ``t_rcd`` activate to column access, ``t_rp`` precharge to activate,
+    ``t_ras`` activate to precharge, ``t_cl`` read column access to data, ``t_wr`` last write to
+    precharge, ``t_rrd`` activate to activate (any banks), ``t_rtw`` read/write bus turnaround.
+    Refresh is per bank: every ``t_refi_pb`` cycles one more bank owes a refresh of ``t_rfc_pb``
+    cycles; the die refreshes, in any order, a bank no queued command needs (first the bank
+    before the one just accessed: in a sweep, the one needed last), each bank once per round, and may postpone up to ``refresh_postpone``
+    refreshes before it must stall traffic to refresh. ``queue_depth`` die commands are
+    visible to the row scheduler (the look-ahead that overlaps activates with transfers).
+    ``pj_per_bit`` is the access energy the performance model charges per bit moved. The defaults
+    here are :class:`HbBankTiming`'s; the sources are given there and in :class:`Lpddr5Timing`.
+    """
+    banks: int = 16
+    row_words: int = 64
+    t_rcd: int = 23
+    t_rp: int = 23
+    t_ras: int = 53
+    t_cl: int = 23
+    t_wr: int = 26
+    t_rrd: int = 4
+    t_rtw: int = 4
+    t_refi_pb: int = 390
+    t_rfc_pb: int = 256
+    refresh_postpone: int = 8
+    queue_depth: int = 8
+    pj_per_bit: float = 0.43
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for f in fields(self):
+            if f.name != "pj_per_bit":
+                _check_positive_int(owner, f.name, getattr(self, f.name))
+        if (isinstance(self.pj_per_bit, bool) or not isinstance(self.pj_per_bit, (int, float))
+                or not self.pj_per_bit > 0):
+            raise ValueError(f"{owner}.pj_per_bit must be a positive number, not "
+                             f"{self.pj_per_bit!r}")
+        for name in ("banks", "row_words"):
+            value = getattr(self, name)
+            if value & (value - 1):
+                raise ValueError(f"{owner}.{name} ({value}) must be a power of two")
+        if self.t_cl < 2:
+            raise ValueError(f"{owner}.t_cl ({self.t_cl}) must be at least 2 cycles")
+        if self.queue_depth < 2:
+            raise ValueError(f"{owner}.queue_depth ({self.queue_depth}) must be at least 2")
+
+    def check_port(self, port):
+        """Raise ValueError unless this die can serve channels of ``port`` (a MemPortParams)."""
+        owner = type(self).__name__
+        if self.row_words % port.die_burst:
+            raise ValueError(f"{owner}.row_words ({self.row_words}) must be a multiple of the "
+                             f"port's die_burst ({port.die_burst})")
+        if port.words % (self.row_words * self.banks):
+            raise ValueError(f"port words ({port.words}) must be a multiple of row_words x banks "
+                             f"({self.row_words * self.banks})")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class HbBankTiming(DramTiming):
+    """One HB DRAM bank (per PE channel), HBM2/HBM3-like timings at the 1.6 GHz logic clock."""
+    banks: int = 16                        # HBM2 pseudo-channel: 16 banks (JESD235)
+    row_words: int = 64                    # 2 KB page (HBM2 channel) / 32 B words
+    t_rcd: int = ns_to_cycles(14)          # HBM2 tRCD 14 ns (JESD235, typical data sheet)
+    t_rp: int = ns_to_cycles(14)           # HBM2 tRP 14 ns
+    t_ras: int = ns_to_cycles(33)          # HBM2 tRAS 33 ns
+    t_cl: int = ns_to_cycles(14)           # HBM2 read latency (CL) 14 ns
+    t_wr: int = ns_to_cycles(16)           # HBM2 tWR 16 ns
+    t_rrd: int = ns_to_cycles(2)           # HBM2 tRRD 2 ns (tFAW not modelled: one ACT per row)
+    t_rtw: int = ns_to_cycles(2)           # read/write bus turnaround, ~2 ns
+    t_refi_pb: int = ns_to_cycles(3900 / 16)  # tREFI 3.9 us shared by 16 per-bank refreshes
+    t_rfc_pb: int = ns_to_cycles(160)      # HBM2 tRFCSB (single-bank refresh) 160 ns, 8 Gb die
+    pj_per_bit: float = 0.43               # HB read energy (paper)
+
+
+@dataclass(frozen=True)
+class Lpddr5Timing(DramTiming):
+    """The LPDDR5-6400 channel group (8 x16 channels in lock step behind one 512-bit port)."""
+    banks: int = 16                        # LPDDR5: 16 banks (JESD209-5, BG or 16B mode)
+    row_words: int = 256                   # 8 channels x 2 KB page / 64 B words
+    t_rcd: int = ns_to_cycles(18)          # LPDDR5 tRCD 18 ns (JESD209-5)
+    t_rp: int = ns_to_cycles(18)           # LPDDR5 tRPpb 18 ns
+    t_ras: int = ns_to_cycles(42)          # LPDDR5 tRAS 42 ns
+    t_cl: int = ns_to_cycles(20)           # LPDDR5-6400 RL 17 nCK at 800 MHz CK + ~1 ns PHY
+    t_wr: int = ns_to_cycles(34)           # LPDDR5 tWR 34 ns
+    t_rrd: int = ns_to_cycles(5)           # LPDDR5 tRRD 5 ns
+    t_rtw: int = ns_to_cycles(5)           # read/write turnaround ~5 ns
+    t_refi_pb: int = ns_to_cycles(3906 / 8)   # tREFIpb = tREFI 3.906 us / 8 (JESD209-5)
+    t_rfc_pb: int = ns_to_cycles(140)      # LPDDR5 tRFCpb 140 ns, 16 Gb die
+    queue_depth: int = 16                  # look-ahead must cover tRP + tRCD (58 cycles)
+    pj_per_bit: float = 3.88               # LPDDR5 access energy (paper)
+
+
+#: Small enough to simulate: 2 channels of 1 MiB each.
+HB_DEFAULT = HbInterfaceParams()
+#: The paper's 8 GB configuration: 32 PE channels of 256 MB, 51.2 GB/s each.
+HB_PAPER = HbInterfaceParams(channels=32, words=(256 << 20) // 32, address_width=23)
+HB_PRESETS = {"default": HB_DEFAULT, "paper": HB_PAPER}
+
+#: 1 MiB behind a 512-bit port shared by 2 clients.
+LPDDR_DEFAULT = LpddrPortParams()
+#: The paper's 64 GB LPDDR5, 102.4 GB/s, shared by 32 PEs.
+LPDDR_PAPER = LpddrPortParams(words=(64 << 30) // 64, address_width=30, clients=32)
+LPDDR_PRESETS = {"default": LPDDR_DEFAULT, "paper": LPDDR_PAPER}

@@ -23,12 +23,14 @@ def test_verilog_default_preset_lints_without_errors():
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     rows = {row["block"]: row for row in figures["verilog"]}
-    assert set(rows) == {"mac_array", "expert_cache"}
+    assert set(rows) == {"mac_array", "expert_cache", "hb_interface", "lpddr_port"}
     assert all(row["lint_errors"] == 0 for row in rows.values())
     text = Path(rows["mac_array"]["path"]).read_text()
     assert "module mac_array" in text and "weights__payload" in text
     text = Path(rows["expert_cache"]["path"]).read_text()
     assert "module expert_cache" in text and "req__payload" in text and "resp__payload" in text
+    for block in ("hb_interface", "lpddr_port"):
+        assert f"module {block}" in Path(rows[block]["path"]).read_text()
 
 
 @pytest.mark.slow
@@ -37,7 +39,8 @@ def test_verilog_every_preset_lints_without_errors():
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(result.stdout.strip().splitlines()[-1])["verilog"]
     assert {(r["block"], r["preset"]) for r in rows} == {
-        (b, p) for b in ("mac_array", "expert_cache") for p in ("default", "paper")}
+        (b, p) for b in ("mac_array", "expert_cache", "hb_interface", "lpddr_port")
+        for p in ("default", "paper")}
     assert all(r["lint_errors"] == 0 for r in rows)
 
 
@@ -97,3 +100,26 @@ def test_bench_cache_figures():
     # Elastic-SD's case: at batch 16 the frequency set beats LRU, which thrashes
     big = figures["hit_rates_by_batch"]["16"]
     assert all(big["frequency"][c] > big["lru"][c] for c in ("10%", "25%", "50%"))
+
+
+def test_bench_hb_figures():
+    """Cycle counts are deterministic, so the HB bench's figures can be checked here; shorter
+    streams than the default (efficiency then includes a little more fill and drain)."""
+    result = run_build("bench", "hb", "--words", "4096", "--probes", "20")
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("block", "hb_seq_read_efficiency", "hb_seq_write_efficiency",
+                "hb_random_read_efficiency", "hb_random_write_efficiency",
+                "lpddr_seq_read_efficiency", "lpddr_seq_write_efficiency",
+                "lpddr_random_read_efficiency", "latency_cycles_median", "latency_cycles_min",
+                "latency_cycles_max"):
+        assert key in figures, key
+    assert figures["block"] == "hb_interface"
+    assert figures["hb_seq_read_efficiency"] >= 0.97
+    assert figures["lpddr_seq_read_efficiency"] >= 0.97
+    # random accesses pay activates and precharges: honest timing cannot make them free
+    assert 0 < figures["hb_random_read_efficiency"] < figures["hb_seq_read_efficiency"]
+    assert (figures["latency_cycles_min"] <= figures["latency_cycles_median"]
+            <= figures["latency_cycles_max"])
+    timing = figures["hb_timing"]
+    assert figures["latency_cycles_min"] >= timing["t_cl"]
