@@ -202,6 +202,10 @@ def cmd_bench(args):
     return 0
 
 
+#: Words per memory channel the main job writes and reads back (the tests do the full 1 MiB).
+MAIN_JOB_MEM_WORDS = 4096
+
+
 def cmd_default(args):
     """The main job on the built-in defaults."""
     from sim.benches import run_mac_bench
@@ -225,6 +229,20 @@ def cmd_default(args):
                                      seed=args.seed, waves=args.waves)
     checks = {"mac_array": f"{tests} cocotb tests passed, {checked} group dot products bit-exact",
               "expert_cache": f"{cache_tests} cocotb tests passed, {beats} response beats equal"}
+    from hw.params import HbBankTiming, Lpddr5Timing
+    from sim.benches import run_mem_bench
+    for block, system, timing in (("hb_interface", "hb", HbBankTiming()),
+                                  ("lpddr_port", "lpddr", Lpddr5Timing())):
+        params = BLOCKS[block].presets["default"]
+        print(f"checking the Verilated {block} with its DRAM-die model: {MAIN_JOB_MEM_WORDS} "
+              f"random words per channel written and read back under back-pressure ...",
+              flush=True)
+        mem_tests, _ = run_mem_bench(system, params, timing, testcase="integrity", seed=args.seed,
+                                     waves=args.waves,
+                                     env={"ELMOE_MEM_WORDS": str(MAIN_JOB_MEM_WORDS)})
+        checks[block] = (f"{mem_tests} cocotb test passed, "
+                         f"{MAIN_JOB_MEM_WORDS * params.bytes_per_word >> 10} KiB per channel "
+                         "written and read back byte-exactly")
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
                  [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 import enum
 
 __all__ = [
-    "MacMode", "MAC_MODE_BITS", "MacArrayParams", "AcceleratorParams",
+    "MacMode", "MAC_MODE_BITS", "ParamsRecord", "MacArrayParams", "AcceleratorParams",
     "MAC_DEFAULT", "MAC_PAPER_PE", "MAC_PRESETS",
     "signed_width", "unsigned_width",
     "WEIGHT_BITS", "SLICE_BITS", "FIELD_BITS", "ACT_BITS", "QUANT_GROUP",
@@ -25,6 +25,25 @@ FIELD_BITS = SLICE_BITS + 1
 ACT_BITS = 8
 #: Weights per FP16 scale along the reduction axis, fixed by the number format.
 QUANT_GROUP = 32
+
+
+class ParamsRecord:
+    """Serialisation shared by the parameter dataclasses (and the golden model's configs): a dict
+    of plain values (enums by name) for JSON, and back, rejecting names the class does not have."""
+
+    def to_dict(self):
+        return {name: value.name if isinstance(value, enum.Enum) else value
+                for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values):
+        if not isinstance(values, dict):
+            raise TypeError(f"{cls.__name__}.from_dict takes a dict, not {values!r}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
+        return cls(**values)
 
 
 class MacMode(enum.IntEnum):
@@ -76,7 +95,7 @@ def _check_positive_int(owner, name, value):
 
 
 @dataclass(frozen=True)
-class MacArrayParams:
+class MacArrayParams(ParamsRecord):
     """The LSB-augmented bit-sliced MAC array.
 
     One operation computes, for ``tokens`` tokens and one weight group of ``group_size`` reduction
@@ -173,18 +192,6 @@ class MacArrayParams:
     def act_beat_bits(self):
         return self.tokens * self.lanes * ACT_BITS
 
-    # -- serialisation -----------------------------------------------------------------------------
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
-        return cls(**values)
-
     def describe(self):
         return (f"{self.tokens}x{self.group_size}x{self.out_channels} "
                 f"(tokens x group x channels), {self.lanes} lanes"
@@ -197,16 +204,6 @@ MAC_DEFAULT = MacArrayParams()
 MAC_PAPER_PE = MacArrayParams(tokens=16, group_size=32, out_channels=32, lanes=32)
 
 MAC_PRESETS = {"default": MAC_DEFAULT, "paper": MAC_PAPER_PE}
-
-
-@dataclass(frozen=True)
-class AcceleratorParams:
-    """The whole accelerator; later blocks add their dataclasses here."""
-    mac: MacArrayParams = field(default_factory=MacArrayParams)
-
-    def __post_init__(self):
-        if not isinstance(self.mac, MacArrayParams):
-            raise TypeError(f"AcceleratorParams.mac must be a MacArrayParams, not {self.mac!r}")
 
 
 # -- expert-cache controller ------------------------------------------------------------------------
@@ -279,7 +276,7 @@ def _parse_enum(owner, name, value, enum_type):
 
 
 @dataclass(frozen=True)
-class ExpertCacheParams:
+class ExpertCacheParams(ParamsRecord):
     """The expert-cache controller: a tag store mapping (layer, expert) to an HB slot.
 
     ``slots`` HB slots are organised as ``sets = slots // ways`` sets of ``ways`` ways (``ways ==
@@ -370,21 +367,6 @@ class ExpertCacheParams:
     def set_of(self, layer, expert):
         return self.key_index(layer, expert) % self.sets
 
-    # -- serialisation -----------------------------------------------------------------------------
-    def to_dict(self):
-        values = asdict(self)
-        values["policy"] = self.policy.name
-        values["select_scope"] = self.select_scope.name
-        return values
-
-    @classmethod
-    def from_dict(cls, values):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
-        return cls(**values)
-
     def describe(self):
         return (f"{self.slots} slots x {self.ways} ways, {self.layers} layers x {self.experts} "
                 f"experts, {self.counter_width}-bit counters, {self.policy.name}, select "
@@ -438,7 +420,7 @@ class MemStatus(enum.IntEnum):
 
 
 @dataclass(frozen=True)
-class MemPortParams:
+class MemPortParams(ParamsRecord):
     """A logic-die memory port: ``channels`` independent request/response channel pairs.
 
     Addresses and lengths count words of ``data_width`` bits. A channel holds ``words`` words, so
@@ -497,17 +479,6 @@ class MemPortParams:
         """Peak bandwidth of one channel in GB/s: one word per cycle."""
         return self.bytes_per_word * self.clock_mhz / 1000
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
-        return cls(**values)
-
     def describe(self):
         return (f"{self.channels} ch x {self.data_width} bit, {self.capacity_bytes >> 10} KiB/ch, "
                 f"{self.peak_gbps:.1f} GB/s/ch")
@@ -549,7 +520,7 @@ class LpddrPortParams(MemPortParams):
 
 
 @dataclass(frozen=True)
-class DramTiming:
+class DramTiming(ParamsRecord):
     """Bank, row and timing model of one DRAM channel, in cycles of the logic-die clock.
 
     Address map (word address, low to high): column (``row_words``), bank (``banks``), row, so a
@@ -608,17 +579,6 @@ class DramTiming:
             raise ValueError(f"port words ({port.words}) must be a multiple of row_words x banks "
                              f"({self.row_words * self.banks})")
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} parameter(s): {', '.join(unknown)}")
-        return cls(**values)
-
 
 @dataclass(frozen=True)
 class HbBankTiming(DramTiming):
@@ -666,3 +626,39 @@ LPDDR_DEFAULT = LpddrPortParams()
 #: The paper's 64 GB LPDDR5, 102.4 GB/s, shared by 32 PEs.
 LPDDR_PAPER = LpddrPortParams(words=(64 << 30) // 64, address_width=30, clients=32)
 LPDDR_PRESETS = {"default": LPDDR_DEFAULT, "paper": LPDDR_PAPER}
+
+
+# == The whole accelerator ==========================================================================
+
+@dataclass(frozen=True)
+class AcceleratorParams:
+    """The whole accelerator: one parameter record per block, each checked on its own; what the
+    blocks must agree on is checked here."""
+    mac: MacArrayParams = field(default_factory=MacArrayParams)
+    cache: ExpertCacheParams = field(default_factory=ExpertCacheParams)
+    hb: HbInterfaceParams = field(default_factory=HbInterfaceParams)
+    hb_timing: HbBankTiming = field(default_factory=HbBankTiming)
+    lpddr: LpddrPortParams = field(default_factory=LpddrPortParams)
+    lpddr_timing: Lpddr5Timing = field(default_factory=Lpddr5Timing)
+
+    def __post_init__(self):
+        for f in fields(self):
+            kind = f.default_factory
+            if not isinstance(getattr(self, f.name), kind):
+                raise TypeError(f"AcceleratorParams.{f.name} must be a {kind.__name__}, not "
+                                f"{getattr(self, f.name)!r}")
+        self.hb_timing.check_port(self.hb)
+        self.lpddr_timing.check_port(self.lpddr)
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name).to_dict() for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values):
+        if not isinstance(values, dict):
+            raise TypeError(f"AcceleratorParams.from_dict takes a dict, not {values!r}")
+        kinds = {f.name: f.default_factory for f in fields(cls)}
+        unknown = sorted(set(values) - set(kinds))
+        if unknown:
+            raise ValueError(f"unknown AcceleratorParams block(s): {', '.join(unknown)}")
+        return cls(**{name: kinds[name].from_dict(v) for name, v in values.items()})

@@ -23,13 +23,13 @@ so float32 matrix products of code values are exact); everything else is element
 on trailing masked (zero) terms. pytest checks batched logits equal per-sequence logits bit for bit.
 """
 
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass
 import enum
 import logging
 
 import numpy as np
 
-from hw.params import MacMode, QUANT_GROUP
+from hw.params import MacMode, ParamsRecord, QUANT_GROUP
 from sw_model.bitnested import draft_weights, effective_weights
 from sw_model.quant import QuantActivations, quantize_activations, quantize_weights
 
@@ -61,7 +61,7 @@ def _positive_int(owner, name, value, zero_ok=False):
 
 
 @dataclass(frozen=True)
-class MoEConfig:
+class MoEConfig(ParamsRecord):
     """Shape and routing rule of an MoE model.
 
     ``expert_ffn`` is the width of one routed expert; ``shared_ffn`` the total width of the shared
@@ -154,17 +154,9 @@ class MoEConfig:
         return 3 * self.hidden_size * self.expert_ffn
 
     def to_dict(self):
-        d = asdict(self)
+        d = super().to_dict()
         d["dense_layers"] = list(self.dense_layers)
         return d
-
-    @classmethod
-    def from_dict(cls, values):
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown MoEConfig field(s): {', '.join(unknown)}")
-        return cls(**values)
 
     def describe(self):
         return (f"{self.name}: {self.num_layers} layers, hidden {self.hidden_size}, "

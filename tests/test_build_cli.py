@@ -62,6 +62,10 @@ def test_main_job_on_the_default():
     assert "4 cocotb tests passed" in result.stdout
     assert re.search(r"[1-9][0-9]* group dot products bit-exact", result.stdout)
     assert re.search(r"3 cocotb tests passed, [1-9][0-9]* response beats equal", result.stdout)
+    assert result.stdout.count("1 cocotb test passed, 128 KiB per channel written and read back "
+                               "byte-exactly") == 1
+    assert result.stdout.count("1 cocotb test passed, 256 KiB per channel written and read back "
+                               "byte-exactly") == 1
 
 
 def test_bench_mac_figures():

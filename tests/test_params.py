@@ -61,3 +61,29 @@ def test_signed_width_edges():
     assert signed_width(-129, 0) == 9
     with pytest.raises(ValueError):
         signed_width(1, 0)
+
+
+def test_accelerator_params_round_trip_through_json():
+    import json
+    from hw.params import (AcceleratorParams, CACHE_PAPER, HB_PAPER, HbBankTiming, LPDDR_PAPER,
+                           MAC_PAPER_PE)
+    params = AcceleratorParams(mac=MAC_PAPER_PE, cache=CACHE_PAPER, hb=HB_PAPER, lpddr=LPDDR_PAPER)
+    assert AcceleratorParams.from_dict(json.loads(json.dumps(params.to_dict()))) == params
+    assert params.to_dict()["cache"]["policy"] == "FREQUENCY"
+    assert AcceleratorParams.from_dict({"hb_timing": HbBankTiming(t_rcd=30).to_dict()}) \
+        == AcceleratorParams(hb_timing=HbBankTiming(t_rcd=30))
+
+
+def test_accelerator_params_name_what_is_wrong():
+    from hw.params import AcceleratorParams, HbBankTiming, HbInterfaceParams
+    with pytest.raises(ValueError, match="unknown AcceleratorParams block.*pcie"):
+        AcceleratorParams.from_dict({"pcie": {}})
+    with pytest.raises(ValueError, match="unknown ExpertCacheParams parameter.*colour"):
+        AcceleratorParams.from_dict({"cache": {"colour": "red"}})
+    with pytest.raises(TypeError, match="AcceleratorParams.lpddr must be a LpddrPortParams"):
+        AcceleratorParams(lpddr=HbInterfaceParams())
+    with pytest.raises(TypeError, match="from_dict takes a dict"):
+        AcceleratorParams.from_dict([("mac", {})])
+    # the blocks must agree: a die row that the port's die bursts do not tile is refused
+    with pytest.raises(ValueError, match="row_words"):
+        AcceleratorParams(hb_timing=HbBankTiming(row_words=HbInterfaceParams().die_burst + 1))
