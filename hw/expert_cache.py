@@ -24,6 +24,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .component_args import expect_params
 from .params import (ExpertCacheParams, CacheOp, CacheStatus, CachePolicy, SelectScope)
 
 __all__ = ["ExpertCache", "request_layout", "response_layout"]
@@ -63,12 +64,7 @@ class ExpertCache(wiring.Component):
     """
 
     def __init__(self, params=None):
-        if params is None:
-            params = ExpertCacheParams()
-        if not isinstance(params, ExpertCacheParams):
-            self._MustUse__silence = True    # a rejected object is not an unused elaboratable
-            raise TypeError(f"params must be an ExpertCacheParams, not {params!r}")
-        self.params = params
+        self.params = expect_params(self, params, ExpertCacheParams)
         super().__init__({
             "req": In(stream.Signature(request_layout(params))),
             "resp": Out(stream.Signature(response_layout(params))),

@@ -11,6 +11,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .mem_channel import MemoryChannel, request_layout, response_layout, die_signature
+from .component_args import expect_params
 from .params import HbInterfaceParams
 
 __all__ = ["HbInterface"]
@@ -25,12 +26,7 @@ class HbInterface(wiring.Component):
     """
 
     def __init__(self, params=None):
-        if params is None:
-            params = HbInterfaceParams()
-        if not isinstance(params, HbInterfaceParams):
-            self._MustUse__silence = True
-            raise TypeError(f"params must be a HbInterfaceParams, not {params!r}")
-        self.params = params
+        self.params = expect_params(self, params, HbInterfaceParams)
         n = params.channels
         super().__init__({
             "req": In(stream.Signature(request_layout(params))).array(n),

@@ -12,6 +12,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
 from .mem_channel import MemoryChannel, request_layout, response_layout, die_signature
+from .component_args import expect_params
 from .params import LpddrPortParams, MemOp
 
 __all__ = ["LpddrPort"]
@@ -26,12 +27,7 @@ class LpddrPort(wiring.Component):
     """
 
     def __init__(self, params=None):
-        if params is None:
-            params = LpddrPortParams()
-        if not isinstance(params, LpddrPortParams):
-            self._MustUse__silence = True
-            raise TypeError(f"params must be a LpddrPortParams, not {params!r}")
-        self.params = params
+        self.params = expect_params(self, params, LpddrPortParams)
         n = params.clients
         super().__init__({
             "req": In(stream.Signature(request_layout(params))).array(n),

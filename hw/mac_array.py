@@ -32,6 +32,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .component_args import expect_params
 from .params import MacArrayParams, MacMode, ACT_BITS, SLICE_BITS, FIELD_BITS
 
 __all__ = ["MacArray", "SlicePair", "op_layout", "act_layout", "weight_layout", "result_layout"]
@@ -84,12 +85,7 @@ class MacArray(wiring.Component):
     """
 
     def __init__(self, params=None):
-        if params is None:
-            params = MacArrayParams()
-        if not isinstance(params, MacArrayParams):
-            self._MustUse__silence = True    # a rejected object is not an unused elaboratable
-            raise TypeError(f"params must be a MacArrayParams, not {params!r}")
-        self.params = params
+        self.params = expect_params(self, params, MacArrayParams)
         super().__init__({
             "op": In(stream.Signature(op_layout(params))),
             "act": In(stream.Signature(act_layout(params))),

@@ -25,6 +25,7 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .component_args import expect_params
 from .params import MemPortParams, MemOp, MemStatus, unsigned_width
 
 __all__ = ["MemoryChannel", "request_layout", "response_layout", "die_cmd_layout",
@@ -94,10 +95,7 @@ class MemoryChannel(wiring.Component):
     """
 
     def __init__(self, params, tag_width=None):
-        if not isinstance(params, MemPortParams):
-            self._MustUse__silence = True
-            raise TypeError(f"params must be a MemPortParams, not {params!r}")
-        self.params = params
+        self.params = expect_params(self, params, MemPortParams, default=False)
         self.tag_width = params.tag_width if tag_width is None else tag_width
         super().__init__({
             "req": In(stream.Signature(request_layout(params, self.tag_width))),

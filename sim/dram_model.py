@@ -28,6 +28,7 @@ from amaranth import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 
+from hw.component_args import expect_params
 from hw.hb_interface import HbInterface
 from hw.lpddr_port import LpddrPort
 from hw.mem_channel import die_signature, die_cmd_layout, request_layout, response_layout
@@ -41,12 +42,8 @@ class DramDie(wiring.Component):
     """One DRAM channel behind a :class:`hw.mem_channel.MemoryChannel` (see module docstring)."""
 
     def __init__(self, port, timing, verilog_storage=False):
-        if not isinstance(port, MemPortParams):
-            self._MustUse__silence = True
-            raise TypeError(f"port must be a MemPortParams, not {port!r}")
-        if not isinstance(timing, DramTiming):
-            self._MustUse__silence = True
-            raise TypeError(f"timing must be a DramTiming, not {timing!r}")
+        expect_params(self, port, MemPortParams, "port", default=False)
+        expect_params(self, timing, DramTiming, "timing", default=False)
         try:
             timing.check_port(port)
         except ValueError:
