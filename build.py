@@ -172,8 +172,11 @@ def bench_cache(args):
     params = CACHE_PRESETS[args.preset]
     print(f"expert-cache bench: {args.preset} preset, {params.describe()}; {args.ops} lookups in "
           "RTL simulation, then hit rates of the golden model on generated traces", flush=True)
-    tables, figures = run_bench(params, args.preset, lookups=args.ops, seed=args.seed,
-                                waves=args.waves)
+    try:
+        tables, figures = run_bench(params, args.preset, lookups=args.ops, seed=args.seed,
+                                    waves=args.waves, trace_path=args.trace)
+    except (ValueError, OSError) as exc:
+        raise SystemExit(f"bench cache --trace: {exc}") from None
     for title, headers, rows in tables:
         print(f"\n{title}")
         print(_table(headers, rows))
@@ -287,6 +290,9 @@ def main(argv=None):
                    help="operations per mode (mac), lookups (cache)")
     p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
     p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="cache: also replay a recorded routing trace (python build.py sd "
+                        "--save-routing PATH)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hw.params import CachePolicy, CacheStatus, ExpertCacheParams
 from sw_model.expert_cache import ExpertCacheModel
-from sw_model.routing_traces import generate_routing_trace
+from sw_model.routing_traces import generate_routing_trace, load_routing_trace
 
 __all__ = ["TRACE", "CAPACITIES", "BATCHES", "WINDOW", "hit_rate", "hit_rate_table", "run_bench",
            "quick_check"]
@@ -78,9 +78,24 @@ def hit_rate_table(seed):
     return rates
 
 
-def run_bench(params, preset, lookups, seed, waves=False):
-    """Run both parts; returns ``(tables, figures)``: tables as ``(title, headers, rows)``."""
+def recorded_hit_rates(trace):
+    """``({policy: {capacity: rate}}, warmup)`` for a recorded trace (e.g. written by ``python
+    build.py sd --save-routing``): the first quarter of its steps, at most :data:`WARMUP`, warm
+    the caches up."""
+    warmup = min(WARMUP, trace.steps // 4)
+    return {policy.name.lower(): {
+                f"{round(100 * c)}%": round(hit_rate(trace, max(1, round(c * trace.num_experts)),
+                                                     policy, warmup=warmup), 4)
+                for c in CAPACITIES}
+            for policy in CachePolicy}, warmup
+
+
+def run_bench(params, preset, lookups, seed, waves=False, trace_path=None):
+    """Run both parts; returns ``(tables, figures)``: tables as ``(title, headers, rows)``.
+    ``trace_path``: also replay that recorded routing trace (read before anything runs, so a bad
+    file fails fast)."""
     from sim.benches import run_cache_bench
+    recorded = load_routing_trace(trace_path) if trace_path is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
         run_cache_bench(params, testcase="throughput", seed=seed, waves=waves,
@@ -117,6 +132,20 @@ def run_bench(params, preset, lookups, seed, waves=False):
         "hit_rate_source": "golden model replaying generated traces",
         "trace": {**TRACE, "window": WINDOW, "warmup": WARMUP, "seed": seed},
     }
+    if recorded is not None:
+        rec, warmup = recorded_hit_rates(recorded)
+        tables.append((
+            f"Golden-model replay of the recorded trace {trace_path}: {recorded.steps} steps x "
+            f"batch {recorded.batch}, {recorded.layers} layers x {recorded.num_experts} experts, "
+            f"top-{recorded.top_k} (first {warmup} steps not counted); fully associative; "
+            f"frequency-set window {WINDOW} steps",
+            ["capacity (of experts/layer)", "LRU hit rate (golden model)",
+             "frequency-set hit rate (golden model)"],
+            [[c, f"{rec['lru'][c]:.3f}", f"{rec['frequency'][c]:.3f}"] for c in rec["lru"]]))
+        figures["recorded_trace"] = {
+            "path": str(trace_path), "steps": recorded.steps, "batch": recorded.batch,
+            "layers": recorded.layers, "num_experts": recorded.num_experts,
+            "top_k": recorded.top_k, "warmup": warmup, "hit_rates": rec}
     return tables, figures
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from sw_model.bitnested import DRAFT_METHODS
 from sw_model.moe import MoEModel, PassPlan, Precision, softmax
 
-__all__ = ["ExpertCache", "LRUExpertCache", "CACHE_MODELS", "make_cache", "StepStats",
+__all__ = ["ExpertCache", "LRUExpertCache", "record_routing", "CACHE_MODELS", "make_cache", "StepStats",
            "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode",
            "accept_greedy", "accept_rejection"]
 
@@ -362,6 +362,30 @@ def target_greedy(model, prompts, max_new):
         for b, l in enumerate(res.logits):
             out[b].append(int(np.argmax(l[-1])))
     return [np.array(t, dtype=np.int64) for t in out]
+
+
+def record_routing(model, prompts, max_new):
+    """The target's routing while it greedily decodes ``prompts``: a
+    :class:`~sw_model.routing_traces.RoutingTrace` with one step per generated token after the
+    first (``experts[step, sequence, layer, k]``, MoE layers in order), the replay input of the
+    cache studies (``python build.py bench cache --trace``). The tokens equal
+    :func:`target_greedy`'s."""
+    from sw_model.routing_traces import RoutingTrace
+    prompts = _check_prompts(model, prompts, max_new)
+    if max_new < 2:
+        raise ValueError(f"max_new must be at least 2 to record a decode step, not {max_new}")
+    layers = model.config.moe_layers
+    kv = model.new_cache(len(prompts), max(len(p) for p in prompts) + max_new)
+    res = model.forward(kv, prompts, last_only=True)
+    out = [[int(np.argmax(l[-1]))] for l in res.logits]
+    steps = []
+    for _ in range(max_new - 1):
+        res = model.forward(kv, [[t[-1]] for t in out])
+        order = np.argsort(res.row_seq, kind="stable")      # one row per sequence
+        steps.append(np.stack([res.routes[l].experts[order] for l in layers], axis=1))
+        for b, l in enumerate(res.logits):
+            out[b].append(int(np.argmax(l[-1])))
+    return RoutingTrace(experts=np.stack(steps), num_experts=model.config.num_experts)
 
 
 def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0.0, rng=None):

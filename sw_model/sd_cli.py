@@ -51,6 +51,9 @@ def add_arguments(p):
     p.add_argument("--cache", default="controller", choices=CACHE_MODELS,
                    help="expert-cache model: the cache controller's golden model (default) or a "
                         "plain per-layer LRU")
+    p.add_argument("--save-routing", default=None, metavar="PATH",
+                   help="also write the target's routing under greedy decoding of the same prompts "
+                        "as a routing trace (.npz; replay: python build.py bench cache --trace)")
 
 
 def _table(headers, rows):
@@ -76,6 +79,9 @@ def _check(args):
     lo, hi = args.prompt_len
     if not 1 <= lo <= hi:
         raise SystemExit(f"--prompt-len must be 1 <= MIN <= MAX, not {lo} {hi}")
+    if args.save_routing is not None and args.new_tokens < 2:
+        raise SystemExit(f"--save-routing needs --new-tokens of at least 2 (a decode step after "
+                         f"the first token), not {args.new_tokens}")
 
 
 def run(args):
@@ -146,6 +152,15 @@ def run(args):
     if args.cache == "controller":
         print(f"controller requests issued: {requests['cached']} (cached), "
               f"{requests['elastic_sd']} (Elastic-SD)")
+    if args.save_routing is not None:
+        from sw_model.decoding import record_routing
+        trace = record_routing(model, prompts, args.new_tokens)
+        try:
+            trace.save(args.save_routing)
+        except OSError as exc:
+            raise SystemExit(f"--save-routing: cannot write {args.save_routing}: {exc}") from None
+        print(f"target routing ({trace.steps} steps x {trace.batch} sequences x {trace.layers} "
+              f"MoE layers x top-{trace.top_k}) written to {args.save_routing}")
     seconds = time.monotonic() - start
     print(f"done in {seconds:.1f} s")
     figures = {
@@ -166,6 +181,7 @@ def run(args):
                                       "lpddr_bytes_per_token", "experts_touched_per_layer",
                                       "hit_rate")},
         "cache_requests": requests if args.cache == "controller" else None,
+        "routing_trace": args.save_routing,
         "seconds": round(seconds, 2),
     }
     print(json.dumps(figures))

@@ -48,6 +48,9 @@ def test_verilog_every_preset_lints_without_errors():
     (["bench", "dram"], "unknown bench 'dram'"),
     (["bench", "cache", "--preset", "huge"], "unknown preset 'huge'"),
     (["bench", "mac", "--preset", "huge"], "unknown preset 'huge'"),
+    (["bench", "cache", "--trace", "no/such/trace.npz"],
+     "bench cache --trace: no/such/trace.npz: not a routing trace"),
+    (["sd", "--new-tokens", "1", "--save-routing", "x.npz"], "--save-routing needs --new-tokens"),
 ])
 def test_bad_requests_are_named(args, message):
     result = run_build(*args)
@@ -85,10 +88,16 @@ def test_bench_mac_figures():
     assert 0 < figures["augmentation_overhead"] <= 0.03
 
 
-def test_bench_cache_figures():
+def test_bench_cache_figures(tmp_path):
     """Lookup rate and latency come from the Verilated RTL (cycle counts are deterministic); the
-    hit rates from the golden model: each a fraction, growing with capacity."""
-    result = run_build("bench", "cache", "--ops", "300")
+    hit rates from the golden model: each a fraction, growing with capacity. A routing trace the
+    golden MoE model recorded (``sd --save-routing``) is replayed too."""
+    trace = tmp_path / "routing.npz"
+    sd = run_build("sd", "--batch", "2", "--new-tokens", "9", "--save-routing", str(trace))
+    assert sd.returncode == 0, sd.stdout + sd.stderr
+    assert json.loads(sd.stdout.strip().splitlines()[-1])["routing_trace"] == str(trace)
+    assert "target routing (8 steps x 2 sequences x 4 MoE layers x top-4) written" in sd.stdout
+    result = run_build("bench", "cache", "--ops", "300", "--trace", str(trace))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     for key in ("block", "lookups_per_cycle", "lookup_latency_cycles", "hit_rates",
@@ -104,6 +113,11 @@ def test_bench_cache_figures():
     # Elastic-SD's case: at batch 16 the frequency set beats LRU, which thrashes
     big = figures["hit_rates_by_batch"]["16"]
     assert all(big["frequency"][c] > big["lru"][c] for c in ("10%", "25%", "50%"))
+    recorded = figures["recorded_trace"]
+    assert (recorded["steps"], recorded["batch"], recorded["layers"], recorded["top_k"]) == \
+        (8, 2, 4, 4)
+    assert all(0 <= r <= 1 for rates in recorded["hit_rates"].values() for r in rates.values())
+    assert f"recorded trace {trace}" in result.stdout
 
 
 def test_bench_hb_figures():
