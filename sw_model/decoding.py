@@ -302,6 +302,16 @@ class _Meter:
         self.stats.hb_dense_bytes += self.model.dense_bytes
 
 
+def _cached_plan(cache, meter):
+    """A target pass through the expert cache: a hit runs split (MSB from HB, LSB from LPDDR), a
+    miss FULL from LPDDR (and installs the expert, by the cache's policy)."""
+    def precision(layer, expert):
+        hit = cache.access(layer, expert)
+        meter.read("target", layer, expert, "hit" if hit else "miss")
+        return Precision.SPLIT if hit else Precision.FULL
+    return PassPlan(precision=precision)
+
+
 def _prefill(model, prompts, max_new, extra, cache, temperature, rng):
     """Process the prompts with the target; returns the KV cache, first tokens, routing counts and
     the prefill's stats (every touched expert a miss or hit of ``cache`` via LRU access)."""
@@ -311,12 +321,7 @@ def _prefill(model, prompts, max_new, extra, cache, temperature, rng):
     meter = _Meter(model, stats)
     meter.phase("target")
 
-    def precision(layer, expert):
-        hit = cache.access(layer, expert)
-        meter.read("target", layer, expert, "hit" if hit else "miss")
-        return Precision.SPLIT if hit else Precision.FULL
-
-    res = model.forward(kv, prompts, PassPlan(precision=precision), last_only=True)
+    res = model.forward(kv, prompts, _cached_plan(cache, meter), last_only=True)
     meter.dense_pass()
     counts = _route_counts(model, res.routes)
     picks = _route_picks(model, res.routes)
@@ -403,13 +408,7 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
         stats = StepStats(mode="cached", sequences=len(prompts))
         meter = _Meter(model, stats)
         meter.phase("target")
-
-        def precision(layer, expert):
-            hit = cache.access(layer, expert)
-            meter.read("target", layer, expert, "hit" if hit else "miss")
-            return Precision.SPLIT if hit else Precision.FULL
-
-        res = model.forward(kv, [[t[-1]] for t in out], PassPlan(precision=precision))
+        res = model.forward(kv, [[t[-1]] for t in out], _cached_plan(cache, meter))
         meter.dense_pass()
         for b, l in enumerate(res.logits):
             out[b].append(_choose(l[-1], temperature, rng))
