@@ -13,9 +13,20 @@ import random
 from collections import deque
 
 import cocotb
+from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, ReadOnly
 
-__all__ = ["StreamSource", "StreamSink", "reset"]
+__all__ = ["StreamSource", "StreamSink", "reset", "clock_and_reset", "CLOCK_PERIOD_NS"]
+
+
+#: The benches' clock: cycle counts are what they measure, so the period only sets the time axis.
+CLOCK_PERIOD_NS = 10
+
+
+async def clock_and_reset(dut):
+    """Start the clock on ``clk`` and hold ``rst`` for two cycles; returns out of reset."""
+    cocotb.start_soon(Clock(dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
+    await reset(dut)
 
 
 async def reset(dut, cycles=2):

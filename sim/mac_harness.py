@@ -10,12 +10,10 @@ import logging
 import os
 import random
 
-import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from hw.params import MacArrayParams
-from sim.cocotb_streams import StreamSource, StreamSink, reset
+from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
 from sim.mac_jobs import encode_job, decode_result, check_results
 
 __all__ = ["PARAMS_ENV", "SEED_ENV", "SUMMARY_ENV", "params_from_env", "seed_from_env",
@@ -55,9 +53,8 @@ class MacHarness:
 
     @classmethod
     async def start(cls, dut, params, seed):
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         harness = cls(dut, params, seed)
-        await reset(dut)
+        await clock_and_reset(dut)
         return harness
 
     def set_pressure(self, idle=0.0, stall=0.0):

@@ -8,12 +8,10 @@ Environment (set by :func:`sim.benches.run_mem_bench`): ``ELMOE_MEM_SYSTEM`` (``
 import json
 import os
 
-import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, ReadOnly
 
 from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5Timing)
-from sim.cocotb_streams import reset
+from sim.cocotb_streams import clock_and_reset
 from sim.mac_harness import seed_from_env
 
 __all__ = ["SYSTEMS", "system_from_env", "seed_from_env", "start", "run_ports", "Backdoor"]
@@ -36,11 +34,10 @@ def system_from_env():
 
 async def start(dut, ports):
     """Clock and reset; returns at the start of cycle 0 (the first cycle out of reset)."""
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     for i in range(ports):
         getattr(dut, f"req__{i}__valid").value = 0
         getattr(dut, f"resp__{i}__ready").value = 0
-    await reset(dut)
+    await clock_and_reset(dut)
 
 
 async def run_ports(dut, drivers, responses, max_cycles):

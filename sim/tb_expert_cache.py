@@ -13,13 +13,12 @@ import os
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 from hw.params import CacheOp, CacheStatus, ExpertCacheParams
 from sim.cache_ops import (FastCodec, mixed_requests, expected_responses, expected_per_request,
                            compare_responses, lookup_sweep)
-from sim.cocotb_streams import StreamSource, StreamSink, reset
+from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
 from sim.mac_harness import seed_from_env
 from sw_model.expert_cache import Request
 
@@ -46,9 +45,8 @@ class CacheHarness:
 
     @classmethod
     async def start(cls, dut, params, seed):
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
         harness = cls(dut, params, seed)
-        await reset(dut)
+        await clock_and_reset(dut)
         return harness
 
     async def run(self, requests, expected, idle=0.0, stall=0.0):
