@@ -10,6 +10,10 @@
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
+    python build.py perf            performance and energy model: ELMoE-3D vs every baseline per
+                                    model and batch, headline averages, plots under build/perf
+    python build.py sweep           explore gamma, threshold, resident policy, HB size (progress
+                                    bar; local, or on a Ray cluster with --ray ADDRESS)
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -260,6 +264,26 @@ def cmd_sd(args):
     return run(args)
 
 
+def cmd_perf(args):
+    from sw_model.perf.report import run_perf
+    try:
+        figures = run_perf(args, _table)
+    except ValueError as exc:
+        raise SystemExit(f"perf: {exc}") from None
+    print(json.dumps(figures))
+    return 0
+
+
+def cmd_sweep(args):
+    from sw_model.perf.sweep import run_sweep
+    try:
+        figures = run_sweep(args, _table)
+    except ValueError as exc:
+        raise SystemExit(f"sweep: {exc}") from None
+    print(json.dumps(figures))
+    return 0
+
+
 def main(argv=None):
     def common(suppress):
         """Options accepted before or after the subcommand."""
@@ -299,6 +323,18 @@ def main(argv=None):
     from sw_model.sd_cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_sd)
+    from sw_model.perf.report import add_perf_arguments, assumptions
+    from sw_model.perf.sweep import add_sweep_arguments
+    p = sub.add_parser("perf", parents=[common(True)], help="performance and energy model tables",
+                       epilog="Assumptions:\n" + assumptions(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_perf_arguments(p)
+    p.set_defaults(func=cmd_perf)
+    p = sub.add_parser("sweep", parents=[common(True)], help="parameter sweep of the perf model",
+                       epilog="Assumptions:\n" + assumptions(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")

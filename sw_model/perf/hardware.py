@@ -1,0 +1,318 @@
+"""Hardware configurations of the performance model: ELMoE-3D and every baseline.
+
+Every constant is a named field or module constant with its source: **paper** (paper-facts.md),
+**RTL** (a measured bench figure on this project's RTL, see :data:`RTL_CALIBRATION`), **CSV**
+(the measured H100 baseline, ``xpu_moe_decode_h100.csv``) or **assumed** (a stated assumption, to
+be replaced when a better source exists). Two calibration profiles: ``paper`` (the paper's own
+efficiencies: HB 3% below peak, LPDDR within 1%) and ``rtl`` (this project's bench figures).
+
+A machine has a *near* tier (HB, or GPU HBM) and a *far* tier (LPDDR, or host memory over PCIe),
+an array of PEs, on-die links and, for the PIM-style baselines, compute inside the far tier.
+What the near tier may hold is a property of the machine:
+
+* ``"msb"``: the upper nibble (plus scales) of each resident INT8 expert (ELMoE-3D's bit nesting:
+  a hit still streams the lower nibble from the far tier);
+* ``"whole"``: whole experts (HB-xPU, the GPU);
+* ``None``: no near tier (LPDDR-only xPU and the PIM-style baselines).
+"""
+
+from dataclasses import dataclass, field, replace
+
+from hw.params import HbBankTiming, Lpddr5Timing, ParamsRecord
+
+__all__ = ["MemoryTier", "FarCompute", "HardwareConfig", "RTL_CALIBRATION", "PAPER_CALIBRATION",
+           "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
+           "baselines"]
+
+GIB = 1 << 30
+
+#: Figures measured on this project's RTL (sources: ``python build.py bench hb`` and ``bench mac``
+#: on main 7b42d0a, 2-core machine; the HB/LPDDR numbers are recorded in notes/closing.md, the MAC
+#: figure re-measured for issue 8 on the default preset). Replace by passing ``--bench-json``.
+RTL_CALIBRATION = {
+    "hb_seq_read_efficiency": 0.9970,       # bench hb: 51.0 of 51.2 GB/s
+    "hb_seq_write_efficiency": 0.9953,      # bench hb
+    "lpddr_seq_read_efficiency": 0.9960,    # bench hb: 102.0 of 102.4 GB/s
+    "hb_latency_cycles_median": 73,         # bench hb: single-word probes, 1.6 GHz clock
+    "lpddr_latency_cycles_median": 94,      # bench hb
+    "utilization_full": 0.99925,            # bench mac (default preset, fresh activations per op)
+    "utilization_draft": 0.99925,           # bench mac
+}
+
+#: The paper's own efficiency assumptions (paper-facts.md: "HB efficiency modelled ~3% below
+#: peak, LPDDR within 1%"); the MAC utilisation is not published, so the RTL figure is used.
+PAPER_CALIBRATION = dict(RTL_CALIBRATION, hb_seq_read_efficiency=0.97,
+                         hb_seq_write_efficiency=0.97, lpddr_seq_read_efficiency=0.99)
+
+MEM_CLOCK_GHZ = 1.6          # hw/params.py MEM_CLOCK_MHZ: latencies in the bench are these cycles
+
+# -- assumed energy and power figures (7 nm logic die at 0.7 V; paper gives only the DRAM ones) --
+#: pJ per 8-bit MAC (W8A8). Assumed: Horowitz 45 nm 8-bit mult+add ~0.23 pJ scaled ~4x to 7 nm.
+MAC_W8_PJ = 0.06
+#: pJ per 4-bit-weight MAC (draft / split partial): half the slice work. Assumed.
+MAC_W4_PJ = 0.03
+#: pJ per bit written and read once through a PE's weight or I/O SRAM (32 KB). Assumed, 7 nm.
+SRAM_PJ_PER_BIT = 0.05
+#: pJ per bit on an on-die link (gather or stream). Assumed, a few mm of global wire at 0.7 V.
+LINK_PJ_PER_BIT = 0.15
+#: Static and background power of the logic die plus DRAM refresh, W. Assumed.
+STATIC_W = 2.0
+#: Bytes per token, layer and hidden element crossing the gather link: the INT8 activation
+#: broadcast plus FP16 partial sums at two projection boundaries (attention out, MoE out) in an
+#: all-reduce (2 x 2 bytes). Assumed from the paper's dataflow (partial sums meet at boundaries).
+GATHER_BYTES_PER_HIDDEN = 1 + 2 * 2 * 2
+
+
+@dataclass(frozen=True)
+class MemoryTier(ParamsRecord):
+    """A memory tier: ``capacity_gb`` GiB, ``peak_gbps`` GB/s at ``efficiency`` sustained,
+    ``read_pj_per_bit`` / ``write_pj_per_bit`` access energy, ``latency_ns`` per dependent access
+    (charged once per layer of a pass that reads the tier: the router decides what comes next)."""
+    name: str
+    capacity_gb: float
+    peak_gbps: float
+    efficiency: float
+    read_pj_per_bit: float
+    write_pj_per_bit: float
+    latency_ns: float
+
+    def __post_init__(self):
+        for name in ("capacity_gb", "peak_gbps", "read_pj_per_bit", "write_pj_per_bit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"MemoryTier {self.name}: {name} must be a positive number, "
+                                 f"not {value!r}")
+        if not 0 < self.efficiency <= 1:
+            raise ValueError(f"MemoryTier {self.name}: efficiency must be in (0, 1], not "
+                             f"{self.efficiency!r}")
+        if not self.latency_ns >= 0:
+            raise ValueError(f"MemoryTier {self.name}: latency_ns must be >= 0, not "
+                             f"{self.latency_ns!r}")
+
+    @property
+    def capacity_bytes(self):
+        return self.capacity_gb * GIB
+
+    @property
+    def bytes_per_s(self):
+        return self.peak_gbps * 1e9 * self.efficiency
+
+
+@dataclass(frozen=True)
+class FarCompute(ParamsRecord):
+    """Compute inside or beside the far memory (the PIM-style baselines). Weights are read there
+    at ``bandwidth_ratio`` x the far tier's external bandwidth and ``pj_per_bit``; one internal
+    read serves at most ``tokens_per_read`` tokens (1: GEMV units, each token re-reads the
+    weights; 0: unlimited, as batched as the xPU)."""
+    name: str
+    bandwidth_ratio: float
+    tokens_per_read: int
+    pj_per_bit: float
+
+    def __post_init__(self):
+        if not self.bandwidth_ratio > 0 or not self.pj_per_bit > 0:
+            raise ValueError(f"FarCompute {self.name}: bandwidth_ratio and pj_per_bit must be "
+                             "positive")
+        if isinstance(self.tokens_per_read, bool) or not isinstance(self.tokens_per_read, int) \
+                or self.tokens_per_read < 0:
+            raise ValueError(f"FarCompute {self.name}: tokens_per_read must be an int >= 0, not "
+                             f"{self.tokens_per_read!r}")
+
+
+@dataclass(frozen=True)
+class HardwareConfig(ParamsRecord):
+    """One machine. ``peak_tops_w8`` / ``peak_tops_w4``: INT8 / 4-bit-weight tera-ops per second
+    (2 ops per MAC) at ``mac_utilization``; ``near_holds`` what the near tier keeps of a resident
+    expert (module docstring); ``gather_gbps`` per PE and ``stream_gbps`` aggregate on-die links
+    (0: no such link); ``weight_bytes_scale`` multiplies INT8 weight bytes (2.0 / 1.0625 for BF16
+    on the GPU); ``static_w`` background power; ``active_w`` power drawn while busy in place of
+    per-operation energy (the GPU, 0 elsewhere)."""
+    name: str
+    far: MemoryTier
+    pes: int
+    peak_tops_w8: float
+    peak_tops_w4: float
+    mac_utilization: float
+    near: MemoryTier = None
+    near_holds: str = None
+    gather_gbps: float = 0.0
+    stream_gbps: float = 0.0
+    far_compute: FarCompute = None
+    weight_bytes_scale: float = 1.0
+    static_w: float = STATIC_W
+    active_w: float = 0.0
+    layer_overhead_us: float = 0.0
+    mac_w8_pj: float = MAC_W8_PJ
+    mac_w4_pj: float = MAC_W4_PJ
+    sram_pj_per_bit: float = SRAM_PJ_PER_BIT
+    link_pj_per_bit: float = LINK_PJ_PER_BIT
+    kv_near: bool = True
+
+    def __post_init__(self):
+        if self.near_holds not in (None, "msb", "whole"):
+            raise ValueError(f"HardwareConfig {self.name}: near_holds must be None, 'msb' or "
+                             f"'whole', not {self.near_holds!r}")
+        if (self.near is None) != (self.near_holds is None):
+            raise ValueError(f"HardwareConfig {self.name}: near_holds is set exactly when there "
+                             "is a near tier")
+        if not 0 < self.mac_utilization <= 1:
+            raise ValueError(f"HardwareConfig {self.name}: mac_utilization must be in (0, 1], "
+                             f"not {self.mac_utilization!r}")
+        if isinstance(self.pes, bool) or not isinstance(self.pes, int) or self.pes < 1:
+            raise ValueError(f"HardwareConfig {self.name}: pes must be a positive int, not "
+                             f"{self.pes!r}")
+        if not self.peak_tops_w8 > 0 or not self.peak_tops_w4 > 0:
+            raise ValueError(f"HardwareConfig {self.name}: peak TOPS must be positive")
+
+    @property
+    def near_capacity_bytes(self):
+        return self.near.capacity_bytes if self.near else 0.0
+
+    def with_near_capacity(self, gb):
+        """The same machine with ``gb`` GiB in the near tier (for sweeps)."""
+        if self.near is None:
+            raise ValueError(f"{self.name} has no near tier to resize")
+        return replace(self, near=replace(self.near, capacity_gb=gb))
+
+
+# -- the paper's parameters ---------------------------------------------------------------------
+#: Per-PE HB bank: 51.2 GB/s, 256 MB (paper); also hw/params.py HB_PAPER.
+HB_GBPS_PER_PE = 51.2
+#: LPDDR5-6400, 8 channels, 102.4 GB/s, 64 GB (paper); hw/params.py LPDDR_PAPER.
+LPDDR_GBPS = 102.4
+LPDDR_GB = 64
+#: TOPS per PE at W8A8 and W4A8: 524 / 1048 TOPS for 32 PEs (paper), i.e. 16.384 / 32.768.
+TOPS_W8_PER_PE = 524.288 / 32
+TOPS_W4_PER_PE = 1048.576 / 32
+#: On-die links: 32 GB/s gathering partial sums and activations, 128 GB/s streaming LPDDR weights
+#: to the PEs (paper). The gather figure is taken per PE (assumed; the paper does not say).
+GATHER_GBPS = 32.0
+STREAM_GBPS = 128.0
+
+
+def _lpddr(cal):
+    return MemoryTier("LPDDR5", LPDDR_GB, LPDDR_GBPS, cal["lpddr_seq_read_efficiency"],
+                      Lpddr5Timing().pj_per_bit, Lpddr5Timing().pj_per_bit,
+                      cal["lpddr_latency_cycles_median"] / MEM_CLOCK_GHZ)
+
+
+def _hb(gb, pes, cal):
+    return MemoryTier("HB", gb, HB_GBPS_PER_PE * pes, cal["hb_seq_read_efficiency"],
+                      HbBankTiming().pj_per_bit, HbBankTiming().pj_per_bit,
+                      cal["hb_latency_cycles_median"] / MEM_CLOCK_GHZ)
+
+
+def _calibration(profile):
+    if isinstance(profile, dict):
+        missing = sorted(set(RTL_CALIBRATION) - set(profile))
+        if missing:
+            raise ValueError(f"calibration lacks {', '.join(missing)}")
+        return profile
+    try:
+        return {"paper": PAPER_CALIBRATION, "rtl": RTL_CALIBRATION}[profile]
+    except KeyError:
+        raise ValueError(f"calibration profile must be 'paper' or 'rtl', not {profile!r}") from None
+
+
+def _compute(pes, cal):
+    return dict(pes=pes, peak_tops_w8=TOPS_W8_PER_PE * pes, peak_tops_w4=TOPS_W4_PER_PE * pes,
+                mac_utilization=cal["utilization_full"], gather_gbps=GATHER_GBPS,
+                stream_gbps=STREAM_GBPS)
+
+
+def elmoe3d(hb_gb=8, calibration="paper"):
+    """ELMoE-3D: ``hb_gb`` GiB of HB (4 GB: 16 PEs, 8 GB: 32 PEs; 256 MB and 51.2 GB/s per PE)."""
+    cal = _calibration(calibration)
+    pes = max(1, round(hb_gb * 4))
+    return HardwareConfig(name=f"ELMoE-3D {hb_gb:g}GB", far=_lpddr(cal), near=_hb(hb_gb, pes, cal),
+                          near_holds="msb", **_compute(pes, cal))
+
+
+def xpu(pes=32, calibration="paper"):
+    """The LPDDR-only xPU: the same PEs, links and LPDDR; no HB (dense weights and KV in LPDDR)."""
+    cal = _calibration(calibration)
+    return HardwareConfig(name="xPU", far=_lpddr(cal), kv_near=False, **_compute(pes, cal))
+
+
+def hb_xpu(hb_gb=8, calibration="paper"):
+    """HB-xPU: the xPU with the same HB stack used as a plain tier: dense weights, KV and whole
+    INT8 experts (so half as many experts as ELMoE-3D's upper nibbles); no bit nesting, no SD."""
+    base = elmoe3d(hb_gb, calibration)
+    return replace(base, name="HB-xPU", near_holds="whole")
+
+
+#: Assumed PIM-style baselines (the paper gives no figures; typical published classes):
+#: bank-level LPDDR-PIM (AiM / LPDDR5-PIM class): 4x internal bandwidth, GEMV units (each token
+#: re-reads its weights), internal access ~40% of an external one (no I/O, no PHY).
+PIM = FarCompute("LPDDR-PIM", bandwidth_ratio=4.0, tokens_per_read=1, pj_per_bit=1.55)
+#: Logic-die PIM under an LPDDR stack: 2x bandwidth through TSVs, larger MAC units serving 4
+#: tokens per read, ~60% of the external access energy.
+LOGIC_PIM = FarCompute("Logic-PIM", bandwidth_ratio=2.0, tokens_per_read=4, pj_per_bit=2.33)
+#: Near-memory processing in the DIMM/package buffer (rank-level parallelism): 2x bandwidth,
+#: fully batched, ~80% of the external access energy.
+NMP = FarCompute("NMP", bandwidth_ratio=2.0, tokens_per_read=0, pj_per_bit=3.10)
+
+
+def _pim_like(name, compute, pes, calibration):
+    base = xpu(pes, calibration)
+    return replace(base, name=name, far_compute=compute)
+
+
+def xpu_pim(pes=32, calibration="paper"):
+    return _pim_like("xPU-PIM", PIM, pes, calibration)
+
+
+def xpu_logicpim(pes=32, calibration="paper"):
+    return _pim_like("xPU-LogicPIM", LOGIC_PIM, pes, calibration)
+
+
+def xpu_nmp(pes=32, calibration="paper"):
+    return _pim_like("xPU-NMP", NMP, pes, calibration)
+
+
+#: H100 SXM dense INT8 and BF16 tensor throughput (data sheet), TOPS.
+GPU_TOPS_INT8 = 1979.0
+GPU_TOPS_BF16 = 989.0
+#: PCIe Gen5 x16: 64 GB/s per direction peak, ~80% achieved by pinned-memory copies (assumed).
+PCIE_GBPS = 64.0
+PCIE_EFFICIENCY = 0.80
+#: GPU memory set aside for weights (dense, KV, expert cache) in SpecMoE's offloading setting:
+#: the model does not fit, experts live in host DDR5. Assumed 16 GiB.
+GPU_WEIGHT_BUDGET_GB = 16
+#: GPU board power while decoding (assumed ~60% of the 700 W TDP), host DDR5 + PCIe energy per
+#: bit (assumed: DDR5 access ~5 pJ/bit plus PCIe ~5 pJ/bit).
+GPU_ACTIVE_W = 420.0
+HOST_PJ_PER_BIT = 10.0
+#: HBM3 access energy, pJ/bit (assumed, typical published figure ~3.9).
+HBM_PJ_PER_BIT = 3.9
+#: One dependent host-to-GPU transfer (DMA set-up and round trip), ns. Assumed.
+PCIE_LATENCY_NS = 2000.0
+#: Fraction of the GPU's tensor peak a decode step reaches (assumed; memory binds anyway).
+GPU_MAC_UTILIZATION = 0.5
+
+
+def gpu_offload():
+    """An H100 serving BF16 weights with experts offloaded to host memory over PCIe (SpecMoE's
+    setting): dense weights, KV and a whole-expert cache in a 16 GiB HBM budget. Calibrated by
+    the measured H100 table (:func:`sw_model.perf.calibrate.fit_gpu_anchor`: effective HBM
+    bandwidth and fixed cost per layer), not by the accelerator profiles."""
+    from sw_model.perf.calibrate import H100_PEAK_GBPS, fit_gpu_anchor
+    anchor = fit_gpu_anchor()
+    near = MemoryTier("HBM3", GPU_WEIGHT_BUDGET_GB, H100_PEAK_GBPS, anchor["hbm_efficiency"],
+                      HBM_PJ_PER_BIT, HBM_PJ_PER_BIT, 0.0)
+    far = MemoryTier("host/PCIe", 512, PCIE_GBPS, PCIE_EFFICIENCY, HOST_PJ_PER_BIT,
+                     HOST_PJ_PER_BIT, PCIE_LATENCY_NS)
+    return HardwareConfig(name="GPU+PCIe", far=far, near=near, near_holds="whole", pes=132,
+                          peak_tops_w8=GPU_TOPS_BF16, peak_tops_w4=GPU_TOPS_BF16,
+                          mac_utilization=GPU_MAC_UTILIZATION, weight_bytes_scale=2.0 / (1 + 2 / 32),
+                          static_w=0.0, active_w=GPU_ACTIVE_W,
+                          layer_overhead_us=anchor["layer_overhead_us"],
+                          mac_w8_pj=0.0, mac_w4_pj=0.0, sram_pj_per_bit=0.0, link_pj_per_bit=0.0)
+
+
+def baselines(hb_gb=8, calibration="paper"):
+    """Every baseline machine with the compute of ELMoE-3D ``hb_gb`` (by name)."""
+    pes = max(1, round(hb_gb * 4))
+    return {m.name: m for m in (xpu(pes, calibration), hb_xpu(hb_gb, calibration),
+                                xpu_pim(pes, calibration), xpu_logicpim(pes, calibration),
+                                xpu_nmp(pes, calibration), gpu_offload())}

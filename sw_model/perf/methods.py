@@ -1,0 +1,376 @@
+"""Decoding methods as phases of work: the analytic path of the performance model.
+
+A decode *step* of a batch of ``B`` sequences is a list of phases (:class:`StepPlan`) and the
+tokens it keeps. Methods (``METHODS``):
+
+``plain``       one target pass over the B tokens; no expert cache.
+``cache``       one target pass with an expert cache in the near tier: the better of LRU and a
+                placement pinned from the routing profile (each machine gets its better policy).
+                On ELMoE-3D a hit reads the upper nibble (and scales) from HB and the lower nibble
+                from LPDDR; on whole-expert machines a hit reads nothing from the far tier.
+``elastic_sd``  ELMoE-3D: gamma draft passes on the HB-resident upper nibbles (dense layers at
+                INT8 from HB), then one verification pass over B x (gamma+1) tokens; the next
+                resident set (frequency set) is written into HB during verification, piggy-backed
+                on experts verification streams in full.
+``eagle_sd``    gamma passes of an EAGLE head (one decoder layer with a dense FFN as wide as the
+                active experts, plus the LM head) held in HB; verification as ``elastic_sd`` with
+                the remaining HB as a frequency-set expert cache.
+``slm_sd``      a small draft LM (``AcceptanceModel.slm_params``, Qwen3-0.6B-like KV) in HB.
+``quant_sd``    a separately rounded 4-bit copy of the target drafts: HB holds the copies of the
+                most used experts, others' copies stream from LPDDR; HB's copies cannot serve
+                verification, which reads every expert in full from LPDDR.
+``specmoe_sd``  SpecMoE's self-assisted SD: a pinned hot set of whole INT8 experts drafts (other
+                choices substituted inside the set), then one verification pass.
+``elmoe3d``     ELMoE-3D's mode switch: ``cache`` below ``Settings.threshold``, ``elastic_sd`` at
+                and above it.
+
+Near-tier placement, in priority order: dense weights, KV cache (``Settings.context`` tokens per
+sequence; a machine with ``kv_near=False`` keeps it in the far tier), a separate draft model,
+then resident experts (whole slots per MoE layer). What does not fit stays in the far tier.
+Byte rules follow sw_model/decoding.py (a pass reads each touched expert once); KV is read once
+per sequence per pass. PIM-style machines run every weight product inside the far tier
+(``FarCompute``), re-reading weights for every ``tokens_per_read`` tokens; attention runs on the
+PEs with the KV read externally.
+"""
+
+from dataclasses import dataclass, field, replace
+import math
+
+from sw_model.perf.hardware import GATHER_BYTES_PER_HIDDEN
+from sw_model.perf.phases import PhaseWork, evaluate
+from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, expected_length, \
+    routing_stats
+from sw_model.perf.zoo import QUANT_GROUP, SCALE_BYTES, get_model
+
+__all__ = ["Settings", "StepPlan", "METHODS", "plan_step", "step_result", "StepResult"]
+
+METHODS = ("plain", "cache", "elastic_sd", "eagle_sd", "slm_sd", "quant_sd", "specmoe_sd",
+           "elmoe3d")
+#: Draft LM KV bytes per token (Qwen3-0.6B-like: 28 layers, 8 KV heads x 128, FP16). Assumed.
+SLM_KV_BYTES = 28 * 2 * 8 * 128 * 2
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Workload and policy parameters shared by every method. ``gamma`` draft tokens per step
+    (unpublished in the paper; assumed 4); ``threshold`` batch at and above which ELMoE-3D
+    switches to Elastic-SD (unpublished; assumed 4, the golden model's default); ``context``
+    tokens of KV per sequence (paper: 1k); ``resident_policy`` Elastic-SD's set: ``frequency``
+    (paper), ``static`` or ``random``."""
+    gamma: int = 4
+    threshold: int = 4
+    context: int = 1024
+    locality: Locality = field(default_factory=Locality)
+    acceptance: AcceptanceModel = ACCEPTANCE
+    resident_policy: str = "frequency"
+
+    def __post_init__(self):
+        for name in ("gamma", "threshold", "context"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Settings.{name} must be a positive integer, not {value!r}")
+        if self.resident_policy not in ("frequency", "static", "random"):
+            raise ValueError(f"Settings.resident_policy must be frequency, static or random, not "
+                             f"{self.resident_policy!r}")
+
+
+@dataclass
+class StepPlan:
+    """One decode step: ``phases`` as (label, count, PhaseWork), ``tokens`` kept per step, and
+    what the method decided (``info``: acceptance, coverage, resident slots, mode)."""
+    method: str
+    phases: list
+    tokens: float
+    info: dict
+
+
+@dataclass
+class StepResult:
+    """A step evaluated on a machine: per-token seconds and joules, plus the plan and costs."""
+    plan: StepPlan
+    seconds: float
+    joules: float
+    costs: list
+
+    @property
+    def s_per_token(self):
+        return self.seconds / self.plan.tokens
+
+    @property
+    def j_per_token(self):
+        return self.joules / self.plan.tokens
+
+
+# -- placement ----------------------------------------------------------------------------------
+
+def _weight_scale(hw, model):
+    return hw.weight_bytes_scale
+
+
+def _expert_bytes(hw, model):
+    """(bytes of one resident expert in the near tier, full bytes in the far tier)."""
+    scale = hw.weight_bytes_scale if model.bit_nested else 1.0
+    full = model.expert_full_bytes * scale
+    if hw.near_holds == "msb":
+        return model.expert_msb_bytes, full
+    return full, full
+
+
+def _place(hw, model, seqs, ctx, draft_bytes=0.0, resident=None):
+    """Share of dense weights and KV in the near tier, and expert slots per MoE layer."""
+    cap = hw.near_capacity_bytes
+    dense = model.dense_bytes * _weight_scale(hw, model)
+    kv = seqs * model.kv_bytes_per_sequence(ctx)
+    dense_near = min(1.0, cap / dense) if dense else 1.0
+    cap -= dense_near * dense
+    kv_near = 0.0
+    if hw.kv_near and hw.near is not None and kv:
+        kv_near = min(1.0, cap / kv)
+        cap -= kv_near * kv
+    cap = max(0.0, cap - draft_bytes)
+    per_expert = resident if resident is not None else _expert_bytes(hw, model)[0]
+    slots = int(cap // (model.moe_layers * per_expert)) if hw.near is not None else 0
+    return dense_near, kv_near, min(slots, model.experts)
+
+
+# -- passes -------------------------------------------------------------------------------------
+
+def _common(hw, model, tokens, seqs, ctx, dense_near, kv_near, weights_w8):
+    """Dense weights, KV, attention and links of one pass over ``tokens`` tokens."""
+    dense = model.dense_bytes * _weight_scale(hw, model)
+    kv = seqs * model.kv_bytes_per_sequence(ctx)
+    w = PhaseWork(layers=model.layers, tokens=tokens,
+                  macs_w8=tokens * ctx * model.attn_macs_per_ctx * model.layers,
+                  near_read=kv * kv_near, far_read=kv * (1 - kv_near))
+    if hw.far_compute is not None:
+        reads = _pim_reads(hw, tokens, 1)
+        w += PhaseWork(near_read=dense * dense_near, far_internal=dense * (1 - dense_near) * reads,
+                       far_macs=tokens * weights_w8)
+    else:
+        w += PhaseWork(near_read=dense * dense_near, far_read=dense * (1 - dense_near),
+                       macs_w8=tokens * weights_w8)
+    if hw.gather_gbps:
+        w += PhaseWork(gather=tokens * model.hidden * GATHER_BYTES_PER_HIDDEN * model.layers)
+    return w
+
+
+def _pim_reads(hw, tokens, touched):
+    """Internal weight reads of a far-tier compute unit for ``tokens`` spread over ``touched``
+    weight sets (each set re-read every ``tokens_per_read`` tokens it serves)."""
+    tpr = hw.far_compute.tokens_per_read
+    return touched if tpr == 0 else max(touched, tokens / tpr)
+
+
+def _experts(hw, model, tokens, touched, hits, precision):
+    """Routed experts of one pass, per MoE layer summed over layers: ``touched`` experts of which
+    ``hits`` are resident in the near tier. ``precision`` "target" or "draft"."""
+    near_b, full_b = _expert_bytes(hw, model)
+    L = model.moe_layers
+    misses = max(0.0, touched - hits)
+    macs = tokens * model.top_k * model.expert_weights * L
+    four_bit = precision == "draft" and model.bit_nested or not model.bit_nested
+    mac = PhaseWork(macs_w4=macs) if four_bit else PhaseWork(macs_w8=macs)
+    if hw.far_compute is not None:
+        reads = _pim_reads(hw, tokens * model.top_k, touched)
+        return PhaseWork(far_internal=L * reads * full_b, far_macs=macs)
+    if hw.near_holds == "msb":
+        lsb = model.expert_lsb_bytes if precision == "target" else 0.0
+        w = PhaseWork(near_read=L * hits * near_b, far_read=L * (hits * lsb + misses * full_b))
+    elif hw.near_holds == "whole":
+        w = PhaseWork(near_read=L * hits * near_b, far_read=L * misses * full_b)
+    else:
+        w = PhaseWork(far_read=L * touched * full_b)
+    return w + mac
+
+
+def _finish(hw, w):
+    """Links and SRAM follow from the bytes: far bytes cross the stream link, every weight byte
+    passes a PE SRAM once."""
+    extra = PhaseWork(sram=w.near_read + w.far_read)
+    if hw.stream_gbps:
+        extra += PhaseWork(stream=w.far_read)
+    return w + extra
+
+
+def _installs(hw, model, installs, touched, hits):
+    """Writing ``installs`` experts per layer into the near tier during verification; an install
+    reads the far tier only if verification does not already stream that expert in full
+    (probability: share of non-resident experts the pass touches)."""
+    if installs <= 0:
+        return PhaseWork()
+    near_b, _ = _expert_bytes(hw, model)
+    outside = max(1.0, model.experts - hits)
+    streamed = min(1.0, max(0.0, touched - hits) / outside)
+    L = model.moe_layers
+    return PhaseWork(near_write=L * installs * near_b,
+                     far_read=L * installs * near_b * (1 - streamed))
+
+
+def _target(hw, model, s, tokens, seqs, touched, hits, installs=0.0, dense_near=1.0, kv_near=1.0):
+    w = _common(hw, model, tokens, seqs, s.context, dense_near, kv_near, model.dense_weights)
+    w += _experts(hw, model, tokens, touched, hits, "target")
+    w += _installs(hw, model, installs, touched, hits)
+    return _finish(hw, w)
+
+
+# -- methods ------------------------------------------------------------------------------------
+
+def _stats(model, seqs, s):
+    return routing_stats(model.experts, model.top_k, seqs, s.locality)
+
+
+def _plain(hw, model, seqs, s):
+    dn, kn, _ = _place(hw, model, seqs, s.context)
+    st = _stats(model, seqs, s)
+    w = _target(hw, model, s, seqs, seqs, st.touched(1), 0.0, dense_near=dn, kv_near=kn)
+    return StepPlan("plain", [("decode", 1, w)], float(seqs), {"slots": 0})
+
+
+def _cache(hw, model, seqs, s):
+    if hw.near is None:
+        return _plain(hw, model, seqs, s)
+    dn, kn, slots = _place(hw, model, seqs, s.context)
+    st = _stats(model, seqs, s)
+    touched = st.touched(1)
+    lru = st.lru_hit_rate(slots) * touched
+    pinned = st.static(slots, 1).hits
+    hits, policy = (lru, "lru") if lru >= pinned else (pinned, "static")
+    installs = (touched - hits) if policy == "lru" else 0.0
+    w = _target(hw, model, s, seqs, seqs, touched, hits, installs, dn, kn)
+    return StepPlan("cache", [("decode", 1, w)], float(seqs),
+                    {"slots": slots, "hit_rate": hits / touched, "policy": policy})
+
+
+def _set(st, s, slots, window, policy=None):
+    policy = policy or s.resident_policy
+    if policy == "frequency":
+        return st.frequency(slots, window)
+    if policy == "static":
+        return st.static(slots, window)
+    return st.random_set(slots, window)
+
+
+def _sd(hw, model, seqs, s, method, draft_work, draft_bytes=0.0, resident=None, policy=None,
+        alpha=None, verify_hits=True):
+    """Shared skeleton: ``draft_work(slots, set_stats)`` gives one draft pass's work."""
+    if hw.near is None:
+        raise ValueError(f"{method} needs a near tier; {hw.name} has none")
+    window = s.gamma + 1
+    dn, kn, slots = _place(hw, model, seqs, s.context, draft_bytes, resident)
+    st = _stats(model, seqs, s)
+    rs = _set(st, s, slots, window, policy)
+    touched = st.touched(window)
+    if alpha is None:
+        alpha = s.acceptance.rate(model.name, method, rs.coverage)
+    hits = rs.hits if verify_hits else 0.0
+    verify = _target(hw, model, s, seqs * window, seqs, touched, hits,
+                     rs.installs if verify_hits else 0.0, dn, kn)
+    draft = draft_work(slots, rs, dn, kn)
+    length = expected_length(alpha, s.gamma)
+    return StepPlan(method, [("draft", s.gamma, draft), ("verify", 1, verify)], seqs * length,
+                    {"slots": slots, "alpha": alpha, "coverage": rs.coverage,
+                     "accepted_length": length})
+
+
+def _elastic(hw, model, seqs, s):
+    st = _stats(model, seqs, s)
+
+    def draft(slots, rs, dn, kn):
+        w = _common(hw, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
+        w += _experts(hw, model, seqs, min(slots, st.touched(1)), min(slots, st.touched(1)),
+                      "draft")
+        return _finish(hw, w)
+    if hw.near_holds != "msb":
+        raise ValueError(f"elastic_sd needs bit-nested HB (near_holds 'msb'); {hw.name} holds "
+                         f"{hw.near_holds!r}")
+    return _sd(hw, model, seqs, s, "elastic_sd", draft)
+
+
+def _eagle_weights(model):
+    """EAGLE head: one decoder layer (attention, dense FFN as wide as the active experts) and a
+    2h x h fusion layer; the target's LM head is shared (read from the dense weights)."""
+    return (model.attn_params + 3 * model.hidden * model.top_k * model.expert_ffn
+            + 2 * model.hidden * model.hidden)
+
+
+def _separate_draft(hw, model, seqs, s, method, weights, kv_per_token, lm_head):
+    wbytes = weights * (1 + SCALE_BYTES / QUANT_GROUP) * hw.weight_bytes_scale
+    head = model.vocab * model.hidden * (1 + SCALE_BYTES / QUANT_GROUP) * hw.weight_bytes_scale
+
+    def draft(slots, rs, dn, kn):
+        kv = seqs * s.context * kv_per_token
+        w = PhaseWork(near_read=wbytes + (head if lm_head else 0.0) + kv, layers=1, tokens=seqs,
+                      macs_w8=seqs * (weights + (model.vocab * model.hidden if lm_head else 0)))
+        if hw.gather_gbps:
+            w += PhaseWork(gather=seqs * model.hidden * GATHER_BYTES_PER_HIDDEN)
+        return _finish(hw, w)
+    return _sd(hw, model, seqs, s, method, draft, draft_bytes=wbytes + seqs * s.context
+               * kv_per_token, policy="frequency")
+
+
+def _eagle(hw, model, seqs, s):
+    return _separate_draft(hw, model, seqs, s, "eagle_sd", _eagle_weights(model),
+                           model.kv_bytes, lm_head=True)
+
+
+def _slm(hw, model, seqs, s):
+    return _separate_draft(hw, model, seqs, s, "slm_sd", s.acceptance.slm_params, SLM_KV_BYTES,
+                           lm_head=False)
+
+
+def _quant(hw, model, seqs, s):
+    st = _stats(model, seqs, s)
+    copy = model.expert_msb_bytes     # 4-bit codes + scales, the size of an upper-nibble slot
+
+    def draft(slots, rs, dn, kn):
+        t1 = st.touched(1)
+        inside = min(slots, t1 * rs.coverage)
+        w = _common(hw, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
+        w += PhaseWork(near_read=model.moe_layers * inside * copy,
+                       far_read=model.moe_layers * (t1 - inside) * copy,
+                       macs_w4=seqs * model.top_k * model.expert_weights * model.moe_layers)
+        return _finish(hw, w)
+    hw_whole = replace(hw, near_holds="whole") if hw.near_holds == "msb" else hw
+    plan = _sd(hw_whole, model, seqs, s, "quant_sd", draft, resident=copy, policy="static",
+               alpha=s.acceptance.rate(model.name, "quant_sd", 1.0), verify_hits=False)
+    return plan
+
+
+def _specmoe(hw, model, seqs, s):
+    st = _stats(model, seqs, s)
+    hw_whole = replace(hw, near_holds="whole") if hw.near_holds == "msb" else hw
+
+    def draft(slots, rs, dn, kn):
+        t = min(slots, st.touched(1))
+        w = _common(hw_whole, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
+        w += _experts(hw_whole, model, seqs, t, t, "target")
+        return _finish(hw_whole, w)
+    return _sd(hw_whole, model, seqs, s, "specmoe_sd", draft, policy="static")
+
+
+_BUILDERS = {"plain": _plain, "cache": _cache, "elastic_sd": _elastic, "eagle_sd": _eagle,
+             "slm_sd": _slm, "quant_sd": _quant, "specmoe_sd": _specmoe}
+
+
+def plan_step(hw, model, batch, method, settings=Settings()):
+    """The phases of one decode step of ``method`` for ``batch`` sequences of ``model``."""
+    model = get_model(model)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {batch!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "elmoe3d":
+        chosen = "elastic_sd" if batch >= settings.threshold else "cache"
+        plan = _BUILDERS[chosen](hw, model, batch, settings)
+        plan.info["mode"] = chosen
+        plan.method = "elmoe3d"
+        return plan
+    return _BUILDERS[method](hw, model, batch, settings)
+
+
+def step_result(hw, plan):
+    """Evaluate every phase of ``plan`` on ``hw``."""
+    costs = [(label, count, evaluate(hw, work)) for label, count, work in plan.phases]
+    seconds = sum(count * c.seconds for _, count, c in costs)
+    joules = sum(count * c.joules for _, count, c in costs)
+    return StepResult(plan, seconds, joules, costs)

@@ -1,0 +1,359 @@
+"""``python build.py perf``: tables, plots and the headline JSON of the performance model.
+
+The CLI prints; this module formats. :func:`assumptions` lists every assumed constant with its
+value (shown by ``perf --help`` and under the tables), so what the numbers rest on is never
+hidden.
+"""
+
+import json
+import logging
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sw_model.perf import hardware as hwmod
+from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu_anchor
+from sw_model.perf.methods import SLM_KV_BYTES, Settings
+from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, PRIOR, crossover, \
+    run_grid, summarise
+from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, STAT_LAYERS, STAT_STEPS
+from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model
+
+__all__ = ["assumptions", "add_perf_arguments", "run_perf", "settings_from_args",
+           "progress_bar"]
+
+log = logging.getLogger(__name__)
+
+ALL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def assumptions():
+    """Every assumed (not published, not measured) constant, one line each."""
+    h, a, s = hwmod, ACCEPTANCE, Settings()
+    return "\n".join([
+        "Sources: paper = paper-facts.md; RTL = this project's benches (bench hb / bench mac);",
+        "CSV = measured H100 table; assumed = stated here until a better source exists.",
+        f"  paper: HB 51.2 GB/s + 256 MB per PE, 0.43 pJ/bit; LPDDR 102.4 GB/s, 64 GB, "
+        f"3.88 pJ/bit; {h.TOPS_W8_PER_PE * 32:.0f}/{h.TOPS_W4_PER_PE * 32:.0f} TOPS "
+        "W8A8/W4A8 at 32 PEs; links 32 GB/s gather, 128 GB/s stream; acceptance 0.33-0.91",
+        f"  paper profile: HB efficiency {h.PAPER_CALIBRATION['hb_seq_read_efficiency']}, LPDDR "
+        f"{h.PAPER_CALIBRATION['lpddr_seq_read_efficiency']}; RTL profile: HB "
+        f"{h.RTL_CALIBRATION['hb_seq_read_efficiency']}, LPDDR "
+        f"{h.RTL_CALIBRATION['lpddr_seq_read_efficiency']}; both: MAC utilisation "
+        f"{h.RTL_CALIBRATION['utilization_full']} (RTL), latency HB "
+        f"{h.RTL_CALIBRATION['hb_latency_cycles_median']} / LPDDR "
+        f"{h.RTL_CALIBRATION['lpddr_latency_cycles_median']} cycles at 1.6 GHz (RTL)",
+        f"  assumed energy: MAC {h.MAC_W8_PJ} pJ (W8) / {h.MAC_W4_PJ} pJ (W4), SRAM "
+        f"{h.SRAM_PJ_PER_BIT} pJ/bit, links {h.LINK_PJ_PER_BIT} pJ/bit, static "
+        f"{h.STATIC_W} W; gather {h.GATHER_BYTES_PER_HIDDEN} B per token, layer and hidden "
+        "element (activation + two FP16 all-reduces); gather link per PE",
+        f"  assumed workload: gamma {s.gamma}, threshold {s.threshold} (both unpublished), "
+        f"context {s.context}, KV FP16 in HB (xPU: LPDDR), routing Zipf {s.locality.zipf} / "
+        f"reuse {s.locality.reuse} ({STAT_LAYERS} layers x {STAT_STEPS} steps measured)",
+        f"  assumed acceptance: self-draft max({a.floor}, {a.full} - {a.slope} x (1 - "
+        f"coverage)); EAGLE {a.eagle}; SLM {a.slm} ({a.slm_params / 1e9:g}B params, "
+        f"{SLM_KV_BYTES} B KV/token); Quant-SD {a.full}; issue 7's measured rates plug into "
+        "AcceptanceModel.measured (--acceptance-json)",
+        f"  assumed baselines: PIM {h.PIM.bandwidth_ratio}x internal BW, "
+        f"{h.PIM.tokens_per_read} token/read, {h.PIM.pj_per_bit} pJ/bit; LogicPIM "
+        f"{h.LOGIC_PIM.bandwidth_ratio}x, {h.LOGIC_PIM.tokens_per_read} tokens/read, "
+        f"{h.LOGIC_PIM.pj_per_bit} pJ/bit; NMP {h.NMP.bandwidth_ratio}x, batched, "
+        f"{h.NMP.pj_per_bit} pJ/bit; HB-xPU: whole INT8 experts in the same HB; the better "
+        "of LRU and a profiled placement for every cache",
+        f"  GPU+PCIe: H100 BF16, HBM efficiency and per-layer cost fitted to the CSV, "
+        f"{h.GPU_WEIGHT_BUDGET_GB} GiB weight budget, PCIe {h.PCIE_GBPS} GB/s x "
+        f"{h.PCIE_EFFICIENCY}, {h.GPU_ACTIVE_W} W board power, host {h.HOST_PJ_PER_BIT} pJ/bit "
+        "(assumed)",
+    ])
+
+
+# -- arguments ------------------------------------------------------------------------------------
+
+def _int_list(text):
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers, not {text!r}")
+    return values
+
+
+def _float_list(text):
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, not {text!r}") from None
+    if not values or min(values) <= 0:
+        raise ValueError(f"expected positive numbers, not {text!r}")
+    return values
+
+
+def add_common_arguments(p):
+    """Options shared by ``perf`` and ``sweep``."""
+    p.add_argument("--models", default=",".join(ZOO),
+                   help="comma-separated model names (default: the whole zoo)")
+    p.add_argument("--calibration", default="paper", choices=("paper", "rtl"),
+                   help="efficiency profile: the paper's (default) or the RTL benches'")
+    p.add_argument("--bench-json", action="append", default=[], metavar="FILE",
+                   help="saved output of 'build.py bench hb|mac': its JSON line overrides the "
+                        "RTL profile (implies --calibration rtl)")
+    p.add_argument("--acceptance-json", default=None, metavar="FILE",
+                   help="measured acceptance rates: {\"method\": rate} or "
+                        "{\"model/method\": rate} (issue 7's ablations)")
+    p.add_argument("--zipf", type=float, default=Locality().zipf,
+                   help="routing popularity Zipf exponent (default 1.0)")
+    p.add_argument("--reuse", type=float, default=Locality().reuse,
+                   help="routing temporal reuse probability (default 0.5)")
+
+
+def add_perf_arguments(p):
+    add_common_arguments(p)
+    p.add_argument("--batches", default=",".join(map(str, ALL_BATCHES)),
+                   help="comma-separated batch sizes (default 1-256 in powers of two)")
+    p.add_argument("--hb-gb", default="8,4",
+                   help="ELMoE-3D configurations by HB GiB (default 8,4: 32 and 16 PEs)")
+    p.add_argument("--gamma", type=int, default=Settings().gamma, help="draft tokens per step")
+    p.add_argument("--threshold", type=int, default=Settings().threshold,
+                   help="batch at and above which ELMoE-3D runs Elastic-SD")
+    p.add_argument("--policy", default=Settings().resident_policy,
+                   choices=("frequency", "static", "random"), help="Elastic-SD resident set")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
+
+
+def _models(text):
+    return [get_model(m.strip()).name for m in text.split(",") if m.strip()]
+
+
+def _acceptance(path):
+    if path is None:
+        return ACCEPTANCE
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--acceptance-json {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"--acceptance-json {path}: expected an object of rates")
+    measured = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"--acceptance-json {path}: {key!r} is not a number")
+        measured[tuple(key.split("/", 1)) if "/" in key else key] = float(value)
+    return AcceptanceModel(measured=measured)
+
+
+def settings_from_args(args):
+    """Settings and calibration named by the common arguments (ValueError on bad ones)."""
+    if not 0 <= args.reuse <= 1:
+        raise ValueError(f"--reuse must be in [0, 1], not {args.reuse}")
+    if not args.zipf >= 0:
+        raise ValueError(f"--zipf must be >= 0, not {args.zipf}")
+    calibration = args.calibration
+    if args.bench_json:
+        calibration = calibration_from_bench(args.bench_json)
+    kw = {}
+    for name in ("gamma", "threshold"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    if getattr(args, "policy", None):
+        kw["resident_policy"] = args.policy
+    settings = Settings(locality=Locality(zipf=args.zipf, reuse=args.reuse),
+                        acceptance=_acceptance(args.acceptance_json), **kw)
+    return settings, calibration
+
+
+def progress_bar(label, stream):
+    """A text progress bar on ``stream`` (the CLI's stderr): ``callback(done, total)``."""
+    start = time.monotonic()
+
+    def callback(done, total):
+        width = 30
+        filled = width * done // total
+        stream.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                     f"{time.monotonic() - start:5.1f} s")
+        if done == total:
+            stream.write("\n")
+        stream.flush()
+    return callback
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+def _fmt(x):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _ratio_table(points, hb_gb, kind, table):
+    names = list(BASELINES)
+    headers = ["model", "batch", "mode", "ms/token" if kind == "speed" else "mJ/token"] + names \
+        + ["best prior"]
+    rows = []
+    for p in points:
+        if p.hb_gb != hb_gb:
+            continue
+        ratio = p.speedup if kind == "speed" else p.energy
+        own = p.s_per_token * 1e3 if kind == "speed" else p.j_per_token * 1e3
+        best = p.best_prior()[0 if kind == "speed" else 1]
+        rows.append([p.model, p.batch, p.mode, f"{own:.3f}"] + [_fmt(ratio(n)) for n in names]
+                    + [_fmt(best)])
+    return table(headers, rows)
+
+
+def _aggregate_rows(points, hb_gb, models, batches):
+    rows = []
+    sel = [p for p in points if p.hb_gb == hb_gb and p.model in models and p.batch in batches]
+    if not sel:
+        return rows
+    for label, fn in (("speed-up", lambda p, n: p.speedup(n)),
+                      ("energy eff.", lambda p, n: p.energy(n))):
+        for stat, agg in (("avg", lambda v: sum(v) / len(v)), ("max", max)):
+            vals = [agg([fn(p, n) for p in sel]) for n in BASELINES]
+            best = agg([p.best_prior()[0 if label == "speed-up" else 1] for p in sel])
+            rows.append([f"{stat} {label}"] + [_fmt(v) for v in vals] + [_fmt(best)])
+    return rows
+
+
+def print_perf(points, summaries, cross, anchor, table, out):
+    for hb_gb in sorted({p.hb_gb for p in points}, reverse=True):
+        hw = hwmod.elmoe3d(hb_gb)
+        out(f"\nELMoE-3D {hb_gb:g} GB / {hw.pes} PE: speed-up of ELMoE-3D over each baseline "
+            "(baseline time / ELMoE-3D time per token)")
+        out(_ratio_table(points, hb_gb, "speed", table))
+        out(f"\nELMoE-3D {hb_gb:g} GB / {hw.pes} PE: energy efficiency over each baseline "
+            "(baseline energy / ELMoE-3D energy per token)")
+        out(_ratio_table(points, hb_gb, "energy", table))
+        rows = _aggregate_rows(points, hb_gb, PAPER_MODELS, HEADLINE_BATCHES)
+        if rows:
+            out(f"\nHeadline set ({hb_gb:g} GB, paper models, batch "
+                f"{HEADLINE_BATCHES[0]}-{HEADLINE_BATCHES[-1]}):")
+            out(table(["statistic"] + list(BASELINES) + ["best prior"], rows))
+    for s in summaries:
+        out(f"\nSummary {s['hb_gb']:g} GB (paper models, batch 1-16), against the paper:")
+        rows = []
+        for key, (target, band) in PAPER_TARGETS.items():
+            rows.append([key, f"{s[key]:.2f}", f"{target} +/- {band:.0%}",
+                         "yes" if s[f"{key}_within_band"] else "NO"])
+        rows += [["max_speedup_vs_xpu", f"{s['max_speedup_vs_xpu']:.2f}", "12.0", ""],
+                 ["max_energy_vs_xpu", f"{s['max_energy_vs_xpu']:.2f}", "7.2", ""],
+                 ["max_speedup_vs_best_prior", f"{s['max_speedup_vs_best_prior']:.2f}", "9.9",
+                  ""],
+                 ["avg_energy_vs_best_prior", f"{s['avg_energy_vs_best_prior']:.2f}", "1.4", ""],
+                 ["avg_speedup_vs_eagle_batch_ge4",
+                  f"{s['avg_speedup_vs_eagle_batch_ge4']:.2f}", "1.45", ""],
+                 ["fraction_of_bandwidth_bound", f"{s['fraction_of_bandwidth_bound']:.3f}",
+                  f"0.41 (bound {s['bandwidth_bound']:.1f}x)", ""],
+                 ["fraction_of_energy_bound", f"{s['fraction_of_energy_bound']:.3f}",
+                  f"0.49 (bound {s['energy_bound']:.2f}x)", ""]]
+        out(table(["figure", "model", "paper", "in band"], rows))
+    out("\nCrossover (8 GB): cached decoding vs Elastic-SD, time per token")
+    out(table(["model", "cache wins at batch 1", "first batch Elastic-SD wins",
+               "Elastic-SD wins at largest batch"],
+              [[m, "yes" if c["cache_wins_at_batch_1"] else "no",
+                c["first_elastic_sd_batch"] or "-",
+                f"{'yes' if c['elastic_sd_wins_at_largest'] else 'no'} ({c['largest_batch']})"]
+               for m, c in cross.items()]))
+    fit = fit_gpu_anchor()
+    errors = [abs(r["error"]) for r in anchor]
+    out(f"\nGPU anchor (xpu_moe_decode_h100.csv, grouped): fitted {fit['hbm_gbps']:.0f} GB/s "
+        f"({fit['hbm_efficiency']:.1%} of peak) + {fit['layer_overhead_us']:.0f} us per layer; "
+        f"model vs measured over {len(anchor)} rows: mean |error| "
+        f"{sum(errors) / len(errors):.1%}, max {max(errors):.1%}")
+
+
+# -- plots ----------------------------------------------------------------------------------------
+
+def write_plots(points, directory):
+    """Speed-up and energy efficiency vs batch per model, and the crossover; PNGs in
+    ``directory``. Returns the paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for hb_gb in sorted({p.hb_gb for p in points}):
+        models = list(dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb))
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+        for model in models:
+            rows = sorted((p for p in points if p.hb_gb == hb_gb and p.model == model),
+                          key=lambda p: p.batch)
+            b = [p.batch for p in rows]
+            axes[0].plot(b, [p.speedup("xPU") for p in rows], marker="o", label=model)
+            axes[1].plot(b, [p.best_prior()[0] for p in rows], marker="o", label=model)
+            axes[2].plot(b, [p.energy("xPU") for p in rows], marker="o", label=model)
+        for ax, title in zip(axes, ("speed-up vs LPDDR-only xPU", "speed-up vs best prior",
+                                    "energy efficiency vs xPU")):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("batch")
+            ax.set_title(title)
+            ax.axhline(1.0, color="grey", lw=0.5)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7)
+        fig.suptitle(f"ELMoE-3D {hb_gb:g} GB")
+        fig.tight_layout()
+        path = directory / f"speedup_{hb_gb:g}gb.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for model in models:
+            rows = sorted((p for p in points if p.hb_gb == hb_gb and p.model == model),
+                          key=lambda p: p.batch)
+            ratio = [p.methods["cache"] / p.methods["elastic_sd"] for p in rows]
+            ax.plot([p.batch for p in rows], ratio, marker="o", label=model)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch")
+        ax.set_ylabel("cached time / Elastic-SD time per token")
+        ax.set_title(f"Crossover, {hb_gb:g} GB (above 1: Elastic-SD wins)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = directory / f"crossover_{hb_gb:g}gb.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def run_perf(args, table, out=print, err=None):
+    """The ``perf`` command; returns the JSON figures (printed last)."""
+    import sys
+    err = err or sys.stderr
+    start = time.monotonic()
+    settings, calibration = settings_from_args(args)
+    models = _models(args.models)
+    batches = _int_list(args.batches)
+    hb_gbs = _float_list(args.hb_gb)
+    hb_gbs = [int(g) if g == int(g) else g for g in hb_gbs]
+    out(f"performance model: {len(models)} models x {len(batches)} batch sizes x "
+        f"{len(hb_gbs)} ELMoE-3D configurations, {len(BASELINES)} baselines each; calibration "
+        f"{args.calibration if not args.bench_json else 'from ' + ', '.join(args.bench_json)}")
+    points = run_grid(models, batches, hb_gbs, settings, calibration,
+                      progress=progress_bar("perf", err))
+    summaries = [summarise(points, g) for g in hb_gbs
+                 if any(p.model in PAPER_MODELS and p.batch in HEADLINE_BATCHES
+                        and p.hb_gb == g for p in points)]
+    cross = crossover(points, 8 if 8 in hb_gbs else hb_gbs[0])
+    anchor = anchor_rows()
+    print_perf(points, summaries, cross, anchor, table, out)
+    plots = [] if args.no_plots else write_plots(points, Path("build") / "perf")
+    if plots:
+        out(f"\nplots: {', '.join(str(p) for p in plots)}")
+    out("\nAssumptions:\n" + assumptions())
+    figures = {"command": "perf", "calibration": args.calibration}
+    main = next((s for s in summaries if s["hb_gb"] == 8), summaries[0] if summaries else None)
+    if main:
+        figures.update({k: round(v, 4) if isinstance(v, float) else v for k, v in main.items()})
+    figures["by_config"] = {f"{s['hb_gb']:g}GB": {k: round(v, 4) for k, v in s.items()
+                                                   if isinstance(v, float)} for s in summaries}
+    figures["crossover"] = cross
+    figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
+                           "resident_policy": settings.resident_policy,
+                           "zipf": settings.locality.zipf, "reuse": settings.locality.reuse}
+    figures["runtime_s"] = round(time.monotonic() - start, 2)
+    figures["plots"] = [str(p) for p in plots]
+    return figures

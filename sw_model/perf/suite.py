@@ -1,0 +1,171 @@
+"""ELMoE-3D against every baseline, per model and batch size, and the headline summary.
+
+Baselines (each on the compute of the ELMoE-3D configuration it is compared with; assumptions in
+:mod:`sw_model.perf.hardware` and :mod:`sw_model.perf.methods`):
+
+============== ============================= ====================================================
+name           machine                       decoding
+============== ============================= ====================================================
+xPU            LPDDR-only xPU                plain (everything from LPDDR)
+HB-xPU         xPU + the same HB, plain tier cached decoding with whole INT8 experts
+xPU-PIM        xPU + bank-level LPDDR-PIM    plain, weight products in memory (GEMV units)
+xPU-LogicPIM   xPU + logic-die PIM           plain, weight products beside memory (4 tok/read)
+xPU-NMP        xPU + near-memory processing  plain, batched, 2x bandwidth
+GPU+PCIe       H100, experts in host memory  the better of cached decoding and SpecMoE SD
+cache only     ELMoE-3D                      cached decoding at every batch
+EAGLE-SD       ELMoE-3D                      EAGLE head drafts, HB rest caches experts
+SLM-SD         ELMoE-3D                      small draft LM in HB
+Quant-SD       ELMoE-3D                      separate 4-bit copy drafts
+SpecMoE-SD     ELMoE-3D                      pinned whole hot experts draft
+============== ============================= ====================================================
+
+*Best prior* is, per model and batch, the fastest (or most energy-efficient) of the four prior
+accelerators HB-xPU, xPU-PIM, xPU-LogicPIM and xPU-NMP (the paper's list). ELMoE-3D itself runs
+``elmoe3d``: cached decoding below the batch threshold, Elastic-SD at and above it.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from sw_model.perf import hardware as hwmod
+from sw_model.perf.methods import Settings, plan_step, step_result
+from sw_model.perf.zoo import PAPER_MODELS, get_model
+
+__all__ = ["BASELINES", "PRIOR", "run_point", "run_grid", "summarise", "HEADLINE_BATCHES",
+           "PAPER_TARGETS"]
+
+#: Batch sizes of the paper's headline averages.
+HEADLINE_BATCHES = (1, 2, 4, 8, 16)
+#: The paper's headline numbers (paper-facts.md) and the bands the issue accepts.
+PAPER_TARGETS = {"avg_speedup_vs_xpu": (6.6, 0.20), "avg_energy_vs_xpu": (4.4, 0.20),
+                 "avg_speedup_vs_best_prior": (2.2, 0.25)}
+
+
+def _pes(hb_gb):
+    return max(1, round(hb_gb * 4))
+
+
+#: name -> (machine factory (hb_gb, calibration), methods; the best of them is taken)
+BASELINES = {
+    "xPU": (lambda gb, cal: hwmod.xpu(_pes(gb), cal), ("plain",)),
+    "HB-xPU": (lambda gb, cal: hwmod.hb_xpu(gb, cal), ("cache",)),
+    "xPU-PIM": (lambda gb, cal: hwmod.xpu_pim(_pes(gb), cal), ("plain",)),
+    "xPU-LogicPIM": (lambda gb, cal: hwmod.xpu_logicpim(_pes(gb), cal), ("plain",)),
+    "xPU-NMP": (lambda gb, cal: hwmod.xpu_nmp(_pes(gb), cal), ("plain",)),
+    "GPU+PCIe": (lambda gb, cal: hwmod.gpu_offload(), ("cache", "specmoe_sd")),
+    "cache only": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("cache",)),
+    "EAGLE-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("eagle_sd",)),
+    "SLM-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("slm_sd",)),
+    "Quant-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("quant_sd",)),
+    "SpecMoE-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("specmoe_sd",)),
+}
+PRIOR = ("HB-xPU", "xPU-PIM", "xPU-LogicPIM", "xPU-NMP")
+
+
+@dataclass(frozen=True)
+class Point:
+    """Per-token seconds and joules of ELMoE-3D and every baseline at one (model, batch, HB)."""
+    model: str
+    batch: int
+    hb_gb: float
+    mode: str
+    s_per_token: float
+    j_per_token: float
+    info: dict
+    baselines: dict      # name -> (s_per_token, j_per_token, method)
+    methods: dict        # ELMoE-3D cache / elastic_sd s_per_token (the crossover)
+
+    def speedup(self, name):
+        return self.baselines[name][0] / self.s_per_token
+
+    def energy(self, name):
+        return self.baselines[name][1] / self.j_per_token
+
+    def best_prior(self):
+        return (min(self.baselines[n][0] for n in PRIOR) / self.s_per_token,
+                min(self.baselines[n][1] for n in PRIOR) / self.j_per_token)
+
+
+def _best(hw, model, batch, methods, settings):
+    results = [step_result(hw, plan_step(hw, model, batch, m, settings)) for m in methods]
+    best = min(results, key=lambda r: r.s_per_token)
+    return best.s_per_token, best.j_per_token, best.plan.method
+
+
+def run_point(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
+    """ELMoE-3D (``elmoe3d`` method) and every baseline at one point."""
+    model = get_model(model)
+    hw = hwmod.elmoe3d(hb_gb, calibration)
+    main = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
+    methods = {m: step_result(hw, plan_step(hw, model, batch, m, settings)).s_per_token
+               for m in ("cache", "elastic_sd")}
+    baselines = {name: _best(make(hb_gb, calibration), model, batch, ms, settings)
+                 for name, (make, ms) in BASELINES.items()}
+    info = {k: v for k, v in main.plan.info.items()}
+    info["bound"] = [f"{label}:{c.bound}" for label, _, c in main.costs]
+    return Point(model.name, batch, hb_gb, main.plan.info["mode"], main.s_per_token,
+                 main.j_per_token, info, baselines, methods)
+
+
+def run_grid(models, batches, hb_gbs=(8,), settings=Settings(), calibration="paper",
+             progress=None):
+    """Every point of the grid; ``progress(done, total)`` after each."""
+    keys = [(m, b, g) for g in hb_gbs for m in models for b in batches]
+    points = []
+    for i, (m, b, g) in enumerate(keys):
+        points.append(run_point(m, b, g, settings, calibration))
+        if progress:
+            progress(i + 1, len(keys))
+    return points
+
+
+def summarise(points, hb_gb=8, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
+    """The headline figures over ``models`` x ``batches`` at ``hb_gb`` (arithmetic means of the
+    per-point ratios, as the paper's averages; geometric means alongside)."""
+    sel = [p for p in points if p.hb_gb == hb_gb and p.model in models and p.batch in batches]
+    if not sel:
+        raise ValueError(f"no points at {hb_gb} GB for {models} x {batches}")
+    sx = np.array([p.speedup("xPU") for p in sel])
+    ex = np.array([p.energy("xPU") for p in sel])
+    bp = np.array([p.best_prior() for p in sel])
+    eagle = np.array([p.speedup("EAGLE-SD") for p in sel if p.batch >= 4])
+    hb = hwmod.elmoe3d(hb_gb)
+    bw_bound = hb.near.peak_gbps / hb.far.peak_gbps
+    e_bound = hb.far.read_pj_per_bit / hb.near.read_pj_per_bit
+    out = {
+        "hb_gb": hb_gb, "points": len(sel),
+        "avg_speedup_vs_xpu": float(sx.mean()), "max_speedup_vs_xpu": float(sx.max()),
+        "geomean_speedup_vs_xpu": float(np.exp(np.log(sx).mean())),
+        "avg_energy_vs_xpu": float(ex.mean()), "max_energy_vs_xpu": float(ex.max()),
+        "avg_speedup_vs_best_prior": float(bp[:, 0].mean()),
+        "max_speedup_vs_best_prior": float(bp[:, 0].max()),
+        "min_speedup_vs_best_prior": float(bp[:, 0].min()),
+        "avg_energy_vs_best_prior": float(bp[:, 1].mean()),
+        "max_energy_vs_best_prior": float(bp[:, 1].max()),
+        "avg_speedup_vs_eagle_batch_ge4": float(eagle.mean()) if eagle.size else math.nan,
+        "max_speedup_vs_eagle_batch_ge4": float(eagle.max()) if eagle.size else math.nan,
+        "bandwidth_bound": bw_bound, "energy_bound": e_bound,
+        "fraction_of_bandwidth_bound": float(sx.mean() / bw_bound),
+        "fraction_of_energy_bound": float(ex.mean() / e_bound),
+    }
+    for key, (target, band) in PAPER_TARGETS.items():
+        out[f"{key}_within_band"] = bool(abs(out[key] / target - 1) <= band)
+    return out
+
+
+def crossover(points, hb_gb=8):
+    """Per model: the batches where cached decoding and Elastic-SD are each faster, and the first
+    batch at which Elastic-SD wins."""
+    out = {}
+    for model in dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb):
+        rows = sorted((p for p in points if p.model == model and p.hb_gb == hb_gb),
+                      key=lambda p: p.batch)
+        sd_wins = [p.batch for p in rows if p.methods["elastic_sd"] < p.methods["cache"]]
+        out[model] = {"cache_wins_at_batch_1": rows[0].batch == 1
+                      and rows[0].methods["cache"] <= rows[0].methods["elastic_sd"],
+                      "elastic_sd_wins_at_largest": rows[-1].batch in sd_wins,
+                      "first_elastic_sd_batch": sd_wins[0] if sd_wins else None,
+                      "largest_batch": rows[-1].batch}
+    return out

@@ -1,0 +1,240 @@
+"""Workloads: routing statistics from routing traces, and acceptance rates.
+
+**Routing.** Every count the model needs about which experts a step touches comes from a routing
+trace (:mod:`sw_model.routing_traces`): generated with stated locality (``zipf`` popularity
+exponent, ``reuse`` probability that a sequence keeps an expert from its previous token; defaults
+1.0 and 0.5 as in ``bench cache``; model-zoo.md: plain LRU caches report 40-60% hit rates), or
+recorded from the golden model (``python build.py sd --save-routing``). Layers of a generated
+trace are independent and alike, so :data:`STAT_LAYERS` layers stand for all of them.
+
+:class:`RoutingStats` measures on the trace, per batch size and HB capacity (slots per layer):
+
+* ``touched(window)``: distinct experts per layer one pass needs when it runs ``window``
+  consecutive tokens of every sequence (1: plain/cached decoding and a draft token; gamma+1:
+  verification);
+* ``lru_hit_rate``: cached decoding with an LRU cache (``decoding.LRUExpertCache``);
+* ``frequency``: Elastic-SD's resident set, the most frequent experts of the previous window's
+  choices (paper: the draft's one-hot sums), as ``coverage`` (share of the next window's
+  token-expert choices inside the set), ``hits`` (touched experts inside it) and ``installs``
+  (experts entering the set per step);
+* ``static``: a set pinned from an offline profile's popularity (SpecMoE's hot experts, a
+  profiled placement), same figures; the profile is a separate trace of
+  :data:`PROFILE_BATCH` sequences with the same popularity.
+
+A draft pass is confined to the resident set; it touches ``min(slots, touched(1))`` experts
+(assumed: top-k inside the set spreads like unrestricted routing).
+
+**Acceptance.** :class:`AcceptanceModel` is the one place acceptance rates come from. Until issue 7's
+measured ablations land (pass them as ``measured``), the rate of a self-draft confined to a set
+covering a share ``c`` of the routing is ``max(floor, full - slope * (1 - c))``, with ``full`` and
+``floor`` the ends of the paper's published range (0.91, 0.33) and ``slope`` assumed (0.30, so
+that a frequency set gives roughly the paper's ~22% longer acceptance length than a random set
+of the same size); separate-draft methods have assumed constant rates.
+"""
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from sw_model.decoding import LRUExpertCache
+from sw_model.routing_traces import generate_routing_trace
+
+__all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
+           "STAT_LAYERS", "STAT_STEPS", "Locality", "stat_steps"]
+
+#: Layers of a generated trace the statistics are measured on (layers are i.i.d. in the generator).
+STAT_LAYERS = 4
+#: Decode steps per generated trace at small batch; the first quarter warms caches up and is not
+#: counted. Large batches need fewer steps for the same number of tokens (:func:`stat_steps`).
+STAT_STEPS = 40
+#: Tokens per layer a trace should hold at least (sets the steps of large batches).
+STAT_TOKENS = 640
+
+
+def stat_steps(batch):
+    """Steps of the generated trace for ``batch`` sequences: STAT_STEPS, fewer at large batch
+    (at least 16, so warm-up and several verification windows remain)."""
+    return max(16, min(STAT_STEPS, STAT_TOKENS // batch))
+
+
+@dataclass(frozen=True)
+class Locality:
+    """Routing locality of generated traces: Zipf exponent and temporal reuse (stated, assumed
+    values; sweepable)."""
+    zipf: float = 1.0
+    reuse: float = 0.5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SetStats:
+    """A resident set of ``slots`` per layer: ``coverage`` share of token-expert choices inside it,
+    ``hits`` touched experts inside it per pass, ``installs`` experts entering it per step."""
+    coverage: float
+    hits: float
+    installs: float
+
+
+class RoutingStats:
+    """Statistics of one trace (``experts[step, sequence, layer, k]``) over ``num_experts``."""
+
+    def __init__(self, trace, profile=None):
+        self.trace = trace
+        self.profile = trace if profile is None else profile
+        self.experts = trace.experts
+        self.num_experts = trace.num_experts
+        self.warm = max(1, trace.steps // 4)
+
+    def _windows(self, window):
+        steps = self.trace.steps
+        return [(t, t + window) for t in range(self.warm, steps - window + 1, window)] \
+            or [(0, min(window, steps))]
+
+    @lru_cache(maxsize=None)
+    def touched(self, window=1):
+        """Mean distinct experts per layer in a pass over ``window`` tokens of every sequence."""
+        counts = [len(np.unique(self.experts[a:b, :, layer]))
+                  for a, b in self._windows(window) for layer in range(self.trace.layers)]
+        return float(np.mean(counts))
+
+    @lru_cache(maxsize=None)
+    def lru_hit_rate(self, slots):
+        """Hit rate of cached decoding (one token per sequence per step), LRU per layer."""
+        if slots <= 0:
+            return 0.0
+        cache = LRUExpertCache(slots)
+        hits = total = 0
+        for t in range(self.trace.steps):
+            for layer in range(self.trace.layers):
+                for e in self.trace.needed(t, layer):
+                    hit = cache.access(layer, e)
+                    if t >= self.warm:
+                        hits += hit
+                        total += 1
+        return hits / total if total else 0.0
+
+    def _set_stats(self, slots, window, chooser):
+        if slots <= 0:
+            return SetStats(0.0, 0.0, 0.0)
+        cover, hits, installs = [], [], []
+        previous = {}
+        for a, b in self._windows(window):
+            for layer in range(self.trace.layers):
+                chosen = chooser(a, b, layer)
+                now = self.experts[a:b, :, layer]
+                inside = np.isin(now, list(chosen))
+                cover.append(inside.mean())
+                hits.append(len(set(np.unique(now)) & chosen))
+                if layer in previous:
+                    installs.append(len(chosen - previous[layer]))
+                previous[layer] = chosen
+        return SetStats(float(np.mean(cover)), float(np.mean(hits)),
+                        float(np.mean(installs)) if installs else 0.0)
+
+    def _top(self, counts, slots):
+        order = np.lexsort((np.arange(self.num_experts), -counts))
+        return set(int(e) for e in order[:slots])
+
+    @lru_cache(maxsize=None)
+    def frequency(self, slots, window):
+        """Elastic-SD's set: the ``slots`` most chosen experts of the previous window."""
+        def chooser(a, b, layer):
+            lo = max(0, a - window)
+            prev = self.experts[lo:a, :, layer] if a > lo else self.experts[a:b, :, layer]
+            return self._top(np.bincount(prev.ravel(), minlength=self.num_experts), slots)
+        return self._set_stats(slots, window, chooser)
+
+    @lru_cache(maxsize=None)
+    def static(self, slots, window=1):
+        """A set pinned from an offline profile's popularity (``profile``: a separate trace with
+        the same popularity; without one, this trace itself)."""
+        tops = {layer: self._top(np.bincount(self.profile.experts[:, :, layer].ravel(),
+                                             minlength=self.num_experts), slots)
+                for layer in range(self.trace.layers)}
+        return self._set_stats(slots, window, lambda a, b, layer: tops[layer])
+
+    @lru_cache(maxsize=None)
+    def random_set(self, slots, window):
+        """A random set of the same size (the paper's comparison for the resident-set choice)."""
+        rng = np.random.default_rng(12345)
+        sets = {layer: set(int(e) for e in rng.choice(self.num_experts, slots, replace=False))
+                for layer in range(self.trace.layers)}
+        return self._set_stats(min(slots, self.num_experts), window,
+                               lambda a, b, layer: sets[layer])
+
+
+@lru_cache(maxsize=256)
+def routing_stats(num_experts, top_k, batch, locality=Locality(), steps=None,
+                  layers=STAT_LAYERS):
+    """:class:`RoutingStats` of a generated trace (cached per arguments)."""
+    steps = stat_steps(batch) if steps is None else steps
+    trace = generate_routing_trace(layers, num_experts, top_k, steps, batch=batch,
+                                   zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed)
+    return RoutingStats(trace, _profile(num_experts, top_k, locality, STAT_STEPS, layers))
+
+
+#: Sequences of the offline routing profile static placements are chosen from.
+PROFILE_BATCH = 64
+
+
+@lru_cache(maxsize=64)
+def _profile(num_experts, top_k, locality, steps, layers):
+    """The offline profile: a trace of PROFILE_BATCH sequences drawn with the same seed, hence
+    the same per-layer popularity (the generator draws popularity first), other token draws."""
+    return generate_routing_trace(layers, num_experts, top_k, steps, batch=PROFILE_BATCH,
+                                  zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed)
+
+
+def expected_length(alpha, gamma):
+    """Expected tokens a sequence keeps per speculative step with ``gamma`` drafts, each accepted
+    with probability ``alpha`` (the accepted prefix plus the target's own next token)."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"acceptance rate must be in [0, 1], not {alpha!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 0:
+        raise ValueError(f"gamma must be an int >= 0, not {gamma!r}")
+    if alpha == 1:
+        return float(gamma + 1)
+    return (1 - alpha ** (gamma + 1)) / (1 - alpha)
+
+
+@dataclass(frozen=True)
+class AcceptanceModel:
+    """Acceptance rates per method (module docstring). ``measured`` maps ``(model, method)`` or
+    ``method`` to a measured rate and overrides everything else: issue 7's numbers go there."""
+    full: float = 0.91          # paper: top of the 0.33-0.91 range (draft covering every expert)
+    floor: float = 0.33         # paper: bottom of the range
+    slope: float = 0.30         # assumed (module docstring)
+    eagle: float = 0.60         # assumed: EAGLE head on an MoE target
+    slm: float = 0.55           # assumed: a ~0.6B-parameter draft LM of the same family
+    slm_params: float = 0.6e9   # assumed size of that draft LM
+    measured: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("full", "floor", "slope", "eagle", "slm"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"AcceptanceModel.{name} must be in [0, 1], not {value!r}")
+        for key, value in self.measured.items():
+            if not 0 <= value <= 1:
+                raise ValueError(f"measured acceptance for {key!r} must be in [0, 1], not "
+                                 f"{value!r}")
+
+    def __hash__(self):
+        return hash((self.full, self.floor, self.slope, self.eagle, self.slm, self.slm_params,
+                     tuple(sorted(self.measured.items()))))
+
+    def rate(self, model, method, coverage=1.0):
+        """Acceptance of ``method`` on ``model`` with a draft set covering ``coverage``."""
+        for key in ((model, method), method):
+            if key in self.measured:
+                return self.measured[key]
+        if method == "eagle_sd":
+            return self.eagle
+        if method == "slm_sd":
+            return self.slm
+        return max(self.floor, self.full - self.slope * (1 - coverage))
+
+
+#: The default acceptance model (paper range, assumed slope and separate-draft rates).
+ACCEPTANCE = AcceptanceModel()

@@ -1,0 +1,184 @@
+"""The shapes the performance model needs of each MoE model (a minimal, replaceable table).
+
+Sources: ``../shared/reference/model-zoo.md`` (public configs) for layers, hidden size, expert
+FFN, experts, top-k and shared experts. Attention sizes not in that table are marked *assumed* in
+:data:`ZOO` (GLM-4.7-Flash's MLA shape is taken equal in kind to DeepSeek-V2-Lite's with its own
+head count). Only what the byte and operation counts need is here; when the scheduler's
+``sw_model/model_zoo.py`` lands, :func:`get_model` is the one place that would read it instead.
+"""
+
+from dataclasses import dataclass
+
+from hw.params import ParamsRecord, QUANT_GROUP
+
+__all__ = ["ModelShape", "ZOO", "PAPER_MODELS", "get_model", "SCALE_BYTES"]
+
+#: FP16 scale bytes per group of QUANT_GROUP INT8 weights (DESIGN.md section 2).
+SCALE_BYTES = 2
+#: MXFP4: 4-bit elements plus one 8-bit shared exponent per 32 (OCP MX spec), bits per weight.
+MXFP4_BITS = 4 + 8 / 32
+
+
+@dataclass(frozen=True)
+class ModelShape(ParamsRecord):
+    """One MoE model as byte and operation counts see it.
+
+    ``layers`` decoder layers, the first ``dense_layers`` with a dense SwiGLU FFN of ``dense_ffn``;
+    the others MoE with ``experts`` routed SwiGLU experts of ``expert_ffn`` (top ``top_k``) plus
+    ``shared`` shared experts of ``shared_ffn``. ``attn_params`` weights per layer (all
+    projections); ``kv_bytes`` bytes of KV cache per token and layer (FP16 entries, assumed);
+    ``attn_macs_per_ctx`` multiply-accumulates per token, layer and context position (scores and
+    values over all heads). ``expert_bits`` 8 (INT8, bit-nested) or MXFP4 (experts stored as is:
+    only the expert axis of ELMoE-3D applies).
+    """
+    name: str
+    layers: int
+    hidden: int
+    expert_ffn: int
+    experts: int
+    top_k: int
+    attn_params: int
+    kv_bytes: int
+    attn_macs_per_ctx: int
+    vocab: int
+    dense_layers: int = 0
+    dense_ffn: int = 0
+    shared: int = 0
+    shared_ffn: int = 0
+    expert_bits: float = 8.0
+
+    def __post_init__(self):
+        for name in ("layers", "hidden", "expert_ffn", "experts", "top_k", "attn_params",
+                     "kv_bytes", "attn_macs_per_ctx", "vocab"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelShape {self.name}: {name} must be a positive integer, "
+                                 f"not {value!r}")
+        if not 0 <= self.dense_layers < self.layers:
+            raise ValueError(f"ModelShape {self.name}: dense_layers ({self.dense_layers}) must be "
+                             f"in [0, layers={self.layers})")
+        if self.top_k > self.experts:
+            raise ValueError(f"ModelShape {self.name}: top_k ({self.top_k}) exceeds experts "
+                             f"({self.experts})")
+        if self.expert_bits not in (8.0, MXFP4_BITS):
+            raise ValueError(f"ModelShape {self.name}: expert_bits must be 8 or MXFP4 "
+                             f"({MXFP4_BITS}), not {self.expert_bits!r}")
+
+    # -- counts ----------------------------------------------------------------------------------
+    @property
+    def moe_layers(self):
+        return self.layers - self.dense_layers
+
+    @property
+    def expert_weights(self):
+        """Weights of one routed expert (gate, up, down)."""
+        return 3 * self.hidden * self.expert_ffn
+
+    @property
+    def bit_nested(self):
+        """INT8 experts split into an HB upper nibble and an LPDDR lower nibble."""
+        return self.expert_bits == 8.0
+
+    @property
+    def expert_full_bytes(self):
+        """One expert as stored in LPDDR: INT8 codes plus FP16 group scales, or MXFP4."""
+        w = self.expert_weights
+        if self.bit_nested:
+            return w + w // QUANT_GROUP * SCALE_BYTES
+        return int(w * MXFP4_BITS / 8)
+
+    @property
+    def expert_msb_bytes(self):
+        """What HB holds of a resident expert: upper nibbles plus scales (MXFP4: all of it)."""
+        w = self.expert_weights
+        return w // 2 + w // QUANT_GROUP * SCALE_BYTES if self.bit_nested else self.expert_full_bytes
+
+    @property
+    def expert_lsb_bytes(self):
+        """What verification of a resident expert still streams from LPDDR (MXFP4: nothing)."""
+        return self.expert_weights // 2 if self.bit_nested else 0
+
+    @property
+    def dense_weights(self):
+        """Everything but routed experts and the embedding table: attention, routers, shared and
+        dense FFNs, LM head."""
+        per_moe = self.attn_params + self.hidden * self.experts \
+            + self.shared * 3 * self.hidden * self.shared_ffn
+        per_dense = self.attn_params + 3 * self.hidden * self.dense_ffn
+        return (self.moe_layers * per_moe + self.dense_layers * per_dense
+                + self.vocab * self.hidden)
+
+    @property
+    def dense_bytes(self):
+        """Dense weights in INT8 with FP16 group scales (read once per forward pass)."""
+        w = self.dense_weights
+        return w + w // QUANT_GROUP * SCALE_BYTES
+
+    @property
+    def total_expert_bytes(self):
+        return self.moe_layers * self.experts * self.expert_full_bytes
+
+    @property
+    def active_weights(self):
+        """Weights one token multiplies with (dense plus its top-k routed experts)."""
+        return self.dense_weights + self.moe_layers * self.top_k * self.expert_weights
+
+    def kv_bytes_per_sequence(self, context):
+        return self.layers * self.kv_bytes * context
+
+
+def _gqa(hidden, q_heads, kv_heads, head_dim):
+    """Grouped-query attention: q, k, v, o weights; FP16 KV bytes; MACs per context position."""
+    params = hidden * head_dim * (2 * q_heads + 2 * kv_heads)
+    return params, 2 * 2 * kv_heads * head_dim, 2 * q_heads * head_dim
+
+
+def _mla(hidden, heads, q_lora, qk_nope, qk_rope, v_dim, kv_lora):
+    """Multi-head latent attention (DeepSeek-V2 style): weights; FP16 latent KV bytes (compressed
+    kv plus the rope key); MACs per context position with the absorbed form (scores and values
+    against the kv_lora-rank latent per head)."""
+    q = hidden * heads * (qk_nope + qk_rope) if not q_lora else \
+        hidden * q_lora + q_lora * heads * (qk_nope + qk_rope)
+    kv = hidden * (kv_lora + qk_rope) + kv_lora * heads * (qk_nope + v_dim)
+    o = heads * v_dim * hidden
+    return q + kv + o, 2 * (kv_lora + qk_rope), heads * (2 * kv_lora + qk_rope)
+
+
+def _shape(name, attn, **kw):
+    params, kv, macs = attn
+    return ModelShape(name=name, attn_params=params, kv_bytes=kv, attn_macs_per_ctx=macs, **kw)
+
+
+#: The model zoo. Paper models first.
+ZOO = {m.name: m for m in [
+    _shape("Qwen3-30B-A3B", _gqa(2048, 32, 4, 128), layers=48, hidden=2048, expert_ffn=768,
+           experts=128, top_k=8, vocab=151936),
+    # MLA sizes assumed (public config not in model-zoo.md): 20 heads, q_lora 768,
+    # qk 192+64, v 256, kv_lora 512.
+    _shape("GLM-4.7-Flash", _mla(2048, 20, 768, 192, 64, 256, 512), layers=47, hidden=2048,
+           expert_ffn=1536, experts=64, top_k=4, shared=1, shared_ffn=1536, dense_layers=1,
+           dense_ffn=10240, vocab=154880),
+    # MLA: 16 heads, no q_lora, qk 128+64, v 128, kv_lora 512 (model-zoo.md gives kv rank 512).
+    _shape("DeepSeek-V2-Lite", _mla(2048, 16, 0, 128, 64, 128, 512), layers=27, hidden=2048,
+           expert_ffn=1408, experts=64, top_k=6, shared=2, shared_ffn=1408, dense_layers=1,
+           dense_ffn=10944, vocab=102400),
+    _shape("GPT-OSS-20B", _gqa(2880, 64, 8, 64), layers=24, hidden=2880, expert_ffn=2880,
+           experts=32, top_k=4, vocab=201088, expert_bits=MXFP4_BITS),
+    _shape("Mixtral-8x7B", _gqa(4096, 32, 8, 128), layers=32, hidden=4096, expert_ffn=14336,
+           experts=8, top_k=2, vocab=32000),
+    _shape("OLMoE-1B-7B", _gqa(2048, 16, 16, 128), layers=16, hidden=2048, expert_ffn=1024,
+           experts=64, top_k=8, vocab=50304),
+]}
+
+#: The four models of the paper's evaluation (paper-facts.md).
+PAPER_MODELS = ("Qwen3-30B-A3B", "GLM-4.7-Flash", "DeepSeek-V2-Lite", "GPT-OSS-20B")
+
+
+def get_model(name):
+    """The shape of model ``name`` (case-insensitive), or ValueError listing the known ones."""
+    if isinstance(name, ModelShape):
+        return name
+    for key, shape in ZOO.items():
+        if key.lower() == str(name).lower():
+            return shape
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
