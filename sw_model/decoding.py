@@ -393,11 +393,13 @@ def record_routing(model, prompts, max_new):
     return RoutingTrace(experts=np.stack(steps), num_experts=model.config.num_experts)
 
 
-def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0.0, rng=None):
+def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0.0, rng=None,
+                  recorder=None):
     """Decoding one token per step (below the batch threshold) with an expert cache: hits run split
     (MSB from HB + LSB from LPDDR), misses FULL from LPDDR. ``cache``: a cache object or a name of
     :data:`CACHE_MODELS` (default: the cache controller's golden model, LRU policy, ``capacity``
-    experts per MoE layer)."""
+    experts per MoE layer). ``recorder``: a :class:`sw_model.step_record.StepRecorder` that keeps
+    every decode step's record."""
     prompts = _check_prompts(model, prompts, max_new)
     cache = make_cache(cache, model.config, capacity, "cached")
     rng = rng if rng is not None else np.random.default_rng(0)
@@ -408,6 +410,9 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
         stats = StepStats(mode="cached", sequences=len(prompts))
         meter = _Meter(model, stats)
         meter.phase("target")
+        if recorder is not None:
+            recorder.begin_step("cached", model, cache, range(len(prompts)))
+            recorder.phase("target")
         res = model.forward(kv, [[t[-1]] for t in out], _cached_plan(cache, meter))
         meter.dense_pass()
         for b, l in enumerate(res.logits):
@@ -415,6 +420,8 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
         stats.emitted = len(prompts)
         stats.accept_lengths = [1] * len(prompts)
         steps.append(stats)
+        if recorder is not None:
+            recorder.end_step(stats)
         log.info("cached step %d: %d hits, %d misses", len(steps), stats.hits, stats.misses)
     return DecodeResult(tokens=[np.array(t, dtype=np.int64) for t in out], prefill=prefill,
                         steps=steps, layers=model.config.moe_layers)
@@ -506,7 +513,7 @@ def _verify(model, kv, out, active, drafts, resident, meter):
     return res, missed
 
 
-def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
+def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, recorder=None):
     """Elastic self-speculative decoding of a batch (chain drafts of ``sd.gamma`` tokens).
 
     Per step: draft ``gamma`` tokens for every unfinished sequence with ``policy``'s experts at
@@ -520,7 +527,8 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
 
     ``cache``: a cache object or a name of :data:`CACHE_MODELS` (default: the cache controller's
     golden model, FREQUENCY policy, ``sd.capacity`` experts per MoE layer; the policy then takes the
-    next set from the controller's COUNT/SELECT).
+    next set from the controller's COUNT/SELECT). ``recorder``: a
+    :class:`sw_model.step_record.StepRecorder` that keeps every decode step's record.
     """
     prompts = _check_prompts(model, prompts, max_new)
     sd = sd if sd is not None else SDConfig()
@@ -547,15 +555,26 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
         meter.phase("target")
         resident = {l: cache.resident(l) for l in layers}
         base = kv.length.copy()
+        if recorder is not None:
+            recorder.begin_step("elastic_sd", model, cache, active, gamma)
+            recorder.phase("draft")
         drafts, draft_logits, counts, picks = _draft(model, kv, out, active, policy, cache, sd,
                                                      meter, rng)
         # The next resident set is fixed from this draft's choices before verification.
+        if recorder is not None:
+            recorder.phase("select")
         next_sets = policy.next_sets(counts, picks, cache)
         kv.length[:] = base
+        if recorder is not None:
+            recorder.phase("target")
         res, missed = _verify(model, kv, out, active, drafts, resident, meter)
+        if recorder is not None:
+            recorder.phase("install")
+        installs = {}
         for layer in layers:
             installed, _ = cache.select(layer, next_sets[layer])
             meter.install(layer, installed, missed[layer])
+            installs[layer] = installed
         for b in active:
             d = [int(t) for t in drafts[b]]
             if temp == 0:
@@ -570,6 +589,8 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
             stats.accepted += n
             stats.accept_lengths.append(n + 1)
         steps.append(stats)
+        if recorder is not None:
+            recorder.end_step(stats, next_sets=next_sets, installed=installs)
         log.info("Elastic-SD step %d: %d sequences, %d of %d drafts accepted, %d hits, %d misses",
                  len(steps), stats.sequences, stats.accepted, stats.proposed, stats.hits,
                  stats.misses)
@@ -577,11 +598,12 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None):
                         prefill=prefill, steps=steps, layers=layers)
 
 
-def decode(model, prompts, max_new, policy, sd=None, rng=None, cache=None):
-    """Cached decoding below ``sd.threshold`` sequences, Elastic-SD at or above it; ``cache`` as
-    for those (default: the cache controller's golden model)."""
+def decode(model, prompts, max_new, policy, sd=None, rng=None, cache=None, recorder=None):
+    """Cached decoding below ``sd.threshold`` sequences, Elastic-SD at or above it; ``cache`` and
+    ``recorder`` as for those (default cache: the cache controller's golden model)."""
     sd = sd if sd is not None else SDConfig()
     if len(prompts) >= sd.threshold:
-        return elastic_sd(model, prompts, max_new, policy, sd, cache=cache, rng=rng)
+        return elastic_sd(model, prompts, max_new, policy, sd, cache=cache, rng=rng,
+                          recorder=recorder)
     return cached_decode(model, prompts, max_new, cache=cache, capacity=sd.capacity,
-                         temperature=sd.temperature, rng=rng)
+                         temperature=sd.temperature, rng=rng, recorder=recorder)

@@ -35,7 +35,7 @@ from sw_model.quant import QuantActivations, quantize_activations, quantize_weig
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
-           "random_weights",
+           "random_weights", "default_model", "DEFAULT_MODEL_SEED", "MoECall", "ExpertCall",
            "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,19 @@ DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_he
                            num_kv_heads=2, head_dim=32, num_experts=32, top_k=4, expert_ffn=96,
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
                            rope_theta=1e6, name="qwen3-moe-scaled")
+
+#: Seed of the built-in default model's random weights.
+DEFAULT_MODEL_SEED = 0
+
+
+def default_model():
+    """``(model, description)``: the built-in default model every command falls back to (the one
+    place that says what it is): :data:`DEFAULT_CONFIG` with random weights from
+    :data:`DEFAULT_MODEL_SEED`."""
+    model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=DEFAULT_MODEL_SEED))
+    return model, (f"built-in {DEFAULT_CONFIG.name} (random weights, seed "
+                   f"{DEFAULT_MODEL_SEED})")
+
 
 #: The smallest useful model, for tests: fast enough to decode hundreds of prompts.
 TINY_CONFIG = MoEConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -461,12 +474,15 @@ class QFFN:
         self.down = QLinear(weights.down, keep_float=keep_float, name=f"{name}.down")
         self.name = name
 
-    def __call__(self, xq, precision=Precision.FULL, draft_method="augmented"):
+    def __call__(self, xq, precision=Precision.FULL, draft_method="augmented", hidden=None):
+        """``hidden``: a list that receives the down projection's quantised input, if given."""
         g = self.gate(xq, precision, draft_method)
         u = self.up(xq, precision, draft_method)
         h = g * sigmoid(g) * u
         if precision is not Precision.REFERENCE:
             h = quantize_activations(h)
+            if hidden is not None:
+                hidden.append(h)
         return self.down(h, precision, draft_method)
 
     @property
@@ -476,6 +492,35 @@ class QFFN:
     @property
     def scale_bytes(self):
         return sum(l.nbytes_scales for l in (self.gate, self.up, self.down))
+
+
+# -- what an observer sees ----------------------------------------------------------------------------
+
+@dataclass
+class ExpertCall:
+    """One routed expert in one MoE block: its ``rows`` of the pass, their combine ``weights``, the
+    ``precision`` it ran at, its quantised inputs (``x``: gate and up; ``hidden``: down) and its
+    float ``out`` ``[rows, hidden_size]``."""
+    expert: int
+    rows: np.ndarray
+    weights: np.ndarray
+    precision: Precision
+    x: QuantActivations
+    hidden: QuantActivations
+    out: np.ndarray
+
+
+@dataclass
+class MoECall:
+    """One MoE block of one forward pass: ``layer``, its quantised input ``x`` (all rows), the
+    ``route`` taken, the routed ``experts`` (:class:`ExpertCall`, in the order they were added),
+    the shared expert's (gated) output ``shared`` (or None) and the block output ``y``."""
+    layer: int
+    x: QuantActivations
+    route: object
+    experts: list
+    shared: np.ndarray
+    y: np.ndarray
 
 
 # -- routing -----------------------------------------------------------------------------------------
@@ -605,6 +650,9 @@ class MoEModel:
         half = c.head_dim // 2
         self._inv_freq = c.rope_theta ** (-np.arange(half, dtype=np.float64) * 2 / c.head_dim)
         self._target = PassPlan()
+        #: Called with a :class:`MoECall` after every MoE block when set (the scheduler's record);
+        #: None costs nothing.
+        self.observer = None
 
     # -- sizes used by the byte accounting -----------------------------------------------------------
     @property
@@ -760,12 +808,17 @@ class MoEModel:
         wanted = top_k_route(c, scores, select)
         route = plan.route(i, scores, select) if plan.route is not None else wanted
         precision = plan.precision or (lambda layer, expert: Precision.FULL)
-        y = self._combine(layer, xq, route, lambda e: precision(i, e), plan.draft_method)
+        call = MoECall(i, xq, route, [], None, None) if self.observer is not None else None
+        y = self._combine(layer, xq, route, lambda e: precision(i, e), plan.draft_method, call)
+        if call is not None:
+            call.y = y
+            self.observer(call)
         return y, route, wanted
 
-    def _combine(self, layer, x, route, precision_of, draft_method="augmented"):
+    def _combine(self, layer, x, route, precision_of, draft_method="augmented", call=None):
         """Routed experts (each once, on its rows, weights of repeated picks summed; added in
-        expert order) plus the shared expert, which runs FULL (or REFERENCE with REFERENCE)."""
+        expert order) plus the shared expert, which runs FULL (or REFERENCE with REFERENCE).
+        ``call``: a :class:`MoECall` to fill in, or None."""
         reference = isinstance(x, np.ndarray)
         y = np.zeros((len(x.codes) if not reference else len(x), self.config.hidden_size))
         for e in np.unique(route.experts[route.experts >= 0]):
@@ -774,14 +827,20 @@ class MoEModel:
             w = seq_sum(np.where(hit[rows], route.weights[rows], 0.0))
             sub = (x[rows] if reference
                    else QuantActivations(codes=x.codes[rows], scales=x.scales[rows]))
-            out = layer["experts"][e](sub, precision_of(int(e)), draft_method)
+            precision = precision_of(int(e))
+            hidden = [] if call is not None else None
+            out = layer["experts"][e](sub, precision, draft_method, hidden)
             y[rows] = y[rows] + w[:, None] * out
+            if call is not None:
+                call.experts.append(ExpertCall(int(e), rows, w, precision, sub, hidden[0], out))
         if layer["shared"] is not None:
             dense = Precision.REFERENCE if reference else Precision.FULL
             s = layer["shared"](x, dense)
             if layer["shared_gate"] is not None:
                 s = s * sigmoid(layer["shared_gate"](x, dense))
             y = y + s
+            if call is not None:
+                call.shared = s
         return y
 
     # -- the reference ---------------------------------------------------------------------------

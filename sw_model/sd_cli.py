@@ -1,7 +1,7 @@
 """``python build.py sd``: cached decoding and Elastic-SD on a checkpoint or the built-in default.
 
-The built-in default is :data:`sw_model.moe.DEFAULT_CONFIG` (Qwen3-30B-A3B scaled down) with random
-weights from a fixed seed (:data:`MODEL_SEED`). Prompts are random token ids of different lengths
+The built-in default is :func:`sw_model.moe.default_model` (Qwen3-30B-A3B scaled down, random weights
+from a fixed seed). Prompts are random token ids of different lengths
 (there is no tokenizer), drawn from ``--seed``. Both modes run on the same batch; the batch
 threshold says which one the accelerator would choose. Prints a table and, as the last line, one
 JSON object whose top-level figures are Elastic-SD's (``mode`` "elastic_sd"), with the cached run
@@ -19,14 +19,11 @@ import numpy as np
 from sw_model.bitnested import DRAFT_METHODS
 from sw_model.decoding import CACHE_MODELS
 from sw_model.draft_policies import POLICY_NAMES, make_policy
-from sw_model.moe import DEFAULT_CONFIG, MoEModel, random_weights
+from sw_model.moe import default_model
 
-__all__ = ["add_arguments", "run", "MODEL_SEED"]
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
-
-#: Seed of the built-in default model's random weights.
-MODEL_SEED = 0
 
 
 def add_arguments(p):
@@ -97,8 +94,7 @@ def run(args):
             raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
         name = f"{args.checkpoint} ({scheme})"
     else:
-        model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=MODEL_SEED))
-        name = f"built-in {DEFAULT_CONFIG.name} (random weights, seed {MODEL_SEED})"
+        model, name = default_model()
     c = model.config
     capacity = args.capacity if args.capacity is not None else max(c.top_k, c.num_experts // 4)
     if capacity < c.top_k:

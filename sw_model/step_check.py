@@ -1,0 +1,182 @@
+"""The host's side of running a scheduled step: memory images in, group sums and floats out.
+
+* :func:`step_images`: the machine's memories before the step, from the golden model's weights and
+  a detailed :class:`sw_model.step_record.StepRecord`: HB slots hold the resident experts' MSB shards
+  (where the controller's slot map puts them), LPDDR every plane of every expert the stream reads,
+  IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for down), token tile
+  by token tile, as :class:`sw_model.scheduler.Schedule` placed them.
+* :func:`job_sums`: a job's integer group partial sums ``{linear: [rows, groups, channels]}`` read
+  back from the output memories.
+* :func:`check_floats`: the float part on the host (FP16 group scales, token scales, SwiGLU,
+  re-quantisation, routing weights, shared expert) from those sums, compared bit for bit with the
+  golden model's recorded expert inputs, expert outputs and MoE block outputs.
+"""
+
+import math
+
+import numpy as np
+
+from hw.params import MacMode
+from sw_model.bitnested import effective_weights, draft_weights
+from sw_model.executor import Images, pack_act_beat, unpack_result
+from sw_model.moe import sigmoid
+from sw_model.quant import quantize_activations
+from sw_model.scheduler import cache_commands
+
+__all__ = ["step_images", "job_sums", "check_floats", "expert_codes", "prologue"]
+
+
+def expert_codes(model, layer, expert):
+    """``{"gate"|"up"|"down": INT8 codes [in, out]}`` of one routed expert of the golden model."""
+    ffn = model.layers[layer]["experts"][expert]
+    return {name: getattr(ffn, name).quant.codes for name in ("gate", "up", "down")}
+
+
+def _split(word, ratio, width):
+    return [(word >> (j * width)) & ((1 << width) - 1) for j in range(ratio)]
+
+
+def prologue(record, layout):
+    """CACHE commands that bring a reset cache controller to the state the step starts from."""
+    return cache_commands(record.prior_requests, layout.config.num_experts)
+
+
+def _expert_call(record, job):
+    call = record.passes[job.pass_index].calls.get(job.layer)
+    if call is None:
+        raise ValueError(f"step {record.index} was recorded without detail (StepRecorder("
+                         f"detail=True)): no inputs for pass {job.pass_index}, layer {job.layer}")
+    for ec in call.experts:
+        if ec.expert == job.expert:
+            return call, ec
+    raise ValueError(f"pass {job.pass_index} layer {job.layer} did not run expert {job.expert}")
+
+
+def step_images(model, record, schedule):
+    """The :class:`sw_model.executor.Images` the step's stream starts from (module docstring)."""
+    lay = schedule.layout
+    p, mac = lay.params, lay.params.mac
+    images = Images.empty(p)
+    words = {}
+
+    def planes(layer, expert):
+        if (layer, expert) not in words:
+            words[(layer, expert)] = lay.expert_planes(expert_codes(model, layer, expert))
+        return words[(layer, expert)]
+
+    for slot, key in enumerate(record.slots_before or ()):
+        if key is None:
+            continue
+        layer, expert = lay.moe_layers[key[0]], key[1]
+        for pe, msb in enumerate(planes(layer, expert)["MSB"]):
+            for i, word in enumerate(msb):
+                for j, part in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
+                    images.hb[pe][slot * p.slot_words + i * p.hb_ratio + j] = part
+    for job in schedule.jobs:
+        if job.kind == "draft":
+            continue
+        kinds = ("MSB", "LSB", "WHOLE") if lay.whole_copy else ("MSB", "LSB")
+        w = planes(job.layer, job.expert)
+        for plane in kinds:
+            for pe, plane_words in enumerate(w[plane]):
+                base = lay.lpddr_plane(job.layer, job.expert, pe, plane)
+                for i, word in enumerate(plane_words):
+                    for j, part in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
+                        if part:
+                            images.lpddr[base + i * p.lpddr_ratio + j] = part
+    T, L, B = mac.tokens, mac.lanes, lay.B
+    for (index, name), base in schedule.inputs.items():
+        job = schedule.jobs[index]
+        _, ec = _expert_call(record, job)
+        codes = (ec.x if name == "x" else ec.hidden).codes.astype(np.int64)
+        tiles = math.ceil(len(codes) / T)
+        padded = np.zeros((tiles * T, codes.shape[1]), dtype=np.int64)
+        padded[:len(codes)] = codes
+        groups = codes.shape[1] // mac.group_size
+        for t in range(tiles):
+            for g in range(groups):
+                for b in range(B):
+                    cols = slice(g * mac.group_size + b * L, g * mac.group_size + (b + 1) * L)
+                    word = pack_act_beat(mac, padded[t * T:(t + 1) * T, cols])
+                    if word:
+                        images.imem[base + (t * groups + g) * B + b] = word
+    return images
+
+
+def job_sums(schedule, omem, index):
+    """Group sums of job ``index`` as ``{linear: int64 [rows, groups, channels]}`` from ``omem``
+    (per PE ``{address: word}``, the final output memories)."""
+    lay = schedule.layout
+    mac = lay.params.mac
+    job = schedule.jobs[index]
+    T, C, W = mac.tokens, mac.out_channels, lay.block_width
+    rows = len(job.rows)
+    out = {name: np.zeros((rows, lay.groups[name], lay.blocks[name] * W), dtype=np.int64)
+           for name in ("gate", "up", "down")}
+    seen = {name: np.zeros(out[name].shape[1:], dtype=np.int64) for name in out}
+    for r in schedule.results:
+        if r.job != index:
+            continue
+        sums = unpack_result(mac, omem[r.pe].get(r.omem, 0))[:, :W if r.half is None else C]
+        c0 = r.block * W + (0 if r.half is None else r.half * C)
+        n = min(T, rows - r.tile * T)
+        out[r.linear][r.tile * T:r.tile * T + n, r.group, c0:c0 + sums.shape[1]] = sums[:n]
+        seen[r.linear][r.group, c0:c0 + sums.shape[1]] += 1
+    tiles = math.ceil(rows / T)
+    for name, count in seen.items():
+        if not (count == tiles).all():
+            raise ValueError(f"job {index} ({job.kind}, layer {job.layer}, expert {job.expert}): "
+                             f"{name} results missing or overwritten in the output memory")
+    return {name: out[name][:, :, :lay.shapes[name][1]] for name in out}
+
+
+def reference_sums(model, job, ec, draft_method="augmented"):
+    """The golden group sums of a job, ``{linear: [rows, groups, channels]}``, from the codes."""
+    ffn = model.layers[job.layer]["experts"][job.expert]
+    sums = {}
+    for name, x in (("gate", ec.x), ("up", ec.x), ("down", ec.hidden)):
+        lin = getattr(ffn, name)
+        q = lin.quant.codes
+        w = (draft_weights(q, draft_method) if job.kind.startswith("draft")
+             else effective_weights(q, MacMode.FULL)).astype(np.int64)
+        xc = x.codes.astype(np.int64).reshape(len(x.codes), lin.groups, -1)
+        sums[name] = np.einsum("rgk,gkn->rgn", xc, w.reshape(lin.groups, -1, lin.n))
+    return sums
+
+
+def check_floats(model, record, schedule, omem):
+    """Finish every job's float part from the hardware's sums and compare with the golden model's
+    record; returns ``{"jobs": n, "layers": n}`` checked, or raises AssertionError naming the first
+    difference."""
+    by_call = {}
+    for index, job in enumerate(schedule.jobs):
+        if job.kind == "install":
+            continue
+        call, ec = _expert_call(record, job)
+        sums = job_sums(schedule, omem, index)
+        ffn = model.layers[job.layer]["experts"][job.expert]
+        f32 = lambda s: np.ascontiguousarray(s.transpose(1, 0, 2)).astype(np.float32)
+        g = ffn.gate.scale(f32(sums["gate"]), ec.x.scales)
+        u = ffn.up.scale(f32(sums["up"]), ec.x.scales)
+        hidden = quantize_activations(g * sigmoid(g) * u)
+        where = f"job {index} ({job.kind}, pass {job.pass_index}, layer {job.layer}, expert " \
+                f"{job.expert})"
+        if not (np.array_equal(hidden.codes, ec.hidden.codes)
+                and np.array_equal(hidden.scales, ec.hidden.scales)):
+            raise AssertionError(f"{where}: the down projection's input differs from the golden "
+                                 "model's")
+        out = ffn.down.scale(f32(sums["down"]), ec.hidden.scales)
+        if not np.array_equal(out, ec.out):
+            raise AssertionError(f"{where}: expert output differs from the golden model's")
+        by_call.setdefault((job.pass_index, job.layer), {})[job.expert] = out
+    for (pass_index, layer), outs in by_call.items():
+        call = record.passes[pass_index].calls[layer]
+        y = np.zeros_like(call.y)
+        for ec in call.experts:
+            y[ec.rows] = y[ec.rows] + ec.weights[:, None] * outs[ec.expert]
+        if call.shared is not None:
+            y = y + call.shared
+        if not np.array_equal(y, call.y):
+            raise AssertionError(f"pass {pass_index} layer {layer}: MoE block output differs from "
+                                 "the golden model's")
+    return {"jobs": sum(len(v) for v in by_call.values()), "layers": len(by_call)}

@@ -1,0 +1,245 @@
+"""Where every weight lives: the expert tiling over PEs, HB slots, LPDDR regions and the byte plan.
+
+Tiling (tensor parallel over the PEs). An expert is three linear layers ``gate`` and ``up``
+``[hidden, ffn]`` and ``down`` ``[ffn, hidden]`` (reduction axis first). Each is cut into *column
+blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation produces; padded with
+zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
+weight groups. A *unit* is one column block of one linear layer; an expert's units (gate blocks, up
+blocks, down blocks, in order) are split into ``pes`` contiguous runs of near-equal weight count, and PE
+``p`` owns run ``p`` (its *shard*) in every expert, draft and verification alike: each PE computes
+the group partial sums of its output channels for all tokens.
+
+Weight words (:mod:`hw.isa`: one MAC weight beat, in the MAC's wire format). Within a shard, a
+*plane* holds unit after unit, each ``G x B`` words (group-major, ``B = beats_per_group``):
+
+* MSB plane: the upper slices ``h`` (read in DRAFT and MSB mode: same wire format);
+* LSB plane: the lower slices ``l`` (LSB mode);
+* WHOLE plane (optional): the INT8 codes for FULL mode, two ``out_channels`` halves per unit, each
+  ``G x B`` words (``2 x G x B`` per unit).
+
+Memories:
+
+* **HB**, per PE channel ``p``: the cache controller's slot ``s`` occupies words ``[s * slot_words,
+  (s + 1) * slot_words)``; the expert in slot ``s`` keeps PE ``p``'s MSB plane there (``hb_ratio`` HB
+  words per weight word). Above the slot region: PE ``p``'s share of the dense weights (attention,
+  routers, shared and dense FFNs, LM head: INT8 codes plus FP16 scales), then its share of the
+  routed experts' FP16 scales of the slots (the vector unit's; the RTL's results are the integer
+  sums, so the stream never loads scales: they are accounted here).
+* **LPDDR** (shared): expert ``(layer index, e)`` has one region, ``expert_words`` long, at
+  ``(layer index * experts + e) * expert_words``: for PE 0, 1, ...: its MSB plane, its LSB plane and,
+  with the whole copy, its WHOLE plane. A cache hit reads the LSB plane (4 bits per weight), a miss
+  all 8 bits (the WHOLE plane, or both nibble planes when the MSB plane also has to go to HB:
+  then the same words feed the MAC and the HB write), an install the MSB plane. The whole copy
+  doubles the experts' LPDDR footprint, so it is used only when it fits (``whole_copy=None``).
+
+:class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values (for
+preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from hw.params import MacMode, QUANT_GROUP, TopParams
+from sw_model.bitnested import SliceLevelMac
+
+__all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes"]
+
+#: The three linear layers of an expert, in unit order, with the input each reads.
+LINEARS = ("gate", "up", "down")
+INPUT_OF = {"gate": "x", "up": "x", "down": "hidden"}
+
+
+def dense_bytes(config):
+    """INT8 codes plus FP16 scales of everything but the routed experts (attention, routers,
+    shared and dense FFNs, LM head) of ``config``; equals :attr:`sw_model.moe.MoEModel.dense_bytes`
+    without building the model."""
+    c = config
+    h = c.hidden_size
+    lin = lambda k, n: k * n + 2 * (k // QUANT_GROUP) * n
+    ffn = lambda f: 2 * lin(h, f) + lin(f, h)
+    qd, kd = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    total = lin(h, c.vocab_size)
+    for i in range(c.num_layers):
+        total += lin(h, qd) + 2 * lin(h, kd) + lin(qd, h)
+        if i in c.dense_layers:
+            total += ffn(c.dense_ffn)
+            continue
+        total += lin(h, c.num_experts)
+        if c.shared_ffn:
+            total += ffn(c.shared_ffn)
+            if c.shared_gate:
+                total += lin(h, 1)
+    return total
+
+
+def expert_scale_bytes(config):
+    """FP16 scale bytes of one routed expert."""
+    c = config
+    return 2 * (2 * (c.hidden_size // QUANT_GROUP) * c.expert_ffn
+                + (c.expert_ffn // QUANT_GROUP) * c.hidden_size)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One column block of one linear layer as PE ``pe`` holds it: ``linear`` index into
+    :data:`LINEARS`, ``block``, its ``groups`` and its ``offset`` (weight words) in the PE's MSB and
+    LSB planes (the WHOLE plane: ``2 * offset``)."""
+    pe: int
+    linear: int
+    block: int
+    groups: int
+    offset: int
+
+    @property
+    def name(self):
+        return LINEARS[self.linear]
+
+    @property
+    def input(self):
+        return INPUT_OF[LINEARS[self.linear]]
+
+
+class WeightLayout:
+    """Addresses of every expert weight word of ``config`` on the machine ``params``
+    (a :class:`hw.params.TopParams`; see the module docstring). ``whole_copy``: keep the WHOLE
+    plane in LPDDR (None: when it fits). Raises ValueError naming what does not fit."""
+
+    def __init__(self, config, params, whole_copy=None):
+        if not isinstance(params, TopParams):
+            raise TypeError(f"params must be a TopParams, not {params!r}")
+        self.config, self.params = config, params
+        mac = params.mac
+        self.mac = mac
+        self.B = mac.beats_per_group
+        self.block_width = mac.channels(MacMode.MSB)
+        c = config
+        shapes = {"gate": (c.hidden_size, c.expert_ffn), "up": (c.hidden_size, c.expert_ffn),
+                  "down": (c.expert_ffn, c.hidden_size)}
+        self.shapes = shapes
+        self.groups = {n: shapes[n][0] // QUANT_GROUP for n in LINEARS}
+        self.blocks = {n: math.ceil(shapes[n][1] / self.block_width) for n in LINEARS}
+        units = [(li, b) for li, n in enumerate(LINEARS) for b in range(self.blocks[n])]
+        P = params.pes
+        # contiguous runs of near-equal weight: a unit goes to the PE its middle word falls in
+        sizes = [self.groups[LINEARS[li]] for li, _ in units]
+        total, start = sum(sizes), 0
+        self.shards = [[] for _ in range(P)]
+        offsets = [0] * P
+        for (li, b), g in zip(units, sizes):
+            p = min(P - 1, (2 * start + g) * P // (2 * total))
+            self.shards[p].append(Unit(p, li, b, g, offsets[p]))
+            offsets[p] += g * self.B
+            start += g
+        self.plane_words = [sum(u.groups * self.B for u in s) for s in self.shards]
+        self.slot_hb_words = max(self.plane_words) * params.hb_ratio
+        if self.slot_hb_words > params.slot_words:
+            raise ValueError(f"an expert's MSB shard needs {self.slot_hb_words} HB words per slot, "
+                             f"more than slot_words ({params.slot_words})")
+        self.moe_layers = tuple(c.moe_layers)
+        if len(self.moe_layers) > params.cache.layers or c.num_experts > params.cache.experts:
+            raise ValueError(f"the cache covers {params.cache.layers} layers x "
+                             f"{params.cache.experts} experts, the model has "
+                             f"{len(self.moe_layers)} MoE layers x {c.num_experts} experts")
+        planes_words = lambda whole: sum((4 if whole else 2) * w for w in self.plane_words)
+        lp = params.lpddr_ratio
+        n_experts = len(self.moe_layers) * c.num_experts
+        if whole_copy is None:
+            whole_copy = n_experts * planes_words(True) * lp <= params.lpddr.words
+        self.whole_copy = bool(whole_copy)
+        self.expert_words = planes_words(self.whole_copy) * lp
+        if n_experts * self.expert_words > params.lpddr.words:
+            raise ValueError(f"the experts need {n_experts * self.expert_words} LPDDR words, more "
+                             f"than the {params.lpddr.words} LPDDR holds")
+        self._pe_base = np.cumsum([0] + [(4 if self.whole_copy else 2) * w * lp
+                                         for w in self.plane_words]).tolist()
+        self.dense_bytes = dense_bytes(c)
+        self.scale_bytes = expert_scale_bytes(c)
+        self.hb_word_bytes = params.hb.bytes_per_word
+        self.lpddr_word_bytes = params.lpddr.bytes_per_word
+        self.weight_word_bytes = mac.weight_beat_bits // 8
+
+    # -- addresses -----------------------------------------------------------------------------------
+    def layer_index(self, layer):
+        """The cache controller's layer index of model layer ``layer``."""
+        try:
+            return self.moe_layers.index(layer)
+        except ValueError:
+            raise ValueError(f"layer {layer} is not an MoE layer (MoE layers: "
+                             f"{list(self.moe_layers)})") from None
+
+    def lpddr_plane(self, layer, expert, pe, plane):
+        """LPDDR word address of PE ``pe``'s ``plane`` ("MSB", "LSB", "WHOLE") of an expert."""
+        if plane == "WHOLE" and not self.whole_copy:
+            raise ValueError("this layout keeps no WHOLE plane in LPDDR")
+        base = (self.layer_index(layer) * self.config.num_experts + expert) * self.expert_words
+        step = self.plane_words[pe] * self.params.lpddr_ratio
+        return base + self._pe_base[pe] + {"MSB": 0, "LSB": step, "WHOLE": 2 * step}[plane]
+
+    # -- contents ------------------------------------------------------------------------------------
+    def unit_codes(self, codes, unit):
+        """INT8 codes ``[in, 2 * out_channels]`` of ``unit`` from the linear's codes (zero-padded)."""
+        w = self.block_width
+        block = np.asarray(codes)[:, unit.block * w:(unit.block + 1) * w]
+        if block.shape[1] < w:
+            block = np.pad(block, ((0, 0), (0, w - block.shape[1])))
+        return block
+
+    def expert_planes(self, codes):
+        """Weight words of one expert: ``{plane: [per PE: list of words]}`` for "MSB", "LSB" and
+        "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down."""
+        mac, slm = self.mac, SliceLevelMac(self.mac)
+        from sw_model.executor import pack_weight_beat
+        C, G = mac.out_channels, QUANT_GROUP
+        out = {"MSB": [], "LSB": [], "WHOLE": []}
+        for shard in self.shards:
+            planes = {k: [] for k in out}
+            for u in shard:
+                q = self.unit_codes(codes[u.name], u)
+                for g in range(u.groups):
+                    rows = q[g * G:(g + 1) * G]
+                    for plane, mode in (("MSB", MacMode.MSB), ("LSB", MacMode.LSB)):
+                        beats = slm.weight_beats(slm.pack_weights(mode, rows))
+                        planes[plane] += [pack_weight_beat(mac, b) for b in beats]
+                halves = []
+                for s in range(2):
+                    for g in range(u.groups):
+                        rows = q[g * G:(g + 1) * G, s * C:(s + 1) * C]
+                        beats = slm.weight_beats(slm.pack_weights(MacMode.FULL, rows))
+                        halves += [pack_weight_beat(mac, b) for b in beats]
+                planes["WHOLE"] += halves
+            for k in out:
+                out[k].append(planes[k])
+        return out
+
+    # -- the plan ------------------------------------------------------------------------------------
+    def plan(self, capacity):
+        """The capacity plan in bytes: ``{tier: {region: bytes}}`` plus ``fits`` per tier, for
+        ``capacity`` resident experts per MoE layer."""
+        p, c = self.params, self.config
+        L, E, P = len(self.moe_layers), c.num_experts, p.pes
+        msb = sum(self.plane_words) * self.weight_word_bytes
+        hb_slots = p.cache.slots * p.slot_words * self.hb_word_bytes * P
+        resident = capacity * L
+        hb = {"slot region (all slots, all channels)": hb_slots,
+              "resident MSB slices": resident * msb,
+              "resident experts' scales": resident * self.scale_bytes,
+              "dense weights and scales": self.dense_bytes}
+        hb_total = hb_slots + hb["resident experts' scales"] + self.dense_bytes
+        lpddr = {"MSB planes": L * E * msb, "LSB planes": L * E * msb,
+                 "WHOLE planes": L * E * 2 * msb if self.whole_copy else 0,
+                 "expert scales": L * E * self.scale_bytes,
+                 "dense weights (backing copy)": self.dense_bytes}
+        return {"HB": hb, "LPDDR": lpddr,
+                "HB capacity": p.hb.capacity_bytes * P, "HB used": hb_total,
+                "LPDDR capacity": p.lpddr.capacity_bytes, "LPDDR used": sum(lpddr.values()),
+                "fits": {"HB": hb_total <= p.hb.capacity_bytes * P,
+                         "LPDDR": sum(lpddr.values()) <= p.lpddr.capacity_bytes}}
+
+    def describe(self):
+        units = [len(s) for s in self.shards]
+        return (f"{sum(units)} column blocks of {self.block_width} channels per expert over "
+                f"{self.params.pes} PEs ({min(units)}-{max(units)} per PE), "
+                f"{self.slot_hb_words} HB words per slot shard, {self.expert_words} LPDDR words "
+                f"per expert ({'MSB+LSB+WHOLE' if self.whole_copy else 'MSB+LSB'} planes)")
