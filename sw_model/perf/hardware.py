@@ -18,7 +18,7 @@ What the near tier may hold is a property of the machine:
 
 from dataclasses import dataclass, field, replace
 
-from hw.params import HbBankTiming, Lpddr5Timing, ParamsRecord
+from hw.params import HbBankTiming, Lpddr5Timing, MAC_PAPER_PE, ParamsRecord
 
 __all__ = ["MemoryTier", "FarCompute", "HardwareConfig", "RTL_CALIBRATION", "PAPER_CALIBRATION",
            "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
@@ -125,7 +125,8 @@ class HardwareConfig(ParamsRecord):
     (2 ops per MAC) at ``mac_utilization``; ``near_holds`` what the near tier keeps of a resident
     expert (module docstring); ``gather_gbps`` per PE and ``stream_gbps`` aggregate on-die links
     (0: no such link); ``weight_bytes_scale`` multiplies INT8 weight bytes (2.0 / 1.0625 for BF16
-    on the GPU); ``static_w`` background power; ``active_w`` power drawn while busy in place of
+    on the GPU); ``mac_tokens`` tokens one MAC operation serves (an expert runs its rows in tiles of
+    that many; paper PE: 16); ``static_w`` background power; ``active_w`` power drawn while busy in place of
     per-operation energy (the GPU, 0 elsewhere)."""
     name: str
     far: MemoryTier
@@ -147,6 +148,7 @@ class HardwareConfig(ParamsRecord):
     sram_pj_per_bit: float = SRAM_PJ_PER_BIT
     link_pj_per_bit: float = LINK_PJ_PER_BIT
     kv_near: bool = True
+    mac_tokens: int = MAC_PAPER_PE.tokens
 
     def __post_init__(self):
         if self.near_holds not in (None, "msb", "whole"):

@@ -42,7 +42,8 @@ from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, expect
     routing_stats
 from sw_model.perf.zoo import QUANT_GROUP, SCALE_BYTES, get_model
 
-__all__ = ["Settings", "StepPlan", "METHODS", "plan_step", "step_result", "StepResult"]
+__all__ = ["Settings", "StepPlan", "METHODS", "plan_step", "step_result", "StepResult",
+           "PassCounts", "target_work", "draft_work", "elastic_phases"]
 
 METHODS = ("plain", "cache", "elastic_sd", "eagle_sd", "slm_sd", "quant_sd", "specmoe_sd",
            "elmoe3d")
@@ -56,19 +57,24 @@ class Settings:
     (unpublished in the paper; assumed 4); ``threshold`` batch at and above which ELMoE-3D
     switches to Elastic-SD (unpublished; assumed 4, the golden model's default); ``context``
     tokens of KV per sequence (paper: 1k); ``resident_policy`` Elastic-SD's set: ``frequency``
-    (paper), ``static`` or ``random``."""
+    (paper), ``static`` or ``random``; ``slots``: resident experts per MoE layer instead of what
+    fits (None), to compare with a scheduled stream of a given capacity."""
     gamma: int = 4
     threshold: int = 4
     context: int = 1024
     locality: Locality = field(default_factory=Locality)
     acceptance: AcceptanceModel = ACCEPTANCE
     resident_policy: str = "frequency"
+    slots: int = None
 
     def __post_init__(self):
         for name in ("gamma", "threshold", "context"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Settings.{name} must be a positive integer, not {value!r}")
+        if self.slots is not None and (isinstance(self.slots, bool) or not isinstance(
+                self.slots, int) or self.slots < 0):
+            raise ValueError(f"Settings.slots must be None or an int >= 0, not {self.slots!r}")
         if self.resident_policy not in ("frequency", "static", "random"):
             raise ValueError(f"Settings.resident_policy must be frequency, static or random, not "
                              f"{self.resident_policy!r}")
@@ -116,7 +122,7 @@ def _expert_bytes(hw, model):
     return full, full
 
 
-def _place(hw, model, seqs, ctx, draft_bytes=0.0, resident=None):
+def _place(hw, model, seqs, ctx, draft_bytes=0.0, resident=None, slots=None):
     """Share of dense weights and KV in the near tier, and expert slots per MoE layer."""
     cap = hw.near_capacity_bytes
     dense = model.dense_bytes * _weight_scale(hw, model)
@@ -129,14 +135,27 @@ def _place(hw, model, seqs, ctx, draft_bytes=0.0, resident=None):
         cap -= kv_near * kv
     cap = max(0.0, cap - draft_bytes)
     per_expert = resident if resident is not None else _expert_bytes(hw, model)[0]
-    slots = int(cap // (model.moe_layers * per_expert)) if hw.near is not None else 0
+    if slots is None:
+        slots = int(cap // (model.moe_layers * per_expert)) if hw.near is not None else 0
     return dense_near, kv_near, min(slots, model.experts)
 
 
 # -- passes -------------------------------------------------------------------------------------
 
-def _common(hw, model, tokens, seqs, ctx, dense_near, kv_near, weights_w8):
-    """Dense weights, KV, attention and links of one pass over ``tokens`` tokens."""
+@dataclass(frozen=True)
+class PassCounts:
+    """Routed experts of one pass, per MoE layer: ``touched`` distinct experts, ``hits`` of them
+    resident in the near tier, ``tiles`` MAC token tiles (each expert runs its rows ``mac_tokens``
+    at a time); ``tokens`` the pass's tokens."""
+    tokens: float
+    touched: float
+    hits: float
+    tiles: float
+
+
+def _common(hw, model, tokens, seqs, ctx, dense_near, kv_near):
+    """Dense weights, KV, attention and links of one pass over ``tokens`` tokens of ``seqs``
+    sequences (everything but the routed experts)."""
     dense = model.dense_bytes * _weight_scale(hw, model)
     kv = seqs * model.kv_bytes_per_sequence(ctx)
     w = PhaseWork(layers=model.layers, tokens=tokens,
@@ -145,10 +164,10 @@ def _common(hw, model, tokens, seqs, ctx, dense_near, kv_near, weights_w8):
     if hw.far_compute is not None:
         reads = _pim_reads(hw, tokens, 1)
         w += PhaseWork(near_read=dense * dense_near, far_internal=dense * (1 - dense_near) * reads,
-                       far_macs=tokens * weights_w8)
+                       far_macs=tokens * model.dense_weights)
     else:
         w += PhaseWork(near_read=dense * dense_near, far_read=dense * (1 - dense_near),
-                       macs_w8=tokens * weights_w8)
+                       macs_w8=tokens * model.dense_weights)
     if hw.gather_gbps:
         w += PhaseWork(gather=tokens * model.hidden * GATHER_BYTES_PER_HIDDEN * model.layers)
     return w
@@ -161,25 +180,28 @@ def _pim_reads(hw, tokens, touched):
     return touched if tpr == 0 else max(touched, tokens / tpr)
 
 
-def _experts(hw, model, tokens, touched, hits, precision):
-    """Routed experts of one pass, per MoE layer summed over layers: ``touched`` experts of which
-    ``hits`` are resident in the near tier. ``precision`` "target" or "draft"."""
+def _experts(hw, model, c, precision):
+    """Routed experts of one pass (:class:`PassCounts` ``c``) summed over the MoE layers.
+    ``precision`` "target" (a resident expert's lower nibble still comes from the far tier) or
+    "draft" (upper nibbles only)."""
     near_b, full_b = _expert_bytes(hw, model)
     L = model.moe_layers
-    misses = max(0.0, touched - hits)
-    macs = tokens * model.top_k * model.expert_weights * L
-    four_bit = precision == "draft" and model.bit_nested or not model.bit_nested
+    misses = max(0.0, c.touched - c.hits)
+    macs = c.tiles * hw.mac_tokens * model.expert_weights * L
+    four_bit = precision == "draft" or not model.bit_nested
     mac = PhaseWork(macs_w4=macs) if four_bit else PhaseWork(macs_w8=macs)
     if hw.far_compute is not None:
-        reads = _pim_reads(hw, tokens * model.top_k, touched)
-        return PhaseWork(far_internal=L * reads * full_b, far_macs=macs)
+        reads = _pim_reads(hw, c.tokens * model.top_k, c.touched)
+        return PhaseWork(far_internal=L * reads * full_b,
+                         far_macs=c.tokens * model.top_k * model.expert_weights * L)
     if hw.near_holds == "msb":
         lsb = model.expert_lsb_bytes if precision == "target" else 0.0
-        w = PhaseWork(near_read=L * hits * near_b, far_read=L * (hits * lsb + misses * full_b))
+        w = PhaseWork(near_read=L * c.hits * near_b,
+                      far_read=L * (c.hits * lsb + misses * full_b))
     elif hw.near_holds == "whole":
-        w = PhaseWork(near_read=L * hits * near_b, far_read=L * misses * full_b)
+        w = PhaseWork(near_read=L * c.hits * near_b, far_read=L * misses * full_b)
     else:
-        w = PhaseWork(far_read=L * touched * full_b)
+        w = PhaseWork(far_read=L * c.touched * full_b)
     return w + mac
 
 
@@ -192,25 +214,41 @@ def _finish(hw, w):
     return w + extra
 
 
-def _installs(hw, model, installs, touched, hits):
-    """Writing ``installs`` experts per layer into the near tier during verification; an install
-    reads the far tier only if verification does not already stream that expert in full
-    (probability: share of non-resident experts the pass touches)."""
+def _installs(hw, model, installs, streamed):
+    """Writing ``installs`` experts per layer into the near tier during verification; the
+    ``streamed`` ones ride on verification's full read (the fill piggy-backs), the others read
+    their near-tier part from the far tier."""
     if installs <= 0:
         return PhaseWork()
     near_b, _ = _expert_bytes(hw, model)
-    outside = max(1.0, model.experts - hits)
-    streamed = min(1.0, max(0.0, touched - hits) / outside)
     L = model.moe_layers
     return PhaseWork(near_write=L * installs * near_b,
-                     far_read=L * installs * near_b * (1 - streamed))
+                     far_read=L * max(0.0, installs - streamed) * near_b)
 
 
-def _target(hw, model, s, tokens, seqs, touched, hits, installs=0.0, dense_near=1.0, kv_near=1.0):
-    w = _common(hw, model, tokens, seqs, s.context, dense_near, kv_near, model.dense_weights)
-    w += _experts(hw, model, tokens, touched, hits, "target")
-    w += _installs(hw, model, installs, touched, hits)
+def target_work(hw, model, s, seqs, counts, installs=0.0, streamed=0.0, dense_near=1.0,
+                kv_near=1.0):
+    """A target pass (plain, cached or verification) of ``seqs`` sequences."""
+    w = _common(hw, model, counts.tokens, seqs, s.context, dense_near, kv_near)
+    w += _experts(hw, model, counts, "target")
+    w += _installs(hw, model, installs, streamed)
     return _finish(hw, w)
+
+
+def draft_work(hw, model, s, seqs, counts, dense_near=1.0, kv_near=1.0, precision="draft"):
+    """One self-draft pass confined to resident experts (dense layers at INT8)."""
+    w = _common(hw, model, counts.tokens, seqs, s.context, dense_near, kv_near)
+    w += _experts(hw, model, counts, precision)
+    return _finish(hw, w)
+
+
+def elastic_phases(hw, model, s, seqs, draft, verify, installs, streamed, dense_near=1.0,
+                   kv_near=1.0):
+    """Elastic-SD's phases from counts: ``gamma`` draft passes (``draft`` counts each), one
+    verification (``verify`` counts) writing ``installs`` experts of which ``streamed`` ride."""
+    return [("draft", s.gamma, draft_work(hw, model, s, seqs, draft, dense_near, kv_near)),
+            ("verify", 1, target_work(hw, model, s, seqs, verify, installs, streamed,
+                                      dense_near, kv_near))]
 
 
 # -- methods ------------------------------------------------------------------------------------
@@ -222,67 +260,67 @@ def _stats(model, seqs, s):
 def _plain(hw, model, seqs, s):
     dn, kn, _ = _place(hw, model, seqs, s.context)
     st = _stats(model, seqs, s)
-    w = _target(hw, model, s, seqs, seqs, st.touched(1), 0.0, dense_near=dn, kv_near=kn)
+    c = PassCounts(seqs, st.touched(1), 0.0, st.tiles(1, hw.mac_tokens))
+    w = target_work(hw, model, s, seqs, c, dense_near=dn, kv_near=kn)
     return StepPlan("plain", [("decode", 1, w)], float(seqs), {"slots": 0})
 
 
 def _cache(hw, model, seqs, s):
     if hw.near is None:
         return _plain(hw, model, seqs, s)
-    dn, kn, slots = _place(hw, model, seqs, s.context)
+    dn, kn, slots = _place(hw, model, seqs, s.context, slots=s.slots)
     st = _stats(model, seqs, s)
     touched = st.touched(1)
     lru = st.lru_hit_rate(slots) * touched
-    pinned = st.static(slots, 1).hits
+    pinned = st.static(slots, 1, hw.mac_tokens).hits
     hits, policy = (lru, "lru") if lru >= pinned else (pinned, "static")
+    # LRU installs every miss, riding on its full read
     installs = (touched - hits) if policy == "lru" else 0.0
-    w = _target(hw, model, s, seqs, seqs, touched, hits, installs, dn, kn)
+    c = PassCounts(seqs, touched, hits, st.tiles(1, hw.mac_tokens))
+    w = target_work(hw, model, s, seqs, c, installs, installs, dn, kn)
     return StepPlan("cache", [("decode", 1, w)], float(seqs),
                     {"slots": slots, "hit_rate": hits / touched, "policy": policy})
 
 
-def _set(st, s, slots, window, policy=None):
+def _set(st, s, slots, window, tile, policy=None):
     policy = policy or s.resident_policy
     if policy == "frequency":
-        return st.frequency(slots, window)
+        return st.frequency(slots, window, tile)
     if policy == "static":
-        return st.static(slots, window)
-    return st.random_set(slots, window)
+        return st.static(slots, window, tile)
+    return st.random_set(slots, window, tile)
 
 
-def _sd(hw, model, seqs, s, method, draft_work, draft_bytes=0.0, resident=None, policy=None,
+def _sd(hw, model, seqs, s, method, make_draft, draft_bytes=0.0, resident=None, policy=None,
         alpha=None, verify_hits=True):
-    """Shared skeleton: ``draft_work(slots, set_stats)`` gives one draft pass's work."""
+    """Shared skeleton: ``make_draft(slots, set_stats, dense_near, kv_near)`` gives one draft
+    pass's work; verification is a target pass over ``seqs x (gamma+1)`` tokens."""
     if hw.near is None:
         raise ValueError(f"{method} needs a near tier; {hw.name} has none")
     window = s.gamma + 1
-    dn, kn, slots = _place(hw, model, seqs, s.context, draft_bytes, resident)
+    dn, kn, slots = _place(hw, model, seqs, s.context, draft_bytes, resident, s.slots)
     st = _stats(model, seqs, s)
-    rs = _set(st, s, slots, window, policy)
-    touched = st.touched(window)
+    rs = _set(st, s, slots, window, hw.mac_tokens, policy)
     if alpha is None:
         alpha = s.acceptance.rate(model.name, method, rs.coverage)
-    hits = rs.hits if verify_hits else 0.0
-    verify = _target(hw, model, s, seqs * window, seqs, touched, hits,
-                     rs.installs if verify_hits else 0.0, dn, kn)
-    draft = draft_work(slots, rs, dn, kn)
+    verify = PassCounts(seqs * window, st.touched(window), rs.hits if verify_hits else 0.0,
+                        st.tiles(window, hw.mac_tokens))
+    installs = rs.installs if verify_hits else 0.0
+    vw = target_work(hw, model, s, seqs, verify, installs, rs.installs_streamed, dn, kn)
     length = expected_length(alpha, s.gamma)
-    return StepPlan(method, [("draft", s.gamma, draft), ("verify", 1, verify)], seqs * length,
-                    {"slots": slots, "alpha": alpha, "coverage": rs.coverage,
-                     "accepted_length": length})
+    return StepPlan(method, [("draft", s.gamma, make_draft(slots, rs, dn, kn)), ("verify", 1, vw)],
+                    seqs * length, {"slots": slots, "alpha": alpha, "coverage": rs.coverage,
+                                    "accepted_length": length})
 
 
 def _elastic(hw, model, seqs, s):
-    st = _stats(model, seqs, s)
-
-    def draft(slots, rs, dn, kn):
-        w = _common(hw, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
-        w += _experts(hw, model, seqs, min(slots, st.touched(1)), min(slots, st.touched(1)),
-                      "draft")
-        return _finish(hw, w)
     if hw.near_holds != "msb":
         raise ValueError(f"elastic_sd needs bit-nested HB (near_holds 'msb'); {hw.name} holds "
                          f"{hw.near_holds!r}")
+
+    def draft(slots, rs, dn, kn):
+        c = PassCounts(seqs, rs.draft_touched, rs.draft_touched, rs.draft_tiles)
+        return draft_work(hw, model, s, seqs, c, dn, kn)
     return _sd(hw, model, seqs, s, "elastic_sd", draft)
 
 
@@ -321,30 +359,27 @@ def _slm(hw, model, seqs, s):
 def _quant(hw, model, seqs, s):
     st = _stats(model, seqs, s)
     copy = model.expert_msb_bytes     # 4-bit codes + scales, the size of an upper-nibble slot
+    T = hw.mac_tokens
 
     def draft(slots, rs, dn, kn):
         t1 = st.touched(1)
         inside = min(slots, t1 * rs.coverage)
-        w = _common(hw, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
+        w = _common(hw, model, seqs, seqs, s.context, dn, kn)
         w += PhaseWork(near_read=model.moe_layers * inside * copy,
                        far_read=model.moe_layers * (t1 - inside) * copy,
-                       macs_w4=seqs * model.top_k * model.expert_weights * model.moe_layers)
+                       macs_w4=st.tiles(1, T) * T * model.expert_weights * model.moe_layers)
         return _finish(hw, w)
     hw_whole = replace(hw, near_holds="whole") if hw.near_holds == "msb" else hw
-    plan = _sd(hw_whole, model, seqs, s, "quant_sd", draft, resident=copy, policy="static",
+    return _sd(hw_whole, model, seqs, s, "quant_sd", draft, resident=copy, policy="static",
                alpha=s.acceptance.rate(model.name, "quant_sd", 1.0), verify_hits=False)
-    return plan
 
 
 def _specmoe(hw, model, seqs, s):
-    st = _stats(model, seqs, s)
     hw_whole = replace(hw, near_holds="whole") if hw.near_holds == "msb" else hw
 
     def draft(slots, rs, dn, kn):
-        t = min(slots, st.touched(1))
-        w = _common(hw_whole, model, seqs, seqs, s.context, dn, kn, model.dense_weights)
-        w += _experts(hw_whole, model, seqs, t, t, "target")
-        return _finish(hw_whole, w)
+        c = PassCounts(seqs, rs.draft_touched, rs.draft_touched, rs.draft_tiles)
+        return draft_work(hw_whole, model, s, seqs, c, dn, kn, precision="target")
     return _sd(hw_whole, model, seqs, s, "specmoe_sd", draft, policy="static")
 
 

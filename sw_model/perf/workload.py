@@ -69,11 +69,24 @@ class Locality:
 
 @dataclass(frozen=True)
 class SetStats:
-    """A resident set of ``slots`` per layer: ``coverage`` share of token-expert choices inside it,
-    ``hits`` touched experts inside it per pass, ``installs`` experts entering it per step."""
+    """A resident set of ``slots`` per layer over passes of ``window`` tokens per sequence (all
+    per layer): ``coverage`` share of the window's token-expert choices inside the set, ``hits``
+    touched experts inside it, ``installs`` experts entering the next set during verification and
+    ``installs_streamed`` of those the verification streams anyway (misses now), ``draft_touched``
+    and ``draft_tiles`` distinct experts and MAC token tiles of one draft pass confined to the set
+    (``window - 1`` draft passes; the scheduler's rule: a token's wanted resident experts, topped up
+    with other resident ones, lowest id first, to top-k)."""
     coverage: float
     hits: float
     installs: float
+    installs_streamed: float
+    draft_touched: float
+    draft_tiles: float
+
+
+def _tiles(rows, tile):
+    """MAC token tiles of a pass: each expert runs its rows ``tile`` tokens at a time."""
+    return int(np.sum(-(-rows[rows > 0] // tile)))
 
 
 class RoutingStats:
@@ -84,6 +97,7 @@ class RoutingStats:
         self.profile = trace if profile is None else profile
         self.experts = trace.experts
         self.num_experts = trace.num_experts
+        self.top_k = trace.top_k
         self.warm = max(1, trace.steps // 4)
 
     def _windows(self, window):
@@ -95,6 +109,14 @@ class RoutingStats:
     def touched(self, window=1):
         """Mean distinct experts per layer in a pass over ``window`` tokens of every sequence."""
         counts = [len(np.unique(self.experts[a:b, :, layer]))
+                  for a, b in self._windows(window) for layer in range(self.trace.layers)]
+        return float(np.mean(counts))
+
+    @lru_cache(maxsize=None)
+    def tiles(self, window, tile):
+        """Mean MAC token tiles per layer of a pass over ``window`` tokens of every sequence."""
+        counts = [_tiles(np.bincount(self.experts[a:b, :, layer].ravel(),
+                                     minlength=self.num_experts), tile)
                   for a, b in self._windows(window) for layer in range(self.trace.layers)]
         return float(np.mean(counts))
 
@@ -114,54 +136,79 @@ class RoutingStats:
                         total += 1
         return hits / total if total else 0.0
 
-    def _set_stats(self, slots, window, chooser):
+    def _draft(self, a, drafts, layer, resident, tile):
+        """(distinct experts, tiles) per draft pass at positions a .. a+drafts-1."""
+        touched, tiles = [], []
+        ordered = sorted(resident)
+        for j in range(drafts):
+            rows = np.zeros(self.num_experts, dtype=np.int64)
+            for wanted in self.experts[a + j, :, layer]:
+                inside = [int(e) for e in wanted if int(e) in resident]
+                top = inside + [e for e in ordered if e not in inside][:self.top_k - len(inside)]
+                rows[top] += 1
+            touched.append(int(np.count_nonzero(rows)))
+            tiles.append(_tiles(rows, tile))
+        return touched, tiles
+
+    def _set_stats(self, slots, window, tile, chooser):
+        slots = min(slots, self.num_experts)
         if slots <= 0:
-            return SetStats(0.0, 0.0, 0.0)
-        cover, hits, installs = [], [], []
-        previous = {}
+            return SetStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        drafts = window - 1
+        cover, hits, installs, streamed, dt, dtiles = [], [], [], [], [], []
         for a, b in self._windows(window):
             for layer in range(self.trace.layers):
-                chosen = chooser(a, b, layer)
+                now_set = chooser(a - window, a, layer)
+                next_set = chooser(a, b, layer)
                 now = self.experts[a:b, :, layer]
-                inside = np.isin(now, list(chosen))
-                cover.append(inside.mean())
-                hits.append(len(set(np.unique(now)) & chosen))
-                if layer in previous:
-                    installs.append(len(chosen - previous[layer]))
-                previous[layer] = chosen
-        return SetStats(float(np.mean(cover)), float(np.mean(hits)),
-                        float(np.mean(installs)) if installs else 0.0)
+                used = set(int(e) for e in np.unique(now))
+                cover.append(np.isin(now, list(now_set)).mean())
+                hits.append(len(used & now_set))
+                new = next_set - now_set
+                installs.append(len(new))
+                streamed.append(len(new & used))
+                if drafts:
+                    t, n = self._draft(a, drafts, layer, now_set, tile)
+                    dt += t
+                    dtiles += n
+        mean = lambda v: float(np.mean(v)) if v else 0.0
+        return SetStats(mean(cover), mean(hits), mean(installs), mean(streamed), mean(dt),
+                        mean(dtiles))
 
     def _top(self, counts, slots):
         order = np.lexsort((np.arange(self.num_experts), -counts))
         return set(int(e) for e in order[:slots])
 
     @lru_cache(maxsize=None)
-    def frequency(self, slots, window):
-        """Elastic-SD's set: the ``slots`` most chosen experts of the previous window."""
+    def frequency(self, slots, window, tile=16):
+        """Elastic-SD's set: the ``slots`` most chosen experts of the previous window's draft
+        positions (the first ``window - 1``; all of them when ``window`` is 1)."""
+        span = max(1, window - 1)
+
         def chooser(a, b, layer):
-            lo = max(0, a - window)
-            prev = self.experts[lo:a, :, layer] if a > lo else self.experts[a:b, :, layer]
-            return self._top(np.bincount(prev.ravel(), minlength=self.num_experts), slots)
-        return self._set_stats(slots, window, chooser)
+            lo = max(0, a)
+            picks = self.experts[lo:lo + span, :, layer]
+            return self._top(np.bincount(picks.ravel(), minlength=self.num_experts), slots)
+        return self._set_stats(slots, window, tile, chooser)
 
     @lru_cache(maxsize=None)
-    def static(self, slots, window=1):
+    def static(self, slots, window=1, tile=16):
         """A set pinned from an offline profile's popularity (``profile``: a separate trace with
         the same popularity; without one, this trace itself)."""
         tops = {layer: self._top(np.bincount(self.profile.experts[:, :, layer].ravel(),
                                              minlength=self.num_experts), slots)
                 for layer in range(self.trace.layers)}
-        return self._set_stats(slots, window, lambda a, b, layer: tops[layer])
+        return self._set_stats(slots, window, tile, lambda a, b, layer: tops[layer])
 
     @lru_cache(maxsize=None)
-    def random_set(self, slots, window):
+    def random_set(self, slots, window, tile=16):
         """A random set of the same size (the paper's comparison for the resident-set choice)."""
         rng = np.random.default_rng(12345)
-        sets = {layer: set(int(e) for e in rng.choice(self.num_experts, slots, replace=False))
+        sets = {layer: set(int(e) for e in rng.choice(self.num_experts,
+                                                      min(slots, self.num_experts),
+                                                      replace=False))
                 for layer in range(self.trace.layers)}
-        return self._set_stats(min(slots, self.num_experts), window,
-                               lambda a, b, layer: sets[layer])
+        return self._set_stats(slots, window, tile, lambda a, b, layer: sets[layer])
 
 
 @lru_cache(maxsize=256)

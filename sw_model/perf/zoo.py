@@ -1,17 +1,21 @@
-"""The shapes the performance model needs of each MoE model (a minimal, replaceable table).
+"""The shapes the performance model needs of each MoE model, taken from the model zoo.
 
-Sources: ``../shared/reference/model-zoo.md`` (public configs) for layers, hidden size, expert
-FFN, experts, top-k and shared experts. Attention sizes not in that table are marked *assumed* in
-:data:`ZOO` (GLM-4.7-Flash's MLA shape is taken equal in kind to DeepSeek-V2-Lite's with its own
-head count). Only what the byte and operation counts need is here; when the scheduler's
-``sw_model/model_zoo.py`` lands, :func:`get_model` is the one place that would read it instead.
+Layers, hidden size, expert FFN, experts, top-k, shared and dense FFNs, vocabulary and GQA heads
+come from :mod:`sw_model.model_zoo` (the scheduler's table of ``../shared/reference/model-zoo.md``).
+The zoo keeps the golden model's architecture, so where the real model differs in what the memory
+system moves, :data:`OVERRIDES` restores it: MLA attention (GLM-4.7-Flash, DeepSeek-V2-Lite: far
+fewer attention weights and a compressed KV cache) and GPT-OSS-20B's MXFP4 experts (stored as is:
+only the expert axis of ELMoE-3D applies). GLM-4.7-Flash's MLA sizes are not in model-zoo.md and
+are *assumed* (20 heads, q_lora 768, qk 192+64, v 256, kv_lora 512).
 """
 
 from dataclasses import dataclass
 
 from hw.params import ParamsRecord, QUANT_GROUP
+from sw_model import model_zoo
 
-__all__ = ["ModelShape", "ZOO", "PAPER_MODELS", "get_model", "SCALE_BYTES"]
+__all__ = ["ModelShape", "ZOO", "PAPER_MODELS", "get_model", "SCALE_BYTES", "shape_from_config",
+           "OVERRIDES"]
 
 #: FP16 scale bytes per group of QUANT_GROUP INT8 weights (DESIGN.md section 2).
 SCALE_BYTES = 2
@@ -144,34 +148,36 @@ def _mla(hidden, heads, q_lora, qk_nope, qk_rope, v_dim, kv_lora):
     return q + kv + o, 2 * (kv_lora + qk_rope), heads * (2 * kv_lora + qk_rope)
 
 
-def _shape(name, attn, **kw):
-    params, kv, macs = attn
-    return ModelShape(name=name, attn_params=params, kv_bytes=kv, attn_macs_per_ctx=macs, **kw)
+def shape_from_config(config, name=None, attention=None, expert_bits=8.0):
+    """The :class:`ModelShape` of a :class:`sw_model.moe.MoEConfig` (GQA attention from its heads
+    unless ``attention`` = (weights, KV bytes, MACs per context position) is given)."""
+    c = config
+    params, kv, macs = attention or _gqa(c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim)
+    dense = tuple(c.dense_layers)
+    if dense != tuple(range(len(dense))):
+        raise ValueError(f"{c.name}: dense layers {dense} are not the first layers")
+    return ModelShape(name=name or c.name, layers=c.num_layers, hidden=c.hidden_size,
+                      expert_ffn=c.expert_ffn, experts=c.num_experts, top_k=c.top_k,
+                      attn_params=params, kv_bytes=kv, attn_macs_per_ctx=macs,
+                      vocab=c.vocab_size, dense_layers=len(dense), dense_ffn=c.dense_ffn,
+                      shared=1 if c.shared_ffn else 0, shared_ffn=c.shared_ffn,
+                      expert_bits=expert_bits)
 
 
-#: The model zoo. Paper models first.
-ZOO = {m.name: m for m in [
-    _shape("Qwen3-30B-A3B", _gqa(2048, 32, 4, 128), layers=48, hidden=2048, expert_ffn=768,
-           experts=128, top_k=8, vocab=151936),
-    # MLA sizes assumed (public config not in model-zoo.md): 20 heads, q_lora 768,
-    # qk 192+64, v 256, kv_lora 512.
-    _shape("GLM-4.7-Flash", _mla(2048, 20, 768, 192, 64, 256, 512), layers=47, hidden=2048,
-           expert_ffn=1536, experts=64, top_k=4, shared=1, shared_ffn=1536, dense_layers=1,
-           dense_ffn=10240, vocab=154880),
-    # MLA: 16 heads, no q_lora, qk 128+64, v 128, kv_lora 512 (model-zoo.md gives kv rank 512).
-    _shape("DeepSeek-V2-Lite", _mla(2048, 16, 0, 128, 64, 128, 512), layers=27, hidden=2048,
-           expert_ffn=1408, experts=64, top_k=6, shared=2, shared_ffn=1408, dense_layers=1,
-           dense_ffn=10944, vocab=102400),
-    _shape("GPT-OSS-20B", _gqa(2880, 64, 8, 64), layers=24, hidden=2880, expert_ffn=2880,
-           experts=32, top_k=4, vocab=201088, expert_bits=MXFP4_BITS),
-    _shape("Mixtral-8x7B", _gqa(4096, 32, 8, 128), layers=32, hidden=4096, expert_ffn=14336,
-           experts=8, top_k=2, vocab=32000),
-    _shape("OLMoE-1B-7B", _gqa(2048, 16, 16, 128), layers=16, hidden=2048, expert_ffn=1024,
-           experts=64, top_k=8, vocab=50304),
-]}
+#: What the performance model needs beyond the zoo's golden-model shapes (module docstring).
+OVERRIDES = {
+    "glm-4.7-flash": {"attention": _mla(2048, 20, 768, 192, 64, 256, 512)},
+    # model-zoo.md: MLA, kv rank 512; 16 heads, no q_lora, qk 128+64, v 128 (public config)
+    "deepseek-v2-lite": {"attention": _mla(2048, 16, 0, 128, 64, 128, 512)},
+    "gpt-oss-20b": {"expert_bits": MXFP4_BITS},
+}
+
+#: The model zoo as the performance model sees it, by the zoo's names.
+ZOO = {name: shape_from_config(entry.config, name, **OVERRIDES.get(name, {}))
+       for name, entry in model_zoo.ZOO.items()}
 
 #: The four models of the paper's evaluation (paper-facts.md).
-PAPER_MODELS = ("Qwen3-30B-A3B", "GLM-4.7-Flash", "DeepSeek-V2-Lite", "GPT-OSS-20B")
+PAPER_MODELS = ("qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite", "gpt-oss-20b")
 
 
 def get_model(name):

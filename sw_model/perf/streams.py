@@ -1,0 +1,191 @@
+"""The stream-driven path: a decode step's cost read from the scheduler's command stream.
+
+The scheduler (:mod:`sw_model.scheduler`) turns a step record into ISA commands
+(:mod:`hw.isa`). :func:`stream_work` reads, per phase (BARRIER ``phase``), the bytes every tier
+moves (LOAD_SLOT / LOAD_HB: HB reads, WRITE_SLOT: HB writes, LOAD_LPDDR: LPDDR reads; each
+``count`` weight words of ``hb_ratio`` / ``lpddr_ratio`` memory words) and the MAC work (MAC:
+``count`` operations of ``tokens x group_size x channels(mode)`` multiply-accumulates; FULL at 8-bit
+weights, the slice modes at 4-bit).
+
+What the stream does not carry is added by the same analytic rules as the fast path, and said
+so: the experts' FP16 group scales (the vector unit's; the stream moves integer weight words only:
+a draft or hit job reads its expert's scales from HB, a miss from LPDDR, an install writes them to
+HB), and everything outside the routed experts (dense weights, KV cache, attention, the gather
+link: :func:`sw_model.perf.methods.target_work` with no experts).
+
+:func:`record_counts` gives the analytic path the counts of the same step record, so the two paths
+can be compared on identical routing (tests/test_perf_streams.py: within 2% per phase).
+"""
+
+from dataclasses import replace
+import math
+
+import numpy as np
+
+from hw.isa import Opcode
+from hw.params import MacMode, QUANT_GROUP, TopParams
+from sw_model.cache_bridge import controller_params
+from sw_model.perf.methods import PassCounts, StepPlan, _common, _finish, _installs, \
+    draft_work, elastic_phases, target_work
+from sw_model.perf.phases import PhaseWork
+
+__all__ = ["stream_work", "stream_plan", "record_counts", "analytic_plan", "stream_params",
+           "PHASE_OF_BARRIER"]
+
+#: BARRIER phase numbers of the scheduler (sw_model.scheduler.PHASES) to this model's labels.
+PHASE_OF_BARRIER = {0: "setup", 1: "draft", 2: "verify", 3: "decode"}
+
+
+#: Memory sizes of :func:`stream_params` machines: the ISA's largest HB channel (24-bit address)
+#: and 2^30 LPDDR words; only addresses depend on them, not the bytes a stream moves.
+STREAM_HB_WORDS = 1 << 24
+STREAM_LPDDR_WORDS = 1 << 30
+#: Input (host-written activations) and activation memory words: large enough for a batch-256
+#: verification's token tiles; they change command counts, not bytes or MAC work.
+STREAM_INPUT_WORDS = 1 << 16
+STREAM_ACT_WORDS = 1 << 12
+
+
+def stream_params(config, capacity, base):
+    """A :class:`TopParams` with ``base``'s PEs and MAC array whose cache and slots hold
+    ``capacity`` experts per MoE layer of ``config`` (the presets' caches cover 3-4 layers), with
+    memories as large as the ISA addresses and the schedules need."""
+    from sw_model.weight_layout import WeightLayout
+    cache = controller_params(config, capacity, "FREQUENCY")
+    big = replace(base, cache=cache, input_words=STREAM_INPUT_WORDS,
+                  act_words=max(base.act_words, STREAM_ACT_WORDS),
+                  hb=replace(base.hb, words=STREAM_HB_WORDS, address_width=24),
+                  lpddr=replace(base.lpddr, words=STREAM_LPDDR_WORDS, address_width=30))
+    need = WeightLayout(config, replace(big, slot_words=STREAM_HB_WORDS // cache.slots))
+    return replace(big, slot_words=need.slot_hb_words)
+
+
+def stream_work(commands, params):
+    """``{phase label: PhaseWork}`` of the routed-expert work in ``commands`` on ``params``."""
+    if not isinstance(params, TopParams):
+        raise TypeError(f"params must be a TopParams, not {params!r}")
+    hb = params.hb_ratio * params.hb.bytes_per_word
+    lp = params.lpddr_ratio * params.lpddr.bytes_per_word
+    mac = params.mac
+    per_op = {m: mac.tokens * mac.group_size * mac.channels(m) for m in MacMode}
+    totals, phase = {}, "setup"
+    for i, c in enumerate(commands):
+        op = c.op
+        if op is Opcode.BARRIER:
+            if c.phase not in PHASE_OF_BARRIER:
+                raise ValueError(f"command {i}: BARRIER phase {c.phase} is not one of "
+                                 f"{sorted(PHASE_OF_BARRIER)}")
+            phase = PHASE_OF_BARRIER[c.phase]
+            continue
+        t = totals.setdefault(phase, dict.fromkeys(("near_read", "near_write", "far_read",
+                                                    "macs_w8", "macs_w4"), 0))
+        if op in (Opcode.LOAD_SLOT, Opcode.LOAD_HB):
+            t["near_read"] += c.count * hb
+        elif op is Opcode.WRITE_SLOT:
+            t["near_write"] += c.count * hb
+        elif op is Opcode.LOAD_LPDDR:
+            t["far_read"] += c.count * lp
+        elif op is Opcode.MAC:
+            mode = MacMode(c.mode)
+            t["macs_w8" if mode is MacMode.FULL else "macs_w4"] += c.count * per_op[mode]
+    return {p: PhaseWork(**t) for p, t in totals.items()}
+
+
+def _scales(schedule, model_scale_bytes):
+    """Scale bytes per phase label from the schedule's jobs (module docstring)."""
+    out = {}
+    for job in schedule.jobs:
+        phase = "draft" if job.kind.startswith("draft") else None
+        w = PhaseWork()
+        s = model_scale_bytes
+        if job.kind == "draft" or job.kind == "hit":
+            w = PhaseWork(near_read=s)
+        elif job.kind == "draft_lpddr":
+            w = PhaseWork(far_read=s)
+        elif job.kind == "miss":
+            w = PhaseWork(far_read=s, near_write=s if job.install else 0.0)
+        elif job.kind == "install":
+            w = PhaseWork(far_read=s, near_write=s)
+        out[phase] = out.get(phase, PhaseWork()) + w
+    return out
+
+
+def stream_plan(record, schedule, hw, model, settings, dense_near=1.0, kv_near=1.0):
+    """The step's :class:`StepPlan` from its schedule: routed experts from the stream (plus
+    scales), the rest analytic. Phases: ``decode`` (cached) or ``draft`` + ``verify``."""
+    experts = stream_work(schedule.commands, schedule.layout.params)
+    scales = _scales(schedule, schedule.layout.scale_bytes)
+    seqs = len(record.sequences)
+    if record.mode == "cached":
+        rest = _common(hw, model, seqs, seqs, settings.context, dense_near, kv_near)
+        work = rest + experts.get("decode", PhaseWork()) + scales.get(None, PhaseWork())
+        return StepPlan("stream:cached", [("decode", 1, _finish(hw, work))], float(seqs), {})
+    gamma = len(record.draft_routes)
+    draft_rest = _common(hw, model, seqs, seqs, settings.context, dense_near,
+                         kv_near).scaled(gamma)
+    draft = draft_rest + experts.get("draft", PhaseWork()) + scales.get("draft", PhaseWork())
+    verify_rest = _common(hw, model, seqs * (gamma + 1), seqs, settings.context, dense_near,
+                          kv_near)
+    verify = verify_rest + experts.get("verify", PhaseWork()) + scales.get(None, PhaseWork())
+    kept = float(sum(record.accepted) + seqs)
+    return StepPlan("stream:elastic_sd", [("draft", 1, _finish(hw, draft)),
+                                          ("verify", 1, _finish(hw, verify))], kept, {})
+
+
+def _pass_counts(routes, resident, tile):
+    """PassCounts of one pass's routes ``{layer: [rows, k]}`` (``-1`` pads), averaged over
+    layers; ``resident(layer)`` the near-tier set."""
+    touched, hits, tiles, tokens = [], [], [], 0
+    for layer, r in routes.items():
+        r = np.asarray(r)
+        tokens = r.shape[0]
+        used = r[r >= 0]
+        rows = np.bincount(used, minlength=1)
+        experts = set(int(e) for e in np.unique(used))
+        touched.append(len(experts))
+        hits.append(len(experts & resident(layer)))
+        tiles.append(int(np.sum(-(-rows[rows > 0] // tile))))
+    mean = lambda v: float(np.mean(v)) if v else 0.0
+    return PassCounts(tokens, mean(touched), mean(hits), mean(tiles))
+
+
+def record_counts(record, tile):
+    """The analytic path's counts of one step record: ``(target, drafts, installs, streamed)``
+    (PassCounts; per layer: experts installed, and those verification streams as misses)."""
+    if record.mode == "cached":
+        hit_keys = {}
+        for entry in record.cache_requests.get("target", []):
+            if entry.request.op.name == "LOOKUP" and entry.responses[-1].status.name == "HIT":
+                hit_keys.setdefault(record.layers[entry.request.layer], set()).add(
+                    entry.request.expert)
+        target = _pass_counts(record.target_routes, lambda l: hit_keys.get(l, set()), tile)
+        installs = target.touched - target.hits
+        return target, [], installs, installs
+    resident = lambda l: set(record.resident_before[l])
+    target = _pass_counts(record.target_routes, resident, tile)
+    drafts = [_pass_counts(r, resident, tile) for r in record.draft_routes]
+    installs, streamed = [], []
+    for layer in record.layers:
+        new = set(record.installed.get(layer, ()))
+        r = np.asarray(record.target_routes[layer])
+        used = set(int(e) for e in np.unique(r[r >= 0]))
+        installs.append(len(new))
+        streamed.append(len(new & (used - resident(layer))))
+    return target, drafts, float(np.mean(installs)), float(np.mean(streamed))
+
+
+def analytic_plan(record, hw, model, settings, dense_near=1.0, kv_near=1.0):
+    """The analytic path on the same record (its counts instead of trace statistics)."""
+    target, drafts, installs, streamed = record_counts(record, hw.mac_tokens)
+    seqs = len(record.sequences)
+    if record.mode == "cached":
+        w = target_work(hw, model, settings, seqs, target, installs, streamed, dense_near,
+                        kv_near)
+        return StepPlan("analytic:cached", [("decode", 1, w)], float(seqs), {})
+    gamma = len(drafts)
+    mean = PassCounts(seqs, *(float(np.mean([getattr(d, f) for d in drafts]))
+                              for f in ("touched", "hits", "tiles")))
+    phases = elastic_phases(hw, model, replace(settings, gamma=gamma), seqs, mean, target,
+                            installs, streamed, dense_near, kv_near)
+    kept = float(sum(record.accepted) + seqs)
+    return StepPlan("analytic:elastic_sd", phases, kept, {})
