@@ -7,7 +7,10 @@ sequence ``sequence`` is routed, in layer ``layer``, to ``top_k`` distinct exper
 exponent ``zipf`` over a random permutation of the experts (``zipf = 0`` is uniform). Temporal
 reuse: each expert a sequence used at the previous step in a layer is kept with probability
 ``reuse``; the remaining choices are drawn from the popularity without replacement. Batch 1-16
-(any positive batch is accepted). Same seed, same trace.
+(any positive batch is accepted). Same seed, same trace. ``fast=True`` draws the same model
+vectorised over sequences and layers (the Gumbel-top-k form of weighted sampling without
+replacement, which is the same sequential draw in distribution): same popularity for the same
+seed, other draws; for large traces (the performance model's statistics).
 
 **On-disk format** (``.npz``, written by :meth:`RoutingTrace.save`, e.g. by the golden MoE model):
 
@@ -122,9 +125,38 @@ def _zipf_weights(num_experts, exponent, rng):
     return popularity
 
 
+def _fast_draws(popularity, top_k, steps, batch, reuse, rng):
+    """``experts[step, sequence, layer, k]``: kept experts first (in their previous order), then
+    fresh ones by Gumbel-top-k over the popularity with the kept ones excluded."""
+    layers, num_experts = popularity.shape
+    log_p = np.log(popularity)[None]                        # [1, layers, experts]
+    experts = np.empty((steps, batch, layers, top_k), dtype=np.int64)
+    previous = None
+    for t in range(steps):
+        keys = log_p - np.log(-np.log(rng.random((batch, layers, num_experts))))
+        keep = np.zeros((batch, layers, top_k), dtype=bool)
+        if previous is not None:
+            keep = rng.random((batch, layers, top_k)) < reuse
+            np.put_along_axis(keys, previous, np.where(keep, -np.inf, np.take_along_axis(
+                keys, previous, axis=-1)), axis=-1)
+        fresh = np.argsort(-keys, axis=-1, kind="stable")[..., :top_k]
+        if previous is None:
+            row = fresh
+        else:
+            # kept ones first in their old order, then the best fresh ones
+            order = np.arange(top_k)
+            priority = np.concatenate([np.where(keep, order, np.inf),
+                                       np.broadcast_to(top_k + order, keep.shape)], axis=-1)
+            pick = np.argsort(priority, axis=-1, kind="stable")[..., :top_k]
+            row = np.take_along_axis(np.concatenate([previous, fresh], axis=-1), pick, axis=-1)
+        experts[t] = row
+        previous = row
+    return experts
+
+
 def generate_routing_trace(layers, num_experts, top_k, steps, batch=1, zipf=1.0, reuse=0.5,
-                           seed=0):
-    """A seeded synthetic trace (see the module docstring for the model)."""
+                           seed=0, fast=False):
+    """A seeded synthetic trace (see the module docstring for the model; ``fast``: vectorised)."""
     for name, value in (("layers", layers), ("num_experts", num_experts), ("top_k", top_k),
                         ("steps", steps), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -137,6 +169,9 @@ def generate_routing_trace(layers, num_experts, top_k, steps, batch=1, zipf=1.0,
         raise ValueError(f"reuse must be a probability in [0, 1], not {reuse}")
     rng = np.random.default_rng(seed)
     popularity = [_zipf_weights(num_experts, zipf, rng) for _ in range(layers)]
+    if fast:
+        return RoutingTrace(_fast_draws(np.array(popularity), top_k, steps, batch, reuse, rng),
+                            num_experts)
     experts = np.empty((steps, batch, layers, top_k), dtype=np.int64)
     for t in range(steps):
         for b in range(batch):

@@ -5,7 +5,8 @@ tokens it keeps. Methods (``METHODS``):
 
 ``plain``       one target pass over the B tokens; no expert cache.
 ``cache``       one target pass with an expert cache in the near tier: the better of LRU and a
-                placement pinned from the routing profile (each machine gets its better policy).
+                placement pinned from the routing profile (each machine gets its better policy;
+                ``Settings.cache_policy`` can force one).
                 On ELMoE-3D a hit reads the upper nibble (and scales) from HB and the lower nibble
                 from LPDDR; on whole-expert machines a hit reads nothing from the far tier.
 ``elastic_sd``  ELMoE-3D: gamma draft passes on the HB-resident upper nibbles (dense layers at
@@ -58,7 +59,9 @@ class Settings:
     switches to Elastic-SD (unpublished; assumed 4, the golden model's default); ``context``
     tokens of KV per sequence (paper: 1k); ``resident_policy`` Elastic-SD's set: ``frequency``
     (paper), ``static`` or ``random``; ``slots``: resident experts per MoE layer instead of what
-    fits (None), to compare with a scheduled stream of a given capacity."""
+    fits (None), to compare with a scheduled stream of a given capacity; ``cache_policy`` of
+    cached decoding on every machine: ``best`` (the better of LRU and a profiled placement),
+    ``lru`` (the paper's cache model) or ``static``."""
     gamma: int = 4
     threshold: int = 4
     context: int = 1024
@@ -66,6 +69,7 @@ class Settings:
     acceptance: AcceptanceModel = ACCEPTANCE
     resident_policy: str = "frequency"
     slots: int = None
+    cache_policy: str = "best"
 
     def __post_init__(self):
         for name in ("gamma", "threshold", "context"):
@@ -75,6 +79,9 @@ class Settings:
         if self.slots is not None and (isinstance(self.slots, bool) or not isinstance(
                 self.slots, int) or self.slots < 0):
             raise ValueError(f"Settings.slots must be None or an int >= 0, not {self.slots!r}")
+        if self.cache_policy not in ("best", "lru", "static"):
+            raise ValueError(f"Settings.cache_policy must be best, lru or static, not "
+                             f"{self.cache_policy!r}")
         if self.resident_policy not in ("frequency", "static", "random"):
             raise ValueError(f"Settings.resident_policy must be frequency, static or random, not "
                              f"{self.resident_policy!r}")
@@ -273,7 +280,8 @@ def _cache(hw, model, seqs, s):
     touched = st.touched(1)
     lru = st.lru_hit_rate(slots) * touched
     pinned = st.static(slots, 1, hw.mac_tokens).hits
-    hits, policy = (lru, "lru") if lru >= pinned else (pinned, "static")
+    use_lru = s.cache_policy == "lru" or (s.cache_policy == "best" and lru >= pinned)
+    hits, policy = (lru, "lru") if use_lru else (pinned, "static")
     # LRU installs every miss, riding on its full read
     installs = (touched - hits) if policy == "lru" else 0.0
     c = PassCounts(seqs, touched, hits, st.tiles(1, hw.mac_tokens))

@@ -120,6 +120,9 @@ def add_perf_arguments(p):
     p.add_argument("--policy", default=Settings().resident_policy,
                    choices=("frequency", "static", "random"), help="Elastic-SD resident set")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
+    p.add_argument("--streams", action="store_true",
+                   help="also run the stream-driven path on the scheduler's streams and compare "
+                        "it with the analytic path (about a minute more)")
 
 
 def _models(text):
@@ -164,16 +167,20 @@ def settings_from_args(args):
 
 
 def progress_bar(label, stream):
-    """A text progress bar on ``stream`` (the CLI's stderr): ``callback(done, total)``."""
+    """A text progress bar on ``stream`` (the CLI's stderr): ``callback(done, total)``. On a
+    terminal it redraws one line; otherwise it writes a line every tenth of the way."""
     start = time.monotonic()
+    tty = getattr(stream, "isatty", lambda: False)()
 
     def callback(done, total):
         width = 30
         filled = width * done // total
-        stream.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
-                     f"{time.monotonic() - start:5.1f} s")
-        if done == total:
-            stream.write("\n")
+        text = (f"{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                f"{time.monotonic() - start:5.1f} s")
+        if tty:
+            stream.write("\r" + text + ("\n" if done == total else ""))
+        elif done == total or (10 * done) // total != (10 * (done - 1)) // total:
+            stream.write(text + "\n")
         stream.flush()
     return callback
 
@@ -247,11 +254,12 @@ def print_perf(points, summaries, cross, anchor, table, out):
                   f"0.49 (bound {s['energy_bound']:.2f}x)", ""]]
         out(table(["figure", "model", "paper", "in band"], rows))
     out("\nCrossover (8 GB): cached decoding vs Elastic-SD, time per token")
+    yes = lambda v: "yes" if v else "no"
     out(table(["model", "cache wins at batch 1", "first batch Elastic-SD wins",
-               "Elastic-SD wins at largest batch"],
-              [[m, "yes" if c["cache_wins_at_batch_1"] else "no",
-                c["first_elastic_sd_batch"] or "-",
-                f"{'yes' if c['elastic_sd_wins_at_largest'] else 'no'} ({c['largest_batch']})"]
+               "Elastic-SD wins at 16", "Elastic-SD wins at largest batch"],
+              [[m, yes(c["cache_wins_at_batch_1"]), c["first_elastic_sd_batch"] or "-",
+                yes(c["elastic_sd_wins_at_16"]),
+                f"{yes(c['elastic_sd_wins_at_largest'])} ({c['largest_batch']})"]
                for m, c in cross.items()]))
     fit = fit_gpu_anchor()
     errors = [abs(r["error"]) for r in anchor]
@@ -259,6 +267,90 @@ def print_perf(points, summaries, cross, anchor, table, out):
         f"({fit['hbm_efficiency']:.1%} of peak) + {fit['layer_overhead_us']:.0f} us per layer; "
         f"model vs measured over {len(anchor)} rows: mean |error| "
         f"{sum(errors) / len(errors):.1%}, max {max(errors):.1%}")
+
+
+# -- the gap to the paper ------------------------------------------------------------------------
+
+def gap_rows(settings, calibration, hb_gb=8, batches=(1, 16)):
+    """Per paper model and batch: bytes per kept token on each tier for the xPU and ELMoE-3D,
+    and what bounds ELMoE-3D's phases (the numbers behind the headline)."""
+    from sw_model.perf.methods import plan_step, step_result
+    hw, x = hwmod.elmoe3d(hb_gb, calibration), hwmod.xpu(hwmod.elmoe3d(hb_gb).pes, calibration)
+    rows = []
+    for model in PAPER_MODELS:
+        for batch in batches:
+            e = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
+            b = step_result(x, plan_step(x, model, batch, "plain", settings))
+            per = lambda r, f: sum(n * getattr(w, f) for _, n, w in r.plan.phases) / r.plan.tokens
+            rows.append([model, batch, e.plan.info["mode"],
+                         f"{per(b, 'far_read') / 1e6:.1f}",
+                         f"{per(e, 'far_read') / 1e6:.1f}",
+                         f"{(per(e, 'near_read') + per(e, 'near_write')) / 1e6:.1f}",
+                         f"{e.plan.info.get('accepted_length', 1.0):.2f}",
+                         f"{b.s_per_token / e.s_per_token:.2f}",
+                         ", ".join(f"{label} {c.bound}" for label, _, c in e.costs)])
+    return rows
+
+
+#: What-if variants of the headline (label, settings change, acceptance change).
+SENSITIVITY = (
+    ("as published (defaults)", {}),
+    ("acceptance 0.91 everywhere (top of paper range)", {"slope": 0.0}),
+    ("acceptance 0.91 and gamma 8", {"slope": 0.0, "gamma": 8}),
+    ("every cache LRU (the paper's cache model)", {"cache_policy": "lru"}),
+    ("routing reuse 0.8 (more temporal locality)", {"reuse": 0.8}),
+    ("routing Zipf 1.2 (more skew)", {"zipf": 1.2}),
+)
+
+
+def sensitivity_rows(settings, calibration, hb_gb=8):
+    """The headline averages under each :data:`SENSITIVITY` variant."""
+    from sw_model.perf.suite import evaluate_config
+    rows = []
+    for label, change in SENSITIVITY:
+        s = settings
+        if "slope" in change:
+            s = replace(s, acceptance=replace(s.acceptance, slope=change["slope"]))
+        for key in ("gamma", "cache_policy"):
+            if key in change:
+                s = replace(s, **{key: change[key]})
+        for key in ("reuse", "zipf"):
+            if key in change:
+                s = replace(s, locality=replace(s.locality, **{key: change[key]}))
+        config = {"gamma": s.gamma, "threshold": s.threshold,
+                  "resident_policy": s.resident_policy, "hb_gb": hb_gb}
+        r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
+        rows.append([label, f"{r['avg_speedup_vs_xpu']:.2f}", f"{r['max_speedup_vs_xpu']:.2f}",
+                     f"{r['avg_energy_vs_xpu']:.2f}", f"{r['avg_speedup_vs_best_prior']:.2f}"])
+    return rows
+
+
+# -- the stream-driven path ----------------------------------------------------------------------
+
+#: (model, mode, batch, experts per layer in HB, PE preset) the stream comparison runs: the
+#: built-in default model on the small machine, and a zoo model on the paper's PE.
+STREAM_CASES = (("default", "cached", 1, 8, "default"), ("default", "cached", 4, 8, "default"),
+                ("default", "elastic_sd", 1, 8, "default"),
+                ("default", "elastic_sd", 4, 8, "default"),
+                ("default", "elastic_sd", 16, 8, "default"),
+                ("olmoe-1b-7b", "cached", 1, 16, "paper"),
+                ("olmoe-1b-7b", "elastic_sd", 1, 16, "paper"))
+
+
+def stream_rows(cases=STREAM_CASES, settings=None, steps=2, gamma=3):
+    """The stream-driven and analytic paths on the same step records (per phase, relative
+    difference in time and energy); returns (rows, worst |difference|)."""
+    from sw_model.perf.streams import compare_record_paths
+    rows, worst = [], 0.0
+    for model, mode, batch, capacity, preset in cases:
+        for phase, t_stream, t_analytic, dt, de, commands in compare_record_paths(
+                model, mode, batch, capacity, preset, steps=steps, gamma=gamma,
+                settings=settings):
+            worst = max(worst, abs(dt), abs(de))
+            rows.append([model, preset, mode, batch, capacity, phase, commands,
+                         f"{t_stream * 1e3:.4f}", f"{t_analytic * 1e3:.4f}", f"{dt:+.2e}",
+                         f"{de:+.2e}"])
+    return rows, worst
 
 
 # -- plots ----------------------------------------------------------------------------------------
@@ -343,8 +435,22 @@ def run_perf(args, table, out=print, err=None):
     plots = [] if args.no_plots else write_plots(points, Path("build") / "perf")
     if plots:
         out(f"\nplots: {', '.join(str(p) for p in plots)}")
-    out("\nAssumptions:\n" + assumptions())
+    out("\nWhere the bytes go (8 GB; per kept token; the xPU reads everything from LPDDR):")
+    out(table(["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
+               "kept/seq/step", "speed-up", "bound per phase"],
+              gap_rows(settings, calibration)))
+    out("\nSensitivity of the headline (8 GB, paper models, batch 1-16):")
+    out(table(["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU", "avg vs best prior"],
+              sensitivity_rows(settings, calibration)))
     figures = {"command": "perf", "calibration": args.calibration}
+    if args.streams:
+        rows, worst = stream_rows(settings=settings)
+        out("\nStream-driven vs analytic path on the same step records (scheduler streams; "
+            "time and energy per phase):")
+        out(table(["model", "PE", "mode", "batch", "HB experts/layer", "phase", "commands",
+                   "stream ms", "analytic ms", "time diff", "energy diff"], rows))
+        figures["stream_max_relative_difference"] = worst
+    out("\nAssumptions:\n" + assumptions())
     main = next((s for s in summaries if s["hb_gb"] == 8), summaries[0] if summaries else None)
     if main:
         figures.update({k: round(v, 4) if isinstance(v, float) else v for k, v in main.items()})

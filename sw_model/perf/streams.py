@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from hw.isa import Opcode
+from hw.isa import Command, Opcode, decode, decode_word
 from hw.params import MacMode, QUANT_GROUP, TopParams
 from sw_model.cache_bridge import controller_params
 from sw_model.perf.methods import PassCounts, StepPlan, _common, _finish, _installs, \
@@ -60,10 +60,27 @@ def stream_params(config, capacity, base):
     return replace(big, slot_words=need.slot_hb_words)
 
 
+def _commands(stream):
+    """Commands of a stream given as commands, 128-bit words or the binary form."""
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        return decode(stream)
+    out = []
+    for i, item in enumerate(stream):
+        if isinstance(item, Command):
+            out.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            out.append(decode_word(item, i))
+        else:
+            raise TypeError(f"command {i}: expected a Command or a 128-bit word, not {item!r}")
+    return out
+
+
 def stream_work(commands, params):
-    """``{phase label: PhaseWork}`` of the routed-expert work in ``commands`` on ``params``."""
+    """``{phase label: PhaseWork}`` of the routed-expert work in ``commands`` (Commands, words
+    or the binary form; undecodable words raise :class:`hw.isa.StreamError`) on ``params``."""
     if not isinstance(params, TopParams):
         raise TypeError(f"params must be a TopParams, not {params!r}")
+    commands = _commands(commands)
     hb = params.hb_ratio * params.hb.bytes_per_word
     lp = params.lpddr_ratio * params.lpddr.bytes_per_word
     mac = params.mac
@@ -189,3 +206,43 @@ def analytic_plan(record, hw, model, settings, dense_near=1.0, kv_near=1.0):
                             installs, streamed, dense_near, kv_near)
     kept = float(sum(record.accepted) + seqs)
     return StepPlan("analytic:elastic_sd", phases, kept, {})
+
+
+def _config_and_base(model, preset):
+    from hw.params import TOP_PRESETS
+    from sw_model.model_zoo import zoo_entry
+    from sw_model.moe import DEFAULT_CONFIG
+    if preset not in TOP_PRESETS:
+        raise ValueError(f"unknown machine preset {preset!r}; choose from {', '.join(TOP_PRESETS)}")
+    config = DEFAULT_CONFIG if model == "default" else zoo_entry(model).config
+    return config, TOP_PRESETS[preset]
+
+
+def compare_record_paths(model, mode, batch, capacity, preset="default", steps=2, gamma=3,
+                         acceptance=0.7, settings=None, seed=0):
+    """Schedule ``steps`` trace-driven step records of ``model`` (a zoo name or ``default``, the
+    golden model's built-in shape) on the ``preset`` PE with ``capacity`` HB experts per layer,
+    and evaluate each step on both paths. Yields, per step and phase, ``(phase, stream seconds,
+    analytic seconds, relative time difference, relative energy difference, commands)``."""
+    from sw_model.perf.hardware import elmoe3d
+    from sw_model.perf.methods import Settings, step_result
+    from sw_model.perf.zoo import ZOO, shape_from_config
+    from sw_model.scheduler import schedule_step
+    from sw_model.trace_steps import trace_records
+    from sw_model.weight_layout import WeightLayout
+    config, base = _config_and_base(model, preset)
+    params = stream_params(config, capacity, base)
+    layout = WeightLayout(config, params)
+    hw = replace(elmoe3d(8), mac_tokens=params.mac.tokens)
+    shape = ZOO[model] if model in ZOO else shape_from_config(config)
+    settings = replace(settings or Settings(), slots=capacity, gamma=gamma)
+    records, _ = trace_records(config, batch, steps, mode, capacity, gamma=gamma,
+                               acceptance=acceptance, seed=seed)
+    for record in records:
+        schedule = schedule_step(record, layout)
+        s = step_result(hw, stream_plan(record, schedule, hw, shape, settings))
+        a = step_result(hw, analytic_plan(record, hw, shape, settings))
+        for (label, ns, cs), (_, na, ca) in zip(s.costs, a.costs):
+            ts, ta = ns * cs.seconds, na * ca.seconds
+            yield (label, ts, ta, ta / ts - 1, (na * ca.joules) / (ns * cs.joules) - 1,
+                   len(schedule.commands))

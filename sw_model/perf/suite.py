@@ -24,7 +24,7 @@ accelerators HB-xPU, xPU-PIM, xPU-LogicPIM and xPU-NMP (the paper's list). ELMoE
 ``elmoe3d``: cached decoding below the batch threshold, Elastic-SD at and above it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
 
 import numpy as np
@@ -34,7 +34,7 @@ from sw_model.perf.methods import Settings, plan_step, step_result
 from sw_model.perf.zoo import PAPER_MODELS, get_model
 
 __all__ = ["BASELINES", "PRIOR", "run_point", "run_grid", "summarise", "HEADLINE_BATCHES",
-           "PAPER_TARGETS"]
+           "PAPER_TARGETS", "crossover", "evaluate_config"]
 
 #: Batch sizes of the paper's headline averages.
 HEADLINE_BATCHES = (1, 2, 4, 8, 16)
@@ -156,8 +156,8 @@ def summarise(points, hb_gb=8, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
 
 
 def crossover(points, hb_gb=8):
-    """Per model: the batches where cached decoding and Elastic-SD are each faster, and the first
-    batch at which Elastic-SD wins."""
+    """Per model: whether cached decoding beats Elastic-SD at batch 1, whether Elastic-SD wins at
+    batch 16 (the paper's largest) and at the largest batch run, and the first batch it wins."""
     out = {}
     for model in dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb):
         rows = sorted((p for p in points if p.model == model and p.hb_gb == hb_gb),
@@ -165,7 +165,40 @@ def crossover(points, hb_gb=8):
         sd_wins = [p.batch for p in rows if p.methods["elastic_sd"] < p.methods["cache"]]
         out[model] = {"cache_wins_at_batch_1": rows[0].batch == 1
                       and rows[0].methods["cache"] <= rows[0].methods["elastic_sd"],
+                      "elastic_sd_wins_at_16": 16 in sd_wins,
                       "elastic_sd_wins_at_largest": rows[-1].batch in sd_wins,
                       "first_elastic_sd_batch": sd_wins[0] if sd_wins else None,
                       "largest_batch": rows[-1].batch}
     return out
+
+
+def evaluate_config(config, models, batches, base_settings=Settings(), calibration="paper"):
+    """Per-point seconds and joules per token of ELMoE-3D, the xPU and the best prior under one
+    configuration (a dict of gamma, threshold, resident_policy, hb_gb)."""
+    settings = replace(base_settings, gamma=config["gamma"], threshold=config["threshold"],
+                       resident_policy=config["resident_policy"])
+    hb_gb = config["hb_gb"]
+    hw = hwmod.elmoe3d(hb_gb, calibration)
+    refs = {name: BASELINES[name][0](hb_gb, calibration) for name in ("xPU",) + PRIOR}
+    points = []
+    for model in models:
+        for batch in batches:
+            own = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
+            base = {}
+            for name, machine in refs.items():
+                r = step_result(machine, plan_step(machine, model, batch,
+                                                   BASELINES[name][1][0], settings))
+                base[name] = (r.s_per_token, r.j_per_token)
+            prior = (min(base[n][0] for n in PRIOR), min(base[n][1] for n in PRIOR))
+            points.append({"model": model, "batch": batch, "mode": own.plan.info["mode"],
+                           "s": own.s_per_token, "j": own.j_per_token,
+                           "xpu": base["xPU"], "prior": prior})
+    return {"config": config, "points": points, **_score(points)}
+
+
+def _score(points):
+    sx = np.array([p["xpu"][0] / p["s"] for p in points])
+    ex = np.array([p["xpu"][1] / p["j"] for p in points])
+    bp = np.array([p["prior"][0] / p["s"] for p in points])
+    return {"avg_speedup_vs_xpu": float(sx.mean()), "avg_energy_vs_xpu": float(ex.mean()),
+            "avg_speedup_vs_best_prior": float(bp.mean()), "max_speedup_vs_xpu": float(sx.max())}

@@ -139,13 +139,13 @@ class RoutingStats:
     def _draft(self, a, drafts, layer, resident, tile):
         """(distinct experts, tiles) per draft pass at positions a .. a+drafts-1."""
         touched, tiles = [], []
-        ordered = sorted(resident)
+        ordered = np.array(sorted(resident), dtype=np.int64)
         for j in range(drafts):
-            rows = np.zeros(self.num_experts, dtype=np.int64)
-            for wanted in self.experts[a + j, :, layer]:
-                inside = [int(e) for e in wanted if int(e) in resident]
-                top = inside + [e for e in ordered if e not in inside][:self.top_k - len(inside)]
-                rows[top] += 1
+            wanted = self.experts[a + j, :, layer]                           # [batch, k]
+            inside = (ordered[None, :, None] == wanted[:, None, :]).any(-1)  # [batch, slots]
+            room = self.top_k - inside.sum(1, keepdims=True)
+            top_up = ~inside & (np.cumsum(~inside, axis=1) <= room)
+            rows = (inside | top_up).sum(0)
             touched.append(int(np.count_nonzero(rows)))
             tiles.append(_tiles(rows, tile))
         return touched, tiles
@@ -217,7 +217,8 @@ def routing_stats(num_experts, top_k, batch, locality=Locality(), steps=None,
     """:class:`RoutingStats` of a generated trace (cached per arguments)."""
     steps = stat_steps(batch) if steps is None else steps
     trace = generate_routing_trace(layers, num_experts, top_k, steps, batch=batch,
-                                   zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed)
+                                   zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed,
+                                   fast=True)
     return RoutingStats(trace, _profile(num_experts, top_k, locality, STAT_STEPS, layers))
 
 
@@ -230,7 +231,8 @@ def _profile(num_experts, top_k, locality, steps, layers):
     """The offline profile: a trace of PROFILE_BATCH sequences drawn with the same seed, hence
     the same per-layer popularity (the generator draws popularity first), other token draws."""
     return generate_routing_trace(layers, num_experts, top_k, steps, batch=PROFILE_BATCH,
-                                  zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed)
+                                  zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed,
+                                   fast=True)
 
 
 def expected_length(alpha, gamma):

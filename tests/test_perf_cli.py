@@ -1,0 +1,76 @@
+"""``build.py perf`` and ``build.py sweep``: the tables, the JSON line, the help text, bad
+arguments, and the sweep on a local Ray instance giving the same answers as in-process."""
+
+import json
+
+import pytest
+
+import build
+from sw_model.perf.methods import Settings
+from sw_model.perf.sweep import sweep
+
+
+def run_build(capsys, *args):
+    """``build.py`` in this process (the perf model's caches are shared with the other tests):
+    ``(exit code, stdout, stderr)``; a SystemExit message counts as stderr."""
+    try:
+        code = build.main(list(args))
+        message = ""
+    except SystemExit as exc:
+        code, message = (exc.code, "") if isinstance(exc.code, int) or exc.code is None \
+            else (1, str(exc.code))
+    out = capsys.readouterr()
+    return code, out.out, out.err + message
+
+
+def test_perf_prints_tables_and_the_headline_json(capsys):
+    code, stdout, stderr = run_build(capsys, "perf", "--models", "qwen3-30b-a3b,gpt-oss-20b",
+                                     "--batches", "1,16", "--hb-gb", "8", "--no-plots")
+    assert code == 0, stderr
+    lines = stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for key in ("avg_speedup_vs_xpu", "max_speedup_vs_xpu", "avg_energy_vs_xpu",
+                "avg_speedup_vs_best_prior", "fraction_of_bandwidth_bound", "crossover"):
+        assert key in figures
+    assert figures["points"] == 4 and figures["avg_speedup_vs_xpu"] > 1
+    text = stdout
+    for heading in ("speed-up of ELMoE-3D over each baseline", "energy efficiency over each",
+                    "Crossover", "GPU anchor", "Where the bytes go", "Sensitivity",
+                    "Assumptions:"):
+        assert heading in text
+    assert "perf [" in stderr                           # progress
+
+
+def test_perf_help_states_the_assumptions(capsys):
+    code, stdout, _ = run_build(capsys, "perf", "--help")
+    assert code == 0
+    assert "Assumptions:" in stdout and "assumed baselines: PIM" in stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["perf", "--models", "gpt-5"], "perf: unknown model 'gpt-5'"),
+    (["perf", "--batches", "0,4"], "perf: expected positive integers"),
+    (["perf", "--reuse", "2"], "perf: --reuse must be in [0, 1]"),
+    (["perf", "--acceptance-json", "no/such.json"], "perf: --acceptance-json no/such.json"),
+    (["sweep", "--policies", "lru"], "sweep: unknown resident policy 'lru'"),
+    (["sweep", "--workers", "0", "--ray", "local"], "sweep: --workers must be at least 1"),
+])
+def test_bad_arguments_are_named(capsys, args, message):
+    code, _, stderr = run_build(capsys, *args)
+    assert code != 0
+    assert message in stderr
+
+
+def test_sweep_on_local_ray_matches_the_in_process_sweep():
+    configs = [{"gamma": g, "threshold": 4, "resident_policy": "frequency", "hb_gb": 8}
+               for g in (2, 4)]
+    args = (configs, ["deepseek-v2-lite"], [1, 16], Settings())
+    here = sweep(*args)
+    seen = []
+    on_ray = sweep(*args, ray_address="local", workers=1,
+                   progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (2, 2)
+    for a, b in zip(here, on_ray):
+        assert a["config"] == b["config"]
+        assert a["avg_speedup_vs_xpu"] == pytest.approx(b["avg_speedup_vs_xpu"], rel=1e-12)
+        assert a["avg_energy_vs_xpu"] == pytest.approx(b["avg_energy_vs_xpu"], rel=1e-12)
