@@ -77,3 +77,14 @@ def test_the_comparison_catches_a_missing_byte_rule(monkeypatch):
     diffs = [max(abs(dt), abs(de)) for _, _, _, dt, de, _ in
              compare_record_paths("default", "elastic_sd", 4, 8, "default", steps=1)]
     assert max(diffs) > AGREEMENT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, batch", [("cached", 1), ("cached", 4), ("elastic_sd", 1),
+                                         ("elastic_sd", 4)])
+def test_fast_path_statistics_agree_with_the_scheduled_stream(mode, batch):
+    """The fast path's trace statistics (not the records' counts) against 40 scheduled steps of
+    the same trace: the sweep's numbers are the streams' numbers."""
+    from sw_model.perf.streams import compare_fast_path
+    _, _, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default", steps=40)
+    assert abs(dt) <= AGREEMENT and abs(de) <= AGREEMENT, (dt, de)

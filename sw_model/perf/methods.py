@@ -40,7 +40,7 @@ import math
 from sw_model.perf.hardware import GATHER_BYTES_PER_HIDDEN
 from sw_model.perf.phases import PhaseWork, evaluate
 from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, expected_length, \
-    routing_stats
+    routing_stats, step_strides, trace_stats
 from sw_model.perf.zoo import QUANT_GROUP, SCALE_BYTES, get_model
 
 __all__ = ["Settings", "StepPlan", "METHODS", "plan_step", "step_result", "StepResult",
@@ -61,7 +61,9 @@ class Settings:
     (paper), ``static`` or ``random``; ``slots``: resident experts per MoE layer instead of what
     fits (None), to compare with a scheduled stream of a given capacity; ``cache_policy`` of
     cached decoding on every machine: ``best`` (the better of LRU and a profiled placement),
-    ``lru`` (the paper's cache model) or ``static``."""
+    ``lru`` (the paper's cache model) or ``static``; ``trace``: a
+    :class:`sw_model.routing_traces.RoutingTrace` (e.g. recorded from the golden model) whose
+    first ``batch`` sequences give the routing instead of generated traces."""
     gamma: int = 4
     threshold: int = 4
     context: int = 1024
@@ -70,6 +72,7 @@ class Settings:
     resident_policy: str = "frequency"
     slots: int = None
     cache_policy: str = "best"
+    trace: object = None
 
     def __post_init__(self):
         for name in ("gamma", "threshold", "context"):
@@ -261,6 +264,8 @@ def elastic_phases(hw, model, s, seqs, draft, verify, installs, streamed, dense_
 # -- methods ------------------------------------------------------------------------------------
 
 def _stats(model, seqs, s):
+    if s.trace is not None:
+        return trace_stats(s.trace, model, seqs)
     return routing_stats(model.experts, model.top_k, seqs, s.locality)
 
 
@@ -290,13 +295,13 @@ def _cache(hw, model, seqs, s):
                     {"slots": slots, "hit_rate": hits / touched, "policy": policy})
 
 
-def _set(st, s, slots, window, tile, policy=None):
+def _set(st, s, slots, window, tile, policy=None, stride=None):
     policy = policy or s.resident_policy
     if policy == "frequency":
-        return st.frequency(slots, window, tile)
+        return st.frequency(slots, window, tile, stride)
     if policy == "static":
-        return st.static(slots, window, tile)
-    return st.random_set(slots, window, tile)
+        return st.static(slots, window, tile, stride)
+    return st.random_set(slots, window, tile, stride)
 
 
 def _sd(hw, model, seqs, s, method, make_draft, draft_bytes=0.0, resident=None, policy=None,
@@ -309,7 +314,12 @@ def _sd(hw, model, seqs, s, method, make_draft, draft_bytes=0.0, resident=None, 
     dn, kn, slots = _place(hw, model, seqs, s.context, draft_bytes, resident, s.slots)
     st = _stats(model, seqs, s)
     rs = _set(st, s, slots, window, hw.mac_tokens, policy)
+    fixed = alpha
     if alpha is None:
+        alpha = s.acceptance.rate(model.name, method, rs.coverage)
+    # the next step starts after the tokens this one keeps: measure the set on those strides
+    rs = _set(st, s, slots, window, hw.mac_tokens, policy, step_strides(alpha, s.gamma))
+    if fixed is None:
         alpha = s.acceptance.rate(model.name, method, rs.coverage)
     verify = PassCounts(seqs * window, st.touched(window), rs.hits if verify_hits else 0.0,
                         st.tiles(window, hw.mac_tokens))

@@ -15,8 +15,8 @@ from pathlib import Path
 from sw_model.perf import hardware as hwmod
 from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu_anchor
 from sw_model.perf.methods import SLM_KV_BYTES, Settings
-from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, PRIOR, crossover, \
-    run_grid, summarise
+from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, PRIOR, \
+    breakeven_acceptance, crossover, run_grid, summarise
 from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, STAT_LAYERS, STAT_STEPS
 from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model
 
@@ -221,7 +221,7 @@ def _aggregate_rows(points, hb_gb, models, batches):
     return rows
 
 
-def print_perf(points, summaries, cross, anchor, table, out):
+def print_perf(points, summaries, cross, anchor, table, out, breakeven=None):
     for hb_gb in sorted({p.hb_gb for p in points}, reverse=True):
         hw = hwmod.elmoe3d(hb_gb)
         out(f"\nELMoE-3D {hb_gb:g} GB / {hw.pes} PE: speed-up of ELMoE-3D over each baseline "
@@ -255,9 +255,12 @@ def print_perf(points, summaries, cross, anchor, table, out):
         out(table(["figure", "model", "paper", "in band"], rows))
     out("\nCrossover (8 GB): cached decoding vs Elastic-SD, time per token")
     yes = lambda v: "yes" if v else "no"
-    out(table(["model", "cache wins at batch 1", "first batch Elastic-SD wins",
+    breakeven = breakeven or {}
+    out(table(["model", "cache wins at batch 1", "SD acceptance at 1 (modelled)",
+               "SD beats cache at 1 from acceptance", "first batch Elastic-SD wins",
                "Elastic-SD wins at 16", "Elastic-SD wins at largest batch"],
-              [[m, yes(c["cache_wins_at_batch_1"]), c["first_elastic_sd_batch"] or "-",
+              [[m, yes(c["cache_wins_at_batch_1"]), f"{c['elastic_sd_alpha_at_batch_1']:.3f}",
+                _fmt(breakeven.get(m)), c["first_elastic_sd_batch"] or "-",
                 yes(c["elastic_sd_wins_at_16"]),
                 f"{yes(c['elastic_sd_wins_at_largest'])} ({c['largest_batch']})"]
                for m, c in cross.items()]))
@@ -335,6 +338,23 @@ STREAM_CASES = (("default", "cached", 1, 8, "default"), ("default", "cached", 4,
                 ("default", "elastic_sd", 16, 8, "default"),
                 ("olmoe-1b-7b", "cached", 1, 16, "paper"),
                 ("olmoe-1b-7b", "elastic_sd", 1, 16, "paper"))
+
+
+#: (mode, batch) of the fast-path comparison on the built-in default model (HB 8 experts/layer).
+FAST_CASES = (("cached", 1), ("cached", 4), ("elastic_sd", 1), ("elastic_sd", 4))
+
+
+def fast_rows(steps=24):
+    """The fast path's trace statistics against ``steps`` scheduled steps of the same trace."""
+    from sw_model.moe import DEFAULT_CONFIG
+    from sw_model.perf.streams import compare_fast_path
+    rows, worst = [], 0.0
+    for mode, batch in FAST_CASES:
+        s, f, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default", steps=steps)
+        worst = max(worst, abs(dt), abs(de))
+        rows.append([DEFAULT_CONFIG.name, mode, batch, steps, f"{s * 1e3:.5f}", f"{f * 1e3:.5f}",
+                     f"{dt:+.4f}", f"{de:+.4f}"])
+    return rows, worst
 
 
 def stream_rows(cases=STREAM_CASES, settings=None, steps=2, gamma=3):
@@ -429,9 +449,15 @@ def run_perf(args, table, out=print, err=None):
     summaries = [summarise(points, g) for g in hb_gbs
                  if any(p.model in PAPER_MODELS and p.batch in HEADLINE_BATCHES
                         and p.hb_gb == g for p in points)]
-    cross = crossover(points, 8 if 8 in hb_gbs else hb_gbs[0])
+    cross_gb = 8 if 8 in hb_gbs else hb_gbs[0]
+    cross = crossover(points, cross_gb)
+    breakeven = {m: breakeven_acceptance(m, 1, cross_gb, settings, calibration)
+                 for m, c in cross.items() if c["elastic_sd_alpha_at_batch_1"] is not None
+                 and any(p.model == m and p.batch == 1 for p in points)}
+    for m, value in breakeven.items():
+        cross[m]["breakeven_acceptance_at_batch_1"] = value
     anchor = anchor_rows()
-    print_perf(points, summaries, cross, anchor, table, out)
+    print_perf(points, summaries, cross, anchor, table, out, breakeven)
     plots = [] if args.no_plots else write_plots(points, Path("build") / "perf")
     if plots:
         out(f"\nplots: {', '.join(str(p) for p in plots)}")
@@ -450,6 +476,12 @@ def run_perf(args, table, out=print, err=None):
         out(table(["model", "PE", "mode", "batch", "HB experts/layer", "phase", "commands",
                    "stream ms", "analytic ms", "time diff", "energy diff"], rows))
         figures["stream_max_relative_difference"] = worst
+        rows, worst = fast_rows()
+        out("\nFast path (statistics of the routing trace) vs the mean of the scheduled steps of "
+            "the same trace:")
+        out(table(["model", "mode", "batch", "steps", "stream ms/step", "fast ms/step",
+                   "time diff", "energy diff"], rows))
+        figures["fast_path_max_relative_difference"] = worst
     out("\nAssumptions:\n" + assumptions())
     main = next((s for s in summaries if s["hb_gb"] == 8), summaries[0] if summaries else None)
     if main:

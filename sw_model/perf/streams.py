@@ -246,3 +246,47 @@ def compare_record_paths(model, mode, batch, capacity, preset="default", steps=2
             ts, ta = ns * cs.seconds, na * ca.seconds
             yield (label, ts, ta, ta / ts - 1, (na * ca.joules) / (ns * cs.joules) - 1,
                    len(schedule.commands))
+
+
+def compare_fast_path(model, mode, batch, capacity, preset="default", steps=40, gamma=3,
+                      acceptance=0.7, zipf=1.0, reuse=0.5, seed=0):
+    """The fast path (statistics of a routing trace, :func:`sw_model.perf.methods.plan_step`)
+    against the mean over ``steps`` scheduled steps of the stream-driven path, on the same
+    generated trace, the same capacity, gamma and acceptance. Returns ``(stream seconds per
+    step, fast seconds per step, relative time difference, relative energy difference)``."""
+    from sw_model.perf.hardware import elmoe3d
+    from sw_model.perf.methods import Settings, plan_step, step_result
+    from sw_model.perf.workload import AcceptanceModel
+    from sw_model.perf.zoo import ZOO, shape_from_config
+    from sw_model.routing_traces import generate_routing_trace
+    from sw_model.scheduler import schedule_step
+    from sw_model.trace_steps import PROMPT_POSITIONS, trace_records
+    from sw_model.weight_layout import WeightLayout
+    config, base = _config_and_base(model, preset) if isinstance(model, str) else (model, base_of(
+        preset))
+    params = stream_params(config, capacity, base)
+    layout = WeightLayout(config, params)
+    hw = replace(elmoe3d(8), mac_tokens=params.mac.tokens)
+    shape = ZOO[model] if isinstance(model, str) and model in ZOO else shape_from_config(config)
+    span = gamma + 1 if mode == "elastic_sd" else 1
+    # the very trace trace_records draws (same arguments, same seed)
+    trace = generate_routing_trace(len(config.moe_layers), config.num_experts, config.top_k,
+                                   PROMPT_POSITIONS + steps * span, batch, zipf, reuse, seed)
+    settings = Settings(slots=capacity, gamma=gamma, cache_policy="lru", trace=trace,
+                        acceptance=AcceptanceModel(measured={"elastic_sd": acceptance}))
+    records, _ = trace_records(config, batch, steps, mode, capacity, gamma=gamma,
+                               acceptance=acceptance, zipf=zipf, reuse=reuse, seed=seed)
+    runs = [step_result(hw, stream_plan(r, schedule_step(r, layout), hw, shape, settings))
+            for r in records]
+    fast = step_result(hw, plan_step(hw, shape, batch,
+                                     "cache" if mode == "cached" else "elastic_sd", settings))
+    seconds = float(np.mean([r.seconds for r in runs]))
+    joules = float(np.mean([r.joules for r in runs]))
+    return seconds, fast.seconds, fast.seconds / seconds - 1, fast.joules / joules - 1
+
+
+def base_of(preset):
+    from hw.params import TOP_PRESETS
+    if preset not in TOP_PRESETS:
+        raise ValueError(f"unknown machine preset {preset!r}; choose from {', '.join(TOP_PRESETS)}")
+    return TOP_PRESETS[preset]

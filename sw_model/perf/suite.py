@@ -99,8 +99,10 @@ def run_point(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
     model = get_model(model)
     hw = hwmod.elmoe3d(hb_gb, calibration)
     main = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
-    methods = {m: step_result(hw, plan_step(hw, model, batch, m, settings)).s_per_token
-               for m in ("cache", "elastic_sd")}
+    runs = {m: step_result(hw, plan_step(hw, model, batch, m, settings))
+            for m in ("cache", "elastic_sd")}
+    methods = {m: r.s_per_token for m, r in runs.items()}
+    methods["elastic_sd_alpha"] = runs["elastic_sd"].plan.info["alpha"]
     baselines = {name: _best(make(hb_gb, calibration), model, batch, ms, settings)
                  for name, (make, ms) in BASELINES.items()}
     info = {k: v for k, v in main.plan.info.items()}
@@ -168,6 +170,7 @@ def crossover(points, hb_gb=8):
                       "elastic_sd_wins_at_16": 16 in sd_wins,
                       "elastic_sd_wins_at_largest": rows[-1].batch in sd_wins,
                       "first_elastic_sd_batch": sd_wins[0] if sd_wins else None,
+                      "elastic_sd_alpha_at_batch_1": rows[0].methods["elastic_sd_alpha"],
                       "largest_batch": rows[-1].batch}
     return out
 
@@ -202,3 +205,25 @@ def _score(points):
     bp = np.array([p["prior"][0] / p["s"] for p in points])
     return {"avg_speedup_vs_xpu": float(sx.mean()), "avg_energy_vs_xpu": float(ex.mean()),
             "avg_speedup_vs_best_prior": float(bp.mean()), "max_speedup_vs_xpu": float(sx.max())}
+
+
+def breakeven_acceptance(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
+    """The acceptance rate at which Elastic-SD and cached decoding take the same time per token
+    at ``batch`` (None when one of them wins at every rate in [0, 1])."""
+    hw = hwmod.elmoe3d(hb_gb, calibration)
+    cache = step_result(hw, plan_step(hw, model, batch, "cache", settings)).s_per_token
+
+    def sd(alpha):
+        s = replace(settings, acceptance=replace(settings.acceptance,
+                                                 measured={"elastic_sd": alpha}))
+        return step_result(hw, plan_step(hw, model, batch, "elastic_sd", s)).s_per_token
+    lo, hi = 0.0, 1.0
+    if (sd(lo) - cache) * (sd(hi) - cache) > 0:
+        return None
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if sd(mid) > cache:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2

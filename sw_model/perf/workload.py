@@ -41,7 +41,7 @@ from sw_model.decoding import LRUExpertCache
 from sw_model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
-           "STAT_LAYERS", "STAT_STEPS", "Locality", "stat_steps"]
+           "STAT_LAYERS", "STAT_STEPS", "Locality", "stat_steps", "trace_stats", "step_strides"]
 
 #: Layers of a generated trace the statistics are measured on (layers are i.i.d. in the generator).
 STAT_LAYERS = 4
@@ -100,10 +100,17 @@ class RoutingStats:
         self.top_k = trace.top_k
         self.warm = max(1, trace.steps // 4)
 
-    def _windows(self, window):
+    def _windows(self, window, stride=None):
+        """Windows of ``window`` positions from the warm-up on, ``stride`` apart: a number, or a
+        tuple of strides taken in turn (speculative steps keep different numbers of tokens)."""
         steps = self.trace.steps
-        return [(t, t + window) for t in range(self.warm, steps - window + 1, window)] \
-            or [(0, min(window, steps))]
+        strides = (stride or window,) if not isinstance(stride, tuple) else stride
+        out, t, i = [], self.warm, 0
+        while t + window <= steps:
+            out.append((t, t + window))
+            t += strides[i % len(strides)]
+            i += 1
+        return out or [(0, min(window, steps))]
 
     @lru_cache(maxsize=None)
     def touched(self, window=1):
@@ -122,14 +129,16 @@ class RoutingStats:
 
     @lru_cache(maxsize=None)
     def lru_hit_rate(self, slots):
-        """Hit rate of cached decoding (one token per sequence per step), LRU per layer."""
+        """Hit rate of cached decoding (one token per sequence per step), LRU per layer, each
+        step's experts accessed in ascending order."""
         if slots <= 0:
             return 0.0
         cache = LRUExpertCache(slots)
         hits = total = 0
         for t in range(self.trace.steps):
             for layer in range(self.trace.layers):
-                for e in self.trace.needed(t, layer):
+                # ascending, as the scheduler's cached steps access them (sw_model.trace_steps)
+                for e in sorted(self.trace.needed(t, layer)):
                     hit = cache.access(layer, e)
                     if t >= self.warm:
                         hits += hit
@@ -150,16 +159,20 @@ class RoutingStats:
             tiles.append(_tiles(rows, tile))
         return touched, tiles
 
-    def _set_stats(self, slots, window, tile, chooser):
+    def _set_stats(self, slots, window, tile, chooser, stride=None):
         slots = min(slots, self.num_experts)
         if slots <= 0:
             return SetStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         drafts = window - 1
         cover, hits, installs, streamed, dt, dtiles = [], [], [], [], [], []
-        for a, b in self._windows(window):
+        current = {}
+        first = (stride[0] if isinstance(stride, tuple) else stride) or window
+        for a, b in self._windows(window, stride):
             for layer in range(self.trace.layers):
-                now_set = chooser(a - window, a, layer)
-                next_set = chooser(a, b, layer)
+                if layer not in current:
+                    current[layer] = chooser(max(0, a - first), layer, set())
+                now_set = current[layer]
+                next_set = current[layer] = chooser(a, layer, now_set)
                 now = self.experts[a:b, :, layer]
                 used = set(int(e) for e in np.unique(now))
                 cover.append(np.isin(now, list(now_set)).mean())
@@ -180,35 +193,41 @@ class RoutingStats:
         return set(int(e) for e in order[:slots])
 
     @lru_cache(maxsize=None)
-    def frequency(self, slots, window, tile=16):
-        """Elastic-SD's set: the ``slots`` most chosen experts of the previous window's draft
-        positions (the first ``window - 1``; all of them when ``window`` is 1)."""
+    def frequency(self, slots, window, tile=16, stride=None):
+        """Elastic-SD's set: the ``slots`` most chosen experts of the previous step's draft
+        positions (the first ``window - 1`` of its window; all of them when ``window`` is 1);
+        when fewer were chosen, earlier residents keep the other slots (the controller's SELECT).
+        Steps start ``stride`` positions apart (default ``window``; a speculative step advances
+        by the tokens it keeps, so the next window overlaps the rejected drafts)."""
         span = max(1, window - 1)
 
-        def chooser(a, b, layer):
-            lo = max(0, a)
-            picks = self.experts[lo:lo + span, :, layer]
-            return self._top(np.bincount(picks.ravel(), minlength=self.num_experts), slots)
-        return self._set_stats(slots, window, tile, chooser)
+        def chooser(a, layer, previous):
+            picks = self.experts[a:a + span, :, layer]
+            counts = np.bincount(picks.ravel(), minlength=self.num_experts)
+            chosen = self._top(counts, min(slots, int(np.count_nonzero(counts))))
+            # like the controller's SELECT: residents nobody picked stay until displaced
+            keep = sorted(previous - chosen)[:max(0, slots - len(chosen))]
+            return chosen | set(keep)
+        return self._set_stats(slots, window, tile, chooser, stride)
 
     @lru_cache(maxsize=None)
-    def static(self, slots, window=1, tile=16):
+    def static(self, slots, window=1, tile=16, stride=None):
         """A set pinned from an offline profile's popularity (``profile``: a separate trace with
         the same popularity; without one, this trace itself)."""
         tops = {layer: self._top(np.bincount(self.profile.experts[:, :, layer].ravel(),
                                              minlength=self.num_experts), slots)
                 for layer in range(self.trace.layers)}
-        return self._set_stats(slots, window, tile, lambda a, b, layer: tops[layer])
+        return self._set_stats(slots, window, tile, lambda a, layer, prev: tops[layer], stride)
 
     @lru_cache(maxsize=None)
-    def random_set(self, slots, window, tile=16):
+    def random_set(self, slots, window, tile=16, stride=None):
         """A random set of the same size (the paper's comparison for the resident-set choice)."""
         rng = np.random.default_rng(12345)
         sets = {layer: set(int(e) for e in rng.choice(self.num_experts,
                                                       min(slots, self.num_experts),
                                                       replace=False))
                 for layer in range(self.trace.layers)}
-        return self._set_stats(slots, window, tile, lambda a, b, layer: sets[layer])
+        return self._set_stats(slots, window, tile, lambda a, layer, prev: sets[layer], stride)
 
 
 @lru_cache(maxsize=256)
@@ -233,6 +252,37 @@ def _profile(num_experts, top_k, locality, steps, layers):
     return generate_routing_trace(layers, num_experts, top_k, steps, batch=PROFILE_BATCH,
                                   zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed,
                                    fast=True)
+
+
+_TRACE_STATS = {}
+
+
+def trace_stats(trace, model, batch):
+    """:class:`RoutingStats` of a given trace's first ``batch`` sequences (for ``model``: its
+    experts and top-k must match the trace's)."""
+    if trace.num_experts != model.experts or trace.top_k != model.top_k:
+        raise ValueError(f"the routing trace has {trace.num_experts} experts, top-{trace.top_k}; "
+                         f"{model.name} has {model.experts}, top-{model.top_k}")
+    if batch > trace.batch:
+        raise ValueError(f"the routing trace holds {trace.batch} sequences, fewer than batch "
+                         f"{batch}")
+    key = (id(trace), batch)
+    if key not in _TRACE_STATS:
+        from sw_model.routing_traces import RoutingTrace
+        _TRACE_STATS[key] = (trace, RoutingStats(RoutingTrace(trace.experts[:, :batch],
+                                                              trace.num_experts)))
+    return _TRACE_STATS[key][1]
+
+
+def step_strides(alpha, gamma, count=16):
+    """``count`` positions a speculative step advances by (accepted drafts plus one), the
+    quantiles of that distribution (each draft accepted with probability ``alpha`` until the
+    first rejection), interleaved: a deterministic stand-in for the random advance."""
+    probs = [alpha ** n * (1 - alpha) for n in range(gamma)] + [alpha ** gamma]
+    cdf = np.cumsum(probs)
+    picks = [int(np.searchsorted(cdf, (i + 0.5) / count)) + 1 for i in range(count)]
+    order = sorted(range(count), key=lambda i: (i * 7) % count)
+    return tuple(min(gamma + 1, picks[i]) for i in order)
 
 
 def expected_length(alpha, gamma):
