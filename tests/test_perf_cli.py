@@ -74,3 +74,16 @@ def test_sweep_on_local_ray_matches_the_in_process_sweep():
         assert a["config"] == b["config"]
         assert a["avg_speedup_vs_xpu"] == pytest.approx(b["avg_speedup_vs_xpu"], rel=1e-12)
         assert a["avg_energy_vs_xpu"] == pytest.approx(b["avg_energy_vs_xpu"], rel=1e-12)
+
+
+def test_perf_takes_routing_from_a_recorded_trace(capsys, tmp_path):
+    from sw_model.routing_traces import generate_routing_trace
+    path = generate_routing_trace(4, 32, 4, 24, batch=4, seed=2).save(tmp_path / "r.npz")
+    code, stdout, stderr = run_build(capsys, "perf", "--models", "default", "--trace", str(path),
+                                     "--batches", "1,4", "--hb-gb", "8", "--no-plots")
+    assert code == 0, stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["command"] == "perf"
+    assert "\ndefault  4" in stdout
+    code, _, stderr = run_build(capsys, "perf", "--models", "qwen3-30b-a3b", "--trace", str(path),
+                                "--batches", "1", "--hb-gb", "8", "--no-plots")
+    assert code != 0 and "the routing trace has 32 experts, top-4" in stderr

@@ -102,6 +102,9 @@ def add_common_arguments(p):
     p.add_argument("--acceptance-json", default=None, metavar="FILE",
                    help="measured acceptance rates: {\"method\": rate} or "
                         "{\"model/method\": rate} (issue 7's ablations)")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="routing from a recorded trace (python build.py sd --save-routing PATH; "
+                        "for --models default) instead of generated traces")
     p.add_argument("--zipf", type=float, default=Locality().zipf,
                    help="routing popularity Zipf exponent (default 1.0)")
     p.add_argument("--reuse", type=float, default=Locality().reuse,
@@ -161,6 +164,9 @@ def settings_from_args(args):
             kw[name] = getattr(args, name)
     if getattr(args, "policy", None):
         kw["resident_policy"] = args.policy
+    if getattr(args, "trace", None):
+        from sw_model.routing_traces import load_routing_trace
+        kw["trace"] = load_routing_trace(args.trace)
     settings = Settings(locality=Locality(zipf=args.zipf, reuse=args.reuse),
                         acceptance=_acceptance(args.acceptance_json), **kw)
     return settings, calibration
@@ -461,13 +467,14 @@ def run_perf(args, table, out=print, err=None):
     plots = [] if args.no_plots else write_plots(points, Path("build") / "perf")
     if plots:
         out(f"\nplots: {', '.join(str(p) for p in plots)}")
-    out("\nWhere the bytes go (8 GB; per kept token; the xPU reads everything from LPDDR):")
-    out(table(["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
-               "kept/seq/step", "speed-up", "bound per phase"],
-              gap_rows(settings, calibration)))
-    out("\nSensitivity of the headline (8 GB, paper models, batch 1-16):")
-    out(table(["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU", "avg vs best prior"],
-              sensitivity_rows(settings, calibration)))
+    if summaries and settings.trace is None:
+        out("\nWhere the bytes go (8 GB; per kept token; the xPU reads everything from LPDDR):")
+        out(table(["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
+                   "kept/seq/step", "speed-up", "bound per phase"],
+                  gap_rows(settings, calibration)))
+        out("\nSensitivity of the headline (8 GB, paper models, batch 1-16):")
+        out(table(["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU",
+                   "avg vs best prior"], sensitivity_rows(settings, calibration)))
     figures = {"command": "perf", "calibration": args.calibration}
     if args.streams:
         rows, worst = stream_rows(settings=settings)

@@ -181,10 +181,15 @@ PAPER_MODELS = ("qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite", "gpt-oss-2
 
 
 def get_model(name):
-    """The shape of model ``name`` (case-insensitive), or ValueError listing the known ones."""
+    """The shape of model ``name`` (case-insensitive; ``default``: the golden model's built-in
+    shape, whose routing ``build.py sd --save-routing`` records), or ValueError listing the known
+    ones."""
     if isinstance(name, ModelShape):
         return name
+    if str(name).lower() == "default":
+        from sw_model.moe import DEFAULT_CONFIG
+        return shape_from_config(DEFAULT_CONFIG, "default")
     for key, shape in ZOO.items():
         if key.lower() == str(name).lower():
             return shape
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(ZOO)}, default")
