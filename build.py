@@ -10,6 +10,8 @@
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
+    python build.py schedule        command streams of decode steps (--model default|zoo name,
+                                    --checkpoint PATH): binary and text under build/schedule
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -260,6 +262,11 @@ def cmd_sd(args):
     return run(args)
 
 
+def cmd_schedule(args):
+    from sw_model.schedule_cli import run
+    return run(args)
+
+
 def main(argv=None):
     def common(suppress):
         """Options accepted before or after the subcommand."""
@@ -299,6 +306,11 @@ def main(argv=None):
     from sw_model.sd_cli import add_arguments
     add_arguments(p)
     p.set_defaults(func=cmd_sd)
+    p = sub.add_parser("schedule", parents=[common(True)],
+                       help="command streams of decode steps for a model (zoo, default, checkpoint)")
+    from sw_model.schedule_cli import add_arguments as schedule_arguments
+    schedule_arguments(p)
+    p.set_defaults(func=cmd_schedule)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
