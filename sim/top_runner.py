@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,8 +134,12 @@ def run_streams(params, jobs, seed=None, waves=False):
                "ELMOE_TOP_JOBS": str(jobs_file), "ELMOE_TOP_OUT": str(out_file)}
         if seed is not None:
             env["ELMOE_SEED"] = str(seed)
-        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves)
+        # a run directory of its own: several runs of the same design may go on at once
+        (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{TOP_NAME}-", dir=BUILD_ROOT / "runs"))
+        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves, run_dir=run_dir)
         raw = json.loads(out_file.read_text())
+        shutil.rmtree(run_dir, ignore_errors=True)     # kept (with its log) when the run failed
     return [RtlResult(bool(r["done"]), ErrorCode(r["error"]) if r["error"] in set(ErrorCode)
                       else r["error"], r["progress"], r["cycles"], r["phase_cycles"],
                       _images_from_json(params, r["images"]),
