@@ -78,12 +78,13 @@ class CommandProcessor(wiring.Component):
             "cache_req": Out(stream.Signature(cache_request_layout(p.cache))),
             "cache_resp": In(stream.Signature(cache_response_layout(p.cache))),
         })
+        #: The command memory (the host's; tests and the runner write it through the back door).
+        self.cmem = memory.Memory(shape=COMMAND_BITS, depth=p.command_words, init=[])
 
     def elaborate(self, platform):
         p = self.params
         m = Module()
-        m.submodules.cmem = cmem = memory.Memory(shape=COMMAND_BITS, depth=p.command_words,
-                                                 init=[])
+        m.submodules.cmem = cmem = self.cmem
         fetch = cmem.read_port()
         word = Signal(COMMAND_BITS)
         m.d.comb += word.eq(fetch.data)

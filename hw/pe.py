@@ -14,12 +14,12 @@ Commands run one at a time, in order, each to completion (its memory writes done
 starts; per command kind (:class:`PeOp`):
 
 * ``LOAD``: ``count`` words from HB (``lpddr = 0``) or LPDDR at ``ext`` into WMEM at ``wmem``, in
-  requests of at most ``max_length`` words, one request in flight.
+  requests of at most ``max_length`` words issued back to back.
 * ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``.
 * ``LOAD_ACT``: ``count`` IMEM words from ``imem`` into AMEM at ``amem``.
 * ``MAC``: ``count`` operations: weight beats from WMEM at ``wmem``, activation beats from AMEM at
   ``amem`` (the first group only when ``reuse``: the array keeps its activations), results into
-  OMEM at ``omem``.
+  OMEM at ``omem``; one weight beat per cycle.
 * ``COMBINE``: OMEM[``omem`` + i] = OMEM[``a`` + i] + OMEM[``b`` + i] (element-wise, wrapping), one
   word after the other, so overlapping ranges behave as in the ISA.
 
@@ -132,13 +132,13 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += [cur.eq(head), i.eq(0), j.eq(0), results.eq(0)]
                     with m.Switch(head.op):
                         with m.Case(PeOp.LOAD):
-                            m.next = "Load request"
+                            m.next = "Load"
                         with m.Case(PeOp.WRITE_HB):
                             m.next = "Write fetch"
                         with m.Case(PeOp.LOAD_ACT):
                             m.next = "Act fetch"
                         with m.Case(PeOp.MAC):
-                            m.next = "Mac fetch"
+                            m.next = "Mac stream"
                         with m.Default():
                             m.next = "Combine fetch"
             self._load(m)
@@ -165,35 +165,29 @@ class ProcessingElement(wiring.Component):
 
     # -- LOAD: HB or LPDDR into WMEM -----------------------------------------------------------------
     def _load(self, m):
+        """Requests go out back to back (``j`` words requested; the channel's queue of outstanding
+        requests is the only limit) while response words are written as they come (``i``)."""
         cur, i, j = self.cur, self.i, self.j
         left = Signal(16)
-        m.d.comb += left.eq(cur.count - i)
+        m.d.comb += left.eq(cur.count - j)
         chunk = self._chunk(m, left)
-        pending = Signal(16)                 # response beats still owed for the request
         reqs = [(self.hb_req, self.hb_resp, 0), (self.lpddr_req, self.lpddr_resp, 1)]
-        with m.State("Load request"):
-            for req, _, which in reqs:
-                m.d.comb += [req.valid.eq(cur.lpddr == which), req.payload.op.eq(MemOp.READ),
-                             req.payload.address.eq(cur.ext + i), req.payload.length.eq(chunk)]
-            ready = Mux(cur.lpddr, self.lpddr_req.ready, self.hb_req.ready)
-            with m.If(ready):
-                m.d.sync += pending.eq(chunk)
-                m.next = "Load data"
-        with m.State("Load data"):
-            for _, resp, which in reqs:
-                m.d.comb += resp.ready.eq(cur.lpddr == which)
+        with m.State("Load"):
+            for req, resp, which in reqs:
+                m.d.comb += [req.valid.eq((cur.lpddr == which) & (left != 0)),
+                             req.payload.op.eq(MemOp.READ), req.payload.address.eq(cur.ext + j),
+                             req.payload.length.eq(chunk), resp.ready.eq(cur.lpddr == which)]
+            taken = Mux(cur.lpddr, self.lpddr_req.ready, self.hb_req.ready) & (left != 0)
+            with m.If(taken):
+                m.d.sync += j.eq(j + chunk)
             valid = Mux(cur.lpddr, self.lpddr_resp.valid, self.hb_resp.valid)
             word = Mux(cur.lpddr, self.lpddr_resp.payload.data, self.hb_resp.payload.data)
             m.d.comb += [self.w_wr.addr.eq(cur.wmem + i), self.w_wr.data.eq(word),
                          self.w_wr.en.eq(valid)]
             with m.If(valid):
-                m.d.sync += [i.eq(i + 1), pending.eq(pending - 1)]
-                with m.If(pending == 1):
-                    m.next = "Load next"
-        with m.State("Load next"):
-            m.next = "Load request"
-            with m.If(i == cur.count):
-                m.next = "Take command"
+                m.d.sync += i.eq(i + 1)
+                with m.If(i + 1 == cur.count):
+                    m.next = "Take command"
 
     # -- WRITE_HB: WMEM words to HB -----------------------------------------------------------------
     def _write_hb(self, m):
@@ -244,35 +238,41 @@ class ProcessingElement(wiring.Component):
 
     # -- MAC: operations on the array, results into OMEM --------------------------------------------
     def _mac(self, m):
+        """One beat per cycle: the memories are read for beat (``i``, ``j``) while the beat read
+        the cycle before (operation ``s_op``) goes to the array. The array never stalls a beat:
+        its results are always taken, so its pipeline always advances."""
         p = self.params
         cur, i, j, results = self.cur, self.i, self.j, self.results
         B = p.mac.beats_per_group
         mac = self.mac
-        act_base = Signal(16)
-        m.d.comb += act_base.eq(Mux(cur.reuse, 0, i * B))
-        load_act = Signal()
-        m.d.comb += load_act.eq(~cur.reuse | (i == 0))
-        with m.State("Mac fetch"):
-            m.d.comb += [self.w_rd.addr.eq(cur.wmem + i * B + j), self.w_rd.en.eq(1),
-                         self.a_rd.addr.eq(cur.amem + act_base + j), self.a_rd.en.eq(load_act)]
-            m.next = "Mac send"
-        with m.State("Mac send"):
+        s_valid = Signal()
+        s_op = Signal(16)
+        reading = Signal()
+        m.d.comb += reading.eq(i != cur.count)
+
+        def load_act(op):
+            return ~cur.reuse | (op == 0)
+
+        with m.State("Mac stream"):
             m.d.comb += [
-                self.w_rd.en.eq(0), self.a_rd.en.eq(0),
-                mac.op.valid.eq(1), mac.op.payload.mode.eq(cur.mode),
-                mac.op.payload.load_act.eq(load_act), mac.op.payload.tag.eq(i),
-                mac.weights.valid.eq(1), mac.weights.payload.eq(self.w_rd.data),
-                mac.act.valid.eq(load_act), mac.act.payload.eq(self.a_rd.data),
+                self.w_rd.addr.eq(cur.wmem + i * B + j), self.w_rd.en.eq(reading),
+                self.a_rd.addr.eq(cur.amem + Mux(cur.reuse, 0, i * B) + j),
+                self.a_rd.en.eq(reading & load_act(i)),
+                mac.op.valid.eq(s_valid), mac.op.payload.mode.eq(cur.mode),
+                mac.op.payload.load_act.eq(load_act(s_op)), mac.op.payload.tag.eq(s_op),
+                mac.weights.valid.eq(s_valid), mac.weights.payload.eq(self.w_rd.data),
+                mac.act.valid.eq(s_valid & load_act(s_op)), mac.act.payload.eq(self.a_rd.data),
             ]
-            with m.If(mac.weights.ready):
-                m.next = "Mac fetch"
+            m.d.sync += [s_valid.eq(reading), s_op.eq(i)]
+            with m.If(reading):
                 with m.If(j == B - 1):
                     m.d.sync += [j.eq(0), i.eq(i + 1)]
-                    with m.If(i + 1 == cur.count):
-                        m.next = "Mac drain"
                 with m.Else():
                     m.d.sync += j.eq(j + 1)
+            with m.Else():
+                m.next = "Mac drain"
         with m.State("Mac drain"):
+            m.d.sync += s_valid.eq(0)
             with m.If((results == cur.count) |
                       (mac.results.valid & (results + 1 == cur.count))):
                 m.next = "Take command"
