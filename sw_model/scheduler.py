@@ -91,13 +91,15 @@ class Schedule:
     """One step's stream and what the host needs around it: ``commands`` (ending with END),
     ``jobs``, ``results`` (the :class:`ResultSlot` of every surviving result), ``inputs``: per
     job and input ("x"/"hidden") the IMEM word address of its first beat, ``wrapped``: the memories
-    whose addresses wrapped around (then earlier results/inputs were overwritten)."""
+    whose addresses wrapped around (then earlier results/inputs were overwritten), ``imem_used``:
+    the IMEM words used (when nothing wrapped)."""
     commands: list
     jobs: list
     results: list
     inputs: dict
     layout: WeightLayout
     wrapped: set = field(default_factory=set)
+    imem_used: int = 0
 
     def counts(self):
         """Commands per opcode name."""
@@ -147,7 +149,7 @@ class _Emitter:
         self.layout, self.p = layout, layout.params
         self.commands, self.jobs, self.results, self.inputs = [], [], {}, {}
         self.wrapped = set()
-        self.imem_next = 0
+        self.imem_next = self.imem_used = 0
         self.omem_next = [0] * self.p.pes
         B = layout.B
         # WMEM: the MSB plane of a load in the lower half, the LSB plane in the upper half (a WHOLE
@@ -173,6 +175,7 @@ class _Emitter:
             self.wrapped.add("imem")
             self.imem_next = 0
         addr, self.imem_next = self.imem_next, self.imem_next + words
+        self.imem_used = max(self.imem_used, self.imem_next)
         return addr
 
     def _omem(self, pe, words):
@@ -330,7 +333,7 @@ class _Emitter:
     def finish(self):
         self.emit(Opcode.END)
         return Schedule(self.commands, self.jobs, list(self.results.values()), self.inputs,
-                        self.layout, self.wrapped)
+                        self.layout, self.wrapped, self.imem_used)
 
 
 def _responses(entries):
