@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """ELMoE-3D: the one entry point that writes artefacts, all under ``build/``.
 
-    python build.py                 Verilog of every block (default params), lint, and a short
-                                    golden-versus-RTL check on Verilator, with a summary
+    python build.py                 the demo (same as `python build.py demo`): Verilog of every
+                                    block and the top, Elastic-SD on the default model, one step
+                                    scheduled and run on the Verilated accelerator, checked
+                                    against the golden executor bit for bit
+    python build.py check           Verilog of every block (default params), lint, and a short
+                                    golden-versus-RTL check of each block on Verilator
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
@@ -213,12 +217,19 @@ def cmd_bench(args):
     return benches[args.what](args) or 0
 
 
-#: Words per memory channel the main job writes and reads back (the tests do the full 1 MiB).
+#: Words per memory channel `check` writes and reads back (the tests do the full 1 MiB).
 MAIN_JOB_MEM_WORDS = 4096
 
 
-def cmd_default(args):
-    """The main job on the built-in defaults."""
+def cmd_demo(args):
+    """The main job: the whole project end to end on the built-in default (sim/demo.py)."""
+    from sim.demo import run_demo
+    _, code = run_demo(seed=args.seed, write_verilog=lambda: write_verilog(presets=["default"]))
+    return code
+
+
+def cmd_check(args):
+    """Every block's Verilog and a short golden-versus-RTL check of each on Verilator."""
     from sim.benches import run_mac_bench
     from sim.mac_harness import SUMMARY_ENV, read_summary
     start = time.monotonic()
@@ -257,7 +268,7 @@ def cmd_default(args):
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
                  [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],
-                   r["lint_errors"], checks.get(r["block"], "not checked here")]
+                   r["lint_errors"], checks.get(r["block"], "python build.py demo runs it")]
                   for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
     return 1 if any(r["lint_errors"] for r in rows) else 0
@@ -288,9 +299,15 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__, parents=[common(False)],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dots", type=int, default=1000,
-                        help="random group dot products per mode in the default check")
     sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("demo", parents=[common(True)],
+                       help="the main job: one Elastic-SD step of the default model on the RTL")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check", parents=[common(True)],
+                       help="every block's Verilog and a golden-versus-RTL check of each")
+    p.add_argument("--dots", type=int, default=1000,
+                   help="random group dot products per mode (and cache requests)")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("verilog", parents=[common(True)],
                        help="write (and lint) the Verilog of every block")
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
@@ -323,7 +340,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-    func = getattr(args, "func", cmd_default)
+    func = getattr(args, "func", cmd_demo)
     return func(args)
 
 
