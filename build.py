@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """ELMoE-3D: the one entry point that writes artefacts, all under ``build/``.
 
-    python build.py                 Verilog of every block (default params), lint, and a short
-                                    golden-versus-RTL check on Verilator, with a summary
+    python build.py                 the demo (same as `python build.py demo`): Verilog of every
+                                    block and the top, Elastic-SD on the default model, one step
+                                    scheduled and run on the Verilated accelerator, checked
+                                    against the golden executor bit for bit
+    python build.py check           Verilog of every block (default params), lint, and a short
+                                    golden-versus-RTL check of each block on Verilator
     python build.py verilog         Verilog of every block at every preset, each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
+    python build.py bench fuzz      random command streams on the RTL top and the golden executor
+                                    (--streams N, --pes P): mismatches must be 0
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
@@ -14,6 +20,8 @@
                                     model and batch, headline averages, plots under build/perf
     python build.py sweep           explore gamma, threshold, resident policy, HB size (progress
                                     bar; local, or on a Ray cluster with --ray ADDRESS)
+    python build.py schedule        command streams of decode steps (--model default|zoo name,
+                                    --checkpoint PATH): binary and text under build/schedule
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -201,20 +209,31 @@ def bench_hb(args):
     print(json.dumps(figures))
 
 
+def bench_fuzz(args):
+    from sim.bench_fuzz import run
+    return run(args)
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb}
+    benches = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb, "fuzz": bench_fuzz}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
-    benches[args.what](args)
-    return 0
+    return benches[args.what](args) or 0
 
 
-#: Words per memory channel the main job writes and reads back (the tests do the full 1 MiB).
+#: Words per memory channel `check` writes and reads back (the tests do the full 1 MiB).
 MAIN_JOB_MEM_WORDS = 4096
 
 
-def cmd_default(args):
-    """The main job on the built-in defaults."""
+def cmd_demo(args):
+    """The main job: the whole project end to end on the built-in default (sim/demo.py)."""
+    from sim.demo import run_demo
+    _, code = run_demo(seed=args.seed, write_verilog=lambda: write_verilog(presets=["default"]))
+    return code
+
+
+def cmd_check(args):
+    """Every block's Verilog and a short golden-versus-RTL check of each on Verilator."""
     from sim.benches import run_mac_bench
     from sim.mac_harness import SUMMARY_ENV, read_summary
     start = time.monotonic()
@@ -253,7 +272,7 @@ def cmd_default(args):
     print()
     print(_table(["block", "params", "Verilog", "lint errors", "RTL vs golden model"],
                  [[r["block"], BLOCKS[r["block"]].presets["default"].describe(), r["path"],
-                   r["lint_errors"], checks.get(r["block"], "not checked here")]
+                   r["lint_errors"], checks.get(r["block"], "python build.py demo runs it")]
                   for r in rows]))
     print(f"\ndone in {time.monotonic() - start:.0f} s; results in {results}")
     return 1 if any(r["lint_errors"] for r in rows) else 0
@@ -284,6 +303,11 @@ def cmd_sweep(args):
     return 0
 
 
+def cmd_schedule(args):
+    from sw_model.schedule_cli import run
+    return run(args)
+
+
 def main(argv=None):
     def common(suppress):
         """Options accepted before or after the subcommand."""
@@ -299,21 +323,30 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__, parents=[common(False)],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dots", type=int, default=1000,
-                        help="random group dot products per mode in the default check")
     sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("demo", parents=[common(True)],
+                       help="the main job: one Elastic-SD step of the default model on the RTL")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check", parents=[common(True)],
+                       help="every block's Verilog and a golden-versus-RTL check of each")
+    p.add_argument("--dots", type=int, default=1000,
+                   help="random group dot products per mode (and cache requests)")
+    p.set_defaults(func=cmd_check)
     p = sub.add_parser("verilog", parents=[common(True)],
                        help="write (and lint) the Verilog of every block")
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache, hb")
-    p.add_argument("what", help="which bench: mac, cache, hb")
+    p = sub.add_parser("bench", parents=[common(True)],
+                       help="run a benchmark: mac, cache, hb, fuzz")
+    p.add_argument("what", help="which bench: mac, cache, hb, fuzz")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000,
                    help="operations per mode (mac), lookups (cache)")
     p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
     p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
+    p.add_argument("--streams", type=int, default=2000, help="fuzz: random command streams")
+    p.add_argument("--pes", type=int, default=2, help="fuzz: PEs of the simulated top")
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="cache: also replay a recorded routing trace (python build.py sd "
                         "--save-routing PATH)")
@@ -335,10 +368,15 @@ def main(argv=None):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("schedule", parents=[common(True)],
+                       help="command streams of decode steps for a model (zoo, default, checkpoint)")
+    from sw_model.schedule_cli import add_arguments as schedule_arguments
+    schedule_arguments(p)
+    p.set_defaults(func=cmd_schedule)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-    func = getattr(args, "func", cmd_default)
+    func = getattr(args, "func", cmd_demo)
     return func(args)
 
 

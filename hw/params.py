@@ -752,6 +752,12 @@ class TopParams(ParamsRecord):
         self.hb_timing.check_port(self.hb)
         self.lpddr_timing.check_port(self.lpddr)
 
+    def with_pes(self, pes):
+        """The same machine with ``pes`` PEs (HB channels and LPDDR clients follow)."""
+        from dataclasses import replace
+        return replace(self, pes=pes, hb=replace(self.hb, channels=pes),
+                       lpddr=replace(self.lpddr, clients=pes))
+
     @property
     def hb_ratio(self):
         """HB words per weight word."""

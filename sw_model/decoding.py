@@ -304,10 +304,13 @@ class _Meter:
 
 def _cached_plan(cache, meter):
     """A target pass through the expert cache: a hit runs split (MSB from HB, LSB from LPDDR), a
-    miss FULL from LPDDR (and installs the expert, by the cache's policy)."""
+    miss FULL from LPDDR and installs the expert (by the cache's policy): its upper slices are
+    written into HB as they stream past."""
     def precision(layer, expert):
         hit = cache.access(layer, expert)
         meter.read("target", layer, expert, "hit" if hit else "miss")
+        if not hit:
+            meter.install(layer, [expert], {expert})
         return Precision.SPLIT if hit else Precision.FULL
     return PassPlan(precision=precision)
 

@@ -91,13 +91,15 @@ class Schedule:
     """One step's stream and what the host needs around it: ``commands`` (ending with END),
     ``jobs``, ``results`` (the :class:`ResultSlot` of every surviving result), ``inputs``: per
     job and input ("x"/"hidden") the IMEM word address of its first beat, ``wrapped``: the memories
-    whose addresses wrapped around (then earlier results/inputs were overwritten)."""
+    whose addresses wrapped around (then earlier results/inputs were overwritten), ``imem_used``:
+    the IMEM words used (when nothing wrapped)."""
     commands: list
     jobs: list
     results: list
     inputs: dict
     layout: WeightLayout
     wrapped: set = field(default_factory=set)
+    imem_used: int = 0
 
     def counts(self):
         """Commands per opcode name."""
@@ -147,7 +149,7 @@ class _Emitter:
         self.layout, self.p = layout, layout.params
         self.commands, self.jobs, self.results, self.inputs = [], [], {}, {}
         self.wrapped = set()
-        self.imem_next = 0
+        self.imem_next = self.imem_used = 0
         self.omem_next = [0] * self.p.pes
         B = layout.B
         # WMEM: the MSB plane of a load in the lower half, the LSB plane in the upper half (a WHOLE
@@ -173,6 +175,7 @@ class _Emitter:
             self.wrapped.add("imem")
             self.imem_next = 0
         addr, self.imem_next = self.imem_next, self.imem_next + words
+        self.imem_used = max(self.imem_used, self.imem_next)
         return addr
 
     def _omem(self, pe, words):
@@ -195,7 +198,7 @@ class _Emitter:
         key = dict(layer=lay.layer_index(job.layer), expert=job.expert)
         if job.kind == "install":
             for pe, shard in enumerate(lay.shards):
-                pieces = [(u, 0, u.groups) for u in shard]
+                pieces = [(u, u.g0, u.groups) for u in shard]
                 for group in self._groups(pieces, p.weight_words):
                     self._move(pe, job, key, group, "MSB", 0, write=True)
             return
@@ -212,14 +215,21 @@ class _Emitter:
                 units = [u for u in shard if u.input == name]
                 if not units:
                     continue
-                groups = units[0].groups
-                for w0 in range(0, groups, window):
-                    wn = min(window, groups - w0)
+                groups = lay.groups["gate" if name == "x" else "down"]
+                lo = min(u.g0 for u in units)
+                hi = max(u.g0 + u.groups for u in units)
+                for w0 in range(lo, hi, window):
+                    wn = min(window, hi - w0)
+                    pieces = []
+                    for u in units:
+                        a, b = max(w0, u.g0), min(w0 + wn, u.g0 + u.groups)
+                        pieces += [(u, c0, min(self.chunk_groups, b - c0))
+                                   for c0 in range(a, b, self.chunk_groups)]
+                    if not pieces:
+                        continue
                     for t in range(tiles):
                         self.emit(Opcode.LOAD_ACT, pe=pe, amem=t * wn * B, count=wn * B,
                                   imem=self.inputs[(index, name)] + (t * groups + w0) * B)
-                    pieces = [(u, c0, min(self.chunk_groups, w0 + wn - c0)) for u in units
-                              for c0 in range(w0, w0 + wn, self.chunk_groups)]
                     for group in self._groups(pieces, self.half):
                         self._run(index, job, key, pe, group, tiles,
                                   lambda t, c0, w0=w0, wn=wn: t * wn * B + (c0 - w0) * B)
@@ -243,8 +253,9 @@ class _Emitter:
         B, segs, wmem = self.layout.B, [], base
         for u, c0, cn in group:
             n = cn * B
-            halves = ([2 * u.offset + c0 * B, 2 * u.offset + u.groups * B + c0 * B]
-                      if plane == "WHOLE" else [u.offset + c0 * B])
+            at = (c0 - u.g0) * B
+            halves = ([2 * u.offset + at, 2 * u.offset + u.groups * B + at]
+                      if plane == "WHOLE" else [u.offset + at])
             for src in halves:
                 if segs and segs[-1][0] + segs[-1][1] == src and segs[-1][2] + segs[-1][1] == wmem:
                     segs[-1][1] += n
@@ -322,7 +333,7 @@ class _Emitter:
     def finish(self):
         self.emit(Opcode.END)
         return Schedule(self.commands, self.jobs, list(self.results.values()), self.inputs,
-                        self.layout, self.wrapped)
+                        self.layout, self.wrapped, self.imem_used)
 
 
 def _responses(entries):
@@ -384,19 +395,22 @@ def schedule_step(record, layout):
 
 
 def stream_bytes(commands, params):
-    """Bytes each memory tier moves per phase: ``{phase: {"HB": read bytes, "LPDDR": read bytes,
-    "HB writes": bytes}}`` (phases by BARRIER; before the first one: "setup")."""
+    """Commands and bytes each memory tier moves per phase: ``{phase: {"commands": n, "HB": read
+    bytes, "LPDDR": read bytes, "HB writes": bytes}}`` (phases by BARRIER; before the first one:
+    "setup"; END is not counted)."""
     hb = params.hb_ratio * params.hb.bytes_per_word
     lp = params.lpddr_ratio * params.lpddr.bytes_per_word
     out, phase = {}, "setup"
+    tiers = {Opcode.LOAD_SLOT: ("HB", hb), Opcode.LOAD_HB: ("HB", hb),
+             Opcode.LOAD_LPDDR: ("LPDDR", lp), Opcode.WRITE_SLOT: ("HB writes", hb)}
     for c in commands:
+        if c.op is Opcode.END:
+            continue
         if c.op is Opcode.BARRIER:
             phase = PHASE_NAMES.get(c.phase, str(c.phase))
-            continue
-        tier = {Opcode.LOAD_SLOT: ("HB", hb), Opcode.LOAD_HB: ("HB", hb),
-                Opcode.LOAD_LPDDR: ("LPDDR", lp), Opcode.WRITE_SLOT: ("HB writes", hb)}.get(c.op)
-        if tier is None:
-            continue
-        row = out.setdefault(phase, {"HB": 0, "LPDDR": 0, "HB writes": 0})
-        row[tier[0]] += c.count * tier[1]
+        row = out.setdefault(phase, {"commands": 0, "HB": 0, "LPDDR": 0, "HB writes": 0})
+        row["commands"] += 1
+        tier = tiers.get(c.op)
+        if tier is not None:
+            row[tier[0]] += c.count * tier[1]
     return out

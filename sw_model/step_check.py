@@ -2,20 +2,23 @@
 
 * :func:`step_images`: the machine's memories before the step, from the golden model's weights and
   a detailed :class:`sw_model.step_record.StepRecord`: HB slots hold the resident experts' MSB shards
-  (where the controller's slot map puts them), LPDDR every plane of every expert the stream reads,
+  (where the controller's slot map puts them), LPDDR the plane words the stream reads,
   IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for down), token tile
   by token tile, as :class:`sw_model.scheduler.Schedule` placed them.
 * :func:`job_sums`: a job's integer group partial sums ``{linear: [rows, groups, channels]}`` read
   back from the output memories.
-* :func:`check_floats`: the float part on the host (FP16 group scales, token scales, SwiGLU,
-  re-quantisation, routing weights, shared expert) from those sums, compared bit for bit with the
-  golden model's recorded expert inputs, expert outputs and MoE block outputs.
+* :func:`check_floats`: those sums against the algorithmic reference (int64 products of the recorded
+  inputs and the codes, :func:`reference_sums`), then the float part on the host (FP16 group
+  scales, token scales, SwiGLU, re-quantisation, routing weights, shared expert) from them,
+  compared bit for bit with the golden model's recorded expert inputs, expert outputs and MoE
+  block outputs.
 """
 
 import math
 
 import numpy as np
 
+from hw.isa import Opcode
 from hw.params import MacMode
 from sw_model.bitnested import effective_weights, draft_weights
 from sw_model.executor import Images, pack_act_beat, unpack_result
@@ -23,7 +26,8 @@ from sw_model.moe import sigmoid
 from sw_model.quant import quantize_activations
 from sw_model.scheduler import cache_commands
 
-__all__ = ["step_images", "job_sums", "check_floats", "expert_codes", "prologue"]
+__all__ = ["step_images", "job_sums", "check_floats", "expert_codes", "prologue",
+           "reference_sums"]
 
 
 def expert_codes(model, layer, expert):
@@ -72,6 +76,11 @@ def step_images(model, record, schedule):
             for i, word in enumerate(msb):
                 for j, part in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
                     images.hb[pe][slot * p.slot_words + i * p.hb_ratio + j] = part
+    # LPDDR: only the words the stream reads (a step touches a fraction of the planes)
+    read = set()
+    for c in schedule.commands:
+        if c.op is Opcode.LOAD_LPDDR:
+            read.update(range(c.lpddr, c.lpddr + c.count * p.lpddr_ratio))
     for job in schedule.jobs:
         if job.kind == "draft":
             continue
@@ -81,9 +90,12 @@ def step_images(model, record, schedule):
             for pe, plane_words in enumerate(w[plane]):
                 base = lay.lpddr_plane(job.layer, job.expert, pe, plane)
                 for i, word in enumerate(plane_words):
+                    addr = base + i * p.lpddr_ratio
+                    if addr not in read:
+                        continue
                     for j, part in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
                         if part:
-                            images.lpddr[base + i * p.lpddr_ratio + j] = part
+                            images.lpddr[addr + j] = part
     T, L, B = mac.tokens, mac.lanes, lay.B
     for (index, name), base in schedule.inputs.items():
         job = schedule.jobs[index]
@@ -154,13 +166,17 @@ def check_floats(model, record, schedule, omem):
             continue
         call, ec = _expert_call(record, job)
         sums = job_sums(schedule, omem, index)
+        where = f"job {index} ({job.kind}, pass {job.pass_index}, layer {job.layer}, expert " \
+                f"{job.expert})"
+        for name, ref in reference_sums(model, job, ec).items():
+            if not np.array_equal(sums[name], ref):
+                raise AssertionError(f"{where}: {name} group sums differ from the reference "
+                                     f"(int64 products of the recorded inputs and the codes)")
         ffn = model.layers[job.layer]["experts"][job.expert]
         f32 = lambda s: np.ascontiguousarray(s.transpose(1, 0, 2)).astype(np.float32)
         g = ffn.gate.scale(f32(sums["gate"]), ec.x.scales)
         u = ffn.up.scale(f32(sums["up"]), ec.x.scales)
         hidden = quantize_activations(g * sigmoid(g) * u)
-        where = f"job {index} ({job.kind}, pass {job.pass_index}, layer {job.layer}, expert " \
-                f"{job.expert})"
         if not (np.array_equal(hidden.codes, ec.hidden.codes)
                 and np.array_equal(hidden.scales, ec.hidden.scales)):
             raise AssertionError(f"{where}: the down projection's input differs from the golden "

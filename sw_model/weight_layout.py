@@ -6,8 +6,9 @@ blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation pr
 zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
 weight groups. A *unit* is one column block of one linear layer; an expert's units (gate blocks, up
 blocks, down blocks, in order) are split into ``pes`` contiguous runs of near-equal weight count, and PE
-``p`` owns run ``p`` (its *shard*) in every expert, draft and verification alike: each PE computes
-the group partial sums of its output channels for all tokens.
+``p`` owns run ``p`` (its *shard*) in every expert, draft and verification alike. The runs are cut at weight groups, so every
+PE holds the same number of weights (within one group) and a unit may be shared by two PEs: each
+computes the group partial sums of its own groups of that block, for all tokens.
 
 Weight words (:mod:`hw.isa`: one MAC weight beat, in the MAC's wire format). Within a shard, a
 *plane* holds unit after unit, each ``G x B`` words (group-major, ``B = beats_per_group``):
@@ -44,7 +45,8 @@ import numpy as np
 from hw.params import MacMode, QUANT_GROUP, TopParams
 from sw_model.bitnested import SliceLevelMac
 
-__all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes"]
+__all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes", "tile_shards",
+           "machine_for"]
 
 #: The three linear layers of an expert, in unit order, with the input each reads.
 LINEARS = ("gate", "up", "down")
@@ -83,14 +85,15 @@ def expert_scale_bytes(config):
 
 @dataclass(frozen=True)
 class Unit:
-    """One column block of one linear layer as PE ``pe`` holds it: ``linear`` index into
-    :data:`LINEARS`, ``block``, its ``groups`` and its ``offset`` (weight words) in the PE's MSB and
-    LSB planes (the WHOLE plane: ``2 * offset``)."""
+    """Weight groups ``g0 .. g0 + groups - 1`` of one column block of one linear layer as PE
+    ``pe`` holds them: ``linear`` index into :data:`LINEARS`, ``block``, and the ``offset`` (weight
+    words) in the PE's MSB and LSB planes (the WHOLE plane: ``2 * offset``)."""
     pe: int
     linear: int
     block: int
     groups: int
     offset: int
+    g0: int = 0
 
     @property
     def name(self):
@@ -99,6 +102,88 @@ class Unit:
     @property
     def input(self):
         return INPUT_OF[LINEARS[self.linear]]
+
+
+def tile_shards(config, mac, pes):
+    """``(shapes, groups, blocks, shards)`` of ``config``'s experts on ``pes`` PEs with MAC array
+    ``mac``: per linear its ``[in, out]`` shape, weight groups and column blocks, and per PE its
+    list of :class:`Unit` (module docstring)."""
+    B, width = mac.beats_per_group, mac.channels(MacMode.MSB)
+    c = config
+    shapes = {"gate": (c.hidden_size, c.expert_ffn), "up": (c.hidden_size, c.expert_ffn),
+              "down": (c.expert_ffn, c.hidden_size)}
+    groups = {n: shapes[n][0] // QUANT_GROUP for n in LINEARS}
+    blocks = {n: math.ceil(shapes[n][1] / width) for n in LINEARS}
+    # the expert's weight groups, block after block, cut into ``pes`` runs of equal length
+    # (a block may be shared by two PEs, each computing the sums of its own groups)
+    total = sum(groups[n] * blocks[n] for n in LINEARS)
+    shards, offsets, start = [[] for _ in range(pes)], [0] * pes, 0
+    for li, n in enumerate(LINEARS):
+        for b in range(blocks[n]):
+            g0 = 0
+            while g0 < groups[n]:
+                p = (start + g0) * pes // total
+                end = min(groups[n], -(-(p + 1) * total // pes) - start)
+                shards[p].append(Unit(p, li, b, end - g0, offsets[p], g0))
+                offsets[p] += (end - g0) * B
+                g0 = end
+            start += groups[n]
+    return shapes, groups, blocks, shards
+
+
+def _round_up(n, unit):
+    return max(unit, -(-n // unit) * unit)
+
+
+def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes):
+    """A :class:`TopParams` for ``config``: ``base``'s MAC array, memories and timings with
+    ``pes`` PEs (default: base's), the cache controller of ``capacity`` experts per MoE layer
+    (:func:`sw_model.cache_bridge.controller_params`, LRU for ``mode`` "cached", else FREQUENCY)
+    and slots exactly one expert shard long. ``capacity`` None: as many as HB holds next to the
+    dense weights and scales (at most every expert), or with ``grow`` a quarter of the experts (at
+    least top-k). ``grow``: size HB and LPDDR to what the model needs instead of ``base``'s
+    (simulation). ``sizes``: other TopParams fields (weight_words, output_words, ...).
+    ValueError names what does not fit."""
+    import dataclasses
+    from sw_model.cache_bridge import controller_params
+    pes = base.pes if pes is None else pes
+    _, _, _, shards = tile_shards(config, base.mac, pes)
+    B = base.mac.beats_per_group
+    hb_ratio = base.mac.weight_beat_bits // base.hb.data_width
+    lp_ratio = base.mac.weight_beat_bits // base.lpddr.data_width
+    slot_words = max(1, max(sum(u.groups * B for u in s) for s in shards) * hb_ratio)
+    L, E = len(config.moe_layers), config.num_experts
+    hb_word = base.hb.bytes_per_word
+    if capacity is None:
+        if grow:
+            capacity = max(config.top_k, E // 4)
+        else:
+            dense = -(-dense_bytes(config) // (pes * hb_word))
+            scales = -(-expert_scale_bytes(config) // (pes * hb_word))
+            capacity = min(E, (base.hb.words - dense) // (L * (slot_words + scales)))
+            if capacity < config.top_k:
+                raise ValueError(f"HB ({base.hb.words} words per channel) holds {capacity} "
+                                 f"experts per layer next to the dense weights, fewer than "
+                                 f"top_k ({config.top_k})")
+    cache = controller_params(config, capacity, "LRU" if mode == "cached" else "FREQUENCY")
+    hb, lpddr = base.hb, base.lpddr
+    if grow:
+        # the slots, the dense weights and the resident experts' scales (module docstring)
+        dense = -(-dense_bytes(config) // (pes * hb_word))
+        scales = -(-expert_scale_bytes(config) // (pes * hb_word))
+        hb_words = _round_up(cache.slots * (slot_words + scales) + dense, 1 << 10)
+        plane = sum(sum(u.groups * B for u in s) for s in shards)
+        lp_word = base.lpddr.bytes_per_word
+        lp_words = _round_up(L * E * 4 * plane * lp_ratio + -(-(
+            L * E * expert_scale_bytes(config) + dense_bytes(config)) // lp_word), 1 << 12)
+        hb = dataclasses.replace(hb, words=hb_words,
+                                 address_width=max(hb.address_width, (hb_words - 1).bit_length()))
+        lpddr = dataclasses.replace(lpddr, words=lp_words, address_width=max(
+            lpddr.address_width, (lp_words - 1).bit_length()))
+    hb = dataclasses.replace(hb, channels=pes)
+    lpddr = dataclasses.replace(lpddr, clients=pes)
+    return dataclasses.replace(base, pes=pes, cache=cache, hb=hb, lpddr=lpddr,
+                               slot_words=slot_words, **sizes)
 
 
 class WeightLayout:
@@ -114,24 +199,8 @@ class WeightLayout:
         self.mac = mac
         self.B = mac.beats_per_group
         self.block_width = mac.channels(MacMode.MSB)
+        self.shapes, self.groups, self.blocks, self.shards = tile_shards(config, mac, params.pes)
         c = config
-        shapes = {"gate": (c.hidden_size, c.expert_ffn), "up": (c.hidden_size, c.expert_ffn),
-                  "down": (c.expert_ffn, c.hidden_size)}
-        self.shapes = shapes
-        self.groups = {n: shapes[n][0] // QUANT_GROUP for n in LINEARS}
-        self.blocks = {n: math.ceil(shapes[n][1] / self.block_width) for n in LINEARS}
-        units = [(li, b) for li, n in enumerate(LINEARS) for b in range(self.blocks[n])]
-        P = params.pes
-        # contiguous runs of near-equal weight: a unit goes to the PE its middle word falls in
-        sizes = [self.groups[LINEARS[li]] for li, _ in units]
-        total, start = sum(sizes), 0
-        self.shards = [[] for _ in range(P)]
-        offsets = [0] * P
-        for (li, b), g in zip(units, sizes):
-            p = min(P - 1, (2 * start + g) * P // (2 * total))
-            self.shards[p].append(Unit(p, li, b, g, offsets[p]))
-            offsets[p] += g * self.B
-            start += g
         self.plane_words = [sum(u.groups * self.B for u in s) for s in self.shards]
         self.slot_hb_words = max(self.plane_words) * params.hb_ratio
         if self.slot_hb_words > params.slot_words:
@@ -197,14 +266,14 @@ class WeightLayout:
             planes = {k: [] for k in out}
             for u in shard:
                 q = self.unit_codes(codes[u.name], u)
-                for g in range(u.groups):
+                for g in range(u.g0, u.g0 + u.groups):
                     rows = q[g * G:(g + 1) * G]
                     for plane, mode in (("MSB", MacMode.MSB), ("LSB", MacMode.LSB)):
                         beats = slm.weight_beats(slm.pack_weights(mode, rows))
                         planes[plane] += [pack_weight_beat(mac, b) for b in beats]
                 halves = []
                 for s in range(2):
-                    for g in range(u.groups):
+                    for g in range(u.g0, u.g0 + u.groups):
                         rows = q[g * G:(g + 1) * G, s * C:(s + 1) * C]
                         beats = slm.weight_beats(slm.pack_weights(MacMode.FULL, rows))
                         halves += [pack_weight_beat(mac, b) for b in beats]

@@ -1,0 +1,214 @@
+"""``python build.py schedule``: command streams of decode steps, for any model.
+
+Models: ``--model default`` (the built-in default, :func:`sw_model.moe.default_model`) or
+``--checkpoint PATH`` run the golden model (random prompts from ``--seed``), and the scheduler
+turns its per-step records into streams; a model-zoo name (:mod:`sw_model.model_zoo`) has no
+weights, so its steps come from a generated routing trace (:mod:`sw_model.trace_steps`: the stated
+locality and acceptance models). The batch threshold chooses cached decoding or Elastic-SD.
+
+Machines: ``paper`` (the paper's 32 PEs of 16x32x32 with their HB and LPDDR, the expert cache
+sized to what HB holds next to the dense weights) or ``default`` (the small simulated machine, HB
+and LPDDR grown to the model). Default: ``paper`` for zoo models, ``default`` otherwise.
+
+Writes, under ``build/schedule/<model>/``: ``step<i>.bin`` and ``step<i>.txt`` (binary and text
+forms of step i's stream; the text re-assembles to the binary, checked here), ``prologue.*`` (the
+CACHE commands bringing a reset controller to step 0's state) and ``plan.json`` (layout and byte
+plan). Every stream is checked with the ISA's validator from its step's cache state. Prints a table
+of commands and bytes per memory tier per phase, and a last-line JSON object.
+"""
+
+import json
+import time
+
+import numpy as np
+
+from hw.isa import Command, Opcode, assemble, disassemble, encode, validate
+from hw.params import TOP_DEFAULT, TOP_PAPER
+from sw_model.expert_cache import ExpertCacheModel, replay
+from sw_model.scheduler import PHASES, schedule_step, stream_bytes
+from sw_model.step_check import prologue
+from sw_model.weight_layout import WeightLayout, machine_for
+
+__all__ = ["add_arguments", "run", "MACHINES", "golden_records", "schedule_records"]
+
+MACHINES = {"paper": TOP_PAPER, "default": TOP_DEFAULT}
+
+
+def add_arguments(p):
+    p.add_argument("--model", default="default",
+                   help="'default' (the built-in model) or a model-zoo name")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="a Hugging Face checkpoint directory instead of --model")
+    p.add_argument("--batch", type=int, default=16, help="sequences in the batch (default 16)")
+    p.add_argument("--steps", type=int, default=2, help="decode steps to schedule (default 2)")
+    p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
+    p.add_argument("--threshold", type=int, default=4,
+                   help="batch at and above which Elastic-SD runs (default 4)")
+    p.add_argument("--capacity", type=int, default=None,
+                   help="HB-resident experts per MoE layer (default: what HB holds on the paper "
+                        "machine, a quarter of the experts on the default machine)")
+    p.add_argument("--machine", default=None, choices=sorted(MACHINES),
+                   help="paper (32 PEs) or default (small); default: paper for zoo models")
+    p.add_argument("--pes", type=int, default=None, help="PEs (default: the machine's)")
+    p.add_argument("--acceptance", type=float, default=0.7,
+                   help="zoo models: probability that a draft token is accepted (default 0.7)")
+    p.add_argument("--zipf", type=float, default=1.0,
+                   help="zoo models: Zipf exponent of expert popularity (default 1.0)")
+    p.add_argument("--reuse", type=float, default=0.5,
+                   help="zoo models: probability a sequence keeps an expert from its previous "
+                        "token (default 0.5)")
+
+
+def _table(headers, rows):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def golden_records(model, batch, steps, mode, capacity, gamma, seed, detail=False):
+    """Decode random prompts on the golden ``model`` and keep the first ``steps`` step records."""
+    from sw_model.decoding import SDConfig, cached_decode, elastic_sd
+    from sw_model.draft_policies import make_policy
+    from sw_model.step_record import StepRecorder
+    c = model.config
+    rng = np.random.default_rng(seed)
+    prompts = [rng.integers(0, c.vocab_size, rng.integers(8, 25)) for _ in range(batch)]
+    recorder = StepRecorder(detail=detail)
+    if mode == "cached":
+        cached_decode(model, prompts, steps + 1, capacity=capacity, recorder=recorder)
+    else:
+        elastic_sd(model, prompts, steps * (gamma + 1) + 1, make_policy("resident"),
+                   SDConfig(gamma=gamma, capacity=capacity), recorder=recorder)
+    return recorder.steps[:steps]
+
+
+def schedule_records(records, layout, check=True):
+    """``[(record, schedule, bytes per phase)]``; with ``check`` every stream is validated from
+    its step's cache state (replaying the requests recorded before it)."""
+    out = []
+    for record in records:
+        sched = schedule_step(record, layout)
+        if check:
+            cache = ExpertCacheModel(layout.params.cache)
+            replay(cache, record.prior_requests)
+            validate(sched.commands, layout.params, cache)
+        out.append((record, sched, stream_bytes(sched.commands, layout.params)))
+    return out
+
+
+def _check(args):
+    for name in ("batch", "steps", "gamma", "threshold"):
+        v = getattr(args, name)
+        if v < 1:
+            raise SystemExit(f"--{name} must be a positive integer, not {v}")
+    if args.pes is not None and not 1 <= args.pes <= 64:
+        raise SystemExit(f"--pes must be in 1..64 (the ISA's pe field), not {args.pes}")
+    if not 0 <= args.acceptance <= 1:
+        raise SystemExit(f"--acceptance must be a probability in [0, 1], not {args.acceptance}")
+
+
+def run(args):
+    from sim.runner import BUILD_ROOT
+    from sw_model.model_zoo import ZOO, zoo_entry
+    _check(args)
+    start = time.monotonic()
+    mode = "elastic_sd" if args.batch >= args.threshold else "cached"
+    if args.checkpoint:
+        from sw_model.checkpoints import CheckpointError, load_checkpoint
+        try:
+            model, scheme = load_checkpoint(args.checkpoint)
+        except (CheckpointError, OSError) as exc:
+            raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
+        config, name, source = model.config, f"{args.checkpoint} ({scheme})", "golden model"
+    elif args.model.lower() == "default":
+        from sw_model.moe import default_model
+        model, name = default_model()
+        config, source = model.config, "golden model"
+    else:
+        try:
+            entry = zoo_entry(args.model)
+        except ValueError as exc:
+            raise SystemExit(f"--model: {exc}") from None
+        model, config, name = None, entry.config, entry.name
+        source = (f"generated routing trace (zipf {args.zipf}, reuse {args.reuse}), acceptance "
+                  f"{args.acceptance} per draft token")
+    machine = args.machine or ("paper" if model is None else "default")
+    try:
+        # the default machine's memories are grown to whole steps (it is what the RTL runs)
+        sizes = (dict(act_words=1 << 10, input_words=1 << 16, output_words=1 << 16,
+                      command_words=1 << 20) if machine == "default" else {})
+        params = machine_for(config, mode, MACHINES[machine], args.capacity, args.pes,
+                             grow=machine == "default", **sizes)
+        layout = WeightLayout(config, params)
+    except ValueError as exc:
+        raise SystemExit(f"{name} does not fit the {machine} machine: {exc}") from None
+    capacity = params.cache.select_capacity
+    print(f"model: {name}\n  {config.describe()}")
+    print(f"machine: {machine}, {params.describe()}\n  layout: {layout.describe()}")
+    print(f"batch {args.batch} -> {mode} (threshold {args.threshold}); HB holds {capacity} of "
+          f"{config.num_experts} experts per MoE layer; steps from the {source}", flush=True)
+    try:
+        if model is not None:
+            records = golden_records(model, args.batch, args.steps, mode, capacity, args.gamma,
+                                     args.seed)
+        else:
+            from sw_model.trace_steps import trace_records
+            records, _ = trace_records(config, args.batch, args.steps, mode, capacity,
+                                       args.gamma, args.acceptance, args.zipf, args.reuse,
+                                       args.seed)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"scheduling and validating {len(records)} step(s) ...", flush=True)
+    scheduled = schedule_records(records, layout)
+    from pathlib import Path
+    slug = (Path(args.checkpoint).resolve().name if args.checkpoint
+            else "default" if model is not None else name)
+    out_dir = BUILD_ROOT / "schedule" / slug
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    first = (prologue(records[0], layout) if records else []) + [Command(Opcode.END)]
+    for stem, commands in [("prologue", first)] + [(f"step{r.index}", s.commands)
+                                                     for r, s, _ in scheduled]:
+        binary = encode(commands)
+        text = disassemble(commands)
+        if encode(assemble(text)) != binary:
+            raise SystemExit(f"{stem}: the text form does not re-assemble to the binary form")
+        (out_dir / f"{stem}.bin").write_bytes(binary)
+        (out_dir / f"{stem}.txt").write_text(text)
+        files += [str(out_dir / f"{stem}.bin"), str(out_dir / f"{stem}.txt")]
+    plan = layout.plan(capacity)
+    (out_dir / "plan.json").write_text(json.dumps({"params": params.to_dict(), "plan": plan},
+                                                  indent=1))
+    print()
+    rows, totals, steps_json = [], {}, []
+    for record, sched, moved in scheduled:
+        for phase, tiers in moved.items():
+            rows.append([record.index, record.mode, phase, tiers["commands"], tiers["HB"],
+                         tiers["LPDDR"], tiers["HB writes"]])
+            t = totals.setdefault(phase, {"commands": 0, "HB": 0, "LPDDR": 0, "HB writes": 0})
+            for k in t:
+                t[k] += tiers[k]
+        steps_json.append({"step": record.index, "commands": len(sched.commands),
+                           "accepted": list(record.accepted), "bytes": moved,
+                           "by_opcode": sched.counts()})
+    print(_table(["step", "mode", "phase", "commands", "HB read B", "LPDDR read B",
+                  "HB write B"], rows))
+    print("(expert weights the stream moves; per pass the dense weights add "
+          f"{layout.dense_bytes} B and every expert read its FP16 scales, {layout.scale_bytes} B "
+          "per expert, from HB: the vector unit's, not in the stream)")
+    print(f"HB: {plan['HB used'] / 2**20:.1f} of {plan['HB capacity'] / 2**20:.1f} MiB used; "
+          f"LPDDR: {plan['LPDDR used'] / 2**20:.1f} of {plan['LPDDR capacity'] / 2**20:.1f} MiB "
+          f"({'fits' if all(plan['fits'].values()) else 'DOES NOT FIT'})")
+    proposed = sum(r.gamma * len(r.sequences) for r in records)
+    acceptance = sum(sum(r.accepted) for r in records) / proposed if proposed else None
+    print(f"streams (text form re-assembles to the binary) in {out_dir}; "
+          f"done in {time.monotonic() - start:.1f} s")
+    print(json.dumps({
+        "model": name, "mode": mode, "machine": machine, "pes": params.pes, "batch": args.batch,
+        "steps": len(records), "capacity": capacity, "source": source,
+        "acceptance_rate": acceptance,
+        "commands": sum(len(s.commands) for _, s, _ in scheduled),
+        "prologue_commands": len(first) - 1, "bytes": totals, "per_step": steps_json,
+        "phases": PHASES, "valid": True, "round_trip": True, "plan": plan, "files": files,
+        "out_dir": str(out_dir), "seconds": round(time.monotonic() - start, 2)}))
+    return 0
