@@ -11,8 +11,8 @@ from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu
 from sw_model.perf.methods import METHODS, PassCounts, Settings, plan_step, step_result
 from sw_model.perf.phases import PhaseWork, evaluate
 from sw_model.perf.suite import breakeven_acceptance, crossover, run_grid, summarise
-from sw_model.perf.workload import AcceptanceModel, Locality, expected_length, routing_stats
-from sw_model.perf.zoo import PAPER_MODELS, ZOO, ModelShape, get_model
+from sw_model.perf.workload import AcceptanceModel, expected_length, routing_stats
+from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model
 from sw_model.routing_traces import generate_routing_trace
 from sw_model.weight_layout import dense_bytes
 from sw_model import model_zoo

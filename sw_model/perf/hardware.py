@@ -16,7 +16,7 @@ What the near tier may hold is a property of the machine:
 * ``None``: no near tier (LPDDR-only xPU and the PIM-style baselines).
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from hw.params import HbBankTiming, Lpddr5Timing, MAC_PAPER_PE, ParamsRecord
 

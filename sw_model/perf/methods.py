@@ -35,7 +35,6 @@ PEs with the KV read externally.
 """
 
 from dataclasses import dataclass, field, replace
-import math
 
 from sw_model.perf.hardware import GATHER_BYTES_PER_HIDDEN
 from sw_model.perf.phases import PhaseWork, evaluate

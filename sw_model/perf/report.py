@@ -15,7 +15,7 @@ from pathlib import Path
 from sw_model.perf import hardware as hwmod
 from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu_anchor
 from sw_model.perf.methods import SLM_KV_BYTES, Settings
-from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, PRIOR, \
+from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, \
     breakeven_acceptance, crossover, run_grid, summarise
 from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, STAT_LAYERS, STAT_STEPS
 from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model

@@ -18,15 +18,14 @@ can be compared on identical routing (tests/test_perf_streams.py: within 2% per 
 """
 
 from dataclasses import replace
-import math
 
 import numpy as np
 
 from hw.isa import Command, Opcode, decode, decode_word
-from hw.params import MacMode, QUANT_GROUP, TopParams
+from hw.params import MacMode, TopParams
 from sw_model.cache_bridge import controller_params
-from sw_model.perf.methods import PassCounts, StepPlan, _common, _finish, _installs, \
-    draft_work, elastic_phases, target_work
+from sw_model.perf.methods import PassCounts, StepPlan, _common, _finish, elastic_phases, \
+    target_work
 from sw_model.perf.phases import PhaseWork
 
 __all__ = ["stream_work", "stream_plan", "record_counts", "analytic_plan", "stream_params",
@@ -209,11 +208,14 @@ def analytic_plan(record, hw, model, settings, dense_near=1.0, kv_near=1.0):
 
 
 def _config_and_base(model, preset):
+    """``(MoEConfig, TopParams preset)``: ``model`` a config, a zoo name or ``default``."""
     from hw.params import TOP_PRESETS
     from sw_model.model_zoo import zoo_entry
     from sw_model.moe import DEFAULT_CONFIG
     if preset not in TOP_PRESETS:
         raise ValueError(f"unknown machine preset {preset!r}; choose from {', '.join(TOP_PRESETS)}")
+    if not isinstance(model, str):
+        return model, TOP_PRESETS[preset]
     config = DEFAULT_CONFIG if model == "default" else zoo_entry(model).config
     return config, TOP_PRESETS[preset]
 
@@ -262,8 +264,7 @@ def compare_fast_path(model, mode, batch, capacity, preset="default", steps=40, 
     from sw_model.scheduler import schedule_step
     from sw_model.trace_steps import PROMPT_POSITIONS, trace_records
     from sw_model.weight_layout import WeightLayout
-    config, base = _config_and_base(model, preset) if isinstance(model, str) else (model, base_of(
-        preset))
+    config, base = _config_and_base(model, preset)
     params = stream_params(config, capacity, base)
     layout = WeightLayout(config, params)
     hw = replace(elmoe3d(8), mac_tokens=params.mac.tokens)
@@ -284,9 +285,3 @@ def compare_fast_path(model, mode, batch, capacity, preset="default", steps=40, 
     joules = float(np.mean([r.joules for r in runs]))
     return seconds, fast.seconds, fast.seconds / seconds - 1, fast.joules / joules - 1
 
-
-def base_of(preset):
-    from hw.params import TOP_PRESETS
-    if preset not in TOP_PRESETS:
-        raise ValueError(f"unknown machine preset {preset!r}; choose from {', '.join(TOP_PRESETS)}")
-    return TOP_PRESETS[preset]

@@ -13,7 +13,6 @@ Configurations run locally in this process by default, or as Ray tasks (``--ray 
 existing cluster; ``--ray local``: a local Ray instance with ``--workers`` CPUs).
 """
 
-from dataclasses import replace
 import itertools
 import sys
 import time
