@@ -146,7 +146,8 @@ class ProcessingElement(wiring.Component):
             self._load_act(m)
             self._mac(m)
             self._combine(m)
-        m.d.comb += self.idle.eq(fsm.ongoing("Take command") & ~queue.r_stream.valid)
+        # the queue's level, not its output: a command just written may not be visible there yet
+        m.d.comb += self.idle.eq(fsm.ongoing("Take command") & (queue.level == 0))
         # MAC results are written as they come (only a MAC command produces them)
         mac = self.mac
         m.d.comb += mac.results.ready.eq(1)

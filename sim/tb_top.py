@@ -4,8 +4,9 @@ Environment (set by :func:`sim.top_runner.run_streams`): ``ELMOE_TOP_PARAMS`` (T
 ``ELMOE_TOP_JOBS`` (JSON file: a list of jobs ``{"words": [...], "images": {...}, "max_cycles":
 N}``), ``ELMOE_TOP_OUT`` (JSON file the results go to). Per job: reset, preload the command
 memory and every memory image through the back door (words a previous job left non-zero are
-cleared), pulse ``start``, let the simulator run in steps of ``STEP`` cycles until ``done``, then
-read the status and every memory back. Python touches no signal while the machine runs.
+cleared), pulse ``start``, let the simulator run in steps of ``STEP`` cycles until ``done``, let
+the DRAM dies drain their queues (an acknowledged write may still wait there), then read the
+status and every memory back. Python touches no signal while the machine runs.
 """
 
 import json
@@ -87,6 +88,7 @@ async def run_jobs(dut):
     dut.length.value = 0
     await clock_and_reset(dut)
     door = Backdoor(dut, p)
+    dies = [getattr(dut, f"hb_die{k}") for k in range(p.pes)] + [dut.lpddr_die]
     sizes = {"lpddr": None, "imem": None}
     for k in range(p.pes):
         sizes.update({f"wmem[{k}]": p.weight_words, f"amem[{k}]": p.act_words,
@@ -113,6 +115,17 @@ async def run_jobs(dut):
                 break
             await RisingEdge(dut.clk)
         phases = phases_shape.from_bits(dut.phase_cycles.value.to_unsigned())
+        cycles = dut.cycles.value.to_unsigned()
+        # A write is acknowledged once the die has it queued (later requests see it); the array
+        # itself is written when the die gets to it, so let the dies drain before reading back.
+        for _ in range(64):
+            if not any(die.count.value.to_unsigned() for die in dies):
+                break
+            await RisingEdge(dut.clk)
+            await ClockCycles(dut.clk, 16)
+            await ReadOnly()
+        else:
+            raise AssertionError(f"stream {number}: the DRAM dies did not drain")
         final = {}
         for name, size in sizes.items():
             if size is not None:
@@ -124,7 +137,7 @@ async def run_jobs(dut):
             final[name] = door.read(name, sorted(addresses))
         results.append({
             "done": int(status.done), "error": int(status.error),
-            "progress": int(status.progress), "cycles": dut.cycles.value.to_unsigned(),
+            "progress": int(status.progress), "cycles": cycles,
             "phase_cycles": [int(phases[k]) for k in range(PHASES)],
             "images": final, "slots": _slot_table(dut, p),
         })

@@ -161,3 +161,24 @@ def test_bad_arguments_are_named():
     images.lpddr[0] = 1 << P.lpddr.data_width
     with pytest.raises(ValueError, match=r"images.lpddr\[0\].*256-bit"):
         execute([Command(Opcode.END)], P, images)
+
+
+def test_word_formats_are_the_hardware_layouts(rng):
+    """The executor's words are exactly the MAC array's ``lib.data`` layouts, bit for bit."""
+    from hw.mac_array import act_layout, result_layout, weight_layout
+    from sw_model.executor import unpack_act_beat, unpack_weight_beat
+    wbytes = rng.integers(0, 256, (MAC.lanes, MAC.out_channels))
+    const = weight_layout(MAC).const([[{"lo": int(b) & 0xF, "hi": int(b) >> 4} for b in row]
+                                      for row in wbytes])
+    assert pack_weight_beat(MAC, wbytes) == const.as_value().value
+    np.testing.assert_array_equal(unpack_weight_beat(MAC, const.as_value().value), wbytes)
+    x = rng.integers(-128, 128, (MAC.tokens, MAC.lanes))
+    const = act_layout(MAC).const([[int(v) for v in row] for row in x])
+    assert pack_act_beat(MAC, x) == const.as_value().value
+    np.testing.assert_array_equal(unpack_act_beat(MAC, const.as_value().value), x)
+    lo, hi = -(1 << (MAC.result_width - 1)), (1 << (MAC.result_width - 1))
+    sums = rng.integers(lo, hi, (MAC.tokens, MAC.result_channels))
+    sums_layout = result_layout(MAC).members["sums"]
+    const = sums_layout.const([[int(v) for v in row] for row in sums])
+    assert pack_result(MAC, sums) == const.as_value().value
+    np.testing.assert_array_equal(unpack_result(MAC, const.as_value().value), sums)

@@ -63,3 +63,20 @@ def test_compare_notices_differences(seed):
     bad = _as_rtl(gold)
     bad.done = False
     assert any("did not finish" in s for s in compare(P, job, bad)[0])
+
+
+def test_runner_rejects_bad_jobs_before_building():
+    from hw.isa import Command, Opcode
+    from sim.top_runner import run_streams
+    from sw_model.executor import Images
+    with pytest.raises(TypeError, match="params must be a TopParams"):
+        run_streams("top", [])
+    with pytest.raises(TypeError, match="job 0 must be a Job"):
+        run_streams(P, [[Command(Opcode.END)]])
+    with pytest.raises(ValueError, match=r"job 1: 257 commands do not fit in the command memory"):
+        run_streams(P, [Job([Command(Opcode.END)]), Job([Command(Opcode.BARRIER)] * 257)])
+    images = Images.empty(P)
+    images.omem[1][P.output_words] = 1
+    with pytest.raises(ValueError, match=r"job 0: images.omem\[1\]: address 32 outside"):
+        run_streams(P, [Job([Command(Opcode.END)], images)])
+    assert run_streams(P, []) == []
