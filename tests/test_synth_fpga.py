@@ -1,0 +1,209 @@
+"""Synthesis and FPGA helpers: the block-RAM die behind a memory channel (Amaranth simulator, with
+and without pressure), the scan-chain I/O harness, the liberty lookup, the MAC growth fit, and a
+small synthesis with the liberty file. Place and route and the full ``build.py synth`` are slow."""
+
+import dataclasses
+import random
+
+import numpy as np
+import pytest
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.sim import Simulator
+
+from hw import synth
+from hw.bram_die import BramDie
+from hw.fpga import IoHarness, place_and_route, FAMILIES
+from hw.hb_interface import HbInterface
+from hw.mem_channel import request_layout, response_layout
+from hw.params import HbInterfaceParams, MemOp, MacArrayParams
+from hw.synth_report import fit_mac, synth_points, AUGMENTATION_POINTS
+from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
+                             expected_count, random_bursts, run_in_amaranth)
+from sim.runner import BUILD_ROOT, generate_verilog
+
+SMALL = HbInterfaceParams(channels=2, data_width=32, words=256, address_width=9, max_length=16,
+                          die_burst=4, outstanding=4, read_buffer=16, write_buffer=8, tag_width=4)
+PRESSURE = [(0.0, 0.0), (0.3, 0.4)]
+
+
+class BramHbSystem(wiring.Component):
+    """The HB interface with a :class:`BramDie` per channel (``dies[c].storage`` is the back door)."""
+
+    def __init__(self, params, images):
+        self.params = params
+        self.interface = HbInterface(params)
+        self.dies = [BramDie(params, image) for image in images]
+        super().__init__({
+            "req": In(stream.Signature(request_layout(params))).array(params.channels),
+            "resp": Out(stream.Signature(response_layout(params))).array(params.channels),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.interface = self.interface
+        for c, die in enumerate(self.dies):
+            m.submodules[f"die{c}"] = die
+            connect(m, flipped(self.req[c]), self.interface.req[c])
+            connect(m, self.interface.resp[c], flipped(self.resp[c]))
+            connect(m, self.interface.die[c], die)
+        return m
+
+
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_bram_die_serves_the_channel_contract(pressure, seed):
+    """Preloaded words read back; random writes and reads, bursts and bad requests match the
+    golden memory, and the final arrays equal it."""
+    rng = random.Random(seed)
+    p = SMALL
+    images = [[rng.getrandbits(p.data_width) for _ in range(40)] for _ in range(p.channels)]
+    traffic = []
+    for c in range(p.channels):
+        reqs = [Request(MemOp.READ, 0, 16, 1), Request(MemOp.READ, 24, 16, 2)]
+        reqs += covering(p, MemOp.WRITE, 64, rng, first=64)
+        reqs += random_bursts(p, MemOp.READ, 12, 5, rng, p.words)
+        reqs += [request for _name, request in error_requests(p, rng)]
+        reqs += random_bursts(p, MemOp.WRITE, 12, 6, rng, p.words)
+        reqs += covering(p, MemOp.READ, p.words, rng)
+        traffic.append(reqs)
+    system = BramHbSystem(p, images)
+    drivers = [PortDriver(p, reqs, seed=seed + c, idle=pressure[0], stall=pressure[1])
+               for c, reqs in enumerate(traffic)]
+    counts = [expected_count(p, reqs) for reqs in traffic]
+
+    async def backdoor(ctx, when):
+        if when == "after":
+            return [[ctx.get(die.storage.data[a]) for a in range(p.words)]
+                    for die in system.dies]
+
+    arrays = run_in_amaranth(system, drivers, counts, max_cycles=20 * sum(counts) + 4000,
+                             backdoor=backdoor)
+    for driver, array, image in zip(drivers, arrays, images):
+        golden = GoldenMemory(p, dict(enumerate(image)))
+        assert driver.check(golden) >= p.words
+        assert array == [golden.words.get(a, 0) for a in range(p.words)]
+
+
+def test_bram_die_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="init holds 257 words, more than the die's 256"):
+        BramDie(SMALL, [0] * 257)
+    with pytest.raises(TypeError, match="port must be a MemPortParams"):
+        BramDie(MacArrayParams())
+
+
+class _Adder(wiring.Component):
+    a: In(5)
+    b: In(3)
+    total: Out(6)
+    odd: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.total.eq(self.a + self.b), self.odd.eq(self.total[0])]
+        return m
+
+
+CASES = [(0, 0), (31, 7), (16, 1), (5, 3)]
+
+
+@pytest.mark.parametrize("a, b", CASES)
+def test_io_harness_scans_inputs_in_and_outputs_out(a, b):
+    """Bits shifted in reach the wrapped component's inputs in port order; its outputs, captured,
+    shift out least significant first."""
+    harness = IoHarness(_Adder())
+    assert (harness.in_bits, harness.out_bits) == (8, 7)
+    sim = Simulator(harness)
+    sim.add_clock(1e-6)
+    outcome = []
+
+    async def bench(ctx):
+        word = a | b << 5
+        ctx.set(harness.scan_en, 1)
+        for i in reversed(range(8)):         # the first bit in ends up at the top
+            ctx.set(harness.scan_in, (word >> i) & 1)
+            await ctx.tick()
+        ctx.set(harness.scan_en, 0)
+        ctx.set(harness.capture, 1)
+        await ctx.tick()
+        ctx.set(harness.capture, 0)
+        ctx.set(harness.scan_en, 1)
+        bits = []
+        for _ in range(7):
+            bits.append(ctx.get(harness.scan_out))
+            await ctx.tick()
+        outcome.append(sum(bit << i for i, bit in enumerate(bits)))
+
+    sim.add_testbench(bench)
+    sim.run()
+    total = a + b
+    assert outcome == [total | (total & 1) << 6]
+
+
+def test_io_harness_rejects_a_non_component():
+    with pytest.raises(TypeError, match="wraps a wiring.Component"):
+        IoHarness("mac_array")
+
+
+def test_liberty_lookup_names_the_package_and_paths(monkeypatch, tmp_path):
+    missing = tmp_path / "none.lib"
+    monkeypatch.delenv("ELMOE_LIBERTY", raising=False)
+    monkeypatch.setattr(synth, "LIBERTY_PATHS", (missing,))
+    with pytest.raises(synth.LibertyNotFound) as info:
+        synth.find_liberty()
+    assert str(missing) in str(info.value) and "qflow-tech-osu018" in str(info.value)
+    monkeypatch.setenv("ELMOE_LIBERTY", str(missing))
+    with pytest.raises(synth.LibertyNotFound, match=f"ELMOE_LIBERTY={missing} is not a file"):
+        synth.find_liberty()
+
+
+def test_mac_fit_recovers_a_structural_model():
+    """Exact data of a*T*C + b*T + c*C + d come back exactly, hold-out error 0; too few points
+    are refused."""
+    a, b, c, d = 700.0, 300.0, 900.0, 50.0
+    rows = [{"tokens": t, "channels": ch, "cells": a * t * ch + b * t + c * ch + d,
+             "area_um2": 24 * (a * t * ch + b * t + c * ch + d)}
+            for t, ch in [(1, 1), (2, 1), (1, 2), (2, 2), (4, 2)]]
+    fit = fit_mac(rows)
+    cells = fit["cells"]
+    assert np.allclose([cells["per_token_channel"], cells["per_token"], cells["per_channel"],
+                        cells["constant"]], [a, b, c, d])
+    assert cells["paper_pe"] == pytest.approx(a * 512 + b * 16 + c * 32 + d)
+    assert fit["area_um2"]["paper_pe"] == pytest.approx(24 * cells["paper_pe"])
+    assert cells["holdout_error"] < 1e-9 and cells["max_residual"] < 1e-9
+    with pytest.raises(ValueError, match="at least 5 ladder points, got 4"):
+        fit_mac(rows[:4])
+
+
+def test_synth_ladder_covers_every_block_and_the_ablation():
+    from hw.blocks import BLOCKS
+    points = synth_points()
+    assert {p.block for p in points} == set(BLOCKS)
+    labels = {(p.block, p.label) for p in points}
+    for label in AUGMENTATION_POINTS:
+        assert ("mac_array", label) in labels and ("mac_array", label + " no-aug") in labels
+    no_aug = [p for p in points if p.label.endswith("no-aug")]
+    assert all(not p.params.augmented for p in no_aug)
+    assert {p.block for p in synth_points(quick=True)} == set(BLOCKS)
+
+
+def test_small_synthesis_reports_area_and_keeps_rams_apart():
+    """A die of 16 x 8-bit words: its RAM is counted in bits, not mapped to cells; the logic gets a
+    positive 0.18 um area."""
+    port = dataclasses.replace(SMALL, channels=1, data_width=8, words=16, address_width=5)
+    stats = synth.synth_stats("bram_die", generate_verilog(BramDie(port), "bram_die"), BUILD_ROOT,
+                              liberty=synth.find_liberty())
+    assert stats["ram_bits"] == 16 * 8
+    assert stats["flip_flops"] > 0 and stats["cells"] > stats["flip_flops"]
+    assert stats["area_um2"] > stats["sequential_area_um2"] > 0
+    assert stats["liberty_cells"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_place_and_route_of_a_small_block(family):
+    verilog_text = generate_verilog(IoHarness(_Adder()), "adder_harness")
+    result = place_and_route("adder_harness", verilog_text, family, BUILD_ROOT)
+    assert result["fmax_mhz"] > 50
+    assert 0 < result["luts"][0] < result["luts"][1]
+    assert result["ffs"] >= 15      # the harness chains: one flip-flop per port bit
