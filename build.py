@@ -281,6 +281,41 @@ def cmd_synth(args):
     return 0
 
 
+def cmd_fpga(args):
+    from hw.fpga import FpgaError, run_blocks
+    if args.board:
+        from hw.board import BOARDS, build_board
+        if args.board not in BOARDS:
+            raise SystemExit(f"unknown board {args.board!r}; choose from {', '.join(BOARDS)}")
+        try:
+            figures = build_board(args.board, BUILD_ROOT, progress=lambda t: print(t, flush=True))
+        except FpgaError as exc:
+            raise SystemExit(f"fpga --board {args.board}: {exc}") from None
+        print(json.dumps(figures))
+        return 0 if figures["selftest_passed"] else 1
+    print("placing and routing every block (small configurations, scan-chain I/O harness; "
+          "yowasp-nextpnr) ...", flush=True)
+    try:
+        rows = run_blocks(BUILD_ROOT, freq_mhz=args.freq,
+                          progress=lambda text: print("  " + text, flush=True))
+    except FpgaError as exc:
+        raise SystemExit(f"fpga: {exc}") from None
+    print()
+    print(_table(["block", "params", "part", "port bits", "LUTs / logic cells", "FFs", "BRAMs",
+                  "fmax (MHz)"],
+                 [[r["block"], r["describe"], r["part"], r["port_bits"],
+                   f"{r['luts'][0]} / {r['luts'][1]} ({100 * r['luts'][0] / r['luts'][1]:.1f}%)",
+                   r["ffs"], f"{r['brams'][0]} / {r['brams'][1]}", r["fmax_mhz"]]
+                  for r in rows]))
+    print("Each block sits in a scan-chain harness: one flip-flop per port bit (port bits) is "
+          "the harness's, not the block's.")
+    reports = BUILD_ROOT / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "fpga.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(json.dumps({"fpga": rows}))
+    return 0
+
+
 def cmd_sd(args):
     from sw_model.sd_cli import run
     return run(args)
@@ -324,6 +359,12 @@ def main(argv=None):
                        help="synthesis: cells, 0.18 um area, augmentation overhead, paper PE fit")
     p.add_argument("--quick", action="store_true", help="default configurations only")
     p.set_defaults(func=cmd_synth)
+    p = sub.add_parser("fpga", parents=[common(True)],
+                       help="FPGA place and route of every block, or --board: a bitstream")
+    p.add_argument("--board", default=None, help="build the self-test bitstream for a board "
+                   "(ulx3s)")
+    p.add_argument("--freq", type=float, default=50, help="target clock in MHz (default 50)")
+    p.set_defaults(func=cmd_fpga)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")
     from sw_model.sd_cli import add_arguments
