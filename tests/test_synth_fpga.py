@@ -1,6 +1,7 @@
 """Synthesis and FPGA helpers: the block-RAM die behind a memory channel (Amaranth simulator, with
-and without pressure), the scan-chain I/O harness, the liberty lookup, the MAC growth fit, and a
-small synthesis with the liberty file. Place and route and the full ``build.py synth`` are slow."""
+and without pressure), the scan-chain I/O harness, the liberty lookup, the MAC growth fit, a small
+synthesis with the liberty file, and the self-test checker against a stand-in accelerator. Place and
+route is slow."""
 
 import dataclasses
 import random
@@ -8,7 +9,7 @@ import random
 import numpy as np
 import pytest
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out, connect, flipped
 from amaranth.sim import Simulator
 
@@ -17,6 +18,7 @@ from hw.bram_die import BramDie
 from hw.fpga import IoHarness, place_and_route, FAMILIES
 from hw.hb_interface import HbInterface
 from hw.mem_channel import request_layout, response_layout
+from hw.selftest import SelfTestChecker
 from hw.params import HbInterfaceParams, MemOp, MacArrayParams
 from hw.synth_report import fit_mac, synth_points, AUGMENTATION_POINTS
 from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
@@ -29,7 +31,7 @@ PRESSURE = [(0.0, 0.0), (0.3, 0.4)]
 
 
 class BramHbSystem(wiring.Component):
-    """The HB interface with a :class:`BramDie` per channel (``dies[c].storage`` is the back door)."""
+    """The HB interface with a :class:`BramDie` per channel (``dies[c].storage``: the back door)."""
 
     def __init__(self, params, images):
         self.params = params
@@ -207,3 +209,96 @@ def test_place_and_route_of_a_small_block(family):
     assert result["fmax_mhz"] > 50
     assert 0 < result["luts"][0] < result["luts"][1]
     assert result["ffs"] >= 15      # the harness chains: one flip-flop per port bit
+
+
+# -- the self-test checker, against a stand-in accelerator --------------------------------------------
+
+STATUS = data.StructLayout({"busy": 1, "done": 1, "error": 4, "progress": 8})
+
+
+class _FakeAccelerator(wiring.Component):
+    """Raises ``done`` ``latency`` cycles after ``start`` with ``error`` and ``progress = length``;
+    two output memories with fixed contents."""
+
+    def __init__(self, contents, latency, error=0):
+        self.contents, self.latency, self.error = contents, latency, error
+        super().__init__({"start": In(1), "length": In(8), "status": Out(STATUS),
+                          "out_addr": In(3), "out_en": In(2), "out_data": Out(12).array(2)})
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(range(self.latency + 2))
+        running = Signal()
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), count.eq(0), self.status.done.eq(0),
+                         self.status.progress.eq(self.length)]
+        with m.Elif(running):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count == self.latency):
+                m.d.sync += [running.eq(0), self.status.done.eq(1),
+                             self.status.error.eq(self.error)]
+        for pe, words in enumerate(self.contents):
+            m.submodules[f"omem{pe}"] = mem = memory.Memory(shape=12, depth=8, init=words)
+            port = mem.read_port()
+            m.d.comb += [port.addr.eq(self.out_addr), port.en.eq(self.out_en[pe]),
+                         self.out_data[pe].eq(port.data)]
+        return m
+
+
+def _run_checker(expected, latency=30, error=0, corrupt=0, timeout=1000):
+    contents = [[(7 * a + 1) for a in range(8)], [(100 + 5 * a) for a in range(8)]]
+    fake = _FakeAccelerator(contents, latency, error)
+    checker = SelfTestChecker(STATUS, 2, 8, 12, length=9, expected=expected, timeout=timeout)
+
+    class Pair(Elaboratable):
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.fake, m.submodules.checker = fake, checker
+            m.d.comb += [fake.start.eq(checker.start), fake.length.eq(checker.length),
+                         checker.status.eq(fake.status), fake.out_addr.eq(checker.out_addr),
+                         fake.out_en.eq(checker.out_en), checker.corrupt.eq(corrupt)]
+            m.d.comb += [checker.out_data[pe].eq(fake.out_data[pe]) for pe in range(2)]
+            return m
+
+    sim = Simulator(Pair())
+    sim.add_clock(1e-6)
+    outcome = {}
+
+    async def bench(ctx):
+        for cycle in range(3000):
+            if ctx.get(checker.done):
+                break
+            assert not ctx.get(checker.passed), "passed before done"
+            await ctx.tick()
+        outcome.update(done=ctx.get(checker.done), passed=ctx.get(checker.passed),
+                       mismatches=ctx.get(checker.mismatches),
+                       timed_out=ctx.get(checker.timed_out), cycles=cycle)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return outcome
+
+
+GOOD = [(0, 0, 1), (0, 7, 50), (1, 3, 115), (1, 0, 100)]
+
+
+@pytest.mark.parametrize("case, expected, kwargs, passed, mismatches", [
+    ("all equal", GOOD, {}, 1, 0),
+    ("one word wrong", GOOD[:2] + [(1, 3, 116)] + GOOD[3:], {}, 0, 1),
+    ("wrong PE", [(1, 0, 1)], {}, 0, 1),
+    ("corrupt input flips the first word", GOOD, {"corrupt": 1}, 0, 1),
+    ("error code", GOOD, {"error": 3}, 0, 0),
+    ("timeout", GOOD, {"latency": 200, "timeout": 100}, 0, 0),
+])
+def test_selftest_checker(case, expected, kwargs, passed, mismatches):
+    outcome = _run_checker(expected, **kwargs)
+    assert outcome["done"] == 1
+    assert (outcome["passed"], outcome["mismatches"]) == (passed, mismatches)
+    assert outcome["timed_out"] == (case == "timeout")
+
+
+def test_selftest_checker_rejects_bad_expectations():
+    with pytest.raises(ValueError, match="at least one expected output word"):
+        SelfTestChecker(STATUS, 2, 8, 12, length=9, expected=[])
+    with pytest.raises(ValueError, match=r"\(pe 2, address 0\) is outside 2 PEs x 8 words"):
+        SelfTestChecker(STATUS, 2, 8, 12, length=9, expected=[(2, 0, 1)])
