@@ -7,6 +7,8 @@
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
+    python build.py bench fuzz      random command streams on the RTL top and the golden executor
+                                    (--streams N, --pes P): mismatches must be 0
     python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
@@ -201,12 +203,16 @@ def bench_hb(args):
     print(json.dumps(figures))
 
 
+def bench_fuzz(args):
+    from sim.bench_fuzz import run
+    return run(args)
+
+
 def cmd_bench(args):
-    benches = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb}
+    benches = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb, "fuzz": bench_fuzz}
     if args.what not in benches:
         raise SystemExit(f"unknown bench {args.what!r}; choose from {', '.join(benches)}")
-    benches[args.what](args)
-    return 0
+    return benches[args.what](args) or 0
 
 
 #: Words per memory channel the main job writes and reads back (the tests do the full 1 MiB).
@@ -345,13 +351,16 @@ def main(argv=None):
     p.add_argument("--preset", default="all", help="one preset name, or 'all' (default)")
     p.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     p.set_defaults(func=cmd_verilog)
-    p = sub.add_parser("bench", parents=[common(True)], help="run a benchmark: mac, cache, hb")
-    p.add_argument("what", help="which bench: mac, cache, hb")
+    p = sub.add_parser("bench", parents=[common(True)],
+                       help="run a benchmark: mac, cache, hb, fuzz")
+    p.add_argument("what", help="which bench: mac, cache, hb, fuzz")
     p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000,
                    help="operations per mode (mac), lookups (cache)")
     p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
     p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
+    p.add_argument("--streams", type=int, default=2000, help="fuzz: random command streams")
+    p.add_argument("--pes", type=int, default=2, help="fuzz: PEs of the simulated top")
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="cache: also replay a recorded routing trace (python build.py sd "
                         "--save-routing PATH)")

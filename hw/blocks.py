@@ -7,7 +7,8 @@ from .expert_cache import ExpertCache
 from .hb_interface import HbInterface
 from .lpddr_port import LpddrPort
 from .mac_array import MacArray
-from .params import CACHE_PRESETS, HB_PRESETS, LPDDR_PRESETS, MAC_PRESETS
+from .params import CACHE_PRESETS, HB_PRESETS, LPDDR_PRESETS, MAC_PRESETS, TOP_DEFAULT
+from .top import Top
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -27,4 +28,5 @@ BLOCKS = {
     "expert_cache": Block("expert_cache", ExpertCache, CACHE_PRESETS),
     "hb_interface": Block("hb_interface", HbInterface, HB_PRESETS),
     "lpddr_port": Block("lpddr_port", LpddrPort, LPDDR_PRESETS),
+    "top": Block("top", Top, {"default": TOP_DEFAULT}),     # the paper machine is ISA-only
 }

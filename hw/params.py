@@ -662,3 +662,147 @@ class AcceleratorParams:
         if unknown:
             raise ValueError(f"unknown AcceleratorParams block(s): {', '.join(unknown)}")
         return cls(**{name: kinds[name].from_dict(v) for name, v in values.items()})
+
+
+# == The top level: PEs, command processor, memories around them ===================================
+
+__all__ += ["TopParams", "TOP_DEFAULT", "TOP_PAPER", "TOP_PRESETS"]
+
+
+def _top_hb(pes=2):
+    return HbInterfaceParams(channels=pes, words=2048, address_width=12, max_length=16)
+
+
+def _top_lpddr(pes=2):
+    return LpddrPortParams(data_width=256, words=4096, address_width=13, max_length=16,
+                           clients=pes)
+
+
+@dataclass(frozen=True)
+class TopParams(ParamsRecord):
+    """The assembled accelerator: ``pes`` PEs behind one command processor (:mod:`hw.isa` defines
+    what the memories below mean).
+
+    Each PE has a MAC array (``mac``), a weight memory of ``weight_words`` weight beats, an
+    activation memory of ``act_words`` activation beats, an output memory of ``output_words`` MAC
+    results, and HB channel ``p`` of ``hb`` (so ``hb.channels == pes``). The PEs are the ``clients``
+    of the one LPDDR port ``lpddr``. ``input_words`` activation beats of host-written input memory
+    are shared; the command memory holds ``command_words`` commands. The expert cache ``cache``
+    maps keys to HB slots of ``slot_words`` HB words each, at the bottom of every HB channel.
+    A weight beat must be a whole number of HB words and of LPDDR words (``hb_ratio``,
+    ``lpddr_ratio``).
+    """
+    pes: int = 2
+    mac: MacArrayParams = field(default_factory=MacArrayParams)
+    cache: ExpertCacheParams = field(default_factory=ExpertCacheParams)
+    hb: HbInterfaceParams = field(default_factory=_top_hb)
+    hb_timing: HbBankTiming = field(default_factory=HbBankTiming)
+    lpddr: LpddrPortParams = field(default_factory=_top_lpddr)
+    lpddr_timing: Lpddr5Timing = field(default_factory=Lpddr5Timing)
+    weight_words: int = 64
+    act_words: int = 32
+    output_words: int = 32
+    input_words: int = 64
+    slot_words: int = 16
+    command_words: int = 256
+
+    _BLOCKS = {"mac": MacArrayParams, "cache": ExpertCacheParams, "hb": HbInterfaceParams,
+               "hb_timing": HbBankTiming, "lpddr": LpddrPortParams,
+               "lpddr_timing": Lpddr5Timing}
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("pes", "weight_words", "act_words", "output_words", "input_words",
+                     "slot_words", "command_words"):
+            _check_positive_int(owner, name, getattr(self, name))
+        for name, kind in self._BLOCKS.items():
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{owner}.{name} must be a {kind.__name__}, not "
+                                f"{getattr(self, name)!r}")
+        if self.pes > 64:
+            raise ValueError(f"{owner}.pes ({self.pes}) is more than the ISA's 6-bit pe field")
+        if self.hb.channels != self.pes:
+            raise ValueError(f"{owner}.hb.channels ({self.hb.channels}) must equal pes "
+                             f"({self.pes}): every PE has its own HB channel")
+        if self.lpddr.clients != self.pes:
+            raise ValueError(f"{owner}.lpddr.clients ({self.lpddr.clients}) must equal pes "
+                             f"({self.pes}): every PE is a client of the LPDDR port")
+        beat = self.mac.weight_beat_bits
+        for name in ("hb", "lpddr"):
+            width = getattr(self, name).data_width
+            if beat % width:
+                raise ValueError(f"{owner}: a weight beat ({beat} bits) must be a whole number "
+                                 f"of {name} words ({width} bits)")
+        if self.slot_region_words > self.hb.words:
+            raise ValueError(f"{owner}: {self.cache.slots} slots of slot_words "
+                             f"({self.slot_words}) do not fit in an HB channel of "
+                             f"{self.hb.words} words")
+        if self.cache.layers > 256 or self.cache.experts > 256:
+            raise ValueError(f"{owner}.cache: the ISA's 8-bit layer and expert fields hold at "
+                             f"most 256 layers and 256 experts, not {self.cache.layers} and "
+                             f"{self.cache.experts}")
+        limits = {"weight_words": 1 << 16, "act_words": 1 << 16, "output_words": 1 << 16,
+                  "input_words": 1 << 16, "slot_words": 1 << 24}
+        for name, limit in limits.items():
+            if getattr(self, name) > limit:
+                raise ValueError(f"{owner}.{name} ({getattr(self, name)}) is more than the ISA's "
+                                 f"address fields reach ({limit})")
+        if self.hb.words > 1 << 24 or self.lpddr.words > 1 << 32:
+            raise ValueError(f"{owner}: the memories are larger than the ISA's address fields")
+        self.hb_timing.check_port(self.hb)
+        self.lpddr_timing.check_port(self.lpddr)
+
+    def with_pes(self, pes):
+        """The same machine with ``pes`` PEs (HB channels and LPDDR clients follow)."""
+        from dataclasses import replace
+        return replace(self, pes=pes, hb=replace(self.hb, channels=pes),
+                       lpddr=replace(self.lpddr, clients=pes))
+
+    @property
+    def hb_ratio(self):
+        """HB words per weight word."""
+        return self.mac.weight_beat_bits // self.hb.data_width
+
+    @property
+    def lpddr_ratio(self):
+        """LPDDR words per weight word."""
+        return self.mac.weight_beat_bits // self.lpddr.data_width
+
+    @property
+    def slot_region_words(self):
+        """HB words at the bottom of every channel that hold the cache's slots."""
+        return self.cache.slots * self.slot_words
+
+    @property
+    def result_bits(self):
+        """Bits of one output-memory word: ``tokens x 2*out_channels`` results."""
+        return self.mac.tokens * self.mac.result_channels * self.mac.result_width
+
+    def to_dict(self):
+        values = {name: getattr(self, name).to_dict() for name in self._BLOCKS}
+        values.update({f.name: getattr(self, f.name) for f in fields(self)
+                       if f.name not in self._BLOCKS})
+        return values
+
+    @classmethod
+    def from_dict(cls, values):
+        if not isinstance(values, dict):
+            raise TypeError(f"{cls.__name__}.from_dict takes a dict, not {values!r}")
+        values = dict(values)
+        for name, kind in cls._BLOCKS.items():
+            if name in values and isinstance(values[name], dict):
+                values[name] = kind.from_dict(values[name])
+        return super().from_dict(values)
+
+    def describe(self):
+        return (f"{self.pes} PEs, MAC {self.mac.describe()}, cache {self.cache.slots} slots, "
+                f"WMEM/AMEM/OMEM {self.weight_words}/{self.act_words}/{self.output_words} words")
+
+
+#: Small enough to simulate: 2 PEs, the default MAC array and cache, small memories.
+TOP_DEFAULT = TopParams()
+#: The paper's machine: 32 PEs of 16x32x32, 8 GB HB (32 x 256 MB), 64 GB LPDDR, the paper cache.
+TOP_PAPER = TopParams(pes=32, mac=MAC_PAPER_PE, cache=CACHE_PAPER, hb=HB_PAPER,
+                      lpddr=LPDDR_PAPER, weight_words=1024, act_words=256, output_words=4096,
+                      input_words=8192, slot_words=1 << 16, command_words=1 << 16)
+TOP_PRESETS = {"default": TOP_DEFAULT, "paper": TOP_PAPER}

@@ -121,16 +121,19 @@ def _have_lz4():
     return probe.returncode == 0
 
 
-def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=False):
+def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=False,
+               run_dir=None):
     """Build (cached) and run the cocotb module ``test_module`` against ``top``.
 
     ``env`` adds environment variables for the bench (how benches receive their parameters).
+    ``run_dir`` (default: one per build and module under ``build/runs``) holds the log and results;
+    give each concurrent run of the same design its own.
     Raises :class:`CocotbFailure` if any test failed or none ran; returns ``(tests, results_xml)``.
     """
     from cocotb_tools.check_results import get_results
     runner, build_dir = build(top, verilog_text, waves=waves)
-    run_dir = BUILD_ROOT / ("waves" if waves else "runs") / \
-        f"{build_dir.name}-{test_module.rsplit('.', 1)[-1]}"
+    run_dir = Path(run_dir) if run_dir is not None else BUILD_ROOT / (
+        "waves" if waves else "runs") / f"{build_dir.name}-{test_module.rsplit('.', 1)[-1]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     if results_xml.exists():

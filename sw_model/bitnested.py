@@ -169,7 +169,18 @@ class SliceLevelMac:
         x = as_codes(x, "activation codes")
         if x.shape != (p.tokens, p.group_size):
             raise ValueError(f"activations must have shape {(p.tokens, p.group_size)}, got {x.shape}")
-        wbytes = self.pack_weights(mode, q)
+        return self.operate_packed(mode, x, self.pack_weights(mode, q))
+
+    def operate_packed(self, mode, x, wbytes):
+        """Group sums of one operation from the weight bytes as the array receives them
+        (``[group_size, out_channels]``, :meth:`pack_weights`'s format; any byte is legal)."""
+        p, mode = self.params, parse_mode(mode)
+        x = as_codes(x, "activation codes")
+        if x.shape != (p.tokens, p.group_size):
+            raise ValueError(f"activations must have shape {(p.tokens, p.group_size)}, got {x.shape}")
+        wbytes = np.asarray(wbytes, dtype=np.int64)
+        if wbytes.shape != (p.group_size, p.out_channels) or wbytes.min() < 0 or wbytes.max() > 255:
+            raise ValueError(f"weight bytes must be [{p.group_size}, {p.out_channels}] in [0, 255]")
         acc_h = np.zeros((p.tokens, p.out_channels), dtype=np.int64)
         acc_l = np.zeros_like(acc_h)
         for xb, wb in zip(self.act_beats(x), self.weight_beats(wbytes)):

@@ -1,0 +1,301 @@
+"""One processing element: weight, activation and output memories around a MAC array, with its HB
+channel and its LPDDR client.
+
+The command processor (:mod:`hw.command_processor`) has checked every command and resolved every
+address before it reaches a PE, so a PE never sees an illegal command. Streams (``lib.stream``):
+
+* ``cmd`` (in): one :func:`pe_command_layout` beat per command (queued ``queue_depth`` deep).
+* ``hb_req``/``hb_resp``, ``lpddr_req``/``lpddr_resp``: request and response streams of its HB
+  channel and of its LPDDR client (:mod:`hw.mem_channel`'s layouts).
+* ``imem_addr``/``imem_en``/``imem_data``: a synchronous read port of the shared input memory.
+* ``idle`` (out): no command queued or running and every result written.
+
+Commands run one at a time, in order, each to completion (its memory writes done) before the next
+starts; per command kind (:class:`PeOp`):
+
+* ``LOAD``: ``count`` words from HB (``lpddr = 0``) or LPDDR at ``ext`` into WMEM at ``wmem``, in
+  requests of at most ``max_length`` words issued back to back.
+* ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``.
+* ``LOAD_ACT``: ``count`` IMEM words from ``imem`` into AMEM at ``amem``.
+* ``MAC``: ``count`` operations: weight beats from WMEM at ``wmem``, activation beats from AMEM at
+  ``amem`` (the first group only when ``reuse``: the array keeps its activations), results into
+  OMEM at ``omem``; one weight beat per cycle.
+* ``COMBINE``: OMEM[``omem`` + i] = OMEM[``a`` + i] + OMEM[``b`` + i] (element-wise, wrapping), one
+  word after the other, so overlapping ranges behave as in the ISA.
+
+The memories are ``lib.memory`` arrays named ``wmem``, ``amem`` and ``omem`` (the simulation
+runner's back door).
+"""
+
+import enum
+
+from amaranth import *
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .component_args import expect_params
+from .mac_array import MacArray
+from .mem_channel import request_layout, response_layout
+from .params import MacMode, MemOp, TopParams, unsigned_width
+
+__all__ = ["PeOp", "ProcessingElement", "pe_command_layout"]
+
+
+class PeOp(enum.IntEnum):
+    """What a PE command does (3-bit field)."""
+    LOAD = 0
+    WRITE_HB = 1
+    LOAD_ACT = 2
+    MAC = 3
+    COMBINE = 4
+
+
+def _addr(words):
+    return unsigned(unsigned_width(words - 1))
+
+
+def pe_command_layout(params):
+    p = params
+    return data.StructLayout({
+        "op": unsigned(3),
+        "lpddr": unsigned(1),
+        "ext": unsigned(max(p.hb.address_width, p.lpddr.address_width)),
+        "wmem": _addr(p.weight_words),
+        "amem": _addr(p.act_words),
+        "imem": _addr(p.input_words),
+        "omem": _addr(p.output_words),
+        "a": _addr(p.output_words),
+        "b": _addr(p.output_words),
+        "count": unsigned(16),
+        "mode": MacMode,
+        "reuse": unsigned(1),
+    })
+
+
+class ProcessingElement(wiring.Component):
+    """One PE; see the module docstring.
+
+    Parameters
+    ----------
+    params : TopParams
+    queue_depth : int
+        Commands the PE accepts ahead of the one it runs.
+    """
+
+    def __init__(self, params, queue_depth=4):
+        self.params = expect_params(self, params, TopParams, default=False)
+        self.queue_depth = queue_depth
+        p = params
+        super().__init__({
+            "cmd": In(stream.Signature(pe_command_layout(p))),
+            "hb_req": Out(stream.Signature(request_layout(p.hb))),
+            "hb_resp": In(stream.Signature(response_layout(p.hb))),
+            "lpddr_req": Out(stream.Signature(request_layout(p.lpddr))),
+            "lpddr_resp": In(stream.Signature(response_layout(p.lpddr))),
+            "imem_addr": Out(_addr(p.input_words)),
+            "imem_en": Out(1),
+            "imem_data": In(p.mac.act_beat_bits),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.params
+        m = Module()
+        m.submodules.queue = queue = fifo.SyncFIFOBuffered(
+            width=pe_command_layout(p).size, depth=self.queue_depth)
+        m.submodules.mac = self.mac = MacArray(p.mac)
+        m.submodules.wmem = wmem = memory.Memory(shape=p.mac.weight_beat_bits,
+                                                 depth=p.weight_words, init=[])
+        m.submodules.amem = amem = memory.Memory(shape=p.mac.act_beat_bits, depth=p.act_words,
+                                                 init=[])
+        m.submodules.omem = omem = memory.Memory(shape=p.result_bits, depth=p.output_words,
+                                                 init=[])
+        self.w_rd, self.w_wr = wmem.read_port(), wmem.write_port()
+        self.a_rd, self.a_wr = amem.read_port(), amem.write_port()
+        self.o_rd_a, self.o_rd_b, self.o_wr = omem.read_port(), omem.read_port(), omem.write_port()
+
+        m.d.comb += [queue.w_stream.payload.eq(self.cmd.payload),
+                     queue.w_stream.valid.eq(self.cmd.valid),
+                     self.cmd.ready.eq(queue.w_stream.ready)]
+        head = Signal(pe_command_layout(p))
+        m.d.comb += head.eq(queue.r_stream.payload)
+        cur = Signal(pe_command_layout(p))       # the running command
+        i = Signal(16)                           # words (operations) of it done
+        j = Signal(16)                           # requests issued / beats of an operation
+        results = Signal(16)                     # MAC results written
+        self.cur, self.i, self.j, self.results = cur, i, j, results
+
+        with m.FSM(name="pe_fsm") as fsm:
+            with m.State("Take command"):
+                m.d.comb += queue.r_stream.ready.eq(1)
+                with m.If(queue.r_stream.valid):
+                    m.d.sync += [cur.eq(head), i.eq(0), j.eq(0), results.eq(0)]
+                    with m.Switch(head.op):
+                        with m.Case(PeOp.LOAD):
+                            m.next = "Load"
+                        with m.Case(PeOp.WRITE_HB):
+                            m.next = "Write fetch"
+                        with m.Case(PeOp.LOAD_ACT):
+                            m.next = "Act fetch"
+                        with m.Case(PeOp.MAC):
+                            m.next = "Mac stream"
+                        with m.Default():
+                            m.next = "Combine fetch"
+            self._load(m)
+            self._write_hb(m)
+            self._load_act(m)
+            self._mac(m)
+            self._combine(m)
+        m.d.comb += self.idle.eq(fsm.ongoing("Take command") & ~queue.r_stream.valid)
+        # MAC results are written as they come (only a MAC command produces them)
+        mac = self.mac
+        m.d.comb += mac.results.ready.eq(1)
+        with m.If(mac.results.valid):
+            m.d.comb += [self.o_wr.addr.eq(cur.omem + results),
+                         self.o_wr.data.eq(mac.results.payload.sums), self.o_wr.en.eq(1)]
+            m.d.sync += results.eq(results + 1)
+        return m
+
+    def _chunk(self, m, left):
+        """The length of the next memory request: ``min(left, max_length)``."""
+        chunk = Signal(16)
+        limit = min(self.params.hb.max_length, self.params.lpddr.max_length)
+        m.d.comb += chunk.eq(Mux(left > limit, limit, left))
+        return chunk
+
+    # -- LOAD: HB or LPDDR into WMEM -----------------------------------------------------------------
+    def _load(self, m):
+        """Requests go out back to back (``j`` words requested; the channel's queue of outstanding
+        requests is the only limit) while response words are written as they come (``i``)."""
+        cur, i, j = self.cur, self.i, self.j
+        left = Signal(16)
+        m.d.comb += left.eq(cur.count - j)
+        chunk = self._chunk(m, left)
+        reqs = [(self.hb_req, self.hb_resp, 0), (self.lpddr_req, self.lpddr_resp, 1)]
+        with m.State("Load"):
+            for req, resp, which in reqs:
+                m.d.comb += [req.valid.eq((cur.lpddr == which) & (left != 0)),
+                             req.payload.op.eq(MemOp.READ), req.payload.address.eq(cur.ext + j),
+                             req.payload.length.eq(chunk), resp.ready.eq(cur.lpddr == which)]
+            taken = Mux(cur.lpddr, self.lpddr_req.ready, self.hb_req.ready) & (left != 0)
+            with m.If(taken):
+                m.d.sync += j.eq(j + chunk)
+            valid = Mux(cur.lpddr, self.lpddr_resp.valid, self.hb_resp.valid)
+            word = Mux(cur.lpddr, self.lpddr_resp.payload.data, self.hb_resp.payload.data)
+            m.d.comb += [self.w_wr.addr.eq(cur.wmem + i), self.w_wr.data.eq(word),
+                         self.w_wr.en.eq(valid)]
+            with m.If(valid):
+                m.d.sync += i.eq(i + 1)
+                with m.If(i + 1 == cur.count):
+                    m.next = "Take command"
+
+    # -- WRITE_HB: WMEM words to HB -----------------------------------------------------------------
+    def _write_hb(self, m):
+        cur, i, j = self.cur, self.i, self.j
+        left = Signal(16)
+        m.d.comb += left.eq(cur.count - j)
+        chunk = self._chunk(m, left)
+        sent = Signal(16)                    # data beats of the current request sent
+        length = Signal(16)
+        with m.State("Write fetch"):
+            m.d.comb += [self.w_rd.addr.eq(cur.wmem + i), self.w_rd.en.eq(1)]
+            m.next = "Write send"
+        with m.State("Write send"):
+            m.d.comb += [self.w_rd.en.eq(0), self.hb_req.valid.eq(1),
+                         self.hb_req.payload.op.eq(MemOp.WRITE),
+                         self.hb_req.payload.address.eq(cur.ext + j),
+                         self.hb_req.payload.length.eq(Mux(sent == 0, chunk, length)),
+                         self.hb_req.payload.data.eq(self.w_rd.data)]
+            with m.If(self.hb_req.ready):
+                m.d.sync += [i.eq(i + 1), sent.eq(sent + 1)]
+                with m.If(sent == 0):
+                    m.d.sync += length.eq(chunk)
+                last = Mux(sent == 0, chunk, length) == sent + 1
+                m.next = "Write fetch"
+                with m.If(last):
+                    m.next = "Write ack"
+        with m.State("Write ack"):
+            m.d.comb += self.hb_resp.ready.eq(1)
+            with m.If(self.hb_resp.valid):
+                m.d.sync += [sent.eq(0), j.eq(i)]
+                m.next = "Write fetch"
+                with m.If(i == cur.count):
+                    m.next = "Take command"
+
+    # -- LOAD_ACT: IMEM words into AMEM -------------------------------------------------------------
+    def _load_act(self, m):
+        cur, i = self.cur, self.i
+        with m.State("Act fetch"):
+            m.d.comb += [self.imem_addr.eq(cur.imem + i), self.imem_en.eq(1)]
+            m.next = "Act store"
+        with m.State("Act store"):
+            m.d.comb += [self.a_wr.addr.eq(cur.amem + i), self.a_wr.data.eq(self.imem_data),
+                         self.a_wr.en.eq(1)]
+            m.d.sync += i.eq(i + 1)
+            m.next = "Act fetch"
+            with m.If(i + 1 == cur.count):
+                m.next = "Take command"
+
+    # -- MAC: operations on the array, results into OMEM --------------------------------------------
+    def _mac(self, m):
+        """One beat per cycle: the memories are read for beat (``i``, ``j``) while the beat read
+        the cycle before (operation ``s_op``) goes to the array. The array never stalls a beat:
+        its results are always taken, so its pipeline always advances."""
+        p = self.params
+        cur, i, j, results = self.cur, self.i, self.j, self.results
+        B = p.mac.beats_per_group
+        mac = self.mac
+        s_valid = Signal()
+        s_op = Signal(16)
+        reading = Signal()
+        m.d.comb += reading.eq(i != cur.count)
+
+        def load_act(op):
+            return ~cur.reuse | (op == 0)
+
+        with m.State("Mac stream"):
+            m.d.comb += [
+                self.w_rd.addr.eq(cur.wmem + i * B + j), self.w_rd.en.eq(reading),
+                self.a_rd.addr.eq(cur.amem + Mux(cur.reuse, 0, i * B) + j),
+                self.a_rd.en.eq(reading & load_act(i)),
+                mac.op.valid.eq(s_valid), mac.op.payload.mode.eq(cur.mode),
+                mac.op.payload.load_act.eq(load_act(s_op)), mac.op.payload.tag.eq(s_op),
+                mac.weights.valid.eq(s_valid), mac.weights.payload.eq(self.w_rd.data),
+                mac.act.valid.eq(s_valid & load_act(s_op)), mac.act.payload.eq(self.a_rd.data),
+            ]
+            m.d.sync += [s_valid.eq(reading), s_op.eq(i)]
+            with m.If(reading):
+                with m.If(j == B - 1):
+                    m.d.sync += [j.eq(0), i.eq(i + 1)]
+                with m.Else():
+                    m.d.sync += j.eq(j + 1)
+            with m.Else():
+                m.next = "Mac drain"
+        with m.State("Mac drain"):
+            m.d.sync += s_valid.eq(0)
+            with m.If((results == cur.count) |
+                      (mac.results.valid & (results + 1 == cur.count))):
+                m.next = "Take command"
+
+    # -- COMBINE: element-wise sums of OMEM words ---------------------------------------------------
+    def _combine(self, m):
+        p = self.params
+        cur, i = self.cur, self.i
+        sums = data.ArrayLayout(data.ArrayLayout(signed(p.mac.result_width),
+                                                 p.mac.result_channels), p.mac.tokens)
+        a, b, total = Signal(sums), Signal(sums), Signal(sums)
+        m.d.comb += [a.eq(self.o_rd_a.data), b.eq(self.o_rd_b.data)]
+        for t in range(p.mac.tokens):
+            for s in range(p.mac.result_channels):
+                m.d.comb += total[t][s].eq(a[t][s] + b[t][s])
+        with m.State("Combine fetch"):
+            m.d.comb += [self.o_rd_a.addr.eq(cur.a + i), self.o_rd_b.addr.eq(cur.b + i)]
+            m.next = "Combine store"
+        with m.State("Combine store"):
+            m.d.comb += [self.o_rd_a.en.eq(0), self.o_rd_b.en.eq(0),
+                         self.o_wr.addr.eq(cur.omem + i), self.o_wr.data.eq(total),
+                         self.o_wr.en.eq(1)]
+            m.d.sync += i.eq(i + 1)
+            m.next = "Combine fetch"
+            with m.If(i + 1 == cur.count):
+                m.next = "Take command"

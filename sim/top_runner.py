@@ -1,0 +1,147 @@
+"""Run command streams on the Verilated accelerator: the RTL side of every stream comparison.
+
+API::
+
+    from sim.top_runner import run_streams, Job
+    results = run_streams(params, [Job(stream, images), ...])   # one simulator run for all jobs
+    r = results[0]
+    r.error, r.progress, r.cycles, r.phase_cycles, r.images, r.slot_table, r.done
+
+``stream`` is anything :func:`hw.isa.as_words` takes (Commands, 128-bit words, the binary form);
+``images`` a :class:`sw_model.executor.Images` (HB, LPDDR, input and PE memories). The runner
+builds (once per ``params``, cached under ``build/``) :class:`sim.top_system.TopSystem` on
+Verilator, and for each job: resets, preloads the command memory and the images through the back
+door, starts the processor and lets Verilator run freely until ``done``, then reads the status and
+the memories back. :class:`RtlResult` mirrors :class:`sw_model.executor.ExecResult`, so
+``r.images == golden.images`` and ``r.slot_table == golden.slot_table()`` compare directly.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.isa import ErrorCode, as_words
+from hw.params import TopParams
+from sim.runner import BUILD_ROOT, REPO_ROOT, run_cocotb
+from sw_model.executor import Images
+
+__all__ = ["Job", "RtlResult", "run_streams", "system_verilog", "DEFAULT_MAX_CYCLES"]
+
+log = logging.getLogger(__name__)
+
+#: A job that has not finished after this many cycles is reported with ``done = False``.
+DEFAULT_MAX_CYCLES = 200_000
+
+
+@dataclass
+class Job:
+    """One stream and the memories it starts from (default: all zero)."""
+    stream: object
+    images: Images | None = None
+    max_cycles: int = DEFAULT_MAX_CYCLES
+
+
+@dataclass
+class RtlResult:
+    """What the RTL did with one job: ``done`` (False: still busy after ``max_cycles``), ``error``
+    (:class:`hw.isa.ErrorCode`), ``progress`` (commands completed; the illegal command's index on
+    an error), ``cycles`` from start to done, ``phase_cycles`` per BARRIER phase, the final
+    ``images`` and the cache's ``slot_table`` ``{slot: (layer, expert, pinned)}``."""
+    done: bool
+    error: ErrorCode
+    progress: int
+    cycles: int
+    phase_cycles: list
+    images: Images
+    slot_table: dict = field(default_factory=dict)
+
+
+def _sources_key(params):
+    """Hash of the params and every source the Verilog comes from."""
+    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
+    for path in sorted((REPO_ROOT / "hw").glob("*.py")) + [REPO_ROOT / "sim" / "dram_model.py",
+                                                          REPO_ROOT / "sim" / "top_system.py"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def system_verilog(params):
+    """Verilog of the simulated system for ``params``, cached under ``build/verilog-cache``
+    (Amaranth takes seconds to convert the whole top)."""
+    from sim.top_system import top_system_verilog
+    cache = BUILD_ROOT / "verilog-cache" / f"top_system-{_sources_key(params)}.v"
+    if cache.exists():
+        return cache.read_text()
+    text = top_system_verilog(params)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(cache)
+    return text
+
+
+def _images_to_json(params, images):
+    images = Images.empty(params) if images is None else images
+    images.check(params)
+    return {name: {str(a): w for a, w in words.items()}
+            for name, words in images.normalized().items()}
+
+
+def _images_from_json(params, values):
+    images = Images.empty(params)
+    for name, words in values.items():
+        words = {int(a): w for a, w in words.items()}
+        if "[" in name:
+            base, index = name[:-1].split("[")
+            getattr(images, base)[int(index)].update(words)
+        else:
+            getattr(images, name).update(words)
+    return images
+
+
+def run_streams(params, jobs, seed=None, waves=False):
+    """Run ``jobs`` (a list of :class:`Job`) on the RTL for ``params``, in one simulator run;
+    returns one :class:`RtlResult` per job. ValueError names a job that does not fit the
+    machine (a stream longer than the command memory, images outside the memories)."""
+    if not isinstance(params, TopParams):
+        raise TypeError(f"params must be a TopParams, not {params!r}")
+    payload = []
+    for number, job in enumerate(jobs):
+        if not isinstance(job, Job):
+            raise TypeError(f"job {number} must be a Job, not {job!r}")
+        words = as_words(job.stream)
+        if len(words) > params.command_words:
+            raise ValueError(f"job {number}: {len(words)} commands do not fit in the command "
+                             f"memory ({params.command_words})")
+        try:
+            images = _images_to_json(params, job.images)
+        except ValueError as exc:
+            raise ValueError(f"job {number}: {exc}") from None
+        payload.append({"words": words, "images": images, "max_cycles": job.max_cycles})
+    if not payload:
+        return []
+    from sim.top_system import TOP_NAME
+    verilog_text = system_verilog(params)
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs_file, out_file = Path(tmp) / "jobs.json", Path(tmp) / "results.json"
+        jobs_file.write_text(json.dumps(payload))
+        env = {"ELMOE_TOP_PARAMS": json.dumps(params.to_dict()),
+               "ELMOE_TOP_JOBS": str(jobs_file), "ELMOE_TOP_OUT": str(out_file)}
+        if seed is not None:
+            env["ELMOE_SEED"] = str(seed)
+        # a run directory of its own: several runs of the same design may go on at once
+        (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{TOP_NAME}-", dir=BUILD_ROOT / "runs"))
+        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves, run_dir=run_dir)
+        raw = json.loads(out_file.read_text())
+        shutil.rmtree(run_dir, ignore_errors=True)     # kept (with its log) when the run failed
+    return [RtlResult(bool(r["done"]), ErrorCode(r["error"]) if r["error"] in set(ErrorCode)
+                      else r["error"], r["progress"], r["cycles"], r["phase_cycles"],
+                      _images_from_json(params, r["images"]),
+                      {int(s): tuple(v[:2]) + (bool(v[2]),) for s, v in r["slots"].items()})
+            for r in raw]

@@ -1,0 +1,267 @@
+"""The golden executor: runs a command stream (:mod:`hw.isa`) on plain memory images, the golden
+MAC model (:class:`sw_model.bitnested.SliceLevelMac`) and the golden cache model
+(:class:`sw_model.expert_cache.ExpertCacheModel`). Naive on purpose: one command at a time, in
+stream order, exactly as the ISA's docstring says. The RTL (run by :mod:`sim.top_runner`) must
+produce the same final images, outputs, cache state and error code.
+
+API::
+
+    images = Images.empty(params)                  # or build one and fill its dicts
+    images.lpddr[addr] = word                      # words are non-negative ints
+    result = execute(stream, params, images)       # the input images are not modified
+    result.error, result.error_index, result.progress, result.images, result.cache
+    result.outputs(pe)                             # OMEM of a PE as int64 [words, tokens, 2*n]
+
+Word formats (the RTL's ``lib.data`` layouts, element 0 in the low bits): a weight word is
+``[lanes][out_channels]`` bytes ``(hi << 4) | lo`` (:func:`pack_weight_beat`), an activation word
+``[tokens][lanes]`` signed INT8 (:func:`pack_act_beat`), an output word ``[tokens][2 *
+out_channels]`` signed ``result_width``-bit sums (:func:`pack_result`). A weight word of a machine
+whose weight beat is wider than an HB (LPDDR) word is ``hb_ratio`` (``lpddr_ratio``) memory words,
+the lowest first.
+"""
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.isa import (ErrorCode, Opcode, StreamError, as_words, check_command, check_dynamic,
+                    decode_word)
+from hw.params import TopParams
+from sw_model.bitnested import SliceLevelMac
+from sw_model.expert_cache import ExpertCacheModel
+
+__all__ = ["Images", "ExecResult", "execute", "pack_weight_beat", "unpack_weight_beat",
+           "pack_act_beat", "unpack_act_beat", "pack_result", "unpack_result"]
+
+
+# -- word formats ------------------------------------------------------------------------------------
+
+def _pack(values, width):
+    word = 0
+    for i, v in enumerate(np.asarray(values, dtype=np.int64).ravel()):
+        word |= (int(v) & ((1 << width) - 1)) << (i * width)
+    return word
+
+
+def _unpack(word, count, width, signed):
+    mask = (1 << width) - 1
+    out = np.array([(word >> (i * width)) & mask for i in range(count)], dtype=np.int64)
+    if signed:
+        out = np.where(out >= 1 << (width - 1), out - (1 << width), out)
+    return out
+
+
+def pack_weight_beat(mac, wbytes):
+    """One weight word from bytes ``[lanes, out_channels]``."""
+    return _pack(np.asarray(wbytes).reshape(mac.lanes, mac.out_channels), 8)
+
+
+def unpack_weight_beat(mac, word):
+    return _unpack(word, mac.lanes * mac.out_channels, 8, False).reshape(mac.lanes,
+                                                                          mac.out_channels)
+
+
+def pack_act_beat(mac, x):
+    """One activation word from INT8 codes ``[tokens, lanes]``."""
+    return _pack(np.asarray(x).reshape(mac.tokens, mac.lanes), 8)
+
+
+def unpack_act_beat(mac, word):
+    return _unpack(word, mac.tokens * mac.lanes, 8, True).reshape(mac.tokens, mac.lanes)
+
+
+def pack_result(mac, sums):
+    """One output word from sums ``[tokens, 2 * out_channels]`` (wrapped to ``result_width``)."""
+    return _pack(np.asarray(sums).reshape(mac.tokens, mac.result_channels), mac.result_width)
+
+
+def unpack_result(mac, word):
+    return _unpack(word, mac.tokens * mac.result_channels, mac.result_width, True).reshape(
+        mac.tokens, mac.result_channels)
+
+
+# -- memory images -----------------------------------------------------------------------------------
+
+@dataclass
+class Images:
+    """Every memory of the machine as sparse dicts ``{address: word}`` (a missing word is 0):
+    per HB channel ``hb[p]``, ``lpddr``, ``imem``, and per PE ``wmem[p]``, ``amem[p]``,
+    ``omem[p]``. Two images are equal when their non-zero words are."""
+    hb: list = field(default_factory=list)
+    lpddr: dict = field(default_factory=dict)
+    imem: dict = field(default_factory=dict)
+    wmem: list = field(default_factory=list)
+    amem: list = field(default_factory=list)
+    omem: list = field(default_factory=list)
+
+    PER_PE = ("hb", "wmem", "amem", "omem")
+
+    @classmethod
+    def empty(cls, params):
+        n = params.pes
+        return cls(hb=[{} for _ in range(n)], wmem=[{} for _ in range(n)],
+                   amem=[{} for _ in range(n)], omem=[{} for _ in range(n)])
+
+    def copy(self):
+        return copy.deepcopy(self)
+
+    def normalized(self):
+        """``{memory name: {address: word}}`` without zero words (per-PE names get ``[p]``)."""
+        out = {}
+        for name in ("lpddr", "imem"):
+            out[name] = {a: w for a, w in getattr(self, name).items() if w}
+        for name in self.PER_PE:
+            for p, mem in enumerate(getattr(self, name)):
+                out[f"{name}[{p}]"] = {a: w for a, w in mem.items() if w}
+        return out
+
+    def __eq__(self, other):
+        return isinstance(other, Images) and self.normalized() == other.normalized()
+
+    def differences(self, other, limit=5):
+        """Sentences naming the first differing words of each memory (empty when equal)."""
+        mine, theirs = self.normalized(), other.normalized()
+        lines = []
+        for name in sorted(set(mine) | set(theirs)):
+            a, b = mine.get(name, {}), theirs.get(name, {})
+            bad = sorted(addr for addr in set(a) | set(b) if a.get(addr, 0) != b.get(addr, 0))
+            if bad:
+                lines.append(f"{name}: {len(bad)} word(s) differ, first at "
+                             + ", ".join(f"{x} ({a.get(x, 0):#x} vs {b.get(x, 0):#x})"
+                                         for x in bad[:limit]))
+        return lines
+
+    def check(self, params):
+        """ValueError naming the memory and address of any word outside the machine."""
+        p = params
+        sizes = {"lpddr": (p.lpddr.words, p.lpddr.data_width),
+                 "imem": (p.input_words, p.mac.act_beat_bits)}
+        per_pe = {"hb": (p.hb.words, p.hb.data_width), "wmem": (p.weight_words,
+                                                                p.mac.weight_beat_bits),
+                  "amem": (p.act_words, p.mac.act_beat_bits),
+                  "omem": (p.output_words, p.result_bits)}
+        mems = [(name, getattr(self, name)) + sizes[name] for name in sizes]
+        for name, (words, width) in per_pe.items():
+            lst = getattr(self, name)
+            if len(lst) != p.pes:
+                raise ValueError(f"images.{name} has {len(lst)} entries for {p.pes} PEs")
+            mems += [(f"{name}[{i}]", m, words, width) for i, m in enumerate(lst)]
+        for name, mem, words, width in mems:
+            for addr, word in mem.items():
+                if not (isinstance(addr, int) and 0 <= addr < words):
+                    raise ValueError(f"images.{name}: address {addr!r} outside [0, {words})")
+                if not (isinstance(word, int) and 0 <= word < (1 << width)):
+                    raise ValueError(f"images.{name}[{addr}]: {word!r} is not a {width}-bit word")
+
+
+# -- execution ---------------------------------------------------------------------------------------
+
+@dataclass
+class ExecResult:
+    """What a stream did: ``error`` (:class:`hw.isa.ErrorCode`, NONE after END), ``error_index``
+    (the illegal command, None if none), ``message``, ``progress`` (commands completed before END
+    or the error), the final ``images`` and ``cache`` (an ExpertCacheModel)."""
+    params: TopParams
+    error: ErrorCode
+    error_index: int | None
+    message: str
+    progress: int
+    images: Images
+    cache: ExpertCacheModel
+
+    def outputs(self, pe):
+        """OMEM of PE ``pe`` as int64 ``[output_words, tokens, 2 * out_channels]``."""
+        p = self.params
+        return np.stack([unpack_result(p.mac, self.images.omem[pe].get(a, 0))
+                         for a in range(p.output_words)])
+
+    def slot_table(self):
+        """``{slot: (layer, expert, pinned)}`` of the cache now (the RTL mirrors this)."""
+        return {s: (key[0], key[1], pinned)
+                for s, (key, pinned) in enumerate(self.cache.snapshot().entries)
+                if key is not None}
+
+
+def execute(stream, params, images=None, cache=None):
+    """Run ``stream`` (Commands, 128-bit words or the binary form) on ``params``; returns an
+    :class:`ExecResult`. ``images`` (default: all zero) and ``cache`` (default: a fresh cache) are
+    not modified."""
+    if not isinstance(params, TopParams):
+        raise TypeError(f"params must be a TopParams, not {params!r}")
+    images = Images.empty(params) if images is None else images
+    images.check(params)
+    machine = _Machine(params, images.copy(),
+                       ExpertCacheModel(params.cache) if cache is None else copy.deepcopy(cache))
+    words = as_words(stream)
+    for index, word in enumerate(words):
+        try:
+            command = decode_word(word, index)
+            check_command(command, index, params)
+            if command.op is Opcode.END:
+                return machine.result(ErrorCode.NONE, None, "done", index)
+            slot = check_dynamic(command, index, machine.cache)
+        except StreamError as err:
+            return machine.result(err.code, index, str(err), index)
+        machine.run(command, slot)
+    return machine.result(ErrorCode.NO_END, len(words),
+                          f"command {len(words)}: NO_END: the stream ends without END",
+                          len(words))
+
+
+class _Machine:
+    def __init__(self, params, images, cache):
+        self.p, self.images, self.cache = params, images, cache
+        self.mac = SliceLevelMac(params.mac)
+
+    def result(self, error, index, message, progress):
+        return ExecResult(self.p, ErrorCode(error), index, message, progress, self.images,
+                          self.cache)
+
+    def run(self, c, slot):
+        """Apply one checked command (cache requests were applied by check_dynamic)."""
+        p, im = self.p, self.images
+        op = c.op
+        if op is Opcode.LOAD_HB:
+            self._load(c, im.hb[c.pe], c.hb, p.hb_ratio, p.hb.data_width)
+        elif op is Opcode.LOAD_LPDDR:
+            self._load(c, im.lpddr, c.lpddr, p.lpddr_ratio, p.lpddr.data_width)
+        elif op is Opcode.LOAD_SLOT:
+            self._load(c, im.hb[c.pe], slot * p.slot_words + c.offset, p.hb_ratio,
+                       p.hb.data_width)
+        elif op is Opcode.WRITE_SLOT:
+            base, r, w = slot * p.slot_words + c.offset, p.hb_ratio, p.hb.data_width
+            for i in range(c.count):
+                word = im.wmem[c.pe].get(c.wmem + i, 0)
+                for j in range(r):
+                    im.hb[c.pe][base + i * r + j] = (word >> (j * w)) & ((1 << w) - 1)
+        elif op is Opcode.LOAD_ACT:
+            for i in range(c.count):
+                im.amem[c.pe][c.amem + i] = im.imem.get(c.imem + i, 0)
+        elif op is Opcode.MAC:
+            self._mac(c)
+        elif op is Opcode.COMBINE:
+            omem, mac = im.omem[c.pe], p.mac
+            for i in range(c.count):
+                total = (unpack_result(mac, omem.get(c.a + i, 0))
+                         + unpack_result(mac, omem.get(c.b + i, 0)))
+                omem[c.dst + i] = pack_result(mac, total)
+        # BARRIER and CACHE leave the memories alone (the cache was updated by check_dynamic)
+
+    def _load(self, c, source, start, ratio, width):
+        for i in range(c.count):
+            word = 0
+            for j in range(ratio):
+                word |= source.get(start + i * ratio + j, 0) << (j * width)
+            self.images.wmem[c.pe][c.wmem + i] = word
+
+    def _mac(self, c):
+        p, im = self.p, self.images
+        mac, B = p.mac, p.mac.beats_per_group
+        for i in range(c.count):
+            wbytes = np.concatenate([unpack_weight_beat(mac, im.wmem[c.pe].get(c.wmem + i * B + b, 0))
+                                     for b in range(B)])
+            a0 = c.amem + (0 if c.reuse else i * B)
+            x = np.concatenate([unpack_act_beat(mac, im.amem[c.pe].get(a0 + b, 0))
+                                for b in range(B)], axis=1)
+            im.omem[c.pe][c.omem + i] = pack_result(mac, self.mac.operate_packed(c.mode, x, wbytes))
