@@ -5,8 +5,15 @@ test suite runs in Verilator.
 :class:`SelfTestChecker` is the sequencer and comparator, independent of how the accelerator is
 assembled: it pulses ``start`` with the stream's length, waits for ``status.done`` (or a timeout),
 then reads every expected output word through the PEs' output-memory read ports and compares it
-with the ROM. :func:`hw.selftest_system.build_selftest` (with the top) puts the accelerator, its
-block-RAM dies and the preloaded memories around it.
+with the ROM. :class:`SelfTest` puts it around the accelerator top (:class:`hw.top.Top`) with a
+block-RAM die (:class:`hw.bram_die.BramDie`) on every memory link and the program of
+:func:`sw_model.selftest_program.selftest_program` preloaded.
+
+The top has no host port for its command, input and output memories (the simulation runner reaches
+them through the back door). So :class:`SelfTest` elaborates the top, its input memory and its PEs
+itself, once, and before those memories are built gives the command and input memories their
+initial contents and each PE's output memory one more read port for the checker. It reaches them by
+the names the top documents for the host (``processor.cmem``, ``imem.imem``, ``pe<p>.omem``).
 
 Ports of the checker: ``done`` (finished: checked, or timed out), ``passed`` (finished with every
 word equal, the expected error code and progress, no timeout), ``mismatches`` (words that
@@ -17,9 +24,11 @@ check can fail).
 
 from amaranth import *
 from amaranth.lib import data, memory, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect
 
-__all__ = ["SelfTestChecker", "expected_layout"]
+from .bram_die import BramDie
+
+__all__ = ["SelfTestChecker", "SelfTest", "expected_layout"]
 
 
 def expected_layout(pes, output_words, word_bits):
@@ -122,3 +131,107 @@ class SelfTestChecker(wiring.Component):
                 m.d.comb += [self.done.eq(1),
                              self.passed.eq(~self.timed_out & (self.mismatches == 0) & ok_status)]
         return m
+
+
+def _elaborate_once(elaboratable, platform):
+    """Elaborate ``elaboratable`` now and make its later elaboration (by its parent) return the
+    same module, so that memories created inside can be set up before they are built."""
+    module = elaboratable.elaborate(platform)
+    elaboratable.elaborate = lambda platform: module
+    return module
+
+
+def _image_list(image, words):
+    """A sparse ``{address: word}`` image as a list for a memory's ``init`` (zeros trimmed)."""
+    if not image:
+        return []
+    if max(image) >= words:
+        raise ValueError(f"image word at {max(image)} is beyond a memory of {words} words")
+    out = [0] * (max(image) + 1)
+    for address, word in image.items():
+        out[address] = word
+    return out
+
+
+class SelfTest(wiring.Component):
+    """The accelerator (:class:`hw.top.Top` for ``program.params``) running ``program`` (a
+    :class:`sw_model.selftest_program.SelfTestProgram`) from its preloaded memories, checked by a
+    :class:`SelfTestChecker`.
+
+    Ports: ``done``, ``passed``, ``mismatches``, ``timed_out``, ``corrupt`` as on the checker;
+    ``error`` and ``progress`` from the top's status, ``cycles`` the top's cycle count.
+    """
+
+    def __init__(self, program, timeout=1 << 22):
+        from .command_processor import status_layout
+        from .isa import ERROR_BITS
+        from .top import Top
+        p = self.params = program.params
+        self.program = program
+        if len(program.words) > p.command_words:
+            self._MustUse__silence = True
+            raise ValueError(f"the program has {len(program.words)} commands, more than the "
+                             f"{p.command_words} words of the command memory")
+        self.top = Top(p)
+        self.hb_dies = [BramDie(p.hb, _image_list(program.images.hb[k], p.hb.words))
+                        for k in range(p.pes)]
+        self.lpddr_die = BramDie(p.lpddr, _image_list(program.images.lpddr, p.lpddr.words))
+        self.checker = SelfTestChecker(
+            status_layout(p), p.pes, p.output_words, p.result_bits, len(program.words),
+            program.expected, int(program.error), program.progress, timeout)
+        super().__init__({
+            "corrupt": In(1),
+            "done": Out(1),
+            "passed": Out(1),
+            "mismatches": Out(16),
+            "timed_out": Out(1),
+            "error": Out(ERROR_BITS),
+            "progress": Out(self.top.status.progress.shape()),
+            "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        p, program = self.params, self.program
+        m = Module()
+        top_module = _elaborate_once(self.top, platform)
+        top_module.submodules.processor.cmem.init = program.words
+        imem = _elaborate_once(top_module.submodules.imem, platform).submodules.imem
+        imem.init = _image_list(program.images.imem, p.input_words)
+        m.submodules.top = top = self.top
+        m.submodules.checker = checker = self.checker
+        for k in range(p.pes):
+            omem = _elaborate_once(top_module.submodules[f"pe{k}"], platform).submodules.omem
+            port = omem.read_port()
+            m.d.comb += [port.addr.eq(checker.out_addr), port.en.eq(checker.out_en[k]),
+                         checker.out_data[k].eq(port.data)]
+            m.submodules[f"hb_die{k}"] = self.hb_dies[k]
+            connect(m, top.hb_die[k], self.hb_dies[k])
+        m.submodules.lpddr_die = self.lpddr_die
+        connect(m, top.lpddr_die, self.lpddr_die)
+        m.d.comb += [
+            top.start.eq(checker.start), top.length.eq(checker.length),
+            checker.status.eq(top.status), checker.corrupt.eq(self.corrupt),
+            self.done.eq(checker.done), self.passed.eq(checker.passed),
+            self.mismatches.eq(checker.mismatches), self.timed_out.eq(checker.timed_out),
+            self.error.eq(top.status.error), self.progress.eq(top.status.progress),
+            self.cycles.eq(top.cycles),
+        ]
+        return m
+
+
+def run_selftest_verilator(program, seed=None, waves=False):
+    """Build :class:`SelfTest` for ``program`` on Verilator and run ``sim.tb_selftest``; returns
+    the two runs (clean and with ``corrupt``) as dicts. Raises
+    :class:`sim.runner.CocotbFailure` if the self-test does not pass (or the corrupted one does not
+    fail)."""
+    import json
+    import tempfile
+    from pathlib import Path
+    from sim.runner import generate_verilog, run_cocotb
+    verilog_text = generate_verilog(SelfTest(program), "selftest")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "runs.json"
+        run_cocotb("selftest", verilog_text, "sim.tb_selftest", waves=waves,
+                   env={"ELMOE_SELFTEST_OUT": str(out),
+                        "ELMOE_SELFTEST_PROGRESS": str(program.progress)})
+        return json.loads(out.read_text())
