@@ -294,7 +294,8 @@ def cmd_fpga(args):
         if args.board not in BOARDS:
             raise SystemExit(f"unknown board {args.board!r}; choose from {', '.join(BOARDS)}")
         try:
-            figures = build_board(args.board, BUILD_ROOT, progress=lambda t: print(t, flush=True))
+            figures = build_board(args.board, BUILD_ROOT, seed=args.seed,
+                                  progress=lambda t: print(t, flush=True))
         except FpgaError as exc:
             raise SystemExit(f"fpga --board {args.board}: {exc}") from None
         print(json.dumps(figures))
