@@ -17,8 +17,8 @@ import importlib
 import json
 import logging
 import os
-import re
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from amaranth import *
 
 from .fpga import FpgaError
 
-__all__ = ["Board", "BOARDS", "BoardTop", "build_bitstream", "build_board", "BOARD_PARAMS"]
+__all__ = ["Board", "BOARDS", "BoardTop", "build_bitstream", "build_board", "board_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +109,17 @@ def build_bitstream(board, core, build_root, name="elmoe_selftest"):
     env = dict(os.environ)
     env.update({var: _tool_path(tool) for var, tool in b.tools.items()})
     start = time.monotonic()
+    logger.info("building %s for %s in %s", name, board, build_dir)
     plan = platform.build(BoardTop(core, b), name=name, build_dir=str(build_dir), do_build=False,
                           **{b.pnr_opts_key: f"--report {name}.report.json --timing-allow-fail"})
-    try:
-        plan.execute_local(str(build_dir), env=env)
-    except Exception as exc:      # amaranth raises CalledProcessError from the build script
-        log = build_dir / f"{name}.tim"
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        raise FpgaError(f"the {board} build failed ({exc}); logs in {build_dir}\n{tail}") from None
+    plan.extract(str(build_dir))
+    result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
+                            capture_output=True, text=True)
+    log = build_dir / "build.log"
+    log.write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise FpgaError(f"the {board} build failed (exit {result.returncode}); see {log}\n"
+                        f"{(result.stdout + result.stderr)[-2000:]}")
     bitstream = build_dir / f"{name}.{b.bitstream}"
     if not bitstream.exists():
         raise FpgaError(f"the {board} build wrote no bitstream {bitstream}")
@@ -135,9 +138,6 @@ def board_params():
     64 KiB of HB per PE and 128 KiB of LPDDR, all in block RAM)."""
     from .params import TOP_DEFAULT
     return TOP_DEFAULT
-
-
-BOARD_PARAMS = board_params
 
 
 def build_board(board, build_root, seed=1, progress=None):

@@ -166,14 +166,23 @@ def place_and_route(top, verilog_text, family, build_root, freq_mhz=50, seed=1):
 def fpga_configs():
     """The small configuration of every block that is placed and routed (block name -> params);
     blocks of :data:`hw.blocks.BLOCKS` without an entry here use their default preset."""
-    from .params import HbInterfaceParams, LpddrPortParams, MacArrayParams, CACHE_DEFAULT
+    from .params import (HbInterfaceParams, LpddrPortParams, MacArrayParams, TopParams,
+                         CACHE_DEFAULT)
     memory = dict(data_width=64, words=1024, address_width=10, max_length=16, die_burst=8,
                   outstanding=4, read_buffer=32, write_buffer=16, tag_width=4)
+    # the top: one PE with a 1x32x1 array (64-bit weight beats, as wide as the memory words)
+    top_memory = dict(memory, words=4096, address_width=12)
     return {
         "mac_array": MacArrayParams(tokens=1, group_size=32, out_channels=2, lanes=8),
         "expert_cache": CACHE_DEFAULT,
         "hb_interface": HbInterfaceParams(channels=1, **memory),
         "lpddr_port": LpddrPortParams(clients=2, **memory),
+        "top": TopParams(pes=1, mac=MacArrayParams(tokens=1, group_size=32, out_channels=1,
+                                                   lanes=8),
+                         hb=HbInterfaceParams(channels=1, **top_memory),
+                         lpddr=LpddrPortParams(clients=1, **top_memory),
+                         weight_words=16, act_words=8, output_words=8, input_words=16,
+                         slot_words=16, command_words=32),
     }
 
 

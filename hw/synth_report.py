@@ -23,7 +23,8 @@ import numpy as np
 from .blocks import BLOCKS
 from .params import (CachePolicy, ExpertCacheParams,
                      MacArrayParams, CACHE_DEFAULT, CACHE_FREQUENCY, CACHE_PAPER, HB_DEFAULT,
-                     HB_PAPER, LPDDR_DEFAULT, LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE)
+                     HB_PAPER, LPDDR_DEFAULT, LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE,
+                     TOP_DEFAULT)
 from .synth import find_liberty, synth_stats
 
 __all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "format_report", "MAC_FIT_POINTS",
@@ -72,7 +73,9 @@ def _ladders():
     lpddr = [("default", LPDDR_DEFAULT)] + [
         (f"{n} clients", dataclasses.replace(LPDDR_DEFAULT, clients=n)) for n in (4, 8)] + [
         ("paper", LPDDR_PAPER)]
-    return {"mac_array": mac, "expert_cache": cache, "hb_interface": hb, "lpddr_port": lpddr}
+    top = [("default", TOP_DEFAULT), ("4 PEs", TOP_DEFAULT.with_pes(4))]
+    return {"mac_array": mac, "expert_cache": cache, "hb_interface": hb, "lpddr_port": lpddr,
+            "top": top}
 
 
 def synth_points(quick=False):
@@ -197,8 +200,9 @@ def format_report(rows, figures, table):
          "area (um2)", "s"],
         [[r["block"], r["config"], r["describe"], r["cells"], r["flip_flops"], r["ram_bits"],
           r["liberty_cells"], f"{r['area_um2']:.0f}", r["seconds"]] for r in rows])]
-    parts.append("Area: OSU 0.18 um standard cells (" + figures["liberty"] + "); RAM cells (FIFO "
-                 "buffers) are not in it: a chip uses SRAM macros, which the library lacks.")
+    parts.append("Area: OSU 0.18 um standard cells (" + figures["liberty"] + ").\nRAM cells "
+                 "(FIFO buffers, memories) are not in it: a chip uses SRAM macros, which the "
+                 "library lacks.")
     if figures["augmentation"]:
         parts.append("MAC array with and without the augmentation bit (DRAFT = 16h+8 vs 16h):")
         parts.append(table(
@@ -218,7 +222,10 @@ def format_report(rows, figures, table):
               f"{f['per_channel']:.0f}", f"{f['constant']:.0f}",
               f"{100 * f['max_residual']:.2f}%", f"{100 * f['holdout_error']:.2f}%",
               f"{f['paper_pe']:.4g}"] for key, f in fit.items()]))
-        parts.append(f"Paper PE (16x32x32, 32 lanes) at 0.18 um: about {pe['area_mm2']} mm2 "
-                     f"({pe['cells']} cells); method: {pe['method']}; hold-out error "
-                     f"{100 * pe['holdout_error']:.1f}%.")
+        per_mac = fit["area_um2"]["per_token_channel"] / 32
+        parts.append(f"Paper PE (16x32x32, 32 lanes, {MAC_PAPER_PE.macs_per_cycle} MACs/cycle) at "
+                     f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
+                     f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
+                     f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "
+                     "from the others).")
     return "\n\n".join(parts)
