@@ -4,7 +4,11 @@ synthesis with the liberty file, and the self-test checker against a stand-in ac
 route is slow."""
 
 import dataclasses
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +27,7 @@ from hw.params import HbInterfaceParams, MemOp, MacArrayParams
 from hw.synth_report import fit_mac, synth_points, AUGMENTATION_POINTS
 from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
                              expected_count, random_bursts, run_in_amaranth)
-from sim.runner import BUILD_ROOT, generate_verilog
+from sim.runner import BUILD_ROOT, REPO_ROOT, generate_verilog
 
 SMALL = HbInterfaceParams(channels=2, data_width=32, words=256, address_width=9, max_length=16,
                           die_burst=4, outstanding=4, read_buffer=16, write_buffer=8, tag_width=4)
@@ -302,3 +306,32 @@ def test_selftest_checker_rejects_bad_expectations():
         SelfTestChecker(STATUS, 2, 8, 12, length=9, expected=[])
     with pytest.raises(ValueError, match=r"\(pe 2, address 0\) is outside 2 PEs x 8 words"):
         SelfTestChecker(STATUS, 2, 8, 12, length=9, expected=[(2, 0, 1)])
+
+
+# -- the commands, end to end (minutes: slow) -----------------------------------------------------------
+
+def _build_py(*args):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "build.py"), *args], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_build_synth_quick_reports_every_block():
+    from hw.blocks import BLOCKS
+    figures = json.loads(_build_py("synth", "--quick").strip().splitlines()[-1])
+    rows = {(r["block"], r["config"]): r for r in figures["synth"]}
+    assert {block for block, _ in rows} == set(BLOCKS)
+    assert all(r["area_um2"] > 0 and r["cells"] > 0 for r in rows.values())
+    (aug,) = figures["augmentation"]
+    assert aug["config"] == "default" and abs(aug["overhead"]) <= 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.verilator
+def test_build_fpga_board_ulx3s_writes_a_bitstream():
+    figures = json.loads(_build_py("fpga", "--board", "ulx3s").strip().splitlines()[-1])
+    assert figures["selftest_passed"] and figures["corrupted_fails"]
+    assert Path(figures["bitstream"]).stat().st_size == figures["bytes"] > 100_000
+    assert figures["fmax_mhz"] >= figures["clock_mhz"]
