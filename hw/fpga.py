@@ -190,12 +190,13 @@ def run_blocks(build_root, families=tuple(FAMILIES), freq_mhz=50, progress=None)
     """Place and route every block of :data:`hw.blocks.BLOCKS` (its :func:`fpga_configs` entry)
     inside an :class:`IoHarness` for each family; returns one dict per (block, family)."""
     from .blocks import BLOCKS
+    from .host_top import synthesis_component
     from sim.runner import generate_verilog
     configs = fpga_configs()
     rows = []
     for name, block in BLOCKS.items():
         params = configs.get(name, block.presets["default"])
-        harness = IoHarness(block.build(params))
+        harness = IoHarness(synthesis_component(name, params))
         top = f"{name}_harness"
         verilog_text = generate_verilog(harness, top)
         for family in families:

@@ -5,15 +5,10 @@ test suite runs in Verilator.
 :class:`SelfTestChecker` is the sequencer and comparator, independent of how the accelerator is
 assembled: it pulses ``start`` with the stream's length, waits for ``status.done`` (or a timeout),
 then reads every expected output word through the PEs' output-memory read ports and compares it
-with the ROM. :class:`SelfTest` puts it around the accelerator top (:class:`hw.top.Top`) with a
-block-RAM die (:class:`hw.bram_die.BramDie`) on every memory link and the program of
-:func:`sw_model.selftest_program.selftest_program` preloaded.
-
-The top has no host port for its command, input and output memories (the simulation runner reaches
-them through the back door). So :class:`SelfTest` elaborates the top, its input memory and its PEs
-itself, once, and before those memories are built gives the command and input memories their
-initial contents and each PE's output memory one more read port for the checker. It reaches them by
-the names the top documents for the host (``processor.cmem``, ``imem.imem``, ``pe<p>.omem``).
+with the ROM. :class:`SelfTest` puts it around the accelerator top (:class:`hw.host_top.HostTop`:
+the top with preloaded command and input memories and read ports on its output memories) with a
+block-RAM die (:class:`hw.bram_die.BramDie`) on every memory link, running the program of
+:func:`sw_model.selftest_program.selftest_program`.
 
 Ports of the checker: ``done`` (finished: checked, or timed out), ``passed`` (finished with every
 word equal, the expected error code and progress, no timeout), ``mismatches`` (words that
@@ -27,6 +22,7 @@ from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out, connect
 
 from .bram_die import BramDie
+from .host_top import HostTop, image_list
 
 __all__ = ["SelfTestChecker", "SelfTest", "expected_layout"]
 
@@ -133,30 +129,10 @@ class SelfTestChecker(wiring.Component):
         return m
 
 
-def _elaborate_once(elaboratable, platform):
-    """Elaborate ``elaboratable`` now and make its later elaboration (by its parent) return the
-    same module, so that memories created inside can be set up before they are built."""
-    module = elaboratable.elaborate(platform)
-    elaboratable.elaborate = lambda platform: module
-    return module
-
-
-def _image_list(image, words):
-    """A sparse ``{address: word}`` image as a list for a memory's ``init`` (zeros trimmed)."""
-    if not image:
-        return []
-    if max(image) >= words:
-        raise ValueError(f"image word at {max(image)} is beyond a memory of {words} words")
-    out = [0] * (max(image) + 1)
-    for address, word in image.items():
-        out[address] = word
-    return out
-
-
 class SelfTest(wiring.Component):
-    """The accelerator (:class:`hw.top.Top` for ``program.params``) running ``program`` (a
-    :class:`sw_model.selftest_program.SelfTestProgram`) from its preloaded memories, checked by a
-    :class:`SelfTestChecker`.
+    """The accelerator (:class:`hw.host_top.HostTop` for ``program.params``) running ``program``
+    (a :class:`sw_model.selftest_program.SelfTestProgram`) from its preloaded memories, checked by
+    a :class:`SelfTestChecker`.
 
     Ports: ``done``, ``passed``, ``mismatches``, ``timed_out``, ``corrupt`` as on the checker;
     ``error`` and ``progress`` from the top's status, ``cycles`` the top's cycle count.
@@ -165,17 +141,18 @@ class SelfTest(wiring.Component):
     def __init__(self, program, timeout=1 << 22):
         from .command_processor import status_layout
         from .isa import ERROR_BITS
-        from .top import Top
         p = self.params = program.params
         self.program = program
-        if len(program.words) > p.command_words:
+        try:
+            self.top = HostTop(p, program.words, program.images.imem)
+            self.hb_dies = [BramDie(p.hb, image_list(program.images.hb[k], p.hb.words,
+                                                     f"HB channel {k}"))
+                            for k in range(p.pes)]
+            self.lpddr_die = BramDie(p.lpddr, image_list(program.images.lpddr, p.lpddr.words,
+                                                         "LPDDR"))
+        except ValueError:
             self._MustUse__silence = True
-            raise ValueError(f"the program has {len(program.words)} commands, more than the "
-                             f"{p.command_words} words of the command memory")
-        self.top = Top(p)
-        self.hb_dies = [BramDie(p.hb, _image_list(program.images.hb[k], p.hb.words))
-                        for k in range(p.pes)]
-        self.lpddr_die = BramDie(p.lpddr, _image_list(program.images.lpddr, p.lpddr.words))
+            raise
         self.checker = SelfTestChecker(
             status_layout(p), p.pes, p.output_words, p.result_bits, len(program.words),
             program.expected, int(program.error), program.progress, timeout)
@@ -191,19 +168,14 @@ class SelfTest(wiring.Component):
         })
 
     def elaborate(self, platform):
-        p, program = self.params, self.program
+        p = self.params
         m = Module()
-        top_module = _elaborate_once(self.top, platform)
-        top_module.submodules.processor.cmem.init = program.words
-        imem = _elaborate_once(top_module.submodules.imem, platform).submodules.imem
-        imem.init = _image_list(program.images.imem, p.input_words)
         m.submodules.top = top = self.top
         m.submodules.checker = checker = self.checker
         for k in range(p.pes):
-            omem = _elaborate_once(top_module.submodules[f"pe{k}"], platform).submodules.omem
-            port = omem.read_port()
-            m.d.comb += [port.addr.eq(checker.out_addr), port.en.eq(checker.out_en[k]),
-                         checker.out_data[k].eq(port.data)]
+            m.d.comb += [top.omem_addr[k].eq(checker.out_addr),
+                         top.omem_en[k].eq(checker.out_en[k]),
+                         checker.out_data[k].eq(top.omem_data[k])]
             m.submodules[f"hb_die{k}"] = self.hb_dies[k]
             connect(m, top.hb_die[k], self.hb_dies[k])
         m.submodules.lpddr_die = self.lpddr_die

@@ -25,6 +25,7 @@ from .params import (CachePolicy, ExpertCacheParams,
                      MacArrayParams, CACHE_DEFAULT, CACHE_FREQUENCY, CACHE_PAPER, HB_DEFAULT,
                      HB_PAPER, LPDDR_DEFAULT, LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE,
                      TOP_DEFAULT)
+from .host_top import synthesis_component
 from .synth import find_liberty, synth_stats
 
 __all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "format_report", "MAC_FIT_POINTS",
@@ -145,8 +146,9 @@ def run_synth(build_root, quick=False, progress=None, reports=None):
             progress(f"[{i}/{len(points)}] {point.block} {point.label}: "
                      f"{point.params.describe()}")
         start = time.monotonic()
-        stats = synth_stats(block.name, generate_verilog(block.build(point.params), block.name),
-                            build_root, liberty=liberty)
+        component = synthesis_component(point.block, point.params)
+        stats = synth_stats(block.name, generate_verilog(component, block.name), build_root,
+                            liberty=liberty)
         if reports is not None:
             reports.mkdir(parents=True, exist_ok=True)
             name = f"{point.block}-{point.label}".replace(" ", "_").replace("/", "l")

@@ -35,7 +35,7 @@ def test_selftest_rejects_bad_programs():
         selftest_program("default")
     program = selftest_program(TOP_DEFAULT)
     program.words = program.words * 20
-    with pytest.raises(ValueError, match="440 commands, more than the 256 words"):
+    with pytest.raises(ValueError, match="440 commands do not fit in the 256 words"):
         SelfTest(program)
 
 
