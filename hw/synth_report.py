@@ -2,7 +2,9 @@
 larger ones, synthesised with :func:`hw.synth.synth_stats` (generic cells and the OSU 0.18 um area);
 the MAC array with and without the augmentation bit; and the MAC array's growth with its size,
 fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is too
-large to synthesise here.
+large to synthesise here (about 500 times the default array). The top is synthesised as
+:class:`hw.host_top.HostTop`, with read ports on its output memories: alone, its datapath has no
+observable output and synthesis removes it.
 
 The fit. With one group per cycle (``lanes == group_size == 32``, the paper's shape) the array is
 ``tokens x out_channels`` copies of one lane-pair dot-product unit (32 products per slice, two adder

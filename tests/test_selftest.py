@@ -47,3 +47,14 @@ def test_board_selftest_passes_in_verilator():
     assert (clean["done"], clean["passed"], clean["mismatches"], clean["error"]) == (1, 1, 0, 0)
     assert clean["progress"] == len(selftest_program(board_params(), seed=1).words) - 1
     assert (corrupted["done"], corrupted["passed"], corrupted["mismatches"]) == (1, 0, 1)
+
+
+def test_host_top_rejects_what_does_not_fit():
+    from hw.host_top import HostTop
+    p = TOP_DEFAULT
+    with pytest.raises(ValueError, match="257 commands do not fit in the 256 words"):
+        HostTop(p, commands=[0] * 257)
+    with pytest.raises(ValueError, match="input memory image has a word at 64, beyond its 64"):
+        HostTop(p, inputs={64: 1})
+    with pytest.raises(TypeError, match="params must be a TopParams"):
+        HostTop(p.mac)
