@@ -26,6 +26,7 @@ on trailing masked (zero) terms. pytest checks batched logits equal per-sequence
 from dataclasses import dataclass
 import enum
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from sw_model.quant import QuantActivations, quantize_activations, quantize_weig
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
-           "random_weights",
+           "random_weights", "default_model", "DEFAULT_MODEL_DIR",
            "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,20 @@ DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_he
                            num_kv_heads=2, head_dim=32, num_experts=32, top_k=4, expert_ffn=96,
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
                            rope_theta=1e6, name="qwen3-moe-scaled")
+
+#: The built-in default model: the trained standard top-k byte-level MoE shipped with the package
+#: (``python build.py train`` reproduces it; :mod:`sw_model.training`).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "elmoe-byte-standard"
+
+
+def default_model():
+    """The built-in default :class:`MoEModel`: the trained standard model of
+    :data:`DEFAULT_MODEL_DIR` (Qwen3-MoE layout: 4 layers, hidden 128, 32 experts x 64, top-4,
+    byte vocabulary), loaded through :func:`sw_model.checkpoints.load_checkpoint`. Random-weight
+    models stay available as ``MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG))``."""
+    from sw_model.checkpoints import load_checkpoint   # checkpoints imports this module
+    return load_checkpoint(DEFAULT_MODEL_DIR)[0]
+
 
 #: The smallest useful model, for tests: fast enough to decode hundreds of prompts.
 TINY_CONFIG = MoEConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,

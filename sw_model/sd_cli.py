@@ -1,8 +1,9 @@
 """``python build.py sd``: cached decoding and Elastic-SD on a checkpoint or the built-in default.
 
-The built-in default is :data:`sw_model.moe.DEFAULT_CONFIG` (Qwen3-30B-A3B scaled down) with random
-weights from a fixed seed (:data:`MODEL_SEED`). Prompts are random token ids of different lengths
-(there is no tokenizer), drawn from ``--seed``. Both modes run on the same batch; the batch
+The built-in default is :func:`sw_model.moe.default_model`, the trained byte-level MoE shipped with
+the package; its prompts are slices of the held-out text (:mod:`sw_model.corpus`: code and prose
+alternately) of different lengths, drawn from ``--seed``. A checkpoint gets random token ids (there
+is no tokenizer). Both modes run on the same batch; the batch
 threshold says which one the accelerator would choose. Prints a table and, as the last line, one
 JSON object whose top-level figures are Elastic-SD's (``mode`` "elastic_sd"), with the cached run
 under ``"cached"``. ``--cache controller`` (default) plays the expert cache with the cache
@@ -19,19 +20,16 @@ import numpy as np
 from sw_model.bitnested import DRAFT_METHODS
 from sw_model.decoding import CACHE_MODELS
 from sw_model.draft_policies import POLICY_NAMES, make_policy
-from sw_model.moe import DEFAULT_CONFIG, MoEModel, random_weights
+from sw_model.moe import DEFAULT_MODEL_DIR, default_model
 
-__all__ = ["add_arguments", "run", "MODEL_SEED"]
+__all__ = ["add_arguments", "run"]
 
 log = logging.getLogger(__name__)
-
-#: Seed of the built-in default model's random weights.
-MODEL_SEED = 0
 
 
 def add_arguments(p):
     p.add_argument("checkpoint", nargs="?", default=None,
-                   help="Hugging Face checkpoint directory (default: the built-in random model)")
+                   help="Hugging Face checkpoint directory (default: the built-in trained model)")
     p.add_argument("--batch", type=int, default=16, help="prompts in the batch (default 16)")
     p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
@@ -97,8 +95,8 @@ def run(args):
             raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
         name = f"{args.checkpoint} ({scheme})"
     else:
-        model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=MODEL_SEED))
-        name = f"built-in {DEFAULT_CONFIG.name} (random weights, seed {MODEL_SEED})"
+        model = default_model()
+        name = f"built-in {model.config.name} (trained, {DEFAULT_MODEL_DIR.name})"
     c = model.config
     capacity = args.capacity if args.capacity is not None else max(c.top_k, c.num_experts // 4)
     if capacity < c.top_k:
@@ -112,10 +110,18 @@ def run(args):
         raise SystemExit(str(exc)) from None
     rng = np.random.default_rng(args.seed)
     lo, hi = args.prompt_len
-    prompts = [rng.integers(0, c.vocab_size, rng.integers(lo, hi + 1)) for _ in range(args.batch)]
+    if args.checkpoint:
+        prompts = [rng.integers(0, c.vocab_size, rng.integers(lo, hi + 1))
+                   for _ in range(args.batch)]
+        source = "random token ids"
+    else:
+        from sw_model.corpus import heldout_prompts
+        prompts = heldout_prompts(rng, args.batch, lo, hi)
+        source = "held-out code and prose"
     selected = "elastic_sd" if args.batch >= args.threshold else "cached"
     print(f"model: {name}\n  {c.describe()}")
-    print(f"batch {args.batch} prompts of {lo}..{hi} tokens, {args.new_tokens} new tokens each; "
+    print(f"batch {args.batch} prompts ({source}) of {lo}..{hi} tokens, {args.new_tokens} new "
+          f"tokens each; "
           f"HB holds {capacity} of {c.num_experts} experts per MoE layer; threshold "
           f"{args.threshold} -> {selected}", flush=True)
     try:
