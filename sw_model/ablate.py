@@ -53,7 +53,7 @@ def add_arguments(p):
     p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
     p.add_argument("--prompt-len", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
                    help="prompt lengths in bytes (default 24 48)")
-    p.add_argument("--gamma", type=int, default=4, help="draft length of the runs (default 4)")
+    p.add_argument("--gamma", type=int, default=6, help="draft length of the runs (default 6)")
     p.add_argument("--draft-cost", type=float, default=0.1,
                    help="draft pass time / verification pass time for gamma* (default 0.1)")
     p.add_argument("--windows", type=int, default=24,
