@@ -1,7 +1,8 @@
 """Training the shipped byte-level MoE models (CPU PyTorch, the optional ``[train]`` extra).
 
-``python build.py train`` reproduces ``sw_model/models/*`` from a fixed seed: two variants of
-:data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.corpus`:
+``python build.py train`` reproduces ``sw_model/models/*`` from a fixed seed (``--seed``, default 1):
+two variants of :data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.corpus`, side
+by side in two processes of one torch thread each (two cores), 240 steps of 16 x 128 bytes:
 
 * ``standard``: top-k routing (k = 4 of 32 experts), softmax router renormalised over the top-k,
   a Switch-style load-balancing loss;
