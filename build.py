@@ -26,6 +26,9 @@
                                     bar; local, or on a Ray cluster with --ray ADDRESS)
     python build.py schedule        command streams of decode steps (--model default|zoo name,
                                     --checkpoint PATH): binary and text under build/schedule
+    python build.py ablate          the papers' ablations on the shipped trained models: draft bits,
+                                    resident-set selection, draft policies, held-out loss vs k'
+    python build.py train           retrain the shipped MoE models (standard, Elastic-MoE) from seed
 
 Benchmarks print a table and, as their last line, one JSON object with the figures.
 """
@@ -371,6 +374,16 @@ def cmd_schedule(args):
     return run(args)
 
 
+def cmd_ablate(args):
+    from sw_model.ablate import run
+    return run(args)
+
+
+def cmd_train(args):
+    from sw_model.training import run
+    return run(args)
+
+
 def main(argv=None):
     def common(suppress):
         """Options accepted before or after the subcommand."""
@@ -446,6 +459,17 @@ def main(argv=None):
     from sw_model.schedule_cli import add_arguments as schedule_arguments
     schedule_arguments(p)
     p.set_defaults(func=cmd_schedule)
+    p = sub.add_parser("ablate", parents=[common(True)],
+                       help="the papers' ablations (draft bits, resident sets, draft policies, "
+                            "loss vs k') on the shipped trained models")
+    from sw_model.ablate import add_arguments as ablate_arguments
+    ablate_arguments(p)
+    p.set_defaults(func=cmd_ablate)
+    p = sub.add_parser("train", parents=[common(True)],
+                       help="train the shipped byte-level MoE models (needs the [train] extra)")
+    from sw_model.training import add_arguments as train_arguments
+    train_arguments(p)
+    p.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")

@@ -18,8 +18,8 @@ import numpy as np
 from hw.params import MacMode, MacArrayParams
 from sw_model.quant import as_codes
 
-__all__ = ["parse_mode", "effective_weights", "draft_weights", "reference_group_sums",
-           "SliceLevelMac", "DRAFT_METHODS"]
+__all__ = ["parse_mode", "effective_weights", "draft_weights", "parse_draft_method",
+           "reference_group_sums", "SliceLevelMac", "DRAFT_METHODS", "DRAFT_WIDTHS"]
 
 #: Ways of making a 4-bit draft weight from an INT8 code (the ablation of DESIGN.md section 4).
 DRAFT_METHODS = ("augmented", "truncation", "rounding")
@@ -43,21 +43,47 @@ def parse_mode(mode):
     raise ValueError(f"mode must be one of {names}, not {mode!r}")
 
 
-def draft_weights(q, method="augmented"):
+#: Widths a draft weight may have (4: the hardware's draft; fewer: the ablation of narrower drafts).
+DRAFT_WIDTHS = (1, 2, 3, 4, 5, 6, 7)
+
+
+def parse_draft_method(spec):
+    """``(method, bits)`` of a draft-method spec: a name of :data:`DRAFT_METHODS` (4 bits, what the
+    hardware drafts with) or ``"<name>:<bits>"`` (e.g. ``"rounding:3"``); else a ``ValueError``."""
+    if isinstance(spec, str):
+        name, sep, bits = spec.partition(":")
+        if name in DRAFT_METHODS:
+            if not sep:
+                return name, 4
+            if bits.isdigit() and int(bits) in DRAFT_WIDTHS:
+                return name, int(bits)
+    raise ValueError(f"draft method must be one of {', '.join(DRAFT_METHODS)}, optionally with "
+                     f"':<bits>' for bits in {DRAFT_WIDTHS[0]}..{DRAFT_WIDTHS[-1]} (e.g. "
+                     f"'augmented:3'), not {spec!r}")
+
+
+def draft_weights(q, method="augmented", bits=None):
     """The draft's weight value (in code units) for each INT8 code ``q``.
 
-    ``augmented``: ``16h + 8``, the midpoint of the truncated interval (what ELMoE-3D uses);
-    ``truncation``: ``16h``; ``rounding``: ``16 * clip(round(q / 16), -8, 7)``, a separately rounded
-    4-bit copy (not nested: it needs its own storage).
+    With ``b`` draft bits (default 4, or the ``:<bits>`` of a spec such as ``"augmented:3"``), step
+    ``s = 2**(8-b)`` and upper slice ``h = q >> (8-b)``: ``augmented``: ``s*h + s/2``, the midpoint
+    of the truncated interval (what ELMoE-3D uses at b = 4: ``16h + 8``); ``truncation``: ``s*h``;
+    ``rounding``: ``s * clip(round(q / s), -2**(b-1), 2**(b-1) - 1)``, a separately rounded b-bit
+    copy (not nested: it needs its own storage).
     """
+    method, spec_bits = parse_draft_method(method)
+    bits = spec_bits if bits is None else bits
+    if bits not in DRAFT_WIDTHS:
+        raise ValueError(f"draft bits must be one of {DRAFT_WIDTHS}, not {bits!r}")
     q = as_codes(q)
+    shift = 8 - bits
+    step = 1 << shift
     if method == "augmented":
-        return 16 * (q >> 4) + 8
+        return step * (q >> shift) + step // 2
     if method == "truncation":
-        return 16 * (q >> 4)
-    if method == "rounding":
-        return 16 * np.clip(np.floor(q / 16 + 0.5), -8, 7).astype(np.int64)
-    raise ValueError(f"draft method must be one of {', '.join(DRAFT_METHODS)}, not {method!r}")
+        return step * (q >> shift)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return step * np.clip(np.floor(q / step + 0.5), lo, hi).astype(np.int64)
 
 
 def effective_weights(q, mode, augmented=True):

@@ -28,7 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
-from sw_model.bitnested import DRAFT_METHODS
+from sw_model.bitnested import DRAFT_METHODS, parse_draft_method
 from sw_model.moe import MoEModel, PassPlan, Precision, softmax
 
 __all__ = ["ExpertCache", "LRUExpertCache", "record_routing", "CACHE_MODELS", "make_cache", "StepStats",
@@ -204,7 +204,8 @@ class DecodeResult:
 class SDConfig:
     """Decoding parameters: draft length ``gamma``, the batch ``threshold`` at and above which
     Elastic-SD runs, HB ``capacity`` (experts per MoE layer), ``temperature`` (0: greedy) and the
-    ``draft_bits`` method (see :data:`sw_model.bitnested.DRAFT_METHODS`)."""
+    ``draft_bits`` method (a spec of :func:`sw_model.bitnested.parse_draft_method`: a name of
+    :data:`~sw_model.bitnested.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``)."""
     gamma: int = 3
     threshold: int = 4
     capacity: int = 8
@@ -220,9 +221,12 @@ class SDConfig:
                 and np.isfinite(self.temperature)):
             raise ValueError(f"SDConfig.temperature must be a finite number >= 0, not "
                              f"{self.temperature!r}")
-        if self.draft_bits not in DRAFT_METHODS:
+        try:
+            parse_draft_method(self.draft_bits)
+        except ValueError:
             raise ValueError(f"SDConfig.draft_bits must be one of {', '.join(DRAFT_METHODS)}, "
-                             f"not {self.draft_bits!r}")
+                             f"optionally with ':<bits>' (e.g. 'rounding:3'), not "
+                             f"{self.draft_bits!r}") from None
 
 
 # -- helpers ------------------------------------------------------------------------------------------

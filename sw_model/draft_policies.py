@@ -25,7 +25,8 @@ import numpy as np
 from sw_model.moe import MoEModel, top_k_route
 
 __all__ = ["frequency_set", "next_frequency_sets", "Policy", "ResidentSetPolicy", "SpecMoEPolicy",
-           "ElasticKPolicy", "make_policy", "POLICY_NAMES"]
+           "ElasticKPolicy", "RandomSetPolicy", "RecencySetPolicy", "make_policy", "POLICY_NAMES",
+           "SELECTION_POLICIES"]
 
 POLICY_NAMES = ("resident", "specmoe", "elastic-k")
 
@@ -148,6 +149,64 @@ class ElasticKPolicy(_FrequencySetPolicy):
 
     def route(self, layer, scores, select, cache):
         return top_k_route(self.config, scores, select, k=self.k_draft)
+
+
+class RandomSetPolicy(ResidentSetPolicy):
+    """The resident-set draft with a random resident set: ``capacity`` experts per layer drawn
+    afresh (seeded) for the first step and after every step (the selection baseline the paper's
+    frequency set is compared with)."""
+    name = "random"
+
+    def __init__(self, seed=0):
+        self.rng = np.random.default_rng(seed)
+
+    def _draw(self, cache):
+        return sorted(int(e) for e in self.rng.choice(self.config.num_experts, cache.capacity,
+                                                      replace=False))
+
+    def start(self, model, cache, counts, picks=None):
+        self.config = model.config
+        self.first_sets = {layer: self._draw(cache) for layer in counts}
+        for layer, experts in self.first_sets.items():
+            cache.select(layer, experts)
+
+    def next_sets(self, counts, picks, cache):
+        return {layer: self._draw(cache) for layer in counts}
+
+
+class RecencySetPolicy(ResidentSetPolicy):
+    """The resident-set draft with an LRU resident set: HB holds the ``capacity`` experts most
+    recently chosen by the (unrestricted) router, tokens taken in order and each token's experts in
+    rank order, as an LRU cache filled by the draft's choices would."""
+    name = "lru"
+
+    def _touch(self, picks, cache):
+        sets = {}
+        for layer, rows in picks.items():
+            order = self.recency.setdefault(layer, {})
+            for row in np.asarray(rows):
+                for e in row[::-1]:               # the best-ranked expert is the most recent use
+                    if e >= 0:
+                        order.pop(int(e), None)
+                        order[int(e)] = True
+            sets[layer] = sorted(list(order)[-cache.capacity:])
+        return sets
+
+    def start(self, model, cache, counts, picks=None):
+        if picks is None:
+            raise ValueError("the LRU resident set needs the prompt's per-token picks")
+        self.config, self.recency = model.config, {}
+        self.first_sets = self._touch(picks, cache)
+        for layer, experts in self.first_sets.items():
+            cache.select(layer, experts)
+
+    def next_sets(self, counts, picks, cache):
+        return self._touch(picks, cache)
+
+
+#: Resident-set selection rules of the ablation (all with the resident-set draft).
+SELECTION_POLICIES = {"frequency": ResidentSetPolicy, "random": RandomSetPolicy,
+                      "lru": RecencySetPolicy}
 
 
 def make_policy(name, k_draft=None):

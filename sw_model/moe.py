@@ -26,6 +26,7 @@ on trailing masked (zero) terms. pytest checks batched logits equal per-sequence
 from dataclasses import dataclass
 import enum
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -35,7 +36,7 @@ from sw_model.quant import QuantActivations, quantize_activations, quantize_weig
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
-           "random_weights", "default_model", "DEFAULT_MODEL_SEED", "MoECall", "ExpertCall",
+           "random_weights", "default_model", "DEFAULT_MODEL_DIR", "MoECall", "ExpertCall",
            "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
 
 log = logging.getLogger(__name__)
@@ -175,17 +176,20 @@ DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_he
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
                            rope_theta=1e6, name="qwen3-moe-scaled")
 
-#: Seed of the built-in default model's random weights.
-DEFAULT_MODEL_SEED = 0
+#: The built-in default model: the trained standard top-k byte-level MoE shipped with the package
+#: (``python build.py train`` reproduces it; :mod:`sw_model.training`).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "elmoe-byte-standard"
 
 
 def default_model():
-    """``(model, description)``: the built-in default model every command falls back to (the one
-    place that says what it is): :data:`DEFAULT_CONFIG` with random weights from
-    :data:`DEFAULT_MODEL_SEED`."""
-    model = MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG, seed=DEFAULT_MODEL_SEED))
-    return model, (f"built-in {DEFAULT_CONFIG.name} (random weights, seed "
-                   f"{DEFAULT_MODEL_SEED})")
+    """``(model, description)``: the built-in default every command falls back to (the one place
+    that says what it is): the trained standard model of
+    :data:`DEFAULT_MODEL_DIR` (Qwen3-MoE layout: 4 layers, hidden 128, 32 experts x 64, top-4,
+    byte vocabulary), loaded through :func:`sw_model.checkpoints.load_checkpoint`. Random-weight
+    models stay available as ``MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG))``."""
+    from sw_model.checkpoints import load_checkpoint   # checkpoints imports this module
+    model = load_checkpoint(DEFAULT_MODEL_DIR)[0]
+    return model, f"built-in {model.config.name} (trained, {DEFAULT_MODEL_DIR.name})"
 
 
 #: The smallest useful model, for tests: fast enough to decode hundreds of prompts.

@@ -1,8 +1,9 @@
 """``python build.py sd``: cached decoding and Elastic-SD on a checkpoint or the built-in default.
 
-The built-in default is :func:`sw_model.moe.default_model` (Qwen3-30B-A3B scaled down, random weights
-from a fixed seed). Prompts are random token ids of different lengths
-(there is no tokenizer), drawn from ``--seed``. Both modes run on the same batch; the batch
+The built-in default is :func:`sw_model.moe.default_model`, the trained byte-level MoE shipped with
+the package; its prompts are slices of the held-out text (:mod:`sw_model.corpus`: code and prose
+alternately) of different lengths, drawn from ``--seed``. A checkpoint gets random token ids (there
+is no tokenizer). Both modes run on the same batch; the batch
 threshold says which one the accelerator would choose. Prints a table and, as the last line, one
 JSON object whose top-level figures are Elastic-SD's (``mode`` "elastic_sd"), with the cached run
 under ``"cached"``. ``--cache controller`` (default) plays the expert cache with the cache
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p):
     p.add_argument("checkpoint", nargs="?", default=None,
-                   help="Hugging Face checkpoint directory (default: the built-in random model)")
+                   help="Hugging Face checkpoint directory (default: the built-in trained model)")
     p.add_argument("--batch", type=int, default=16, help="prompts in the batch (default 16)")
     p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
@@ -108,10 +109,18 @@ def run(args):
         raise SystemExit(str(exc)) from None
     rng = np.random.default_rng(args.seed)
     lo, hi = args.prompt_len
-    prompts = [rng.integers(0, c.vocab_size, rng.integers(lo, hi + 1)) for _ in range(args.batch)]
+    if args.checkpoint:
+        prompts = [rng.integers(0, c.vocab_size, rng.integers(lo, hi + 1))
+                   for _ in range(args.batch)]
+        source = "random token ids"
+    else:
+        from sw_model.corpus import heldout_prompts
+        prompts = heldout_prompts(rng, args.batch, lo, hi)
+        source = "held-out code and prose"
     selected = "elastic_sd" if args.batch >= args.threshold else "cached"
     print(f"model: {name}\n  {c.describe()}")
-    print(f"batch {args.batch} prompts of {lo}..{hi} tokens, {args.new_tokens} new tokens each; "
+    print(f"batch {args.batch} prompts ({source}) of {lo}..{hi} tokens, {args.new_tokens} new "
+          f"tokens each; "
           f"HB holds {capacity} of {c.num_experts} experts per MoE layer; threshold "
           f"{args.threshold} -> {selected}", flush=True)
     try:
