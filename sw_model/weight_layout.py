@@ -43,7 +43,6 @@ import math
 import numpy as np
 
 from hw.params import MacMode, QUANT_GROUP, TopParams
-from sw_model.bitnested import SliceLevelMac
 
 __all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes", "tile_shards",
            "machine_for"]
@@ -257,27 +256,24 @@ class WeightLayout:
 
     def expert_planes(self, codes):
         """Weight words of one expert: ``{plane: [per PE: list of words]}`` for "MSB", "LSB" and
-        "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down."""
-        mac, slm = self.mac, SliceLevelMac(self.mac)
-        from sw_model.executor import pack_weight_beat
-        C, G = mac.out_channels, QUANT_GROUP
+        "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down. A word is
+        the MAC's wire format (:meth:`sw_model.bitnested.SliceLevelMac.pack_weights`: byte
+        ``(hi << 4) | lo`` per lane and channel) packed as
+        :func:`sw_model.executor.pack_weight_beat` does, byte ``lane * out_channels + channel``
+        at bits ``8 * index``."""
+        C, L, G = self.mac.out_channels, self.mac.lanes, QUANT_GROUP
+        to_words = lambda b: [int.from_bytes(row.tobytes(), "little")
+                              for row in np.ascontiguousarray(b, dtype=np.uint8).reshape(-1, L * C)]
         out = {"MSB": [], "LSB": [], "WHOLE": []}
         for shard in self.shards:
             planes = {k: [] for k in out}
             for u in shard:
-                q = self.unit_codes(codes[u.name], u)
-                for g in range(u.g0, u.g0 + u.groups):
-                    rows = q[g * G:(g + 1) * G]
-                    for plane, mode in (("MSB", MacMode.MSB), ("LSB", MacMode.LSB)):
-                        beats = slm.weight_beats(slm.pack_weights(mode, rows))
-                        planes[plane] += [pack_weight_beat(mac, b) for b in beats]
-                halves = []
-                for s in range(2):
-                    for g in range(u.g0, u.g0 + u.groups):
-                        rows = q[g * G:(g + 1) * G, s * C:(s + 1) * C]
-                        beats = slm.weight_beats(slm.pack_weights(MacMode.FULL, rows))
-                        halves += [pack_weight_beat(mac, b) for b in beats]
-                planes["WHOLE"] += halves
+                q = self.unit_codes(codes[u.name], u).astype(np.int64)
+                q = q[u.g0 * G:(u.g0 + u.groups) * G]
+                h, l = (q >> 4) & 0xF, q & 0xF
+                planes["MSB"] += to_words((h[:, :C] << 4) | h[:, C:])
+                planes["LSB"] += to_words((l[:, :C] << 4) | l[:, C:])
+                planes["WHOLE"] += to_words(q[:, :C] & 0xFF) + to_words(q[:, C:] & 0xFF)
             for k in out:
                 out[k].append(planes[k])
         return out
