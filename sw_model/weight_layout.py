@@ -2,39 +2,39 @@
 
 Tiling (tensor parallel over the PEs). An expert is three linear layers ``gate`` and ``up``
 ``[hidden, ffn]`` and ``down`` ``[ffn, hidden]`` (reduction axis first). Each is cut into *column
-blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation produces; padded with
-zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
-weight groups. A *unit* is one column block of one linear layer; an expert's units (gate blocks, up
-blocks, down blocks, in order) are split into ``pes`` contiguous runs of near-equal weight count, and PE
-``p`` owns run ``p`` (its *shard*) in every expert, draft and verification alike. The runs are cut at weight groups, so every
-PE holds the same number of weights (within one group) and a unit may be shared by two PEs: each
-computes the group partial sums of its own groups of that block, for all tokens.
+blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation produces; padded
+with zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
+weight groups. The expert's groups, block after block (gate, up, down), are cut into ``pes``
+contiguous runs of equal length (within one group), and PE ``p`` owns run ``p`` (its *shard*) in
+every expert, draft and verification alike. A :class:`Unit` is the part of one column block a PE
+holds (a block may be shared by two PEs); each PE computes the group partial sums of its groups
+of its blocks, for all tokens.
 
 Weight words (:mod:`hw.isa`: one MAC weight beat, in the MAC's wire format). Within a shard, a
-*plane* holds unit after unit, each ``G x B`` words (group-major, ``B = beats_per_group``):
+*plane* holds unit after unit, each ``groups x B`` words (group-major, ``B = beats_per_group``):
 
 * MSB plane: the upper slices ``h`` (read in DRAFT and MSB mode: same wire format);
 * LSB plane: the lower slices ``l`` (LSB mode);
-* WHOLE plane (optional): the INT8 codes for FULL mode, two ``out_channels`` halves per unit, each
-  ``G x B`` words (``2 x G x B`` per unit).
+* WHOLE plane (optional): the INT8 codes for FULL mode, two ``out_channels`` halves per unit,
+  each ``groups x B`` words.
 
 Memories:
 
-* **HB**, per PE channel ``p``: the cache controller's slot ``s`` occupies words ``[s * slot_words,
-  (s + 1) * slot_words)``; the expert in slot ``s`` keeps PE ``p``'s MSB plane there (``hb_ratio`` HB
-  words per weight word). Above the slot region: PE ``p``'s share of the dense weights (attention,
-  routers, shared and dense FFNs, LM head: INT8 codes plus FP16 scales), then its share of the
-  routed experts' FP16 scales of the slots (the vector unit's; the RTL's results are the integer
-  sums, so the stream never loads scales: they are accounted here).
+* **HB**, per PE channel ``p``: the cache controller's slot ``s`` occupies words ``[s *
+  slot_words, (s + 1) * slot_words)``; the expert in slot ``s`` keeps PE ``p``'s MSB plane there
+  (``hb_ratio`` HB words per weight word). Above the slot region: PE ``p``'s share of the dense
+  weights (attention, routers, shared and dense FFNs, LM head: INT8 codes plus FP16 scales), then
+  its share of the resident experts' FP16 scales (the vector unit's; the RTL's results are the
+  integer sums, so the stream never loads scales: they are accounted in the plan).
 * **LPDDR** (shared): expert ``(layer index, e)`` has one region, ``expert_words`` long, at
-  ``(layer index * experts + e) * expert_words``: for PE 0, 1, ...: its MSB plane, its LSB plane and,
-  with the whole copy, its WHOLE plane. A cache hit reads the LSB plane (4 bits per weight), a miss
-  all 8 bits (the WHOLE plane, or both nibble planes when the MSB plane also has to go to HB:
-  then the same words feed the MAC and the HB write), an install the MSB plane. The whole copy
-  doubles the experts' LPDDR footprint, so it is used only when it fits (``whole_copy=None``).
+  ``(layer index * experts + e) * expert_words``: for PE 0, 1, ...: its MSB plane, its LSB plane
+  and, with the whole copy, its WHOLE plane. A cache hit reads the LSB plane (4 bits per weight),
+  a miss all 8 bits (the WHOLE plane, or both nibble planes when the MSB plane also has to go to
+  HB: then the same words feed the MAC and the HB write), an install the MSB plane. The whole copy
+  doubles the experts' LPDDR footprint, so it is kept only when it fits (``whole_copy=None``).
 
-:class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values (for
-preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
+:class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values
+(for preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
 """
 
 from dataclasses import dataclass
