@@ -2,29 +2,30 @@
 
 :func:`run_end_to_end` lets the golden MoE model decode (Elastic-SD, cached decoding, or both) with
 a :class:`sw_model.step_record.StepRecorder` keeping every step's detail, schedules the first steps
-(:mod:`sw_model.scheduler`), builds each step's memory images (:func:`sw_model.step_check.step_images`:
-HB slots with the resident experts' MSB shards, LPDDR with the planes the stream reads, IMEM with
-the recorded INT8 expert inputs), and runs every stream -- the CACHE prologue that brings a reset
-controller to the step's state, then the step -- on the golden executor and, in one simulator run,
-on the Verilated accelerator (:func:`sim.top_runner.run_streams`). Per step it reports whether the
-RTL's final memories and slot table equal the executor's, bit for bit, whether the host's float
-part on the RTL's output memory reproduces the golden model's expert and MoE block outputs, and the
-cycles per phase.
+(:mod:`sw_model.scheduler`) in parts that fit the machine's memories, builds each part's memory
+images (:func:`sw_model.step_check.step_images`: HB slots with the resident experts' MSB shards,
+LPDDR with the plane words the part reads, IMEM with the recorded INT8 expert inputs), and runs
+every part -- the CACHE prologue that brings a reset controller to the part's starting state, then
+the part -- on the golden executor and, in one simulator run, on the Verilated accelerator
+(:func:`sim.top_runner.run_streams`); HB carries from part to part. Per step it reports whether the
+RTL's final memories and slot table equal the executor's, bit for bit, in every part, whether the
+host's float part on the RTL's output memories reproduces the golden model's expert and MoE block
+outputs, and the cycles per phase (summed over the parts; "setup" is the prologues').
 
-The machine (:func:`machine_for_steps`) is the small simulated one (``TOP_DEFAULT``'s MAC array and
-timings) with ``pes`` PEs, the expert cache of the records (FREQUENCY policy: cached decoding runs
-on it too; with no COUNT its victims are exactly LRU's, since all counts stay zero) and memories
-sized to the scheduled steps, so that nothing wraps and every result survives to be read back.
+The machine (:func:`e2e_machine`) is a small simulated one (``TOP_DEFAULT``'s timings, the MAC
+array :data:`E2E_MAC`, memories :data:`E2E_SIZES`) with ``pes`` PEs and the expert cache of the
+records (FREQUENCY policy: cached decoding runs on it too; with no COUNT its victims are exactly
+LRU's, since all counts stay zero).
 """
 
+import dataclasses
 import logging
-import math
 import time
 
 import numpy as np
 
 from hw.isa import validate
-from hw.params import TOP_DEFAULT
+from hw.params import TOP_DEFAULT, MacArrayParams
 from sw_model.cache_bridge import ControllerExpertCache
 from sw_model.decoding import SDConfig, cached_decode, elastic_sd
 from sw_model.draft_policies import make_policy
@@ -35,12 +36,22 @@ from sw_model.step_check import check_floats, prologue, step_images
 from sw_model.step_record import StepRecorder
 from sw_model.weight_layout import WeightLayout, machine_for
 
-__all__ = ["record_steps", "machine_for_steps", "run_end_to_end"]
+__all__ = ["record_steps", "e2e_machine", "golden_parts", "run_end_to_end", "E2E_BASE",
+           "E2E_SIZES"]
 
 log = logging.getLogger(__name__)
 
-#: Memory sizes the first scheduling pass may use (the ISA's limits); the machine is then shrunk.
-_ROOMY = dict(act_words=1 << 10, input_words=1 << 16, output_words=1 << 16, command_words=1 << 20)
+#: The simulated machine's MAC array: 4 tokens x 8 channels (16 in the 4-bit modes), 8 lanes. A
+#: step's MAC operations (and so the golden executor's time, which is per operation) are under
+#: half of what ``TOP_DEFAULT``'s 2 x 4 array needs; the paper's PE is 16 x 32 x 32.
+E2E_MAC = MacArrayParams(tokens=4, group_size=32, out_channels=8, lanes=8)
+#: The base of the simulated machine: TOP_DEFAULT's timings with :data:`E2E_MAC`, a WMEM of two
+#: 64-word halves, and HB and LPDDR words as wide as a weight beat (512 bits: the RTL moves one
+#: memory word per weight beat).
+E2E_BASE = dataclasses.replace(
+    TOP_DEFAULT, mac=E2E_MAC, weight_words=128,
+    hb=dataclasses.replace(TOP_DEFAULT.hb, data_width=E2E_MAC.weight_beat_bits),
+    lpddr=dataclasses.replace(TOP_DEFAULT.lpddr, data_width=E2E_MAC.weight_beat_bits))
 
 
 def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
@@ -64,35 +75,40 @@ def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
     return recorder.steps[:steps], result
 
 
-def _pow2(n, least):
-    return max(least, 1 << max(0, math.ceil(math.log2(max(1, n)))))
+#: Memories of the simulated machine: a step runs as parts that each fit them (see
+#: :class:`sw_model.scheduler.Schedule`), so they stay small enough to elaborate and simulate fast.
+E2E_SIZES = dict(act_words=256, input_words=4096, output_words=2048, command_words=8192)
 
 
-def machine_for_steps(config, records, pes, capacity):
-    """The smallest machine (memories rounded up to powers of two) on which the scheduled
-    ``records`` (with their prologues) run without any memory wrapping."""
-    roomy = machine_for(config, "elastic_sd", TOP_DEFAULT, capacity, pes, grow=True, **_ROOMY)
-    layout = WeightLayout(config, roomy)
-    need = dict(output=1, input=1, commands=1, act=1)
-    for record in records:
-        sched = schedule_step(record, layout)
-        if sched.wrapped:
-            raise ValueError(f"step {record.index} does not fit even the largest memories the ISA "
-                             f"addresses ({', '.join(sorted(sched.wrapped))} wrapped)")
-        need["output"] = max(need["output"], max((r.omem for r in sched.results), default=0) + 1
-                             + sched_scratch(roomy))
-        need["input"] = max(need["input"], sched.imem_used)
-        need["commands"] = max(need["commands"],
-                               len(sched.commands) + len(prologue(record, layout)))
-    sizes = dict(act_words=_ROOMY["act_words"], input_words=_pow2(need["input"], 64),
-                 output_words=_pow2(need["output"], 32),
-                 command_words=_pow2(need["commands"], 256))
-    return machine_for(config, "elastic_sd", TOP_DEFAULT, capacity, pes, grow=True, **sizes)
+def e2e_machine(config, pes, capacity):
+    """The simulated machine for ``config`` on ``pes`` PEs with ``capacity`` HB-resident experts
+    per MoE layer: :data:`E2E_BASE`, :data:`E2E_SIZES`, HB and LPDDR grown to the model."""
+    return machine_for(config, "elastic_sd", E2E_BASE, capacity, pes, grow=True, **E2E_SIZES)
 
 
-def sched_scratch(params):
-    """OMEM words the scheduler keeps for scratch partials at the top."""
-    return max(1, (params.weight_words // 2) // params.mac.beats_per_group)
+def golden_parts(model, record, layout):
+    """Schedule ``record`` in parts and run each on the golden executor, HB carried from part to
+    part. Returns ``(schedule, [(stream, images, executor result) per part])``; each stream is the
+    CACHE prologue up to that part, then the part."""
+    params = layout.params
+    first = prologue(record, layout)
+    step_cache = sum(len(v) for v in record.cache_requests.values()) * 4
+    sched = schedule_step(record, layout, split=True,
+                          part_commands=params.command_words - len(first) - step_cache - 2)
+    cache = ExpertCacheModel(params.cache)
+    replay(cache, record.prior_requests)
+    validate(sched.commands, params, cache)
+    parts, hb = [], None
+    for k in range(len(sched.parts)):
+        stream = prologue(record, layout, sched, k) + sched.part_commands(k)
+        images = step_images(model, record, sched, part=k, hb=hb)
+        gold = execute(stream, params, images)
+        if gold.error.name != "NONE":
+            raise RuntimeError(f"step {record.index} part {k}: the golden executor stopped with "
+                               f"{gold.message}")
+        hb = gold.images.hb
+        parts.append((stream, images, gold))
+    return sched, parts
 
 
 def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=None,
@@ -109,49 +125,45 @@ def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=Non
         records, result = record_steps(model, mode, batch, steps, capacity, gamma, seed)
         runs += [(mode, record, result.steps[record.index]) for record in records]
     if params is None:
-        params = machine_for_steps(c, [r for _, r, _ in runs], pes, capacity)
+        params = e2e_machine(c, pes, capacity)
     layout = WeightLayout(c, params)
-    jobs, golden, scheduled = [], [], []
+    jobs, scheduled = [], []
     from sim.top_runner import Job, run_streams
     for mode, record, stats in runs:
-        sched = schedule_step(record, layout)
-        if sched.wrapped:
-            raise ValueError(f"{mode} step {record.index}: {', '.join(sorted(sched.wrapped))} "
-                             f"wrapped on {params.describe()}")
-        cache = ExpertCacheModel(params.cache)
-        replay(cache, record.prior_requests)
-        validate(sched.commands, params, cache)
-        stream = prologue(record, layout) + sched.commands
-        say(f"{mode} step {record.index}: {len(sched.commands)} commands (and "
-            f"{len(stream) - len(sched.commands)} of prologue); images, golden executor")
-        images = step_images(model, record, sched)
+        say(f"{mode} step {record.index}: scheduling, memory images, golden executor")
         start = time.monotonic()
-        gold = execute(stream, params, images)
+        sched, parts = golden_parts(model, record, layout)
         log.info("golden executor: %.1f s", time.monotonic() - start)
-        if gold.error.name != "NONE":
-            raise RuntimeError(f"{mode} step {record.index}: the golden executor stopped with "
-                               f"{gold.message}")
-        golden.append(gold)
-        scheduled.append((mode, record, stats, sched))
-        jobs.append(Job(stream, images, max_cycles=50 * len(stream) + 100_000))
+        say(f"{mode} step {record.index}: {len(sched.commands)} commands in {len(parts)} "
+            f"part(s)")
+        scheduled.append((mode, record, sched, parts))
+        jobs += [Job(stream, images, max_cycles=50 * len(stream) + 100_000)
+                 for stream, images, _ in parts]
     say(f"RTL on Verilator ({params.describe()}): {len(jobs)} stream(s)")
-    results = run_streams(params, jobs, seed=seed)
+    results = iter(run_streams(params, jobs, seed=seed))
     report = []
-    for (mode, record, stats, sched), gold, rtl in zip(scheduled, golden, results):
-        same = (rtl.done and rtl.error == gold.error and rtl.images == gold.images
-                and rtl.slot_table == gold.slot_table())
+    for mode, record, sched, parts in scheduled:
+        rtl = [next(results) for _ in parts]
+        differences = []
+        for k, ((_, _, gold), r) in enumerate(zip(parts, rtl)):
+            if not (r.done and r.error == gold.error):
+                differences.append(f"part {k}: RTL done={r.done} error={r.error}, executor "
+                                   f"error={gold.error.name}")
+            differences += [f"part {k}: {d}" for d in gold.images.differences(r.images)]
+            if r.slot_table != gold.slot_table():
+                differences.append(f"part {k}: slot tables differ")
         try:
-            floats = check_floats(model, record, sched, rtl.images.omem)
+            floats = check_floats(model, record, sched, [r.images.omem for r in rtl])
             floats_ok, floats_note = True, floats
         except (AssertionError, ValueError) as exc:
             floats_ok, floats_note = False, str(exc)
+        phase_cycles = {name: sum(r.phase_cycles[i] for r in rtl) for name, i in PHASES.items()}
         report.append({
-            "mode": mode, "step": record.index, "pes": params.pes,
-            "match": bool(same), "floats": floats_ok, "floats_checked": floats_note,
-            "differences": [] if same else gold.images.differences(rtl.images),
-            "commands": len(sched.commands), "cycles": rtl.cycles,
-            "phase_cycles": {name: rtl.phase_cycles[i] for name, i in PHASES.items()},
-            "bytes": stream_bytes(sched.commands, params),
+            "mode": mode, "step": record.index, "pes": params.pes, "parts": len(parts),
+            "match": not differences, "floats": floats_ok, "floats_checked": floats_note,
+            "differences": differences[:5],
+            "commands": len(sched.commands), "cycles": sum(r.cycles for r in rtl),
+            "phase_cycles": phase_cycles, "bytes": stream_bytes(sched.commands, params),
             "accepted": list(record.accepted), "proposed": record.gamma * len(record.sequences),
             "jobs": len(sched.jobs)})
     return report, params

@@ -7,8 +7,10 @@ weights, so its steps come from a generated routing trace (:mod:`sw_model.trace_
 locality and acceptance models). The batch threshold chooses cached decoding or Elastic-SD.
 
 Machines: ``paper`` (the paper's 32 PEs of 16x32x32 with their HB and LPDDR, the expert cache
-sized to what HB holds next to the dense weights) or ``default`` (the small simulated machine, HB
-and LPDDR grown to the model). Default: ``paper`` for zoo models, ``default`` otherwise.
+sized to what HB holds next to the dense weights) or ``default`` (the small machine the demo and the
+end-to-end tests simulate, :data:`sim.e2e.E2E_BASE`, HB and LPDDR grown to the model). Default:
+``paper`` for zoo models, ``default`` otherwise. A step is cut into parts where the output, input or
+command memory would overflow (the host drains and refills them between parts).
 
 Writes, under ``build/schedule/<model>/``: ``step<i>.bin`` and ``step<i>.txt`` (binary and text
 forms of step i's stream; the text re-assembles to the binary, checked here), ``prologue.*`` (the
@@ -23,7 +25,7 @@ import time
 import numpy as np
 
 from hw.isa import Command, Opcode, assemble, disassemble, encode, validate
-from hw.params import TOP_DEFAULT, TOP_PAPER
+from hw.params import TOP_PAPER
 from sw_model.expert_cache import ExpertCacheModel, replay
 from sw_model.scheduler import PHASES, schedule_step, stream_bytes
 from sw_model.step_check import prologue
@@ -31,7 +33,12 @@ from sw_model.weight_layout import WeightLayout, machine_for
 
 __all__ = ["add_arguments", "run", "MACHINES", "golden_records", "schedule_records"]
 
-MACHINES = {"paper": TOP_PAPER, "default": TOP_DEFAULT}
+def _machines():
+    from sim.e2e import E2E_BASE
+    return {"paper": TOP_PAPER, "default": E2E_BASE}
+
+
+MACHINES = ("default", "paper")
 
 
 def add_arguments(p):
@@ -47,7 +54,7 @@ def add_arguments(p):
     p.add_argument("--capacity", type=int, default=None,
                    help="HB-resident experts per MoE layer (default: what HB holds on the paper "
                         "machine, a quarter of the experts on the default machine)")
-    p.add_argument("--machine", default=None, choices=sorted(MACHINES),
+    p.add_argument("--machine", default=None, choices=MACHINES,
                    help="paper (32 PEs) or default (small); default: paper for zoo models")
     p.add_argument("--pes", type=int, default=None, help="PEs (default: the machine's)")
     p.add_argument("--acceptance", type=float, default=0.7,
@@ -83,11 +90,14 @@ def golden_records(model, batch, steps, mode, capacity, gamma, seed, detail=Fals
 
 
 def schedule_records(records, layout, check=True):
-    """``[(record, schedule, bytes per phase)]``; with ``check`` every stream is validated from
-    its step's cache state (replaying the requests recorded before it)."""
+    """``[(record, schedule, bytes per phase)]``, each step in parts that fit the machine's
+    memories; with ``check`` every stream is validated from its step's cache state (replaying the
+    requests recorded before it)."""
     out = []
     for record in records:
-        sched = schedule_step(record, layout)
+        step_cache = 4 * sum(map(len, record.cache_requests.values()))
+        room = layout.params.command_words - len(prologue(record, layout)) - step_cache - 1
+        sched = schedule_step(record, layout, split=True, part_commands=room)
         if check:
             cache = ExpertCacheModel(layout.params.cache)
             replay(cache, record.prior_requests)
@@ -134,10 +144,10 @@ def run(args):
                   f"{args.acceptance} per draft token")
     machine = args.machine or ("paper" if model is None else "default")
     try:
-        # the default machine's memories are grown to whole steps (it is what the RTL runs)
-        sizes = (dict(act_words=1 << 10, input_words=1 << 16, output_words=1 << 16,
-                      command_words=1 << 20) if machine == "default" else {})
-        params = machine_for(config, mode, MACHINES[machine], args.capacity, args.pes,
+        # the default machine is the one the demo and the end-to-end tests simulate
+        from sim.e2e import E2E_SIZES
+        sizes = E2E_SIZES if machine == "default" else {}
+        params = machine_for(config, mode, _machines()[machine], args.capacity, args.pes,
                              grow=machine == "default", **sizes)
         layout = WeightLayout(config, params)
     except ValueError as exc:
@@ -189,6 +199,7 @@ def run(args):
             for k in t:
                 t[k] += tiers[k]
         steps_json.append({"step": record.index, "commands": len(sched.commands),
+                           "parts": len(sched.parts),
                            "accepted": list(record.accepted), "bytes": moved,
                            "by_opcode": sched.counts()})
     print(_table(["step", "mode", "phase", "commands", "HB read B", "LPDDR read B",

@@ -75,7 +75,7 @@ class Job:
 class ResultSlot:
     """Where one final MAC result went: PE, OMEM word, the job (index into ``Schedule.jobs``),
     the linear layer, column block, FULL half (0/1; None for a 4-bit result covering the whole
-    block), weight group and token tile."""
+    block), weight group, token tile and the part of the step (see :class:`Schedule`)."""
     pe: int
     omem: int
     job: int
@@ -84,6 +84,7 @@ class ResultSlot:
     half: object
     group: int
     tile: int
+    part: int = 0
 
 
 @dataclass
@@ -92,7 +93,14 @@ class Schedule:
     ``jobs``, ``results`` (the :class:`ResultSlot` of every surviving result), ``inputs``: per
     job and input ("x"/"hidden") the IMEM word address of its first beat, ``wrapped``: the memories
     whose addresses wrapped around (then earlier results/inputs were overwritten), ``imem_used``:
-    the IMEM words used (when nothing wrapped)."""
+    the IMEM words used (when nothing wrapped).
+
+    A step scheduled with ``split`` is cut into *parts* where the output or input memory (or the
+    command memory) would overflow: ``parts`` holds each part's ``(start, end)`` command range
+    (the last part ends before END), ``job_part`` each job's part. Every part starts with a
+    BARRIER of the phase it continues and allocates OMEM and IMEM from 0 again: the host drains
+    the output memory and refills the input memory between parts, and the cache controller and HB
+    carry over (:meth:`part_commands` gives a part as a stream of its own)."""
     commands: list
     jobs: list
     results: list
@@ -100,6 +108,18 @@ class Schedule:
     layout: WeightLayout
     wrapped: set = field(default_factory=set)
     imem_used: int = 0
+    parts: list = field(default_factory=list)
+    job_part: list = field(default_factory=list)
+
+    def part_commands(self, k):
+        """Part ``k`` as a stream: its commands and END."""
+        start, end = self.parts[k]
+        return self.commands[start:end] + [Command(Opcode.END)]
+
+    def cache_commands_before(self, k):
+        """The CACHE commands of the parts before part ``k`` (what brings the controller from the
+        step's start to part ``k``'s)."""
+        return [c for c in self.commands[:self.parts[k][0]] if c.op is Opcode.CACHE]
 
     def counts(self):
         """Commands per opcode name."""
@@ -142,15 +162,22 @@ def expert_jobs(routes, kind_of, pass_index):
     return jobs
 
 
-class _Emitter:
-    """Turns jobs into commands on a :class:`WeightLayout`, allocating IMEM and OMEM."""
+class _Full(Exception):
+    """A job does not fit the current part's memories."""
 
-    def __init__(self, layout):
+
+class _Emitter:
+    """Turns jobs into commands on a :class:`WeightLayout`, allocating IMEM and OMEM (wrapping
+    around, or with ``split`` starting a new part, when one is full)."""
+
+    def __init__(self, layout, split=False, part_commands=None):
         self.layout, self.p = layout, layout.params
         self.commands, self.jobs, self.results, self.inputs = [], [], {}, {}
         self.wrapped = set()
         self.imem_next = self.imem_used = 0
         self.omem_next = [0] * self.p.pes
+        self.split, self.part_limit = split, part_commands
+        self.part_starts, self.job_part, self.phase = [0], [], None
         B = layout.B
         # WMEM: the MSB plane of a load in the lower half, the LSB plane in the upper half (a WHOLE
         # load uses both halves); the scratch partial of a split pair sits at the OMEM top
@@ -164,6 +191,7 @@ class _Emitter:
         self.commands.append(Command(op, **fields))
 
     def barrier(self, phase):
+        self.phase = phase
         self.emit(Opcode.BARRIER, phase=PHASES[phase])
 
     # -- allocation ----------------------------------------------------------------------------------
@@ -172,6 +200,8 @@ class _Emitter:
             raise ValueError(f"one job input needs {words} IMEM words, more than input_words "
                              f"({self.p.input_words})")
         if self.imem_next + words > self.p.input_words:
+            if self.split:
+                raise _Full
             self.wrapped.add("imem")
             self.imem_next = 0
         addr, self.imem_next = self.imem_next, self.imem_next + words
@@ -184,6 +214,8 @@ class _Emitter:
             raise ValueError(f"output_words ({self.p.output_words}) too small for a chunk of "
                              f"{self.chunk_groups} results plus scratch")
         if self.omem_next[pe] + words > limit:
+            if self.split:
+                raise _Full
             self.wrapped.add("omem")
             self.omem_next[pe] = 0
         addr = self.omem_next[pe]
@@ -192,9 +224,37 @@ class _Emitter:
 
     # -- jobs ----------------------------------------------------------------------------------------
     def job(self, job):
+        """Emit ``job``; with ``split``, in a new part when it does not fit the current one."""
+        if not self.split:
+            return self._job(job)
+        mark, index = len(self.commands), len(self.jobs)
+        for attempt in range(2):
+            try:
+                self._job(job)
+                if (self.part_limit is not None
+                        and len(self.commands) - self.part_starts[-1] > self.part_limit):
+                    raise _Full
+                return
+            except _Full:
+                del self.commands[mark:]
+                del self.jobs[index:], self.job_part[index:]
+                self.results = {k: r for k, r in self.results.items() if r.job != index}
+                self.inputs = {k: a for k, a in self.inputs.items() if k[0] != index}
+                if attempt or mark == self.part_starts[-1] + 1:
+                    raise ValueError(f"{job.kind} job of layer {job.layer} expert {job.expert} "
+                                     "alone does not fit the output, input or command memory "
+                                     "of one part") from None
+                self.part_starts.append(mark)
+                self.omem_next = [0] * self.p.pes
+                self.imem_next = 0
+                self.barrier(self.phase)
+                mark = len(self.commands)
+
+    def _job(self, job):
         lay, p = self.layout, self.p
         index = len(self.jobs)
         self.jobs.append(job)
+        self.job_part.append(len(self.part_starts) - 1)
         key = dict(layer=lay.layer_index(job.layer), expert=job.expert)
         if job.kind == "install":
             for pe, shard in enumerate(lay.shards):
@@ -282,14 +342,15 @@ class _Emitter:
 
     def _run(self, index, job, key, pe, group, tiles, amem_of):
         """Loads and MACs of one load group of a job on PE ``pe``."""
-        B, half = self.layout.B, self.half
+        B, upper = self.layout.B, self.half
         scratch = self.p.output_words - self.chunk_groups
         kind = job.kind
 
-        def record(omem, u, c0, cn, part, t):
+        def record(omem, u, c0, cn, half, t):
+            k = len(self.part_starts) - 1
             for g in range(cn):
-                self.results[(pe, omem + g)] = ResultSlot(pe, omem + g, index, u.name, u.block,
-                                                          part, c0 + g, t)
+                self.results[(k, pe, omem + g)] = ResultSlot(pe, omem + g, index, u.name,
+                                                             u.block, half, c0 + g, t, k)
 
         def pieces():
             wmem = 0
@@ -310,30 +371,32 @@ class _Emitter:
             self._move(pe, job, key, group, "WHOLE", 0)
             for u, c0, cn, wmem in pieces():
                 for t in range(tiles):
-                    for part in range(2):
+                    for half in range(2):
                         out = self._omem(pe, cn)
                         self.emit(Opcode.MAC, pe=pe, mode=MacMode.FULL,
-                                  wmem=2 * wmem + part * cn * B, amem=amem_of(t, c0), omem=out,
+                                  wmem=2 * wmem + half * cn * B, amem=amem_of(t, c0), omem=out,
                                   count=cn)
-                        record(out, u, c0, cn, part, t)
+                        record(out, u, c0, cn, half, t)
             return
         self._move(pe, job, key, group, "MSB", 0, write=kind == "miss" and job.install,
                    slot=kind == "hit")
-        self._move(pe, job, key, group, "LSB", half)
+        self._move(pe, job, key, group, "LSB", upper)
         for u, c0, cn, wmem in pieces():
             for t in range(tiles):
                 out = self._omem(pe, cn)
                 self.emit(Opcode.MAC, pe=pe, mode=MacMode.MSB, wmem=wmem, amem=amem_of(t, c0),
                           omem=out, count=cn)
-                self.emit(Opcode.MAC, pe=pe, mode=MacMode.LSB, wmem=half + wmem,
+                self.emit(Opcode.MAC, pe=pe, mode=MacMode.LSB, wmem=upper + wmem,
                           amem=amem_of(t, c0), omem=scratch, count=cn)
                 self.emit(Opcode.COMBINE, pe=pe, a=out, b=scratch, dst=out, count=cn)
                 record(out, u, c0, cn, None, t)
 
     def finish(self):
+        ends = self.part_starts[1:] + [len(self.commands)]
         self.emit(Opcode.END)
         return Schedule(self.commands, self.jobs, list(self.results.values()), self.inputs,
-                        self.layout, self.wrapped, self.imem_used)
+                        self.layout, self.wrapped, self.imem_used,
+                        list(zip(self.part_starts, ends)), self.job_part)
 
 
 def _responses(entries):
@@ -341,10 +404,12 @@ def _responses(entries):
     return [(t.request, t.responses[-1]) for t in entries]
 
 
-def schedule_step(record, layout):
+def schedule_step(record, layout, split=False, part_commands=None):
     """The :class:`Schedule` of one decode step (module docstring). ``record``: a
-    :class:`sw_model.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`."""
-    em = _Emitter(layout)
+    :class:`sw_model.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`. ``split``:
+    cut the step into parts instead of wrapping memories around, each at most ``part_commands``
+    commands long (see :class:`Schedule`)."""
+    em = _Emitter(layout, split, part_commands)
     E = layout.config.num_experts
     if record.mode == "cached":
         em.barrier("cached")

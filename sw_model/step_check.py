@@ -21,7 +21,7 @@ import numpy as np
 from hw.isa import Opcode
 from hw.params import MacMode
 from sw_model.bitnested import effective_weights, draft_weights
-from sw_model.executor import Images, pack_act_beat, unpack_result
+from sw_model.executor import Images, unpack_result
 from sw_model.moe import sigmoid
 from sw_model.quant import quantize_activations
 from sw_model.scheduler import cache_commands
@@ -40,9 +40,11 @@ def _split(word, ratio, width):
     return [(word >> (j * width)) & ((1 << width) - 1) for j in range(ratio)]
 
 
-def prologue(record, layout):
-    """CACHE commands that bring a reset cache controller to the state the step starts from."""
-    return cache_commands(record.prior_requests, layout.config.num_experts)
+def prologue(record, layout, schedule=None, part=0):
+    """CACHE commands that bring a reset cache controller to the state the step (or its part
+    ``part`` of ``schedule``) starts from."""
+    before = schedule.cache_commands_before(part) if schedule is not None and part else []
+    return cache_commands(record.prior_requests, layout.config.num_experts) + before
 
 
 def _expert_call(record, job):
@@ -56,33 +58,40 @@ def _expert_call(record, job):
     raise ValueError(f"pass {job.pass_index} layer {job.layer} did not run expert {job.expert}")
 
 
-def step_images(model, record, schedule):
-    """The :class:`sw_model.executor.Images` the step's stream starts from (module docstring)."""
+def step_images(model, record, schedule, part=None, hb=None):
+    """The :class:`sw_model.executor.Images` the step's stream (or its part ``part``) starts from
+    (module docstring). ``hb``: the HB channels to start from (a part continues where the previous
+    part left HB), default: the resident experts' slices where the slot map before the step puts
+    them."""
     lay = schedule.layout
     p, mac = lay.params, lay.params.mac
     images = Images.empty(p)
     words = {}
+    commands = schedule.commands if part is None else schedule.part_commands(part)
+    in_part = lambda index: part is None or schedule.job_part[index] == part
 
     def planes(layer, expert):
         if (layer, expert) not in words:
             words[(layer, expert)] = lay.expert_planes(expert_codes(model, layer, expert))
         return words[(layer, expert)]
 
-    for slot, key in enumerate(record.slots_before or ()):
+    if hb is not None:
+        images.hb = [dict(channel) for channel in hb]
+    for slot, key in enumerate(record.slots_before or () if hb is None else ()):
         if key is None:
             continue
         layer, expert = lay.moe_layers[key[0]], key[1]
         for pe, msb in enumerate(planes(layer, expert)["MSB"]):
             for i, word in enumerate(msb):
-                for j, part in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
-                    images.hb[pe][slot * p.slot_words + i * p.hb_ratio + j] = part
+                for j, piece in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
+                    images.hb[pe][slot * p.slot_words + i * p.hb_ratio + j] = piece
     # LPDDR: only the words the stream reads (a step touches a fraction of the planes)
     read = set()
-    for c in schedule.commands:
+    for c in commands:
         if c.op is Opcode.LOAD_LPDDR:
             read.update(range(c.lpddr, c.lpddr + c.count * p.lpddr_ratio))
-    for job in schedule.jobs:
-        if job.kind == "draft":
+    for index, job in enumerate(schedule.jobs):
+        if job.kind == "draft" or not in_part(index):
             continue
         kinds = ("MSB", "LSB", "WHOLE") if lay.whole_copy else ("MSB", "LSB")
         w = planes(job.layer, job.expert)
@@ -93,31 +102,33 @@ def step_images(model, record, schedule):
                     addr = base + i * p.lpddr_ratio
                     if addr not in read:
                         continue
-                    for j, part in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
-                        if part:
-                            images.lpddr[addr + j] = part
+                    for j, piece in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
+                        if piece:
+                            images.lpddr[addr + j] = piece
     T, L, B = mac.tokens, mac.lanes, lay.B
     for (index, name), base in schedule.inputs.items():
+        if not in_part(index):
+            continue
         job = schedule.jobs[index]
         _, ec = _expert_call(record, job)
-        codes = (ec.x if name == "x" else ec.hidden).codes.astype(np.int64)
+        codes = (ec.x if name == "x" else ec.hidden).codes.astype(np.int8)
         tiles = math.ceil(len(codes) / T)
-        padded = np.zeros((tiles * T, codes.shape[1]), dtype=np.int64)
+        padded = np.zeros((tiles * T, codes.shape[1]), dtype=np.int8)
         padded[:len(codes)] = codes
         groups = codes.shape[1] // mac.group_size
-        for t in range(tiles):
-            for g in range(groups):
-                for b in range(B):
-                    cols = slice(g * mac.group_size + b * L, g * mac.group_size + (b + 1) * L)
-                    word = pack_act_beat(mac, padded[t * T:(t + 1) * T, cols])
-                    if word:
-                        images.imem[base + (t * groups + g) * B + b] = word
+        # beat (t, g, b) = rows of tile t, columns of beat b of group g: [tokens, lanes] bytes,
+        # packed as sw_model.executor.pack_act_beat does (element i at bits 8 * i)
+        beats = padded.reshape(tiles, T, groups, B, L).transpose(0, 2, 3, 1, 4)
+        for i, row in enumerate(np.ascontiguousarray(beats).reshape(-1, T * L)):
+            word = int.from_bytes(row.view(np.uint8).tobytes(), "little")
+            if word:
+                images.imem[base + i] = word
     return images
 
 
 def job_sums(schedule, omem, index):
-    """Group sums of job ``index`` as ``{linear: int64 [rows, groups, channels]}`` from ``omem``
-    (per PE ``{address: word}``, the final output memories)."""
+    """Group sums of job ``index`` as ``{linear: int64 [rows, groups, channels]}`` from ``omem``:
+    per part of the step, per PE ``{address: word}`` (each part's final output memories)."""
     lay = schedule.layout
     mac = lay.params.mac
     job = schedule.jobs[index]
@@ -129,7 +140,7 @@ def job_sums(schedule, omem, index):
     for r in schedule.results:
         if r.job != index:
             continue
-        sums = unpack_result(mac, omem[r.pe].get(r.omem, 0))[:, :W if r.half is None else C]
+        sums = unpack_result(mac, omem[r.part][r.pe].get(r.omem, 0))[:, :W if r.half is None else C]
         c0 = r.block * W + (0 if r.half is None else r.half * C)
         n = min(T, rows - r.tile * T)
         out[r.linear][r.tile * T:r.tile * T + n, r.group, c0:c0 + sums.shape[1]] = sums[:n]
@@ -157,9 +168,9 @@ def reference_sums(model, job, ec, draft_method="augmented"):
 
 
 def check_floats(model, record, schedule, omem):
-    """Finish every job's float part from the hardware's sums and compare with the golden model's
-    record; returns ``{"jobs": n, "layers": n}`` checked, or raises AssertionError naming the first
-    difference."""
+    """Finish every job's float part from the hardware's sums (``omem``: per part, per PE, the
+    output memory) and compare with the golden model's record; returns ``{"jobs": n, "layers":
+    n}`` checked, or raises AssertionError naming the first difference."""
     by_call = {}
     for index, job in enumerate(schedule.jobs):
         if job.kind == "install":

@@ -2,39 +2,39 @@
 
 Tiling (tensor parallel over the PEs). An expert is three linear layers ``gate`` and ``up``
 ``[hidden, ffn]`` and ``down`` ``[ffn, hidden]`` (reduction axis first). Each is cut into *column
-blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation produces; padded with
-zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
-weight groups. A *unit* is one column block of one linear layer; an expert's units (gate blocks, up
-blocks, down blocks, in order) are split into ``pes`` contiguous runs of near-equal weight count, and PE
-``p`` owns run ``p`` (its *shard*) in every expert, draft and verification alike. The runs are cut at weight groups, so every
-PE holds the same number of weights (within one group) and a unit may be shared by two PEs: each
-computes the group partial sums of its own groups of that block, for all tokens.
+blocks* of ``2 * out_channels`` output channels (what one 4-bit MAC operation produces; padded
+with zero weights when the width is not a multiple) and, along the reduction, into ``G = in / 32``
+weight groups. The expert's groups, block after block (gate, up, down), are cut into ``pes``
+contiguous runs of equal length (within one group), and PE ``p`` owns run ``p`` (its *shard*) in
+every expert, draft and verification alike. A :class:`Unit` is the part of one column block a PE
+holds (a block may be shared by two PEs); each PE computes the group partial sums of its groups
+of its blocks, for all tokens.
 
 Weight words (:mod:`hw.isa`: one MAC weight beat, in the MAC's wire format). Within a shard, a
-*plane* holds unit after unit, each ``G x B`` words (group-major, ``B = beats_per_group``):
+*plane* holds unit after unit, each ``groups x B`` words (group-major, ``B = beats_per_group``):
 
 * MSB plane: the upper slices ``h`` (read in DRAFT and MSB mode: same wire format);
 * LSB plane: the lower slices ``l`` (LSB mode);
-* WHOLE plane (optional): the INT8 codes for FULL mode, two ``out_channels`` halves per unit, each
-  ``G x B`` words (``2 x G x B`` per unit).
+* WHOLE plane (optional): the INT8 codes for FULL mode, two ``out_channels`` halves per unit,
+  each ``groups x B`` words.
 
 Memories:
 
-* **HB**, per PE channel ``p``: the cache controller's slot ``s`` occupies words ``[s * slot_words,
-  (s + 1) * slot_words)``; the expert in slot ``s`` keeps PE ``p``'s MSB plane there (``hb_ratio`` HB
-  words per weight word). Above the slot region: PE ``p``'s share of the dense weights (attention,
-  routers, shared and dense FFNs, LM head: INT8 codes plus FP16 scales), then its share of the
-  routed experts' FP16 scales of the slots (the vector unit's; the RTL's results are the integer
-  sums, so the stream never loads scales: they are accounted here).
+* **HB**, per PE channel ``p``: the cache controller's slot ``s`` occupies words ``[s *
+  slot_words, (s + 1) * slot_words)``; the expert in slot ``s`` keeps PE ``p``'s MSB plane there
+  (``hb_ratio`` HB words per weight word). Above the slot region: PE ``p``'s share of the dense
+  weights (attention, routers, shared and dense FFNs, LM head: INT8 codes plus FP16 scales), then
+  its share of the resident experts' FP16 scales (the vector unit's; the RTL's results are the
+  integer sums, so the stream never loads scales: they are accounted in the plan).
 * **LPDDR** (shared): expert ``(layer index, e)`` has one region, ``expert_words`` long, at
-  ``(layer index * experts + e) * expert_words``: for PE 0, 1, ...: its MSB plane, its LSB plane and,
-  with the whole copy, its WHOLE plane. A cache hit reads the LSB plane (4 bits per weight), a miss
-  all 8 bits (the WHOLE plane, or both nibble planes when the MSB plane also has to go to HB:
-  then the same words feed the MAC and the HB write), an install the MSB plane. The whole copy
-  doubles the experts' LPDDR footprint, so it is used only when it fits (``whole_copy=None``).
+  ``(layer index * experts + e) * expert_words``: for PE 0, 1, ...: its MSB plane, its LSB plane
+  and, with the whole copy, its WHOLE plane. A cache hit reads the LSB plane (4 bits per weight),
+  a miss all 8 bits (the WHOLE plane, or both nibble planes when the MSB plane also has to go to
+  HB: then the same words feed the MAC and the HB write), an install the MSB plane. The whole copy
+  doubles the experts' LPDDR footprint, so it is kept only when it fits (``whole_copy=None``).
 
-:class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values (for
-preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
+:class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values
+(for preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
 """
 
 from dataclasses import dataclass
@@ -43,7 +43,6 @@ import math
 import numpy as np
 
 from hw.params import MacMode, QUANT_GROUP, TopParams
-from sw_model.bitnested import SliceLevelMac
 
 __all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes", "tile_shards",
            "machine_for"]
@@ -257,27 +256,24 @@ class WeightLayout:
 
     def expert_planes(self, codes):
         """Weight words of one expert: ``{plane: [per PE: list of words]}`` for "MSB", "LSB" and
-        "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down."""
-        mac, slm = self.mac, SliceLevelMac(self.mac)
-        from sw_model.executor import pack_weight_beat
-        C, G = mac.out_channels, QUANT_GROUP
+        "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down. A word is
+        the MAC's wire format (:meth:`sw_model.bitnested.SliceLevelMac.pack_weights`: byte
+        ``(hi << 4) | lo`` per lane and channel) packed as
+        :func:`sw_model.executor.pack_weight_beat` does, byte ``lane * out_channels + channel``
+        at bits ``8 * index``."""
+        C, L, G = self.mac.out_channels, self.mac.lanes, QUANT_GROUP
+        to_words = lambda b: [int.from_bytes(row.tobytes(), "little")
+                              for row in np.ascontiguousarray(b, dtype=np.uint8).reshape(-1, L * C)]
         out = {"MSB": [], "LSB": [], "WHOLE": []}
         for shard in self.shards:
             planes = {k: [] for k in out}
             for u in shard:
-                q = self.unit_codes(codes[u.name], u)
-                for g in range(u.g0, u.g0 + u.groups):
-                    rows = q[g * G:(g + 1) * G]
-                    for plane, mode in (("MSB", MacMode.MSB), ("LSB", MacMode.LSB)):
-                        beats = slm.weight_beats(slm.pack_weights(mode, rows))
-                        planes[plane] += [pack_weight_beat(mac, b) for b in beats]
-                halves = []
-                for s in range(2):
-                    for g in range(u.g0, u.g0 + u.groups):
-                        rows = q[g * G:(g + 1) * G, s * C:(s + 1) * C]
-                        beats = slm.weight_beats(slm.pack_weights(MacMode.FULL, rows))
-                        halves += [pack_weight_beat(mac, b) for b in beats]
-                planes["WHOLE"] += halves
+                q = self.unit_codes(codes[u.name], u).astype(np.int64)
+                q = q[u.g0 * G:(u.g0 + u.groups) * G]
+                h, l = (q >> 4) & 0xF, q & 0xF
+                planes["MSB"] += to_words((h[:, :C] << 4) | h[:, C:])
+                planes["LSB"] += to_words((l[:, :C] << 4) | l[:, C:])
+                planes["WHOLE"] += to_words(q[:, :C] & 0xFF) + to_words(q[:, C:] & 0xFF)
             for k in out:
                 out[k].append(planes[k])
         return out

@@ -52,6 +52,11 @@ def test_verilog_every_preset_lints_without_errors():
      "bench cache --trace: no/such/trace.npz: not a routing trace"),
     (["sd", "--new-tokens", "1", "--save-routing", "x.npz"], "--save-routing needs --new-tokens"),
     (["fpga", "--board", "de0"], "unknown board 'de0'; choose from ulx3s"),
+    (["schedule", "--model", "llama"], "--model: unknown model 'llama'"),
+    (["schedule", "--batch", "0"], "--batch must be a positive integer, not 0"),
+    (["schedule", "--checkpoint", "no/such/dir"], "cannot load checkpoint no/such/dir"),
+    (["schedule", "--model", "mixtral-8x7b", "--capacity", "1"],
+     "mixtral-8x7b does not fit the paper machine"),
 ])
 def test_bad_requests_are_named(args, message):
     result = run_build(*args)
@@ -59,9 +64,31 @@ def test_bad_requests_are_named(args, message):
     assert message in result.stderr
 
 
-def test_main_job_on_the_default():
-    """The README's second command, shortened: Verilog of every block plus the RTL check."""
-    result = run_build("--dots", "100")
+def test_main_job_is_the_demo():
+    """The README's second command: Verilog of every block and the top, one Elastic-SD step of the
+    default model scheduled and run on the Verilated accelerator, equal to the golden executor."""
+    result = run_build()
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["match"] is True and figures["rtl_equals_executor"] is True
+    assert figures["floats_reproduced"] is True and figures["lint_errors"] == 0
+    assert figures["commands"] > 1000 and figures["cycles"] > figures["commands"]
+    assert 0 <= figures["acceptance_rate"] <= 1
+    assert figures["phase_cycles"]["draft"] > 0 and figures["phase_cycles"]["verify"] > 0
+    assert {Path(p).name for p in figures["verilog"]} == {
+        f"{b}_default.v" for b in ("mac_array", "expert_cache", "hb_interface", "lpddr_port",
+                                   "top")}
+    for phase in ("draft", "verify"):
+        assert figures["bytes"][phase]["HB"] > 0
+    assert figures["bytes"]["draft"]["LPDDR"] == 0       # drafting touches no LPDDR
+    assert figures["bytes"]["verify"]["LPDDR"] > 0 and figures["bytes"]["verify"]["HB writes"] > 0
+    assert "MATCH: the RTL's memories equal the golden executor's bit for bit" in result.stdout
+
+
+@pytest.mark.slow
+def test_check_runs_every_block_against_its_golden_model():
+    """``build.py check`` (the former main job), shortened."""
+    result = run_build("check", "--dots", "100")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 cocotb tests passed" in result.stdout
     assert re.search(r"[1-9][0-9]* group dot products bit-exact", result.stdout)
@@ -142,3 +169,47 @@ def test_bench_hb_figures():
             <= figures["latency_cycles_max"])
     timing = figures["hb_timing"]
     assert figures["latency_cycles_min"] >= timing["t_cl"]
+
+
+def _schedule(*args):
+    result = run_build("schedule", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["valid"] is True and figures["round_trip"] is True
+    files = [Path(f) for f in figures["files"]]
+    assert len(files) == 2 * (1 + figures["steps"])
+    from hw.isa import assemble, decode, encode
+    for binary in files[::2]:
+        text = binary.with_suffix(".txt")
+        assert encode(assemble(text.read_text())) == binary.read_bytes()
+        assert decode(binary.read_bytes())[-1].op.name == "END"
+    return figures, result.stdout
+
+
+def test_schedule_default_model_both_modes():
+    for batch, mode in ((4, "elastic_sd"), (2, "cached")):
+        figures, out = _schedule("--batch", str(batch), "--steps", "1", "--seed", "3")
+        assert figures["mode"] == mode and figures["machine"] == "default"
+        assert figures["commands"] == figures["per_step"][0]["commands"] > 100
+        phases = {"elastic_sd": {"draft", "verify"}, "cached": {"cached"}}[mode]
+        assert set(figures["bytes"]) == phases
+        assert "LPDDR read B" in out and "HB write B" in out
+
+
+@pytest.mark.parametrize("model", ["olmoe-1b-7b"])
+def test_schedule_zoo_model_on_the_paper_machine(model):
+    figures, _ = _schedule("--model", model, "--batch", "2", "--steps", "1")
+    assert figures["machine"] == "paper" and figures["pes"] == 32
+    assert figures["plan"]["fits"] == {"HB": True, "LPDDR": True}
+    assert figures["bytes"]["cached"]["LPDDR"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite",
+                                   "gpt-oss-20b", "mixtral-8x7b", "olmoe-1b-7b",
+                                   "qwen1.5-moe-a2.7b", "phi-3.5-moe"])
+@pytest.mark.parametrize("batch", [2, 4])
+def test_schedule_every_zoo_model(model, batch):
+    figures, _ = _schedule("--model", model, "--batch", str(batch), "--steps", "1")
+    assert figures["mode"] == ("cached" if batch < 4 else "elastic_sd")
+    assert figures["commands"] > 0 and figures["plan"]["fits"] == {"HB": True, "LPDDR": True}

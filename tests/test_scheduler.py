@@ -7,7 +7,7 @@ import pytest
 
 from hw.isa import ErrorCode, Opcode, StreamError, assemble, disassemble, encode, validate
 from hw.params import TOP_DEFAULT, TOP_PAPER, MacMode
-from sim.e2e import machine_for_steps, record_steps
+from sim.e2e import e2e_machine, golden_parts, record_steps
 from sw_model.bitnested import SliceLevelMac
 from sw_model.cache_bridge import ControllerExpertCache
 from sw_model.decoding import SDConfig, cached_decode, elastic_sd
@@ -35,8 +35,7 @@ def runs(tiny):
     """Recorded steps of both modes and the machine they fit."""
     out = {"elastic_sd": record_steps(tiny, "elastic_sd", 4, 3, CAPACITY, seed=2),
            "cached": record_steps(tiny, "cached", 2, 2, CAPACITY, seed=2)}
-    records = [r for recs, _ in out.values() for r in recs]
-    return out, machine_for_steps(TINY_CONFIG, records, 2, CAPACITY)
+    return out, e2e_machine(TINY_CONFIG, 2, CAPACITY)
 
 
 # -- step records ---------------------------------------------------------------------------------
@@ -172,30 +171,43 @@ def test_planes_hold_the_codes_and_lpddr_regions_are_disjoint(tiny, runs):
 
 @pytest.mark.parametrize("mode", ["elastic_sd", "cached"])
 def test_streams_validate_and_reproduce_the_golden_model(tiny, runs, mode):
-    """Every step: the stream validates from the step's cache state; the golden executor runs
-    prologue + stream to END; the cache ends as the golden model's did; the host's float part on
-    the output memory reproduces every expert output and MoE block output bit for bit."""
+    """Every step: the stream validates from the step's cache state, as a whole and in parts;
+    the golden executor runs each part (prologue + part) to END; the cache ends as the golden
+    model's did; the host's float part on the output memories reproduces every expert output and
+    MoE block output bit for bit."""
     (records, result), params = runs[0][mode], runs[1]
     layout = WeightLayout(TINY_CONFIG, params)
     for record in records:
-        sched = schedule_step(record, layout)
-        assert not sched.wrapped
-        cache = ExpertCacheModel(params.cache)
-        replay(cache, record.prior_requests)
-        assert validate(sched.commands, params, cache)[-1].op is Opcode.END
-        images = step_images(tiny, record, sched)
-        res = execute(prologue(record, layout) + sched.commands, params, images)
-        assert res.error is ErrorCode.NONE, res.message
-        slots = tuple(k for k, _ in res.cache.snapshot().entries)
+        sched, parts = golden_parts(tiny, record, layout)
+        assert not sched.wrapped and len(parts) == len(sched.parts) >= 1
+        for stream, _, gold in parts:
+            assert validate(stream, params)[-1].op is Opcode.END
+            assert gold.error is ErrorCode.NONE, gold.message
+        slots = tuple(k for k, _ in parts[-1][2].cache.snapshot().entries)
         assert slots == record.slots_after
-        checked = check_floats(tiny, record, sched, res.images.omem)
+        omem = [gold.images.omem for _, _, gold in parts]
+        checked = check_floats(tiny, record, sched, omem)
         assert checked["jobs"] == sum(j.kind != "install" for j in sched.jobs) > 0
         # a wrong sum anywhere is caught
         r = sched.results[len(sched.results) // 2]
-        omem = [dict(m) for m in res.images.omem]
-        omem[r.pe][r.omem] ^= 1 << 3
+        omem = [[dict(m) for m in part] for part in omem]
+        omem[r.part][r.pe][r.omem] ^= 1 << 3
         with pytest.raises(AssertionError, match="group sums differ"):
             check_floats(tiny, record, sched, omem)
+
+
+def test_a_step_too_big_for_the_memories_runs_in_parts(tiny, runs):
+    """Small output and input memories: the step is cut into parts, each a valid stream; the
+    parts together give the same sums as one stream on a machine where everything fits."""
+    import dataclasses
+    (records, _), params = runs[0]["elastic_sd"], runs[1]
+    small = dataclasses.replace(params, output_words=128, input_words=256)
+    record = records[0]
+    sched, parts = golden_parts(tiny, record, WeightLayout(TINY_CONFIG, small))
+    assert len(parts) > 3
+    assert all(sched.commands[start].op is Opcode.BARRIER for start, _ in sched.parts)
+    assert len({r.part for r in sched.results}) == len(parts)
+    assert check_floats(tiny, record, sched, [g.images.omem for _, _, g in parts])["jobs"] > 0
 
 
 def test_stream_bytes_are_the_golden_accounting(tiny, runs):
