@@ -139,10 +139,13 @@ def build_bitstream(board, core, build_root, name="elmoe_selftest"):
 
 
 def board_params():
-    """The accelerator configuration on the boards: the default top (2 PEs, 2x32x4 MAC arrays,
-    64 KiB of HB per PE and 128 KiB of LPDDR, all in block RAM)."""
+    """The accelerator configuration on the boards: the default top with one token per MAC array
+    (2 PEs, 1x32x4 MAC arrays, 64 KiB of HB per PE and 128 KiB of LPDDR, all in block RAM). The
+    default's 2x32x4 arrays need 116% of the ULX3S 85F's LUTs (multipliers in LUTs) or 256 of its
+    156 multiplier blocks; one token halves the multipliers and keeps every memory word width."""
+    import dataclasses
     from .params import TOP_DEFAULT
-    return TOP_DEFAULT
+    return dataclasses.replace(TOP_DEFAULT, mac=dataclasses.replace(TOP_DEFAULT.mac, tokens=1))
 
 
 def build_board(board, build_root, seed=1, progress=None):

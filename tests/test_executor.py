@@ -17,24 +17,24 @@ P = TOP_DEFAULT
 MAC = P.mac
 
 
-def _weights(rng):
-    q = rng.integers(-128, 128, (MAC.group_size, MAC.result_channels))
+def _weights(rng, mac=MAC):
+    q = rng.integers(-128, 128, (mac.group_size, mac.result_channels))
     q[0, :] = -128                       # extremes of the number format
     q[1, :] = 127
     return q
 
 
-def _store(images, region, base, mode, q):
+def _store(images, region, base, mode, q, mac=MAC):
     """Pack ``q`` for ``mode`` into weight words at ``region[base...]``; returns the word count."""
-    beats = SliceLevelMac(MAC).weight_beats(SliceLevelMac(MAC).pack_weights(mode, q))
+    beats = SliceLevelMac(mac).weight_beats(SliceLevelMac(mac).pack_weights(mode, q))
     for i, beat in enumerate(beats):
-        region[base + i] = pack_weight_beat(MAC, beat)
+        region[base + i] = pack_weight_beat(mac, beat)
     return len(beats)
 
 
-def _acts(images, x):
-    for i, beat in enumerate(SliceLevelMac(MAC).act_beats(x)):
-        images.imem[i] = pack_act_beat(MAC, beat)
+def _acts(images, x, mac=MAC):
+    for i, beat in enumerate(SliceLevelMac(mac).act_beats(x)):
+        images.imem[i] = pack_act_beat(mac, beat)
 
 
 SPLIT = """
@@ -52,15 +52,16 @@ END
 """
 
 
-def split_verification_job(rng):
-    """MSB slices written to an HB slot and read back, LSB slices from LPDDR, partials combined:
-    returns (stream, images, q, x)."""
-    q, x = _weights(rng), rng.integers(-128, 128, (MAC.tokens, MAC.group_size))
+def split_verification_job(rng, params=P):
+    """MSB slices written to an HB slot and read back, LSB slices from LPDDR, partials combined,
+    on a machine with 8 lanes (four beats per group): returns (stream, images, q, x)."""
+    mac = params.mac
+    q, x = _weights(rng, mac), rng.integers(-128, 128, (mac.tokens, mac.group_size))
     x[0, :] = -128
-    images = Images.empty(P)
-    _store(images, images.wmem[1], 0, MacMode.MSB, q)      # as if streamed from LPDDR
-    _store(images, images.lpddr, 4, MacMode.LSB, q)
-    _acts(images, x)
+    images = Images.empty(params)
+    _store(images, images.wmem[1], 0, MacMode.MSB, q, mac)      # as if streamed from LPDDR
+    _store(images, images.lpddr, 4, MacMode.LSB, q, mac)
+    _acts(images, x, mac)
     return assemble(SPLIT), images, q, x
 
 

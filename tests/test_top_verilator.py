@@ -6,20 +6,26 @@ import numpy as np
 import pytest
 
 from hw.isa import ErrorCode, Opcode, Command
-from hw.params import MacMode, TOP_DEFAULT
+from hw.params import MacMode
+from sim.demo import DEMO_PES
+from sim.e2e import e2e_machine
 from sim.fuzz import fuzz
 from sim.top_runner import Job, run_streams
 from sw_model.bitnested import reference_group_sums
 from sw_model.executor import execute
+from sw_model.moe import default_model
 from tests.test_executor import split_verification_job
 
 pytestmark = pytest.mark.verilator
 
-P = TOP_DEFAULT
+# The demo's machine (python build.py builds it for the built-in model; the end-to-end tests use it
+# too), so the default suite pays one Verilator build of the top.
+_CONFIG = default_model()[0].config
+P = e2e_machine(_CONFIG, DEMO_PES, max(_CONFIG.top_k, _CONFIG.num_experts // 4))
 
 
 def test_split_verification_stream_bit_exact(rng):
-    stream, images, q, x = split_verification_job(rng)
+    stream, images, q, x = split_verification_job(rng, P)
     jobs = [Job(stream, images), Job(stream[:-1], images),
             Job(stream[:4] + [Command(Opcode.LOAD_HB, pe=1, count=1, hb=0)] + stream[4:], images)]
     results = run_streams(P, jobs)
