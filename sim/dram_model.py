@@ -278,14 +278,20 @@ class DramDie(wiring.Component):
 class HbSystem(wiring.Component):
     """The HB interface with one :class:`DramDie` per channel: what the tests and the bench drive.
     Ports ``req[c]`` and ``resp[c]`` as on :class:`hw.hb_interface.HbInterface`; ``dies[c]`` is
-    channel ``c``'s die (its ``storage`` is the back door)."""
+    channel ``c``'s die (its ``storage`` is the back door). ``dies`` replaces the DRAM-die models
+    with other memories on the same die port (one per channel), e.g. :class:`hw.bram_die.BramDie`."""
 
-    def __init__(self, params=None, timing=None, verilog_storage=False):
+    def __init__(self, params=None, timing=None, verilog_storage=False, dies=None):
         self.params = params or HbInterfaceParams()
         self.timing = timing or HbBankTiming()
         self.interface = HbInterface(self.params)
-        self.dies = [DramDie(self.params, self.timing, verilog_storage)
-                     for _ in range(self.params.channels)]
+        if dies is None:
+            dies = [DramDie(self.params, self.timing, verilog_storage)
+                    for _ in range(self.params.channels)]
+        if len(dies) != self.params.channels:
+            raise ValueError(f"HbSystem needs one die per channel ({self.params.channels}), "
+                             f"not {len(dies)}")
+        self.dies = list(dies)
         super().__init__({
             "req": In(stream.Signature(request_layout(self.params))).array(self.params.channels),
             "resp": Out(stream.Signature(response_layout(self.params))).array(

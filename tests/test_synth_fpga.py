@@ -13,48 +13,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth import *
-from amaranth.lib import data, memory, stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from hw import synth
 from hw.bram_die import BramDie
 from hw.fpga import IoHarness, place_and_route, FAMILIES
-from hw.hb_interface import HbInterface
-from hw.mem_channel import request_layout, response_layout
 from hw.selftest import SelfTestChecker
 from hw.params import HbInterfaceParams, MemOp, MacArrayParams
 from hw.synth_report import fit_mac, synth_points, AUGMENTATION_POINTS
 from sim.mem_traffic import (GoldenMemory, PortDriver, Request, covering, error_requests,
                              expected_count, random_bursts, run_in_amaranth)
+from sim.dram_model import HbSystem
 from sim.runner import BUILD_ROOT, REPO_ROOT, generate_verilog
 
 SMALL = HbInterfaceParams(channels=2, data_width=32, words=256, address_width=9, max_length=16,
                           die_burst=4, outstanding=4, read_buffer=16, write_buffer=8, tag_width=4)
 PRESSURE = [(0.0, 0.0), (0.3, 0.4)]
-
-
-class BramHbSystem(wiring.Component):
-    """The HB interface with a :class:`BramDie` per channel (``dies[c].storage``: the back door)."""
-
-    def __init__(self, params, images):
-        self.params = params
-        self.interface = HbInterface(params)
-        self.dies = [BramDie(params, image) for image in images]
-        super().__init__({
-            "req": In(stream.Signature(request_layout(params))).array(params.channels),
-            "resp": Out(stream.Signature(response_layout(params))).array(params.channels),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.interface = self.interface
-        for c, die in enumerate(self.dies):
-            m.submodules[f"die{c}"] = die
-            connect(m, flipped(self.req[c]), self.interface.req[c])
-            connect(m, self.interface.resp[c], flipped(self.resp[c]))
-            connect(m, self.interface.die[c], die)
-        return m
 
 
 @pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
@@ -73,7 +49,7 @@ def test_bram_die_serves_the_channel_contract(pressure, seed):
         reqs += random_bursts(p, MemOp.WRITE, 12, 6, rng, p.words)
         reqs += covering(p, MemOp.READ, p.words, rng)
         traffic.append(reqs)
-    system = BramHbSystem(p, images)
+    system = HbSystem(p, dies=[BramDie(p, image) for image in images])
     drivers = [PortDriver(p, reqs, seed=seed + c, idle=pressure[0], stall=pressure[1])
                for c, reqs in enumerate(traffic)]
     counts = [expected_count(p, reqs) for reqs in traffic]
