@@ -189,6 +189,7 @@ def test_random_set_is_seeded_and_moves():
 
 # -- the trainer's model is the golden model -----------------------------------------------------
 
+@pytest.mark.slow
 def test_torch_model_matches_the_golden_model_through_a_checkpoint(tmp_path):
     torch = pytest.importorskip("torch")
     from safetensors.torch import save_file
