@@ -349,24 +349,24 @@ def cmd_sd(args):
     return run(args)
 
 
-def cmd_perf(args):
-    from sw_model.perf.report import run_perf
+def _perf_command(name, run, args):
+    """Run a performance-model command; its figures are the JSON last line, bad input exits."""
     try:
-        figures = run_perf(args, _table)
+        figures = run(args, _table)
     except ValueError as exc:
-        raise SystemExit(f"perf: {exc}") from None
+        raise SystemExit(f"{name}: {exc}") from None
     print(json.dumps(figures))
     return 0
+
+
+def cmd_perf(args):
+    from sw_model.perf.report import run_perf
+    return _perf_command("perf", run_perf, args)
 
 
 def cmd_sweep(args):
     from sw_model.perf.sweep import run_sweep
-    try:
-        figures = run_sweep(args, _table)
-    except ValueError as exc:
-        raise SystemExit(f"sweep: {exc}") from None
-    print(json.dumps(figures))
-    return 0
+    return _perf_command("sweep", run_sweep, args)
 
 
 def cmd_schedule(args):
