@@ -36,6 +36,7 @@ def test_perf_prints_tables_and_the_headline_json(capsys):
     text = stdout
     for heading in ("speed-up of ELMoE-3D over each baseline", "energy efficiency over each",
                     "Crossover", "GPU anchor", "Where the bytes go", "Sensitivity",
+                    "Cached decoding vs Elastic-SD at batch 1", "Best prior under other",
                     "Assumptions:"):
         assert heading in text
     assert "perf [" in stderr                           # progress
@@ -44,7 +45,10 @@ def test_perf_prints_tables_and_the_headline_json(capsys):
 def test_perf_help_states_the_assumptions(capsys):
     code, stdout, _ = run_build(capsys, "perf", "--help")
     assert code == 0
-    assert "Assumptions:" in stdout and "assumed baselines: PIM" in stdout
+    assert "Assumptions:" in stdout and "prior accelerators (chosen" in stdout
+    assert "measured acceptance" in stdout and "LRU cache of whole INT8 experts" in stdout
+    for flag in ("--acceptance-mapping", "--cache-policy", "--hb-xpu-cache", "--pim-bandwidth"):
+        assert flag in stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -52,6 +56,9 @@ def test_perf_help_states_the_assumptions(capsys):
     (["perf", "--batches", "0,4"], "perf: expected positive integers"),
     (["perf", "--reuse", "2"], "perf: --reuse must be in [0, 1]"),
     (["perf", "--acceptance-json", "no/such.json"], "perf: --acceptance-json no/such.json"),
+    (["perf", "--pim-bandwidth", "4,2"], "perf: --pim-bandwidth takes three ratios"),
+    (["perf", "--pim-bandwidth", "4,x,2"], "perf: expected comma-separated numbers"),
+    (["perf", "--hb-xpu-cache", "fifo"], "invalid choice: 'fifo'"),
     (["sweep", "--policies", "lru"], "sweep: unknown resident policy 'lru'"),
     (["sweep", "--workers", "0", "--ray", "local"], "sweep: --workers must be at least 1"),
 ])

@@ -22,7 +22,7 @@ from hw.params import HbBankTiming, Lpddr5Timing, MAC_PAPER_PE, ParamsRecord
 
 __all__ = ["MemoryTier", "FarCompute", "HardwareConfig", "RTL_CALIBRATION", "PAPER_CALIBRATION",
            "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
-           "baselines"]
+           "baselines", "CACHE_POLICIES", "PriorAssumptions", "PRIORS"]
 
 GIB = 1 << 30
 
@@ -61,6 +61,13 @@ STATIC_W = 2.0
 #: broadcast plus FP16 partial sums at two projection boundaries (attention out, MoE out) in an
 #: all-reduce (2 x 2 bytes). Assumed from the paper's dataflow (partial sums meet at boundaries).
 GATHER_BYTES_PER_HIDDEN = 1 + 2 * 2 * 2
+
+
+#: Expert-cache policies of cached decoding: ``lru`` (every miss installed, least recently used
+#: evicted: the paper's cache model), ``static`` (a placement pinned from an offline routing
+#: profile), ``best`` (the better of the two per point), ``none`` (no expert is cached; the near
+#: tier holds dense weights and KV only).
+CACHE_POLICIES = ("lru", "static", "best", "none")
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,8 @@ class HardwareConfig(ParamsRecord):
     (0: no such link); ``weight_bytes_scale`` multiplies INT8 weight bytes (2.0 / 1.0625 for BF16
     on the GPU); ``mac_tokens`` tokens one MAC operation serves (an expert runs its rows in tiles of
     that many; paper PE: 16); ``static_w`` background power; ``active_w`` power drawn while busy in place of
-    per-operation energy (the GPU, 0 elsewhere)."""
+    per-operation energy (the GPU, 0 elsewhere); ``cache_policy`` the machine's own expert-cache
+    policy for cached decoding (None: ``Settings.cache_policy``; :data:`CACHE_POLICIES`)."""
     name: str
     far: MemoryTier
     pes: int
@@ -149,8 +157,12 @@ class HardwareConfig(ParamsRecord):
     link_pj_per_bit: float = LINK_PJ_PER_BIT
     kv_near: bool = True
     mac_tokens: int = MAC_PAPER_PE.tokens
+    cache_policy: str = None
 
     def __post_init__(self):
+        if self.cache_policy not in CACHE_POLICIES + (None,):
+            raise ValueError(f"HardwareConfig {self.name}: cache_policy must be None or one of "
+                             f"{', '.join(CACHE_POLICIES)}, not {self.cache_policy!r}")
         if self.near_holds not in (None, "msb", "whole"):
             raise ValueError(f"HardwareConfig {self.name}: near_holds must be None, 'msb' or "
                              f"'whole', not {self.near_holds!r}")
@@ -236,16 +248,29 @@ def xpu(pes=32, calibration="paper"):
     return HardwareConfig(name="xPU", far=_lpddr(cal), kv_near=False, **_compute(pes, cal))
 
 
-def hb_xpu(hb_gb=8, calibration="paper"):
-    """HB-xPU: the xPU with the same HB stack used as a plain tier: dense weights, KV and whole
-    INT8 experts (so half as many experts as ELMoE-3D's upper nibbles); no bit nesting, no SD."""
+def hb_xpu(hb_gb=8, calibration="paper", cache_policy="lru"):
+    """HB-xPU: the xPU with the same HB stack (capacity, banks, bandwidth, energy) used as a plain
+    memory tier, no bit nesting, no speculative decoding. What a reader of the paper would build
+    (chosen default, ``cache_policy="lru"``): HB holds the dense weights and the KV cache, and the
+    rest of it is an LRU cache of whole INT8 experts (the paper models its caches with an LRU
+    approximation), so half as many experts fit as ELMoE-3D's upper nibbles; a hit reads the
+    expert from HB only, a miss reads it from LPDDR and installs it (the fill rides on the read).
+    Alternatives (``perf --hb-xpu-cache``): ``best`` / ``static`` (a profiled pinned placement,
+    stronger than the paper's cache model on skewed routing), ``none`` (HB holds dense + KV
+    only)."""
     base = elmoe3d(hb_gb, calibration)
-    return replace(base, name="HB-xPU", near_holds="whole")
+    return replace(base, name="HB-xPU", near_holds="whole", cache_policy=cache_policy)
 
 
-#: Assumed PIM-style baselines (the paper gives no figures; typical published classes):
-#: bank-level LPDDR-PIM (AiM / LPDDR5-PIM class): 4x internal bandwidth, GEMV units (each token
-#: re-reads its weights), internal access ~40% of an external one (no I/O, no PHY).
+#: Assumed PIM-style baselines. The paper names them (xPU-PIM, xPU-LogicPIM, xPU-NMP) but gives
+#: no figures, so each is a typical published class on the same LPDDR5 (64 GB, 102.4 GB/s) and
+#: the xPU's PEs; every weight product of a step runs in the far tier, attention on the PEs with
+#: the KV read externally (no HB). The internal-bandwidth ratios are the figures the headline is
+#: most sensitive to (``perf --pim-bandwidth``). Reasoning per class:
+#: bank-level LPDDR-PIM (AiM / LPDDR5-PIM class): a MAC unit per bank group reads rows at 4x the
+#: external bandwidth; GEMV units (one token per weight read: batching does not amortise the
+#: weights, the reason such systems keep batched FC layers on the xPU); an internal access costs
+#: ~40% of an external one (no I/O, no PHY).
 PIM = FarCompute("LPDDR-PIM", bandwidth_ratio=4.0, tokens_per_read=1, pj_per_bit=1.55)
 #: Logic-die PIM under an LPDDR stack: 2x bandwidth through TSVs, larger MAC units serving 4
 #: tokens per read, ~60% of the external access energy.
@@ -260,16 +285,16 @@ def _pim_like(name, compute, pes, calibration):
     return replace(base, name=name, far_compute=compute)
 
 
-def xpu_pim(pes=32, calibration="paper"):
-    return _pim_like("xPU-PIM", PIM, pes, calibration)
+def xpu_pim(pes=32, calibration="paper", compute=PIM):
+    return _pim_like("xPU-PIM", compute, pes, calibration)
 
 
-def xpu_logicpim(pes=32, calibration="paper"):
-    return _pim_like("xPU-LogicPIM", LOGIC_PIM, pes, calibration)
+def xpu_logicpim(pes=32, calibration="paper", compute=LOGIC_PIM):
+    return _pim_like("xPU-LogicPIM", compute, pes, calibration)
 
 
-def xpu_nmp(pes=32, calibration="paper"):
-    return _pim_like("xPU-NMP", NMP, pes, calibration)
+def xpu_nmp(pes=32, calibration="paper", compute=NMP):
+    return _pim_like("xPU-NMP", compute, pes, calibration)
 
 
 #: H100 SXM dense INT8 and BF16 tensor throughput (data sheet), TOPS.
@@ -312,9 +337,41 @@ def gpu_offload():
                           mac_w8_pj=0.0, mac_w4_pj=0.0, sram_pj_per_bit=0.0, link_pj_per_bit=0.0)
 
 
-def baselines(hb_gb=8, calibration="paper"):
+@dataclass(frozen=True)
+class PriorAssumptions:
+    """The assumptions the four prior accelerators rest on (:func:`hb_xpu`, :data:`PIM`,
+    :data:`LOGIC_PIM`, :data:`NMP`); the defaults are the chosen ones, the fields let ``perf``
+    report the figures under alternatives (``--hb-xpu-cache``, ``--pim-bandwidth``)."""
+    hb_xpu_cache: str = "lru"
+    pim: FarCompute = PIM
+    logic_pim: FarCompute = LOGIC_PIM
+    nmp: FarCompute = NMP
+
+    def __post_init__(self):
+        if self.hb_xpu_cache not in CACHE_POLICIES:
+            raise ValueError(f"PriorAssumptions.hb_xpu_cache must be one of "
+                             f"{', '.join(CACHE_POLICIES)}, not {self.hb_xpu_cache!r}")
+        for name in ("pim", "logic_pim", "nmp"):
+            if not isinstance(getattr(self, name), FarCompute):
+                raise TypeError(f"PriorAssumptions.{name} must be a FarCompute, not "
+                                f"{getattr(self, name)!r}")
+
+    def with_bandwidth(self, pim, logic_pim, nmp):
+        """The same assumptions with other internal-bandwidth ratios (x the external LPDDR)."""
+        return replace(self, pim=replace(self.pim, bandwidth_ratio=pim),
+                       logic_pim=replace(self.logic_pim, bandwidth_ratio=logic_pim),
+                       nmp=replace(self.nmp, bandwidth_ratio=nmp))
+
+
+#: The chosen prior assumptions.
+PRIORS = PriorAssumptions()
+
+
+def baselines(hb_gb=8, calibration="paper", priors=PRIORS):
     """Every baseline machine with the compute of ELMoE-3D ``hb_gb`` (by name)."""
     pes = max(1, round(hb_gb * 4))
-    return {m.name: m for m in (xpu(pes, calibration), hb_xpu(hb_gb, calibration),
-                                xpu_pim(pes, calibration), xpu_logicpim(pes, calibration),
-                                xpu_nmp(pes, calibration), gpu_offload())}
+    return {m.name: m for m in (xpu(pes, calibration),
+                                hb_xpu(hb_gb, calibration, priors.hb_xpu_cache),
+                                xpu_pim(pes, calibration, priors.pim),
+                                xpu_logicpim(pes, calibration, priors.logic_pim),
+                                xpu_nmp(pes, calibration, priors.nmp), gpu_offload())}

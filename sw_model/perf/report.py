@@ -17,6 +17,7 @@ from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu
 from sw_model.perf.methods import SLM_KV_BYTES, Settings
 from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, \
     breakeven_acceptance, crossover, run_grid, summarise
+from sw_model.perf.measured import ABLATE_MODEL, ABLATE_SOURCE
 from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, STAT_LAYERS, STAT_STEPS
 from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model
 
@@ -51,16 +52,28 @@ def assumptions():
         f"  assumed workload: gamma {s.gamma}, threshold {s.threshold} (both unpublished), "
         f"context {s.context}, KV FP16 in HB (xPU: LPDDR), routing Zipf {s.locality.zipf} / "
         f"reuse {s.locality.reuse} ({STAT_LAYERS} layers x {STAT_STEPS} steps measured)",
-        f"  assumed acceptance: self-draft max({a.floor}, {a.full} - {a.slope} x (1 - "
-        f"coverage)); EAGLE {a.eagle}; SLM {a.slm} ({a.slm_params / 1e9:g}B params, "
-        f"{SLM_KV_BYTES} B KV/token); Quant-SD {a.full}; issue 7's measured rates plug into "
-        "AcceptanceModel.measured (--acceptance-json)",
-        f"  assumed baselines: PIM {h.PIM.bandwidth_ratio}x internal BW, "
-        f"{h.PIM.tokens_per_read} token/read, {h.PIM.pj_per_bit} pJ/bit; LogicPIM "
-        f"{h.LOGIC_PIM.bandwidth_ratio}x, {h.LOGIC_PIM.tokens_per_read} tokens/read, "
-        f"{h.LOGIC_PIM.pj_per_bit} pJ/bit; NMP {h.NMP.bandwidth_ratio}x, batched, "
-        f"{h.NMP.pj_per_bit} pJ/bit; HB-xPU: whole INT8 experts in the same HB; the better "
-        "of LRU and a profiled placement for every cache",
+        f"  measured acceptance (--acceptance-mapping resident, default): self-drafts take "
+        f"E(gamma) of {ABLATE_MODEL} ({ABLATE_SOURCE}) at the share of the paper model's "
+        f"experts resident in HB (after dense and KV), interpolated in log2(share) between "
+        f"1/8, 1/4, 1/2, 1; acceptance (E-1)/gamma clamped to the paper's {a.floor}-{a.full}; "
+        "Elastic-SD and SpecMoE-SD frequency curve (SpecMoE measured within 5%), static sets "
+        "the random curve, Quant-SD every expert; --acceptance-mapping coverage: the earlier "
+        f"assumed max({a.floor}, {a.full} - {a.slope} x (1 - coverage)); --acceptance-json "
+        "overrides per method",
+        f"  assumed separate drafts: EAGLE {a.eagle}; SLM {a.slm} ({a.slm_params / 1e9:g}B "
+        f"params, {SLM_KV_BYTES} B KV/token)",
+        f"  expert caches (ELMoE-3D cached decoding, GPU): {s.cache_policy} (paper: caches "
+        "modelled with an LRU approximation; --cache-policy lru|static|best|none)",
+        f"  prior accelerators (chosen; alternatives in the table 'Best prior under other "
+        f"assumptions'): HB-xPU = xPU + the same HB as a plain tier: dense, KV and an "
+        f"{h.PRIORS.hb_xpu_cache.upper()} cache of whole INT8 experts in the rest (half as "
+        "many as ELMoE-3D's upper nibbles; hits read HB only, misses read LPDDR and install; "
+        f"--hb-xpu-cache); xPU-PIM: bank-level LPDDR-PIM, {h.PIM.bandwidth_ratio}x internal "
+        f"bandwidth, {h.PIM.tokens_per_read} token per weight read (GEMV), {h.PIM.pj_per_bit} "
+        f"pJ/bit; xPU-LogicPIM: logic die under LPDDR, {h.LOGIC_PIM.bandwidth_ratio}x, "
+        f"{h.LOGIC_PIM.tokens_per_read} tokens/read, {h.LOGIC_PIM.pj_per_bit} pJ/bit; xPU-NMP: "
+        f"buffer-chip NMP, {h.NMP.bandwidth_ratio}x, batched, {h.NMP.pj_per_bit} pJ/bit "
+        "(--pim-bandwidth PIM,LOGICPIM,NMP); all with the xPU's PEs and no HB",
         f"  GPU+PCIe: H100 BF16, HBM efficiency and per-layer cost fitted to the CSV, "
         f"{h.GPU_WEIGHT_BUDGET_GB} GiB weight budget, PCIe {h.PCIE_GBPS} GB/s x "
         f"{h.PCIE_EFFICIENCY}, {h.GPU_ACTIVE_W} W board power, host {h.HOST_PJ_PER_BIT} pJ/bit "
@@ -100,8 +113,25 @@ def add_common_arguments(p):
                    help="saved output of 'build.py bench hb|mac': its JSON line overrides the "
                         "RTL profile (implies --calibration rtl)")
     p.add_argument("--acceptance-json", default=None, metavar="FILE",
-                   help="measured acceptance rates: {\"method\": rate} or "
-                        "{\"model/method\": rate} (issue 7's ablations)")
+                   help="per-position acceptance rates overriding the mapping: "
+                        "{\"method\": rate} or {\"model/method\": rate}")
+    p.add_argument("--acceptance-mapping", default=ACCEPTANCE.mapping,
+                   choices=("resident", "coverage"),
+                   help="self-draft acceptance: issue 7's measured curves at the resident share "
+                        "of the experts (default) or the assumed coverage rule")
+    p.add_argument("--cache-policy", default=Settings().cache_policy,
+                   choices=hwmod.CACHE_POLICIES,
+                   help="expert cache of cached decoding on ELMoE-3D and the GPU (default lru, "
+                        "the paper's cache model)")
+    p.add_argument("--hb-xpu-cache", default=hwmod.PRIORS.hb_xpu_cache,
+                   choices=hwmod.CACHE_POLICIES,
+                   help="HB-xPU's cache of whole INT8 experts (default lru; best/static: a "
+                        "profiled pinned placement; none: HB holds dense weights and KV only)")
+    p.add_argument("--pim-bandwidth", default=None, metavar="PIM,LOGICPIM,NMP",
+                   help="internal-bandwidth ratios (x the LPDDR's) of xPU-PIM, xPU-LogicPIM and "
+                        "xPU-NMP (default "
+                        f"{hwmod.PIM.bandwidth_ratio:g},{hwmod.LOGIC_PIM.bandwidth_ratio:g},"
+                        f"{hwmod.NMP.bandwidth_ratio:g})")
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="routing from a recorded trace (python build.py sd --save-routing PATH; "
                         "for --models default) instead of generated traces")
@@ -132,9 +162,9 @@ def _models(text):
     return [get_model(m.strip()).name for m in text.split(",") if m.strip()]
 
 
-def _acceptance(path):
+def _acceptance(path, mapping="resident"):
     if path is None:
-        return ACCEPTANCE
+        return replace(ACCEPTANCE, mapping=mapping)
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -146,7 +176,7 @@ def _acceptance(path):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"--acceptance-json {path}: {key!r} is not a number")
         measured[tuple(key.split("/", 1)) if "/" in key else key] = float(value)
-    return AcceptanceModel(measured=measured)
+    return AcceptanceModel(measured=measured, mapping=mapping)
 
 
 def settings_from_args(args):
@@ -167,8 +197,16 @@ def settings_from_args(args):
     if getattr(args, "trace", None):
         from sw_model.routing_traces import load_routing_trace
         kw["trace"] = load_routing_trace(args.trace)
+    priors = replace(hwmod.PRIORS, hb_xpu_cache=args.hb_xpu_cache)
+    if args.pim_bandwidth is not None:
+        ratios = _float_list(args.pim_bandwidth)
+        if len(ratios) != 3:
+            raise ValueError(f"--pim-bandwidth takes three ratios (PIM,LOGICPIM,NMP), not "
+                             f"{args.pim_bandwidth!r}")
+        priors = priors.with_bandwidth(*ratios)
     settings = Settings(locality=Locality(zipf=args.zipf, reuse=args.reuse),
-                        acceptance=_acceptance(args.acceptance_json), **kw)
+                        acceptance=_acceptance(args.acceptance_json, args.acceptance_mapping),
+                        cache_policy=args.cache_policy, priors=priors, **kw)
     return settings, calibration
 
 
@@ -259,17 +297,27 @@ def print_perf(points, summaries, cross, anchor, table, out, breakeven=None):
                  ["fraction_of_energy_bound", f"{s['fraction_of_energy_bound']:.3f}",
                   f"0.49 (bound {s['energy_bound']:.2f}x)", ""]]
         out(table(["figure", "model", "paper", "in band"], rows))
-    out("\nCrossover (8 GB): cached decoding vs Elastic-SD, time per token")
+    out("\nCrossover (8 GB): cached decoding vs Elastic-SD, ms per token; SD acceptance = "
+        "accepted/proposed at gamma (per-position alpha), from the resident share of the experts")
     yes = lambda v: "yes" if v else "no"
     breakeven = breakeven or {}
-    out(table(["model", "cache wins at batch 1", "SD acceptance at 1 (modelled)",
-               "SD beats cache at 1 from acceptance", "first batch Elastic-SD wins",
-               "Elastic-SD wins at 16", "Elastic-SD wins at largest batch"],
-              [[m, yes(c["cache_wins_at_batch_1"]), f"{c['elastic_sd_alpha_at_batch_1']:.3f}",
-                _fmt(breakeven.get(m)), c["first_elastic_sd_batch"] or "-",
-                yes(c["elastic_sd_wins_at_16"]),
-                f"{yes(c['elastic_sd_wins_at_largest'])} ({c['largest_batch']})"]
-               for m, c in cross.items()]))
+    rows = []
+    for m, c in cross.items():
+        cells = []
+        for b in (1, HEADLINE_BATCHES[-1]):
+            r = c["by_batch"].get(b)
+            cells += ([f"{r['cache_ms']:.2f}", f"{r['elastic_sd_ms']:.2f}",
+                       f"{r['acceptance']:.3f} ({r['alpha']:.3f})",
+                       f"{r['resident_fraction']:.2f}"] if r else ["-"] * 4)
+        rows.append([m] + cells + [yes(c["cache_wins_at_batch_1"]),
+                                   yes(c["elastic_sd_wins_at_16"]),
+                                   _fmt(breakeven.get(m)), c["first_elastic_sd_batch"] or "-",
+                                   f"{yes(c['elastic_sd_wins_at_largest'])} "
+                                   f"({c['largest_batch']})"])
+    out(table(["model", "b1 cache", "b1 SD", "b1 SD acceptance", "b1 resident",
+               "b16 cache", "b16 SD", "b16 SD acceptance", "b16 resident",
+               "cache wins at 1", "SD wins at 16", "break-even alpha at 1", "first SD batch",
+               "SD wins at largest"], rows))
     fit = fit_gpu_anchor()
     errors = [abs(r["error"]) for r in anchor]
     out(f"\nGPU anchor (xpu_moe_decode_h100.csv, grouped): fitted {fit['hbm_gbps']:.0f} GB/s "
@@ -304,12 +352,66 @@ def gap_rows(settings, calibration, hb_gb=8, batches=(1, 16)):
 #: What-if variants of the headline (label, settings change, acceptance change).
 SENSITIVITY = (
     ("as published (defaults)", {}),
-    ("acceptance 0.91 everywhere (top of paper range)", {"slope": 0.0}),
-    ("acceptance 0.91 and gamma 8", {"slope": 0.0, "gamma": 8}),
-    ("every cache LRU (the paper's cache model)", {"cache_policy": "lru"}),
+    ("acceptance 0.91 everywhere (top of paper range)", {"mapping": "coverage", "slope": 0.0}),
+    ("acceptance 0.91 and gamma 8", {"mapping": "coverage", "slope": 0.0, "gamma": 8}),
+    ("assumed coverage rule instead of measured curves", {"mapping": "coverage"}),
+    ("every cache best of LRU and pinned", {"cache_policy": "best"}),
     ("routing reuse 0.8 (more temporal locality)", {"reuse": 0.8}),
     ("routing Zipf 1.2 (more skew)", {"zipf": 1.2}),
 )
+
+
+#: The prior accelerators under other assumptions (label, HB-xPU cache, PIM bandwidth ratios).
+PRIOR_VARIANTS = (
+    ("chosen: HB-xPU LRU INT8 cache; PIM 4x / LogicPIM 2x / NMP 2x", {}),
+    ("HB-xPU: best of LRU and a profiled pinned placement", {"hb_xpu_cache": "best"}),
+    ("HB-xPU: pinned placement from a routing profile", {"hb_xpu_cache": "static"}),
+    ("HB-xPU: no expert cache (dense + KV only)", {"hb_xpu_cache": "none"}),
+    ("PIM family at half the bandwidth ratios (2x / 1x / 1x)", {"bandwidth": (2.0, 1.0, 1.0)}),
+    ("PIM family at double the bandwidth ratios (8x / 4x / 4x)", {"bandwidth": (8.0, 4.0, 4.0)}),
+)
+
+
+def prior_rows(settings, calibration, hb_gb=8):
+    """The headline against the best prior under each :data:`PRIOR_VARIANTS` entry, with how
+    often each prior is the fastest."""
+    from sw_model.perf.suite import evaluate_config
+    rows = []
+    for label, change in PRIOR_VARIANTS:
+        priors = settings.priors
+        if "hb_xpu_cache" in change:
+            priors = replace(priors, hb_xpu_cache=change["hb_xpu_cache"])
+        if "bandwidth" in change:
+            priors = priors.with_bandwidth(*change["bandwidth"])
+        config = {"gamma": settings.gamma, "threshold": settings.threshold,
+                  "resident_policy": settings.resident_policy, "hb_gb": hb_gb}
+        r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES,
+                            replace(settings, priors=priors), calibration)
+        rows.append([label, f"{r['avg_speedup_vs_best_prior']:.2f}",
+                     f"{r['avg_energy_vs_best_prior']:.2f}",
+                     ", ".join(f"{n} {k}" for n, k in r["fastest_prior_count"].items())])
+    return rows
+
+
+def batch1_rows(settings, calibration, hb_gb=8, batch=1):
+    """Why cached decoding or Elastic-SD wins at ``batch`` on each paper model: per kept token,
+    time and LPDDR bytes of each phase and what bounds it."""
+    from sw_model.perf.methods import plan_step, step_result
+    hw = hwmod.elmoe3d(hb_gb, calibration)
+    rows = []
+    for model in PAPER_MODELS:
+        c = step_result(hw, plan_step(hw, model, batch, "cache", settings))
+        e = step_result(hw, plan_step(hw, model, batch, "elastic_sd", settings))
+        per = lambda r, i, f: r.plan.phases[i][1] * getattr(r.plan.phases[i][2], f) \
+            / r.plan.tokens
+        ms = lambda r, i: r.costs[i][1] * r.costs[i][2].seconds / r.plan.tokens * 1e3
+        rows.append([model, f"{c.s_per_token * 1e3:.2f}", c.costs[0][2].bound,
+                     f"{c.plan.info['hit_rate']:.2f}", f"{per(c, 0, 'far_read') / 1e6:.0f}",
+                     f"{e.s_per_token * 1e3:.2f}", f"{ms(e, 0):.2f} ({e.costs[0][2].bound})",
+                     f"{ms(e, 1):.2f} ({e.costs[1][2].bound})",
+                     f"{per(e, 1, 'far_read') / 1e6:.0f}", f"{e.plan.tokens / batch:.2f}",
+                     "cache" if c.s_per_token <= e.s_per_token else "Elastic-SD"])
+    return rows
 
 
 def sensitivity_rows(settings, calibration, hb_gb=8):
@@ -318,8 +420,9 @@ def sensitivity_rows(settings, calibration, hb_gb=8):
     rows = []
     for label, change in SENSITIVITY:
         s = settings
-        if "slope" in change:
-            s = replace(s, acceptance=replace(s.acceptance, slope=change["slope"]))
+        for key in ("slope", "mapping"):
+            if key in change:
+                s = replace(s, acceptance=replace(s.acceptance, **{key: change[key]}))
         for key in ("gamma", "cache_policy"):
             if key in change:
                 s = replace(s, **{key: change[key]})
@@ -472,6 +575,16 @@ def run_perf(args, table, out=print, err=None):
         out(table(["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
                    "kept/seq/step", "speed-up", "bound per phase"],
                   gap_rows(settings, calibration)))
+        out(f"\nCached decoding vs Elastic-SD at batch 1 (8 GB; per kept token; LPDDR is the "
+            "far tier, HB the near one):")
+        out(table(["model", "cache ms", "cache bound", "cache hit rate", "cache LPDDR MB",
+                   "SD ms", "SD draft ms", "SD verify ms", "SD verify LPDDR MB",
+                   "kept/step", "winner"], batch1_rows(settings, calibration)))
+        out("\nBest prior under other assumptions (8 GB, paper models, batch 1-16; ELMoE-3D "
+            "unchanged):")
+        out(table(["prior assumptions", "avg speed-up vs best prior",
+                   "avg energy vs best prior", "fastest prior (points)"],
+                  prior_rows(settings, calibration)))
         out("\nSensitivity of the headline (8 GB, paper models, batch 1-16):")
         out(table(["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU",
                    "avg vs best prior"], sensitivity_rows(settings, calibration)))

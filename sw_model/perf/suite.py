@@ -47,19 +47,21 @@ def _pes(hb_gb):
     return max(1, round(hb_gb * 4))
 
 
-#: name -> (machine factory (hb_gb, calibration), methods; the best of them is taken)
+#: name -> (machine factory (hb_gb, calibration, prior assumptions), methods; the best of them
+#: is taken)
 BASELINES = {
-    "xPU": (lambda gb, cal: hwmod.xpu(_pes(gb), cal), ("plain",)),
-    "HB-xPU": (lambda gb, cal: hwmod.hb_xpu(gb, cal), ("cache",)),
-    "xPU-PIM": (lambda gb, cal: hwmod.xpu_pim(_pes(gb), cal), ("plain",)),
-    "xPU-LogicPIM": (lambda gb, cal: hwmod.xpu_logicpim(_pes(gb), cal), ("plain",)),
-    "xPU-NMP": (lambda gb, cal: hwmod.xpu_nmp(_pes(gb), cal), ("plain",)),
-    "GPU+PCIe": (lambda gb, cal: hwmod.gpu_offload(), ("cache", "specmoe_sd")),
-    "cache only": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("cache",)),
-    "EAGLE-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("eagle_sd",)),
-    "SLM-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("slm_sd",)),
-    "Quant-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("quant_sd",)),
-    "SpecMoE-SD": (lambda gb, cal: hwmod.elmoe3d(gb, cal), ("specmoe_sd",)),
+    "xPU": (lambda gb, cal, pr: hwmod.xpu(_pes(gb), cal), ("plain",)),
+    "HB-xPU": (lambda gb, cal, pr: hwmod.hb_xpu(gb, cal, pr.hb_xpu_cache), ("cache",)),
+    "xPU-PIM": (lambda gb, cal, pr: hwmod.xpu_pim(_pes(gb), cal, pr.pim), ("plain",)),
+    "xPU-LogicPIM": (lambda gb, cal, pr: hwmod.xpu_logicpim(_pes(gb), cal, pr.logic_pim),
+                     ("plain",)),
+    "xPU-NMP": (lambda gb, cal, pr: hwmod.xpu_nmp(_pes(gb), cal, pr.nmp), ("plain",)),
+    "GPU+PCIe": (lambda gb, cal, pr: hwmod.gpu_offload(), ("cache", "specmoe_sd")),
+    "cache only": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("cache",)),
+    "EAGLE-SD": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("eagle_sd",)),
+    "SLM-SD": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("slm_sd",)),
+    "Quant-SD": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("quant_sd",)),
+    "SpecMoE-SD": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("specmoe_sd",)),
 }
 PRIOR = ("HB-xPU", "xPU-PIM", "xPU-LogicPIM", "xPU-NMP")
 
@@ -102,8 +104,14 @@ def run_point(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
     runs = {m: step_result(hw, plan_step(hw, model, batch, m, settings))
             for m in ("cache", "elastic_sd")}
     methods = {m: r.s_per_token for m, r in runs.items()}
-    methods["elastic_sd_alpha"] = runs["elastic_sd"].plan.info["alpha"]
-    baselines = {name: _best(make(hb_gb, calibration), model, batch, ms, settings)
+    sd = runs["elastic_sd"].plan.info
+    methods.update(elastic_sd_alpha=sd["alpha"], elastic_sd_acceptance=sd["acceptance"],
+                   resident_fraction=sd["resident_fraction"],
+                   cache_bound=runs["cache"].costs[0][2].bound,
+                   elastic_sd_phases={label: count * c.seconds / runs["elastic_sd"].plan.tokens
+                                      for label, count, c in runs["elastic_sd"].costs})
+    baselines = {name: _best(make(hb_gb, calibration, settings.priors), model, batch, ms,
+                             settings)
                  for name, (make, ms) in BASELINES.items()}
     info = {k: v for k, v in main.plan.info.items()}
     info["bound"] = [f"{label}:{c.bound}" for label, _, c in main.costs]
@@ -157,9 +165,12 @@ def summarise(points, hb_gb=8, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
     return out
 
 
-def crossover(points, hb_gb=8):
-    """Per model: whether cached decoding beats Elastic-SD at batch 1, whether Elastic-SD wins at
-    batch 16 (the paper's largest) and at the largest batch run, and the first batch it wins."""
+def crossover(points, hb_gb=8, large=HEADLINE_BATCHES[-1]):
+    """Per model: cached decoding vs Elastic-SD. ``cache_wins_at_batch_1``; ``elastic_sd_wins_at_16``
+    (``large``: the paper's largest batch, where the crossover is judged); whether Elastic-SD
+    wins at the largest batch run; the first batch it wins; and per batch the two times per
+    token, the acceptance Elastic-SD used (accepted / proposed at the machine's gamma, and the
+    per-position ``alpha``) and the resident share of the experts it came from."""
     out = {}
     for model in dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb):
         rows = sorted((p for p in points if p.model == model and p.hb_gb == hb_gb),
@@ -167,11 +178,17 @@ def crossover(points, hb_gb=8):
         sd_wins = [p.batch for p in rows if p.methods["elastic_sd"] < p.methods["cache"]]
         out[model] = {"cache_wins_at_batch_1": rows[0].batch == 1
                       and rows[0].methods["cache"] <= rows[0].methods["elastic_sd"],
-                      "elastic_sd_wins_at_16": 16 in sd_wins,
+                      "elastic_sd_wins_at_16": large in sd_wins,
                       "elastic_sd_wins_at_largest": rows[-1].batch in sd_wins,
                       "first_elastic_sd_batch": sd_wins[0] if sd_wins else None,
                       "elastic_sd_alpha_at_batch_1": rows[0].methods["elastic_sd_alpha"],
-                      "largest_batch": rows[-1].batch}
+                      "largest_batch": rows[-1].batch,
+                      "by_batch": {p.batch: {
+                          "cache_ms": p.methods["cache"] * 1e3,
+                          "elastic_sd_ms": p.methods["elastic_sd"] * 1e3,
+                          "acceptance": p.methods["elastic_sd_acceptance"],
+                          "alpha": p.methods["elastic_sd_alpha"],
+                          "resident_fraction": p.methods["resident_fraction"]} for p in rows}}
     return out
 
 
@@ -182,7 +199,8 @@ def evaluate_config(config, models, batches, base_settings=Settings(), calibrati
                        resident_policy=config["resident_policy"])
     hb_gb = config["hb_gb"]
     hw = hwmod.elmoe3d(hb_gb, calibration)
-    refs = {name: BASELINES[name][0](hb_gb, calibration) for name in ("xPU",) + PRIOR}
+    refs = {name: BASELINES[name][0](hb_gb, calibration, settings.priors)
+            for name in ("xPU",) + PRIOR}
     points = []
     for model in models:
         for batch in batches:
@@ -195,7 +213,8 @@ def evaluate_config(config, models, batches, base_settings=Settings(), calibrati
             prior = (min(base[n][0] for n in PRIOR), min(base[n][1] for n in PRIOR))
             points.append({"model": model, "batch": batch, "mode": own.plan.info["mode"],
                            "s": own.s_per_token, "j": own.j_per_token,
-                           "xpu": base["xPU"], "prior": prior})
+                           "xpu": base["xPU"], "prior": prior,
+                           "fastest_prior": min(PRIOR, key=lambda n: base[n][0])})
     return {"config": config, "points": points, **_score(points)}
 
 
@@ -203,8 +222,12 @@ def _score(points):
     sx = np.array([p["xpu"][0] / p["s"] for p in points])
     ex = np.array([p["xpu"][1] / p["j"] for p in points])
     bp = np.array([p["prior"][0] / p["s"] for p in points])
+    be = np.array([p["prior"][1] / p["j"] for p in points])
+    fastest = [p["fastest_prior"] for p in points]
     return {"avg_speedup_vs_xpu": float(sx.mean()), "avg_energy_vs_xpu": float(ex.mean()),
-            "avg_speedup_vs_best_prior": float(bp.mean()), "max_speedup_vs_xpu": float(sx.max())}
+            "avg_speedup_vs_best_prior": float(bp.mean()), "max_speedup_vs_xpu": float(sx.max()),
+            "avg_energy_vs_best_prior": float(be.mean()),
+            "fastest_prior_count": {n: fastest.count(n) for n in PRIOR if n in fastest}}
 
 
 def breakeven_acceptance(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):

@@ -24,12 +24,12 @@ trace are independent and alike, so :data:`STAT_LAYERS` layers stand for all of 
 A draft pass is confined to the resident set; it touches ``min(slots, touched(1))`` experts
 (assumed: top-k inside the set spreads like unrestricted routing).
 
-**Acceptance.** :class:`AcceptanceModel` is the one place acceptance rates come from. Until issue 7's
-measured ablations land (pass them as ``measured``), the rate of a self-draft confined to a set
-covering a share ``c`` of the routing is ``max(floor, full - slope * (1 - c))``, with ``full`` and
-``floor`` the ends of the paper's published range (0.91, 0.33) and ``slope`` assumed (0.30, so
-that a frequency set gives roughly the paper's ~22% longer acceptance length than a random set
-of the same size); separate-draft methods have assumed constant rates.
+**Acceptance.** :class:`AcceptanceModel` is the one place acceptance rates come from. By default
+self-drafts take issue 7's measured tokens per verification (:mod:`sw_model.perf.measured`: the
+trained byte-level MoE with 1/8 .. all of its experts resident) at the share of the paper model's
+experts that fit in HB, clamped to the paper's published range 0.33-0.91 (the class docstring
+states the mapping); the earlier assumed rule on routing coverage stays selectable; separate-draft
+methods have assumed constant rates.
 """
 
 from dataclasses import dataclass, field
@@ -38,9 +38,11 @@ from functools import lru_cache
 import numpy as np
 
 from sw_model.decoding import LRUExpertCache
+from sw_model.perf.measured import ABLATE_GAMMA, TOKENS_PER_VERIFICATION
 from sw_model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
+           "alpha_for_length", "SELECTION_CURVE",
            "STAT_LAYERS", "STAT_STEPS", "Locality", "stat_steps", "trace_stats", "step_strides"]
 
 #: Layers of a generated trace the statistics are measured on (layers are i.i.d. in the generator).
@@ -297,16 +299,71 @@ def expected_length(alpha, gamma):
     return (1 - alpha ** (gamma + 1)) / (1 - alpha)
 
 
+def _curves(table):
+    """Hashable form of :data:`sw_model.perf.measured.TOKENS_PER_VERIFICATION`."""
+    return tuple((sel, tuple(sorted((float(f), tuple(e)) for f, e in by_f.items())))
+                 for sel, by_f in table.items())
+
+
+def alpha_for_length(length, gamma):
+    """The per-position acceptance ``alpha`` whose :func:`expected_length` with ``gamma`` drafts
+    is ``length`` (bisection; ``length`` in [1, gamma + 1])."""
+    if not 1 <= length <= gamma + 1:
+        raise ValueError(f"tokens per verification must be in [1, {gamma + 1}] for gamma "
+                         f"{gamma}, not {length!r}")
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if expected_length(mid, gamma) < length else (lo, mid)
+    return (lo + hi) / 2
+
+
+#: What the draft of each resident-set rule is looked up as in the measured curves: ``static``
+#: (a set pinned from an offline profile) was not measured; it takes the ``random`` curve (no
+#: feedback from the draft; conservative, stated).
+SELECTION_CURVE = {"frequency": "frequency", "random": "random", "static": "random",
+                   "lru": "lru"}
+
+
 @dataclass(frozen=True)
 class AcceptanceModel:
-    """Acceptance rates per method (module docstring). ``measured`` maps ``(model, method)`` or
-    ``method`` to a measured rate and overrides everything else: issue 7's numbers go there."""
-    full: float = 0.91          # paper: top of the 0.33-0.91 range (draft covering every expert)
+    """Acceptance per method, as the per-position rate ``alpha`` (each draft accepted with
+    probability ``alpha`` until the first rejection; :func:`expected_length`).
+
+    Self-drafts confined to the HB-resident experts (Elastic-SD, Quant-SD, SpecMoE-SD) follow
+    ``mapping``:
+
+    * ``"resident"`` (default): issue 7's measurement (:mod:`sw_model.perf.measured`) mapped to a
+      paper model by the **fraction of its experts resident** in HB (the upper nibbles that fit
+      after dense weights and KV; :meth:`rate`'s ``fraction``). Tokens per verification
+      ``E(g)`` at the machine's gamma (g <= 6: measured directly; g > 6: the ``alpha`` of
+      ``E(6)`` extended geometrically) are interpolated piecewise linearly in ``log2(fraction)``
+      between the measured sizes 1/8, 1/4, 1/2, 1 of the experts (below 1/8 linearly in the
+      share down to the paper's floor at no resident expert); the
+      acceptance ``(E - 1) / g`` (the paper's definition, accepted / proposed drafts) is clamped
+      to the paper's published range [``floor``, ``full``] = [0.33, 0.91]; ``alpha`` is the rate
+      whose :func:`expected_length` is that ``E``. Why the fraction: the draft of a model with a
+      share ``f`` of its experts resident differs from the target in the same way as the
+      measured model's with ``f``: both restrict each token's top-k to the same share of the
+      expert pool (the measured model's top-4 of 32 is 1/8 of its pool, the paper models' 1/16 to
+      1/8). What it cannot carry: a model with more skewed routing covers more of its choices
+      with the same share, and GPT-OSS-20B's resident MXFP4 experts are exact (the measured
+      draft is 4-bit), so the mapping is conservative there.
+    * ``"coverage"``: the earlier assumed rule ``max(floor, full - slope * (1 - coverage))``,
+      coverage the share of the routing's choices inside the set.
+
+    ``eagle`` / ``slm``: assumed constant rates of the separate drafts. ``measured`` maps
+    ``(model, method)`` or ``method`` to a per-position ``alpha`` and overrides everything
+    (``perf --acceptance-json``)."""
+    full: float = 0.91          # paper: top of the 0.33-0.91 range
     floor: float = 0.33         # paper: bottom of the range
-    slope: float = 0.30         # assumed (module docstring)
+    slope: float = 0.30         # assumed ("coverage" mapping only)
     eagle: float = 0.60         # assumed: EAGLE head on an MoE target
     slm: float = 0.55           # assumed: a ~0.6B-parameter draft LM of the same family
     slm_params: float = 0.6e9   # assumed size of that draft LM
+    mapping: str = "resident"
+    curves: tuple = _curves(TOKENS_PER_VERIFICATION)
+    curve_gamma: int = ABLATE_GAMMA
     measured: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -314,6 +371,16 @@ class AcceptanceModel:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"AcceptanceModel.{name} must be in [0, 1], not {value!r}")
+        if self.mapping not in ("resident", "coverage"):
+            raise ValueError(f"AcceptanceModel.mapping must be 'resident' or 'coverage', not "
+                             f"{self.mapping!r}")
+        for sel, points in self.curves:
+            for f, lengths in points:
+                if not 0 < f <= 1 or len(lengths) != self.curve_gamma or any(
+                        not 1 <= e <= g + 1 for g, e in enumerate(lengths, 1)):
+                    raise ValueError(f"AcceptanceModel.curves[{sel!r}]: the point at fraction "
+                                     f"{f!r} must give E(1..{self.curve_gamma}) within "
+                                     f"[1, g + 1], not {lengths!r}")
         for key, value in self.measured.items():
             if not 0 <= value <= 1:
                 raise ValueError(f"measured acceptance for {key!r} must be in [0, 1], not "
@@ -321,10 +388,40 @@ class AcceptanceModel:
 
     def __hash__(self):
         return hash((self.full, self.floor, self.slope, self.eagle, self.slm, self.slm_params,
+                     self.mapping, self.curves, self.curve_gamma,
                      tuple(sorted(self.measured.items()))))
 
-    def rate(self, model, method, coverage=1.0):
-        """Acceptance of ``method`` on ``model`` with a draft set covering ``coverage``."""
+    def tokens_per_verification(self, fraction, gamma, selection="frequency", clamp=True):
+        """``E(gamma)`` of a self-draft with ``fraction`` of the experts resident, chosen by
+        ``selection`` (the ``"resident"`` mapping; class docstring)."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"resident fraction must be in [0, 1], not {fraction!r}")
+        try:
+            points = dict(self.curves)[SELECTION_CURVE[selection]]
+        except KeyError:
+            raise ValueError(f"no measured acceptance curve for selection {selection!r}; "
+                             f"measured: {', '.join(dict(self.curves))}") from None
+        g = min(gamma, self.curve_gamma)
+        xs = np.log2([f for f, _ in points])
+        ys = [lengths[g - 1] for _, lengths in points]
+        if fraction >= points[0][0]:
+            length = float(np.interp(np.log2(fraction), xs, ys))
+        else:
+            # below the smallest measured set: linear in the share, down to the paper's floor
+            # when no expert is resident (the draft then has no expert to run)
+            bottom = 1 + g * self.floor
+            length = bottom + (ys[0] - bottom) * fraction / points[0][0]
+        if gamma > g:
+            length = expected_length(alpha_for_length(length, g), gamma)
+        if clamp:
+            length = 1 + gamma * min(self.full, max(self.floor, (length - 1) / gamma))
+        return length
+
+    def rate(self, model, method, coverage=1.0, fraction=1.0, gamma=ABLATE_GAMMA,
+             selection="frequency"):
+        """Per-position acceptance of ``method`` on ``model`` with gamma ``gamma`` and a draft
+        confined to a resident set holding ``fraction`` of the experts (``"resident"``
+        mapping) or covering ``coverage`` of the routing's choices (``"coverage"``)."""
         for key in ((model, method), method):
             if key in self.measured:
                 return self.measured[key]
@@ -332,7 +429,9 @@ class AcceptanceModel:
             return self.eagle
         if method == "slm_sd":
             return self.slm
-        return max(self.floor, self.full - self.slope * (1 - coverage))
+        if self.mapping == "coverage":
+            return max(self.floor, self.full - self.slope * (1 - coverage))
+        return alpha_for_length(self.tokens_per_verification(fraction, gamma, selection), gamma)
 
 
 #: The default acceptance model (paper range, assumed slope and separate-draft rates).
