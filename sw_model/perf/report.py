@@ -453,7 +453,7 @@ STREAM_CASES = (("default", "cached", 1, 8, "default"), ("default", "cached", 4,
 FAST_CASES = (("cached", 1), ("cached", 4), ("elastic_sd", 1), ("elastic_sd", 4))
 
 
-def fast_rows(steps=24):
+def fast_rows(steps=40):
     """The fast path's trace statistics against ``steps`` scheduled steps of the same trace."""
     from sw_model.moe import DEFAULT_CONFIG
     from sw_model.perf.streams import compare_fast_path
