@@ -352,8 +352,9 @@ def gap_rows(settings, calibration, hb_gb=8, batches=(1, 16)):
 #: What-if variants of the headline (label, settings change, acceptance change).
 SENSITIVITY = (
     ("as published (defaults)", {}),
-    ("acceptance 0.91 everywhere (top of paper range)", {"mapping": "coverage", "slope": 0.0}),
-    ("acceptance 0.91 and gamma 8", {"mapping": "coverage", "slope": 0.0, "gamma": 8}),
+    ("per-position alpha 0.91 everywhere (coverage rule, slope 0)",
+     {"mapping": "coverage", "slope": 0.0}),
+    ("alpha 0.91 everywhere and gamma 8", {"mapping": "coverage", "slope": 0.0, "gamma": 8}),
     ("assumed coverage rule instead of measured curves", {"mapping": "coverage"}),
     ("every cache best of LRU and pinned", {"cache_policy": "best"}),
     ("routing reuse 0.8 (more temporal locality)", {"reuse": 0.8}),

@@ -7,7 +7,7 @@ Baselines (each on the compute of the ELMoE-3D configuration it is compared with
 name           machine                       decoding
 ============== ============================= ====================================================
 xPU            LPDDR-only xPU                plain (everything from LPDDR)
-HB-xPU         xPU + the same HB, plain tier cached decoding with whole INT8 experts
+HB-xPU         xPU + the same HB, plain tier LRU cache of whole INT8 experts (cached decoding)
 xPU-PIM        xPU + bank-level LPDDR-PIM    plain, weight products in memory (GEMV units)
 xPU-LogicPIM   xPU + logic-die PIM           plain, weight products beside memory (4 tok/read)
 xPU-NMP        xPU + near-memory processing  plain, batched, 2x bandwidth
