@@ -612,7 +612,13 @@ def run_perf(args, table, out=print, err=None):
     figures["crossover"] = cross
     figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
                            "resident_policy": settings.resident_policy,
-                           "zipf": settings.locality.zipf, "reuse": settings.locality.reuse}
+                           "zipf": settings.locality.zipf, "reuse": settings.locality.reuse,
+                           "acceptance_mapping": settings.acceptance.mapping,
+                           "cache_policy": settings.cache_policy,
+                           "hb_xpu_cache": settings.priors.hb_xpu_cache,
+                           "pim_bandwidth": [settings.priors.pim.bandwidth_ratio,
+                                             settings.priors.logic_pim.bandwidth_ratio,
+                                             settings.priors.nmp.bandwidth_ratio]}
     figures["runtime_s"] = round(time.monotonic() - start, 2)
     figures["plots"] = [str(p) for p in plots]
     return figures
