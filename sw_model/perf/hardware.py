@@ -272,11 +272,15 @@ def hb_xpu(hb_gb=8, calibration="paper", cache_policy="lru"):
 #: weights, the reason such systems keep batched FC layers on the xPU); an internal access costs
 #: ~40% of an external one (no I/O, no PHY).
 PIM = FarCompute("LPDDR-PIM", bandwidth_ratio=4.0, tokens_per_read=1, pj_per_bit=1.55)
-#: Logic-die PIM under an LPDDR stack: 2x bandwidth through TSVs, larger MAC units serving 4
-#: tokens per read, ~60% of the external access energy.
+#: Logic-die PIM under an LPDDR stack (the Logic-PIM class, e.g. Duplex's compute on the DRAM
+#: stack's base die): the base die sees the banks through TSVs at 2x the external bandwidth and
+#: has room for wider MAC units, which serve 4 tokens per weight read (a low-op/B engine for MoE
+#: experts and attention); an access skips the PHY but not the TSVs: ~60% of the external energy.
 LOGIC_PIM = FarCompute("Logic-PIM", bandwidth_ratio=2.0, tokens_per_read=4, pj_per_bit=2.33)
-#: Near-memory processing in the DIMM/package buffer (rank-level parallelism): 2x bandwidth,
-#: fully batched, ~80% of the external access energy.
+#: Near-memory processing in the buffer chip of the memory package or module (NMP class): ranks
+#: are read in parallel behind the buffer, 2x the external bandwidth; the buffer's compute is a
+#: full GEMM engine, so batching amortises weights as on the xPU; the DRAM access and most of
+#: the I/O remain: ~80% of the external energy.
 NMP = FarCompute("NMP", bandwidth_ratio=2.0, tokens_per_read=0, pj_per_bit=3.10)
 
 
