@@ -199,11 +199,11 @@ def run_selftest_verilator(program, seed=None, waves=False):
     import json
     import tempfile
     from pathlib import Path
-    from sim.runner import generate_verilog, run_cocotb
+    from sim.runner import PORTS_ONLY, generate_verilog, run_cocotb
     verilog_text = generate_verilog(SelfTest(program), "selftest")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "runs.json"
-        run_cocotb("selftest", verilog_text, "sim.tb_selftest", waves=waves,
+        run_cocotb("selftest", verilog_text, "sim.tb_selftest", waves=waves, public=PORTS_ONLY,
                    env={"ELMOE_SELFTEST_OUT": str(out),
                         "ELMOE_SELFTEST_PROGRESS": str(program.progress)})
         return json.loads(out.read_text())

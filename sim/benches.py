@@ -5,7 +5,7 @@ import os
 
 from hw.blocks import BLOCKS
 from sim.mac_harness import PARAMS_ENV
-from sim.runner import generate_verilog, run_cocotb
+from sim.runner import PORTS_ONLY, generate_verilog, run_cocotb
 
 __all__ = ["run_mac_bench", "run_cache_bench", "run_mem_bench"]
 
@@ -26,7 +26,7 @@ def run_mac_bench(params, module="sim.tb_mac_array", testcase=None, env=None, go
     if seed is not None:
         bench_env["ELMOE_SEED"] = str(seed)
     return run_cocotb(block.name, verilog_text, module, testcase=testcase, env=bench_env,
-                      waves=waves)
+                      waves=waves, public=PORTS_ONLY)
 
 
 def run_cache_bench(params, module="sim.tb_expert_cache", testcase=None, env=None, golden=None,
@@ -41,14 +41,14 @@ def run_cache_bench(params, module="sim.tb_expert_cache", testcase=None, env=Non
     if seed is not None:
         bench_env["ELMOE_SEED"] = str(seed)
     return run_cocotb(block.name, verilog_text, module, testcase=testcase, env=bench_env,
-                      waves=waves)
+                      waves=waves, public=PORTS_ONLY)
 
 
 def run_mem_bench(system, params, timing, module="sim.tb_hb", testcase=None, env=None,
                   seed=None, waves=None):
     """Build the ``system`` (``"hb"``: HB interface + one die per channel, ``"lpddr"``: LPDDR
     port + its die) for ``params`` / ``timing`` and run a cocotb module against it."""
-    from sim.dram_model import HbSystem, LpddrSystem, wrapper_verilog
+    from sim.dram_model import STORAGE_PUBLIC, HbSystem, LpddrSystem, wrapper_verilog
     if waves is None:
         waves = os.environ.get("ELMOE_WAVES", "0") not in ("", "0")
     system_class = {"hb": HbSystem, "lpddr": LpddrSystem}[system]
@@ -58,4 +58,5 @@ def run_mem_bench(system, params, timing, module="sim.tb_hb", testcase=None, env
                  "ELMOE_MEM_TIMING": json.dumps(timing.to_dict()), **(env or {})}
     if seed is not None:
         bench_env["ELMOE_SEED"] = str(seed)
-    return run_cocotb(top, verilog_text, module, testcase=testcase, env=bench_env, waves=waves)
+    return run_cocotb(top, verilog_text, module, testcase=testcase, env=bench_env, waves=waves,
+                      public=STORAGE_PUBLIC)

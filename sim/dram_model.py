@@ -35,7 +35,8 @@ from hw.mem_channel import die_signature, die_cmd_layout, request_layout, respon
 from hw.params import (DramTiming, HbBankTiming, Lpddr5Timing, HbInterfaceParams,
                        LpddrPortParams, MemOp, MemPortParams, unsigned_width)
 
-__all__ = ["DramDie", "HbSystem", "LpddrSystem", "STORAGE_VERILOG", "wrapper_verilog"]
+__all__ = ["DramDie", "HbSystem", "LpddrSystem", "STORAGE_VERILOG", "STORAGE_PUBLIC",
+           "wrapper_verilog"]
 
 
 class DramDie(wiring.Component):
@@ -353,6 +354,10 @@ module elmoe_dram_storage #(parameter WIDTH = 8, DEPTH = 2, ADDRESS_WIDTH = 1) (
   end
 endmodule
 """
+
+
+#: The die arrays a bench's back door reaches (:func:`sim.runner.build`'s ``public``).
+STORAGE_PUBLIC = (("elmoe_dram_storage", "words"),)
 
 
 def wrapper_verilog(system_class, params, timing, top):

@@ -125,7 +125,7 @@ def run_streams(params, jobs, seed=None, waves=False):
         payload.append({"words": words, "images": images, "max_cycles": job.max_cycles})
     if not payload:
         return []
-    from sim.top_system import TOP_NAME
+    from sim.top_system import TOP_NAME, TOP_PUBLIC
     verilog_text = system_verilog(params)
     with tempfile.TemporaryDirectory() as tmp:
         jobs_file, out_file = Path(tmp) / "jobs.json", Path(tmp) / "results.json"
@@ -137,7 +137,8 @@ def run_streams(params, jobs, seed=None, waves=False):
         # a run directory of its own: several runs of the same design may go on at once
         (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix=f"{TOP_NAME}-", dir=BUILD_ROOT / "runs"))
-        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves, run_dir=run_dir)
+        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves, run_dir=run_dir,
+                   public=TOP_PUBLIC)
         raw = json.loads(out_file.read_text())
         shutil.rmtree(run_dir, ignore_errors=True)     # kept (with its log) when the run failed
     return [RtlResult(bool(r["done"]), ErrorCode(r["error"]) if r["error"] in set(ErrorCode)

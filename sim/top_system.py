@@ -15,12 +15,18 @@ from hw.command_processor import status_layout
 from hw.isa import PHASES
 from hw.params import TopParams, unsigned_width
 from hw.top import Top
-from sim.dram_model import DramDie, STORAGE_VERILOG
+from sim.dram_model import DramDie, STORAGE_PUBLIC, STORAGE_VERILOG
 
-__all__ = ["TopSystem", "top_system_verilog", "TOP_NAME"]
+__all__ = ["TopSystem", "top_system_verilog", "TOP_NAME", "TOP_PUBLIC"]
 
 #: Verilog name of the simulated system.
 TOP_NAME = "top_system"
+#: What ``sim.tb_top`` reaches inside the system besides its ports (:func:`sim.runner.build`'s
+#: ``public``): the memories it preloads and reads back, the dies' queue levels, the slot table.
+TOP_PUBLIC = STORAGE_PUBLIC + (
+    (f"{TOP_NAME}.*die*", "count"), (f"{TOP_NAME}.top.imem", "imem"),
+    (f"{TOP_NAME}.top.processor", "cmem"), (f"{TOP_NAME}.top.processor", "slot_*"),
+    *((f"{TOP_NAME}.top.pe*", memory) for memory in ("wmem", "amem", "omem")))
 
 
 class TopSystem(wiring.Component):
