@@ -182,6 +182,9 @@ FIELDS = {
 }
 for _op, _fields in FIELDS.items():
     assert OPCODE_BITS + sum(f.width for f in _fields) <= COMMAND_BITS, _op
+#: Per opcode: its field names, and (name, 2 ** width) in field order (Command's checks).
+_SPECS = {op: (frozenset(f.name for f in fields), tuple((f.name, 1 << f.width) for f in fields))
+          for op, fields in FIELDS.items()}
 
 
 class StreamError(ValueError):
@@ -205,23 +208,24 @@ class Command:
     __slots__ = ("op", "values")
 
     def __init__(self, op, **values):
-        try:
-            op = Opcode(op)
-        except ValueError:
-            raise ValueError(f"unknown opcode {op!r}") from None
-        fields = FIELDS[op]
-        names = {f.name for f in fields}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"{op.name} has no field(s) {', '.join(unknown)}; its fields are "
-                             f"{', '.join(f.name for f in fields) or 'none'}")
+        if type(op) is not Opcode:
+            try:
+                op = Opcode(op)
+            except ValueError:
+                raise ValueError(f"unknown opcode {op!r}") from None
+        names, limits = _SPECS[op]
+        if not names.issuperset(values):
+            unknown = ", ".join(sorted(set(values) - names))
+            raise ValueError(f"{op.name} has no field(s) {unknown}; its fields are "
+                             f"{', '.join(f.name for f in FIELDS[op]) or 'none'}")
         checked = []
-        for f in fields:
-            value = values.get(f.name, 0)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{op.name}.{f.name} must be an int, not {value!r}")
-            if not 0 <= value < (1 << f.width):
-                raise ValueError(f"{op.name}.{f.name} = {value} does not fit in {f.width} bits")
+        for name, limit in limits:
+            value = values.get(name, 0)
+            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{op.name}.{name} must be an int, not {value!r}")
+            if not 0 <= value < limit:
+                raise ValueError(f"{op.name}.{name} = {value} does not fit in "
+                                 f"{limit.bit_length() - 1} bits")
             checked.append(int(value))
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "values", tuple(checked))
@@ -474,7 +478,7 @@ def check_dynamic(command, index, cache):
     Returns the slot a LOAD_SLOT/WRITE_SLOT uses (else None). On error the cache is unchanged."""
     from sw_model.expert_cache import Request, apply_request
     if command.op in (Opcode.LOAD_SLOT, Opcode.WRITE_SLOT):
-        slot = cache.resident().get((command.layer, command.expert))
+        slot = cache.slot_of(command.layer, command.expert)
         if slot is None:
             _fail(ErrorCode.SLOT_NOT_INSTALLED, index, "expert",
                   f"key (layer {command.layer}, expert {command.expert}) holds no HB slot")

@@ -105,6 +105,13 @@ class ExpertCacheModel:
         """``{(layer, expert): slot}`` of every resident key."""
         return {k: s for s, k in enumerate(self._key) if k is not None}
 
+    def slot_of(self, layer, expert):
+        """The slot holding ``(layer, expert)``, or None (also for a key out of range); looks at
+        the key's set only, so it costs ``ways`` comparisons, not ``slots``."""
+        if not self._in_range(layer, expert):
+            return None
+        return self._find(layer, expert)
+
     def pinned(self):
         return {k for s, k in enumerate(self._key) if k is not None and self._pinned[s]}
 

@@ -43,6 +43,7 @@ block, half, group, token tile), so the host's float part can read the group sum
 
 from dataclasses import dataclass, field
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,8 +72,7 @@ class Job:
     install: bool = False
 
 
-@dataclass(frozen=True)
-class ResultSlot:
+class ResultSlot(NamedTuple):
     """Where one final MAC result went: PE, OMEM word, the job (index into ``Schedule.jobs``),
     the linear layer, column block, FULL half (0/1; None for a 4-bit result covering the whole
     block), weight group, token tile and the part of the step (see :class:`Schedule`)."""
@@ -166,6 +166,9 @@ class _Full(Exception):
     """A job does not fit the current part's memories."""
 
 
+_ABSENT = object()
+
+
 class _Emitter:
     """Turns jobs into commands on a :class:`WeightLayout`, allocating IMEM and OMEM (wrapping
     around, or with ``split`` starting a new part, when one is full)."""
@@ -178,6 +181,7 @@ class _Emitter:
         self.omem_next = [0] * self.p.pes
         self.split, self.part_limit = split, part_commands
         self.part_starts, self.job_part, self.phase = [0], [], None
+        self._journal = []      # (table, key, previous value) of the job being emitted
         B = layout.B
         # WMEM: the MSB plane of a load in the lower half, the LSB plane in the upper half (a WHOLE
         # load uses both halves); the scratch partial of a split pair sits at the OMEM top
@@ -222,6 +226,11 @@ class _Emitter:
         self.omem_next[pe] += words
         return addr
 
+    def _put(self, table, key, value):
+        """``table[key] = value``, undone if the job being emitted does not fit its part."""
+        self._journal.append((table, key, table.get(key, _ABSENT)))
+        table[key] = value
+
     # -- jobs ----------------------------------------------------------------------------------------
     def job(self, job):
         """Emit ``job``; with ``split``, in a new part when it does not fit the current one."""
@@ -229,6 +238,7 @@ class _Emitter:
             return self._job(job)
         mark, index = len(self.commands), len(self.jobs)
         for attempt in range(2):
+            self._journal = []
             try:
                 self._job(job)
                 if (self.part_limit is not None
@@ -238,8 +248,11 @@ class _Emitter:
             except _Full:
                 del self.commands[mark:]
                 del self.jobs[index:], self.job_part[index:]
-                self.results = {k: r for k, r in self.results.items() if r.job != index}
-                self.inputs = {k: a for k, a in self.inputs.items() if k[0] != index}
+                for table, key, previous in reversed(self._journal):
+                    if previous is _ABSENT:
+                        del table[key]
+                    else:
+                        table[key] = previous
                 if attempt or mark == self.part_starts[-1] + 1:
                     raise ValueError(f"{job.kind} job of layer {job.layer} expert {job.expert} "
                                      "alone does not fit the output, input or command memory "
@@ -265,7 +278,7 @@ class _Emitter:
         T, B = p.mac.tokens, lay.B
         tiles = math.ceil(len(job.rows) / T)
         for name, groups in (("x", lay.groups["gate"]), ("hidden", lay.groups["down"])):
-            self.inputs[(index, name)] = self._imem(tiles * groups * B)
+            self._put(self.inputs, (index, name), self._imem(tiles * groups * B))
         window = p.act_words // (tiles * B)
         if window < 1:
             raise ValueError(f"act_words ({p.act_words}) cannot hold one weight group of "
@@ -348,9 +361,11 @@ class _Emitter:
 
         def record(omem, u, c0, cn, half, t):
             k = len(self.part_starts) - 1
-            for g in range(cn):
-                self.results[(k, pe, omem + g)] = ResultSlot(pe, omem + g, index, u.name,
-                                                             u.block, half, c0 + g, t, k)
+            results, journal, name, block = self.results, self._journal, u.name, u.block
+            for g in range(cn):     # self._put, inlined: millions of results at paper size
+                slot = (k, pe, omem + g)
+                journal.append((results, slot, results.get(slot, _ABSENT)))
+                results[slot] = ResultSlot(pe, omem + g, index, name, block, half, c0 + g, t, k)
 
         def pieces():
             wmem = 0
