@@ -47,7 +47,9 @@ def test_perf_help_states_the_assumptions(capsys):
     assert code == 0
     assert "Assumptions:" in stdout and "prior accelerators (chosen" in stdout
     assert "measured acceptance" in stdout and "LRU cache of whole INT8 experts" in stdout
-    for flag in ("--acceptance-mapping", "--cache-policy", "--hb-xpu-cache", "--pim-bandwidth"):
+    assert "measured routing locality" in stdout and "--locality assumed" in stdout
+    for flag in ("--acceptance-mapping", "--cache-policy", "--hb-xpu-cache", "--pim-bandwidth",
+                 "--locality", "--measure-locality"):
         assert flag in stdout
 
 
@@ -55,6 +57,9 @@ def test_perf_help_states_the_assumptions(capsys):
     (["perf", "--models", "gpt-5"], "perf: unknown model 'gpt-5'"),
     (["perf", "--batches", "0,4"], "perf: expected positive integers"),
     (["perf", "--reuse", "2"], "perf: --reuse must be in [0, 1]"),
+    (["perf", "--locality", "zipf=1,top_share=0.5"], "perf: a locality takes either a Zipf"),
+    (["perf", "--locality", "reuse=x"], "perf: locality 'reuse=x': reuse must be a number"),
+    (["sweep", "--locality", "top_share=0.1"], "sweep: locality top_share"),
     (["perf", "--acceptance-json", "no/such.json"], "perf: --acceptance-json no/such.json"),
     (["perf", "--pim-bandwidth", "4,2"], "perf: --pim-bandwidth takes three ratios"),
     (["perf", "--pim-bandwidth", "4,x,2"], "perf: expected comma-separated numbers"),

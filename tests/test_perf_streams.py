@@ -80,11 +80,17 @@ def test_the_comparison_catches_a_missing_byte_rule(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("locality", ["measured", "assumed"])
 @pytest.mark.parametrize("mode, batch", [("cached", 1), ("cached", 4), ("elastic_sd", 1),
                                          ("elastic_sd", 4)])
-def test_fast_path_statistics_agree_with_the_scheduled_stream(mode, batch):
+def test_fast_path_statistics_agree_with_the_scheduled_stream(mode, batch, locality):
     """The fast path's trace statistics (not the records' counts) against 40 scheduled steps of
-    the same trace: the sweep's numbers are the streams' numbers."""
+    the same trace: the sweep's numbers are the streams' numbers, on the measured and on the
+    earlier assumed routing locality."""
     from sw_model.perf.streams import compare_fast_path
-    _, _, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default", steps=40)
+    from sw_model.perf.workload import Locality
+    loc = Locality.parse(locality)
+    _, _, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default", steps=40,
+                                     zipf=loc.exponent(DEFAULT_CONFIG.num_experts),
+                                     reuse=loc.reuse)
     assert abs(dt) <= AGREEMENT and abs(de) <= AGREEMENT, (dt, de)

@@ -18,7 +18,10 @@ from sw_model.perf.methods import SLM_KV_BYTES, Settings
 from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, \
     breakeven_acceptance, crossover, run_grid, summarise
 from sw_model.perf.measured import ABLATE_MODEL, ABLATE_SOURCE
-from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, STAT_LAYERS, STAT_STEPS
+from sw_model.perf.locality import GENERATOR_REUSE, LOCALITY_SOURCE, MEASURED_REPEAT, \
+    MEASURED_TOP_SHARE
+from sw_model.perf.workload import ACCEPTANCE, ASSUMED_LOCALITY, AcceptanceModel, Locality, \
+    STAT_LAYERS, STAT_STEPS
 from sw_model.perf.zoo import PAPER_MODELS, ZOO, get_model
 
 __all__ = ["assumptions", "add_perf_arguments", "run_perf", "settings_from_args",
@@ -27,6 +30,11 @@ __all__ = ["assumptions", "add_perf_arguments", "run_perf", "settings_from_args"
 log = logging.getLogger(__name__)
 
 ALL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def _exponents(locality, models=PAPER_MODELS):
+    """The Zipf exponent ``locality`` gives each model, as text."""
+    return ", ".join(f"{m} {locality.exponent(get_model(m).experts):.2f}" for m in models)
 
 
 def assumptions():
@@ -50,8 +58,14 @@ def assumptions():
         f"{h.STATIC_W} W; gather {h.GATHER_BYTES_PER_HIDDEN} B per token, layer and hidden "
         "element (activation + two FP16 all-reduces); gather link per PE",
         f"  assumed workload: gamma {s.gamma}, threshold {s.threshold} (both unpublished), "
-        f"context {s.context}, KV FP16 in HB (xPU: LPDDR), routing Zipf {s.locality.zipf} / "
-        f"reuse {s.locality.reuse} ({STAT_LAYERS} layers x {STAT_STEPS} steps measured)",
+        f"context {s.context}, KV FP16 in HB (xPU: LPDDR)",
+        f"  measured routing locality (default; --locality): {LOCALITY_SOURCE}: the top quarter "
+        f"of a layer's experts takes {MEASURED_TOP_SHARE} of its choices (uniform 0.25) and "
+        f"{MEASURED_REPEAT} of a token's experts are chosen again by the next token (random "
+        f"0.125). Generated traces keep that top-quarter share over each model's experts (Zipf "
+        f"{_exponents(s.locality)}) and the generator reuse {GENERATOR_REUSE} fitted to the "
+        f"repeat rate; --locality assumed: the earlier Zipf 1.0 / reuse 0.5 for every model "
+        f"({STAT_LAYERS} layers x {STAT_STEPS} steps per trace)",
         f"  measured acceptance (--acceptance-mapping resident, default): self-drafts take "
         f"E(gamma) of {ABLATE_MODEL} ({ABLATE_SOURCE}) at the share of the paper model's "
         f"experts resident in HB (after dense and KV), interpolated in log2(share) between "
@@ -135,10 +149,16 @@ def add_common_arguments(p):
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="routing from a recorded trace (python build.py sd --save-routing PATH; "
                         "for --models default) instead of generated traces")
-    p.add_argument("--zipf", type=float, default=Locality().zipf,
-                   help="routing popularity Zipf exponent (default 1.0)")
-    p.add_argument("--reuse", type=float, default=Locality().reuse,
-                   help="routing temporal reuse probability (default 0.5)")
+    p.add_argument("--locality", default="measured", metavar="SPEC",
+                   help="routing locality of generated traces: 'measured' (default: the trained "
+                        f"model's on the held-out text, top-quarter share {MEASURED_TOP_SHARE} "
+                        f"scaled to each model's experts, reuse {GENERATOR_REUSE}), 'assumed' "
+                        "(the earlier zipf=1.0,reuse=0.5), or zipf=X,reuse=R / top_share=S,"
+                        "reuse=R")
+    p.add_argument("--zipf", type=float, default=None,
+                   help="a fixed Zipf popularity exponent for every model (overrides --locality's)")
+    p.add_argument("--reuse", type=float, default=None,
+                   help="the generator's temporal reuse probability (overrides --locality's)")
 
 
 def add_perf_arguments(p):
@@ -153,9 +173,13 @@ def add_perf_arguments(p):
     p.add_argument("--policy", default=Settings().resident_policy,
                    choices=("frequency", "static", "random"), help="Elastic-SD resident set")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
+    p.add_argument("--measure-locality", action="store_true",
+                   help="measure the routing locality on the trained model over the held-out "
+                        "text (minutes) and print it instead of the tables: the source of the "
+                        "'measured' locality")
     p.add_argument("--streams", action="store_true",
                    help="also run the stream-driven path on the scheduler's streams and compare "
-                        "it with the analytic path (about a minute more)")
+                        "it with the analytic path (about two minutes more)")
 
 
 def _models(text):
@@ -181,10 +205,15 @@ def _acceptance(path, mapping="resident"):
 
 def settings_from_args(args):
     """Settings and calibration named by the common arguments (ValueError on bad ones)."""
-    if not 0 <= args.reuse <= 1:
+    if args.reuse is not None and not 0 <= args.reuse <= 1:
         raise ValueError(f"--reuse must be in [0, 1], not {args.reuse}")
-    if not args.zipf >= 0:
-        raise ValueError(f"--zipf must be >= 0, not {args.zipf}")
+    if args.zipf is not None and not 0 <= args.zipf <= 16:
+        raise ValueError(f"--zipf must be in [0, 16], not {args.zipf}")
+    locality = Locality.parse(args.locality)
+    if args.zipf is not None:
+        locality = replace(locality, zipf=args.zipf, top_share=None)
+    if args.reuse is not None:
+        locality = replace(locality, reuse=args.reuse)
     calibration = args.calibration
     if args.bench_json:
         calibration = calibration_from_bench(args.bench_json)
@@ -204,7 +233,7 @@ def settings_from_args(args):
             raise ValueError(f"--pim-bandwidth takes three ratios (PIM,LOGICPIM,NMP), not "
                              f"{args.pim_bandwidth!r}")
         priors = priors.with_bandwidth(*ratios)
-    settings = Settings(locality=Locality(zipf=args.zipf, reuse=args.reuse),
+    settings = Settings(locality=locality,
                         acceptance=_acceptance(args.acceptance_json, args.acceptance_mapping),
                         cache_policy=args.cache_policy, priors=priors, **kw)
     return settings, calibration
@@ -351,14 +380,15 @@ def gap_rows(settings, calibration, hb_gb=8, batches=(1, 16)):
 
 #: What-if variants of the headline (label, settings change, acceptance change).
 SENSITIVITY = (
-    ("as published (defaults)", {}),
+    ("defaults (paper parameters, measured locality)", {}),
     ("per-position alpha 0.91 everywhere (coverage rule, slope 0)",
      {"mapping": "coverage", "slope": 0.0}),
     ("alpha 0.91 everywhere and gamma 8", {"mapping": "coverage", "slope": 0.0, "gamma": 8}),
     ("assumed coverage rule instead of measured curves", {"mapping": "coverage"}),
     ("every cache best of LRU and pinned", {"cache_policy": "best"}),
-    ("routing reuse 0.8 (more temporal locality)", {"reuse": 0.8}),
-    ("routing Zipf 1.2 (more skew)", {"zipf": 1.2}),
+    ("routing as assumed before measuring (Zipf 1.0, reuse 0.5)", {"locality": ASSUMED_LOCALITY}),
+    ("routing reuse 0.5 (more temporal locality than measured)", {"reuse": 0.5}),
+    ("routing Zipf 1.0 (more skew than measured)", {"zipf": 1.0}),
 )
 
 
@@ -429,7 +459,11 @@ def sensitivity_rows(settings, calibration, hb_gb=8):
                 s = replace(s, **{key: change[key]})
         for key in ("reuse", "zipf"):
             if key in change:
-                s = replace(s, locality=replace(s.locality, **{key: change[key]}))
+                # a fixed exponent replaces the top share
+                extra = {"top_share": None} if key == "zipf" else {}
+                s = replace(s, locality=replace(s.locality, **{key: change[key]}, **extra))
+        if "locality" in change:
+            s = replace(s, locality=change["locality"])
         config = {"gamma": s.gamma, "threshold": s.threshold,
                   "resident_policy": s.resident_policy, "hb_gb": hb_gb}
         r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
@@ -455,15 +489,20 @@ FAST_CASES = (("cached", 1), ("cached", 4), ("elastic_sd", 1), ("elastic_sd", 4)
 
 
 def fast_rows(steps=40):
-    """The fast path's trace statistics against ``steps`` scheduled steps of the same trace."""
+    """The fast path's trace statistics against ``steps`` scheduled steps of the same trace, on
+    the measured and on the earlier assumed routing locality."""
     from sw_model.moe import DEFAULT_CONFIG
     from sw_model.perf.streams import compare_fast_path
     rows, worst = [], 0.0
-    for mode, batch in FAST_CASES:
-        s, f, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default", steps=steps)
-        worst = max(worst, abs(dt), abs(de))
-        rows.append([DEFAULT_CONFIG.name, mode, batch, steps, f"{s * 1e3:.5f}", f"{f * 1e3:.5f}",
-                     f"{dt:+.4f}", f"{de:+.4f}"])
+    for label, locality in (("measured", Locality()), ("assumed", ASSUMED_LOCALITY)):
+        zipf = locality.exponent(DEFAULT_CONFIG.num_experts)
+        for mode, batch in FAST_CASES:
+            s, f, dt, de = compare_fast_path(DEFAULT_CONFIG, mode, batch, 8, "default",
+                                             steps=steps, zipf=zipf, reuse=locality.reuse)
+            worst = max(worst, abs(dt), abs(de))
+            rows.append([DEFAULT_CONFIG.name, f"{label} (Zipf {zipf:.2f}, reuse "
+                         f"{locality.reuse:g})", mode, batch, steps, f"{s * 1e3:.5f}",
+                         f"{f * 1e3:.5f}", f"{dt:+.4f}", f"{de:+.4f}"])
     return rows, worst
 
 
@@ -539,6 +578,60 @@ def write_plots(points, directory):
     return paths
 
 
+# -- measuring the locality ----------------------------------------------------------------------
+
+def run_measure_locality(table, out, err, start):
+    """``perf --measure-locality``: the routing locality of the trained model over the held-out
+    text, the fitted generator and how well it reproduces the recording (the source of
+    :mod:`sw_model.perf.locality`'s constants)."""
+    from sw_model.perf import locality as loc
+    out(f"routing locality: the built-in trained model teacher-forced over the held-out code "
+        f"and prose in {loc.WINDOW}-byte windows (minutes)")
+    routes = loc.record_heldout_routing()
+    err.write(f"recorded {', '.join(f'{d} {r.shape[0] * r.shape[1]} tokens' for d, r in routes.items())} "
+              f"in {time.monotonic() - start:.0f} s\n")
+    m = loc.measure_locality(routes)
+    rows = []
+    for d in ("code", "prose", "both"):
+        f = m[d]
+        rows.append([d, m["tokens"][d], " / ".join(f"{x:.3f}" for x in f["repeat_per_layer"]),
+                     f"{f['repeat']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["top_share_per_layer"]),
+                     f"{f['top_share']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["zipf_top_share_per_layer"]),
+                     f"{f['zipf']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["zipf_least_squares_per_layer"])])
+    out(table(["text", "tokens", "repeat t->t+1 per layer", "repeat", "top-quarter share per "
+               "layer", "top share", "Zipf (top share) per layer", "Zipf", "Zipf (least "
+               "squares) per layer"], rows))
+    both = m["both"]
+    out(f"random routing repeats {m['random_repeat']:.3f}; a uniform popularity puts "
+        f"{m['uniform_top_share']:.2f} on the top quarter")
+    out(f"generator fitted on both texts: Zipf {both['zipf']:.3f} (32 experts), reuse "
+        f"{both['generator_reuse']:.3f} (gives repeat {both['repeat']:.3f})")
+    rec, gen = m["recorded_window_stats"], m["generated_window_stats"]
+    out(table(["batch-1 figure (per layer)", "recorded", "fitted generator"],
+              [[k, f"{rec[k]:.3f}", f"{gen[k]:.3f}"] for k in rec]))
+    out(f"shipped constants (sw_model/perf/locality.py): top share {loc.MEASURED_TOP_SHARE}, "
+        f"repeat {loc.MEASURED_REPEAT}, Zipf at 32 experts {loc.MEASURED_ZIPF_32}, generator "
+        f"reuse {loc.GENERATOR_REUSE}")
+    return {"command": "perf --measure-locality", "tokens": m["tokens"],
+            "repeat": round(both["repeat"], 4), "random_repeat": m["random_repeat"],
+            "repeat_per_layer": [round(x, 4) for x in both["repeat_per_layer"]],
+            "top_share": round(both["top_share"], 4),
+            "top_share_per_layer": [round(x, 4) for x in both["top_share_per_layer"]],
+            "zipf_32": round(both["zipf"], 4),
+            "zipf_per_layer": [round(x, 4) for x in both["zipf_top_share_per_layer"]],
+            "zipf_least_squares_per_layer": [round(x, 4)
+                                             for x in both["zipf_least_squares_per_layer"]],
+            "generator_reuse": round(both["generator_reuse"], 4),
+            "by_text": {d: {"repeat": round(m[d]["repeat"], 4),
+                            "top_share": round(m[d]["top_share"], 4),
+                            "zipf_32": round(m[d]["zipf"], 4)} for d in ("code", "prose")},
+            "recorded_window_stats": rec, "generated_window_stats": gen,
+            "runtime_s": round(time.monotonic() - start, 2)}
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 def run_perf(args, table, out=print, err=None):
@@ -547,6 +640,8 @@ def run_perf(args, table, out=print, err=None):
     err = err or sys.stderr
     start = time.monotonic()
     settings, calibration = settings_from_args(args)
+    if args.measure_locality:
+        return run_measure_locality(table, out, err, start)
     models = _models(args.models)
     batches = _int_list(args.batches)
     hb_gbs = _float_list(args.hb_gb)
@@ -600,7 +695,7 @@ def run_perf(args, table, out=print, err=None):
         rows, worst = fast_rows()
         out("\nFast path (statistics of the routing trace) vs the mean of the scheduled steps of "
             "the same trace:")
-        out(table(["model", "mode", "batch", "steps", "stream ms/step", "fast ms/step",
+        out(table(["model", "routing", "mode", "batch", "steps", "stream ms/step", "fast ms/step",
                    "time diff", "energy diff"], rows))
         figures["fast_path_max_relative_difference"] = worst
     out("\nAssumptions:\n" + assumptions())
@@ -612,7 +707,10 @@ def run_perf(args, table, out=print, err=None):
     figures["crossover"] = cross
     figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
                            "resident_policy": settings.resident_policy,
-                           "zipf": settings.locality.zipf, "reuse": settings.locality.reuse,
+                           "locality": settings.locality.describe(),
+                           "zipf": {m: round(settings.locality.exponent(get_model(m).experts), 4)
+                                    for m in models},
+                           "reuse": settings.locality.reuse,
                            "acceptance_mapping": settings.acceptance.mapping,
                            "cache_policy": settings.cache_policy,
                            "hb_xpu_cache": settings.priors.hb_xpu_cache,

@@ -1,12 +1,15 @@
 """Workloads: routing statistics from routing traces, and acceptance rates.
 
 **Routing.** Every count the model needs about which experts a step touches comes from a routing
-trace (:mod:`sw_model.routing_traces`): generated with stated locality (``zipf`` popularity
-exponent, ``reuse`` probability that a sequence keeps an expert from its previous token; defaults
-1.0 and 0.5 as in ``bench cache``; model-zoo.md: plain LRU caches report 40-60% hit rates), or
-recorded from the golden model (``python build.py sd --save-routing``). Layers of a generated
-trace are independent and alike, so :data:`STAT_LAYERS` layers stand for all of them.
-
+trace (:mod:`sw_model.routing_traces`): generated with a :class:`Locality` (Zipf popularity
+exponent, ``reuse`` probability that a sequence keeps an expert from its previous token), by
+default the one *measured* on the trained model's routing over the held-out text
+(:mod:`sw_model.perf.locality`: the top quarter of a layer's experts takes 46% of its choices,
+scaled to each model's pool; generator reuse 0.202, i.e. 31.6% of a token's experts chosen again
+by the next token), or recorded from the golden model (``python build.py sd --save-routing``,
+``perf --trace``). The earlier assumption (Zipf 1.0, reuse 0.5, as ``bench cache``) stays
+selectable as ``--locality assumed``. Layers of a generated trace are independent and alike, so
+:data:`STAT_LAYERS` layers stand for all of them.
 :class:`RoutingStats` measures on the trace, per batch size and HB capacity (slots per layer):
 
 * ``touched(window)``: distinct experts per layer one pass needs when it runs ``window``
@@ -38,12 +41,14 @@ from functools import lru_cache
 import numpy as np
 
 from sw_model.decoding import LRUExpertCache
+from sw_model.perf.locality import GENERATOR_REUSE, MEASURED_TOP_SHARE, TOP_FRACTION, \
+    zipf_for_top_share
 from sw_model.perf.measured import ABLATE_GAMMA, TOKENS_PER_VERIFICATION
 from sw_model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
            "alpha_for_length", "SELECTION_CURVE",
-           "STAT_LAYERS", "STAT_STEPS", "Locality", "stat_steps", "trace_stats", "step_strides"]
+           "STAT_LAYERS", "STAT_STEPS", "Locality", "ASSUMED_LOCALITY", "stat_steps", "trace_stats", "step_strides"]
 
 #: Layers of a generated trace the statistics are measured on (layers are i.i.d. in the generator).
 STAT_LAYERS = 4
@@ -62,11 +67,80 @@ def stat_steps(batch):
 
 @dataclass(frozen=True)
 class Locality:
-    """Routing locality of generated traces: Zipf exponent and temporal reuse (stated, assumed
-    values; sweepable)."""
-    zipf: float = 1.0
-    reuse: float = 0.5
+    """Routing locality of generated traces. ``reuse``: the generator's probability that a
+    sequence keeps each expert of its previous token; popularity either a fixed Zipf exponent
+    ``zipf`` for every model, or (``zipf`` None) the exponent that puts ``top_share`` of a layer's
+    choices on its top quarter of experts, for each model's number of experts
+    (:func:`sw_model.perf.locality.zipf_for_top_share`). The default is the measured locality
+    (:mod:`sw_model.perf.locality`; values and source there)."""
+    reuse: float = GENERATOR_REUSE
+    top_share: float = MEASURED_TOP_SHARE
+    zipf: float = None
     seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.reuse, bool) or not isinstance(self.reuse, (int, float)) \
+                or not 0 <= self.reuse <= 1:
+            raise ValueError(f"locality reuse must be a probability in [0, 1], not "
+                             f"{self.reuse!r}")
+        if (self.zipf is None) == (self.top_share is None):
+            raise ValueError("a locality takes either a Zipf exponent (zipf) or a top-quarter "
+                             f"share (top_share), not zipf={self.zipf!r} and "
+                             f"top_share={self.top_share!r}")
+        if self.zipf is not None and (isinstance(self.zipf, bool) or not isinstance(
+                self.zipf, (int, float)) or not 0 <= self.zipf <= 16):
+            raise ValueError(f"locality zipf exponent must be in [0, 16], not {self.zipf!r}")
+        if self.top_share is not None and (isinstance(self.top_share, bool) or not isinstance(
+                self.top_share, (int, float)) or not TOP_FRACTION <= self.top_share < 1):
+            raise ValueError(f"locality top_share (share of the choices on the top quarter of "
+                             f"the experts) must be in [{TOP_FRACTION}, 1), not "
+                             f"{self.top_share!r}")
+
+    def exponent(self, num_experts):
+        """The Zipf exponent of the popularity over ``num_experts``."""
+        if self.zipf is not None:
+            return float(self.zipf)
+        return zipf_for_top_share(num_experts, float(self.top_share))
+
+    def describe(self):
+        if self.zipf is not None:
+            return f"Zipf {self.zipf:g}, reuse {self.reuse:g}"
+        return (f"top-quarter share {self.top_share:g} (Zipf exponent per model), reuse "
+                f"{self.reuse:g}")
+
+    @classmethod
+    def parse(cls, text):
+        """``measured`` (the default), ``assumed`` (the earlier Zipf 1.0 / reuse 0.5), or
+        ``key=value`` pairs: ``zipf=1.0,reuse=0.5``, ``top_share=0.5,reuse=0.3`` (``reuse``
+        defaults to the measured one, a missing popularity to the measured top share)."""
+        text = text.strip()
+        if text == "measured":
+            return cls()
+        if text == "assumed":
+            return ASSUMED_LOCALITY
+        values = {}
+        for part in text.split(","):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or key not in ("zipf", "reuse", "top_share", "seed"):
+                raise ValueError(f"locality {text!r}: expected 'measured', 'assumed' or "
+                                 "comma-separated zipf=, top_share=, reuse=, seed= values, not "
+                                 f"{part.strip()!r}")
+            if key in values:
+                raise ValueError(f"locality {text!r}: {key} given twice")
+            try:
+                values[key] = int(value) if key == "seed" else float(value)
+            except ValueError:
+                raise ValueError(f"locality {text!r}: {key} must be a number, not "
+                                 f"{value.strip()!r}") from None
+        if "zipf" in values and "top_share" not in values:
+            values["top_share"] = None
+        return cls(**values)
+
+
+#: The locality assumed before it was measured (and ``bench cache``'s default): Zipf 1.0 for
+#: every model, reuse 0.5.
+ASSUMED_LOCALITY = Locality(reuse=0.5, top_share=None, zipf=1.0)
 
 
 @dataclass(frozen=True)
@@ -238,8 +312,8 @@ def routing_stats(num_experts, top_k, batch, locality=Locality(), steps=None,
     """:class:`RoutingStats` of a generated trace (cached per arguments)."""
     steps = stat_steps(batch) if steps is None else steps
     trace = generate_routing_trace(layers, num_experts, top_k, steps, batch=batch,
-                                   zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed,
-                                   fast=True)
+                                   zipf=locality.exponent(num_experts), reuse=locality.reuse,
+                                   seed=locality.seed, fast=True)
     return RoutingStats(trace, _profile(num_experts, top_k, locality, STAT_STEPS, layers))
 
 
@@ -252,8 +326,8 @@ def _profile(num_experts, top_k, locality, steps, layers):
     """The offline profile: a trace of PROFILE_BATCH sequences drawn with the same seed, hence
     the same per-layer popularity (the generator draws popularity first), other token draws."""
     return generate_routing_trace(layers, num_experts, top_k, steps, batch=PROFILE_BATCH,
-                                  zipf=locality.zipf, reuse=locality.reuse, seed=locality.seed,
-                                   fast=True)
+                                  zipf=locality.exponent(num_experts), reuse=locality.reuse,
+                                  seed=locality.seed, fast=True)
 
 
 _TRACE_STATS = {}
