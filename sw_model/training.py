@@ -294,12 +294,13 @@ def add_arguments(p):
 
 def run(args):
     """``python build.py train``: train, write the checkpoints, print a table and a JSON line."""
+    # the request first: a bad one is named whether or not PyTorch is installed
+    if args.steps < 1:
+        raise SystemExit(f"--steps must be a positive integer, not {args.steps}")
     try:
         import torch  # noqa: F401  (checked here so the message can say how to get it)
     except ImportError:
         raise SystemExit("training needs PyTorch: pip install -e '.[train]'") from None
-    if args.steps < 1:
-        raise SystemExit(f"--steps must be a positive integer, not {args.steps}")
     settings = TrainConfig(steps=args.steps, seed=args.seed)
     variants = VARIANTS if args.variant == "both" else (args.variant,)
     outs = [Path(args.out) / v if args.out else model_dir(v) for v in variants]

@@ -246,6 +246,18 @@ def test_bad_ablate_and_train_requests_are_named(args, message):
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
+def test_train_without_pytorch_says_how_to_get_it():
+    """PyTorch is an optional extra: without it (hidden here whether or not it is installed) a
+    valid train request stops with the install command."""
+    code = ("import runpy, sys; sys.modules['torch'] = None; "
+            f"sys.argv = ['build.py', 'train', '--steps', '1']; "
+            f"runpy.run_path({str(REPO_ROOT / 'build.py')!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True)
+    assert result.returncode != 0
+    assert "training needs PyTorch: pip install -e '.[train]'" in result.stderr, result.stderr
+
+
 @pytest.mark.slow
 def test_ablate_reports_every_table(tmp_path):
     result = run_build("ablate", "--batch", "6", "--new-tokens", "8", "--windows", "4",

@@ -389,6 +389,8 @@ SENSITIVITY = (
     ("routing as assumed before measuring (Zipf 1.0, reuse 0.5)", {"locality": ASSUMED_LOCALITY}),
     ("routing reuse 0.5 (more temporal locality than measured)", {"reuse": 0.5}),
     ("routing Zipf 1.0 (more skew than measured)", {"zipf": 1.0}),
+    ("all three: routing as assumed, alpha 0.91 everywhere, gamma 8",
+     {"locality": ASSUMED_LOCALITY, "mapping": "coverage", "slope": 0.0, "gamma": 8}),
 )
 
 
