@@ -35,7 +35,7 @@ PAPER_CONFIG = {"gamma": Settings().gamma, "threshold": Settings().threshold,
 def add_sweep_arguments(p):
     add_common_arguments(p)
     p.set_defaults(models=",".join(PAPER_MODELS))
-    p.add_argument("--gammas", default="1,2,3,4,5,6,8", help="draft lengths to try")
+    p.add_argument("--gammas", default="1,2,3,4,5,6,8,10,12,16", help="draft lengths to try")
     p.add_argument("--thresholds", default="1,2,4,8,16,32",
                    help="mode-switch batch thresholds to try")
     p.add_argument("--policies", default="frequency,static,random",
@@ -158,6 +158,11 @@ def run_sweep(args, table, out=print, err=None):
         f"{', '.join(models)} at batch {', '.join(map(str, batches))})")
     out(table(["rank", "configuration", "speed-up vs xPU", "energy vs xPU", "vs best prior",
                "gain over paper's"], rows))
+    if settings.acceptance.mapping == "resident" and \
+            max(gammas) > settings.acceptance.curve_gamma:
+        out(f"(gamma above {settings.acceptance.curve_gamma} extends the measured acceptance "
+            f"curves, measured up to gamma {settings.acceptance.curve_gamma}, at their fitted "
+            "per-position rate)")
     chosen, per_batch = per_batch_policy(results)
     out(f"\npaper's own ({_config_text(PAPER_CONFIG)}): speed-up {paper['avg_speedup_vs_xpu']:.3f}"
         f", energy {paper['avg_energy_vs_xpu']:.3f}, vs best prior "
