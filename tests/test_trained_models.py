@@ -250,7 +250,7 @@ def test_train_without_pytorch_says_how_to_get_it():
     """PyTorch is an optional extra: without it (hidden here whether or not it is installed) a
     valid train request stops with the install command."""
     code = ("import runpy, sys; sys.modules['torch'] = None; "
-            f"sys.argv = ['build.py', 'train', '--steps', '1']; "
+            "sys.argv = ['build.py', 'train', '--steps', '1']; "
             f"runpy.run_path({str(REPO_ROOT / 'build.py')!r}, run_name='__main__')")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                             text=True)
