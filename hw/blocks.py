@@ -3,12 +3,12 @@ and what the simulation runner can build."""
 
 from dataclasses import dataclass
 
-from .expert_cache import ExpertCache
-from .hb_interface import HbInterface
-from .lpddr_port import LpddrPort
-from .mac_array import MacArray
-from .params import CACHE_PRESETS, HB_PRESETS, LPDDR_PRESETS, MAC_PRESETS, TOP_DEFAULT
-from .top import Top
+from hw.expert_cache import ExpertCache
+from hw.hb_interface import HbInterface
+from hw.lpddr_port import LpddrPort
+from hw.mac_array import MacArray
+from hw.params import CACHE_PRESETS, HB_PRESETS, LPDDR_PRESETS, MAC_PRESETS, TOP_DEFAULT
+from hw.top import Top
 
 __all__ = ["Block", "BLOCKS"]
 
@@ -16,7 +16,7 @@ __all__ = ["Block", "BLOCKS"]
 @dataclass(frozen=True)
 class Block:
     name: str            # Verilog module name
-    component: type      # wiring.Component class taking one params argument
+    component: type      # component class taking one params argument (None: its default)
     presets: dict        # preset name -> params
 
     def build(self, params):

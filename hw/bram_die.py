@@ -10,25 +10,30 @@ the logic die does not depend on it, only its speed.
 """
 
 from amaranth import *
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory
 
-from .component_args import expect_params
-from .mem_channel import die_signature, die_cmd_layout
-from .params import MemOp, MemPortParams
+from hw.component_args import CheckedComponent, expect_params
+from hw.mem_channel import die_signature, die_cmd_layout
+from hw.params import HB_DEFAULT, MemOp, MemPortParams
 
 __all__ = ["BramDie"]
 
 
-class BramDie(wiring.Component):
-    """Block-RAM die for ``port`` (a :class:`hw.params.MemPortParams`), initial contents ``init``
-    (at most ``port.words`` words; the rest are zero). ``storage`` is the memory."""
+class BramDie(CheckedComponent):
+    """Block-RAM die for ``port`` (a :class:`hw.params.MemPortParams`; a channel of
+    :data:`hw.params.HB_DEFAULT` when omitted), initial contents ``init`` (at most ``port.words``
+    words; the rest are zero). ``storage`` is the memory."""
 
-    def __init__(self, port, init=()):
-        expect_params(self, port, MemPortParams, "port", default=False)
-        init = list(init)
+    @classmethod
+    def check_arguments(cls, port=None, init=()):
+        """``(port, init as a list)``."""
+        port = expect_params(port, MemPortParams, "port", default=HB_DEFAULT)
         if len(init) > port.words:
-            self._MustUse__silence = True
             raise ValueError(f"init holds {len(init)} words, more than the die's {port.words}")
+        return port, list(init)
+
+    def __init__(self, port=None, init=()):
+        port, init = self.check_arguments(port, init)
         self.port = port
         self.storage = memory.Memory(shape=port.data_width, depth=port.words, init=init)
         super().__init__(die_signature(port))

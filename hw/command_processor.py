@@ -5,12 +5,9 @@ PEs' queues.
 
 Ports:
 
-* ``start`` (in): a one-cycle pulse while not ``busy`` runs the ``length`` commands in the command
-  memory ``cmem`` (written by the host; the simulation runner uses the back door).
-* ``status`` (out, :func:`status_layout`): ``busy``, ``done`` (held until the next start),
-  ``error`` (:class:`hw.isa.ErrorCode`), ``progress`` (commands completed: on an error, the index
-  of the illegal command), ``phase`` (BARRIER's last ``phase``); ``cycles`` from start to done
-  and ``phase_cycles[k]`` the cycles spent in phase ``k``.
+* ``host``: the host's control port (:class:`HostControlSignature`): ``start`` with ``length``
+  runs the commands in the command memory ``cmem`` (written by the host; the simulation runner
+  uses the back door); ``status``, ``cycles`` and ``phase_cycles`` report.
 * ``pe_cmd[p]`` (out): PE command streams (:func:`hw.pe.pe_command_layout`); ``pe_idle`` (in):
   one bit per PE.
 * ``cache_req``/``cache_resp``: the expert-cache controller's streams (:mod:`hw.expert_cache`).
@@ -26,18 +23,19 @@ from amaranth import *
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .expert_cache import request_layout as cache_request_layout
-from .expert_cache import response_layout as cache_response_layout
-from .isa import (COMMAND_BITS, COUNT_CHUNK_BITS, ERROR_BITS, FIELDS, OPCODE_BITS, PHASES,
-                  ErrorCode, Opcode, Slice)
-from .params import CacheOp, CacheStatus, TopParams, unsigned_width
-from .pe import PeOp, pe_command_layout
+from hw.component_args import ParamsComponent, expect_params
+from hw.expert_cache import request_layout as cache_request_layout
+from hw.expert_cache import response_layout as cache_response_layout
+from hw.isa import (COMMAND_BITS, COUNT_CHUNK_BITS, ERROR_BITS, FIELDS, OPCODE_BITS, PHASES,
+                    ErrorCode, Opcode, Slice)
+from hw.params import CacheOp, CacheStatus, TopParams, unsigned_width
+from hw.pe import PeOp, pe_command_layout
 
-__all__ = ["CommandProcessor", "status_layout", "command_layout"]
+__all__ = ["CommandProcessor", "HostControlSignature", "status_layout", "command_layout"]
 
 
 def status_layout(params):
+    """The ``status`` of :class:`HostControlSignature` for ``params`` (a TopParams)."""
     return data.StructLayout({
         "busy": unsigned(1),
         "done": unsigned(1),
@@ -45,6 +43,38 @@ def status_layout(params):
         "progress": unsigned(unsigned_width(params.command_words)),
         "phase": unsigned(unsigned_width(PHASES - 1)),
     })
+
+
+class HostControlSignature(wiring.Signature):
+    """The host's control port of the accelerator for ``params`` (a :class:`hw.params.TopParams`,
+    :data:`hw.params.TOP_DEFAULT` when omitted), seen from the accelerator; a host holds it
+    flipped. Components carry it as their member ``host`` (in Verilog the ports ``host__start``,
+    ``host__length``, ``host__status``, ``host__cycles``, ``host__phase_cycles``). Members:
+
+    * ``start`` (in): a one-cycle pulse while not ``status.busy`` runs the first ``length``
+      commands of the command memory.
+    * ``length`` (in): commands in the stream, at most ``params.command_words``.
+    * ``status`` (out, :func:`status_layout`): ``busy``, ``done`` (held until the next start),
+      ``error`` (:class:`hw.isa.ErrorCode`), ``progress`` (commands completed: on an error, the
+      index of the illegal command), ``phase`` (BARRIER's last ``phase``).
+    * ``cycles`` (out): cycles from start to done.
+    * ``phase_cycles`` (out): ``phase_cycles[k]`` the cycles spent in phase ``k``.
+
+    Signatures with the same members are equal.
+    """
+
+    def __init__(self, params=None):
+        self.params = params = expect_params(params, TopParams)
+        super().__init__({
+            "start": In(1),
+            "length": In(unsigned_width(params.command_words)),
+            "status": Out(status_layout(params)),
+            "cycles": Out(32),
+            "phase_cycles": Out(data.ArrayLayout(32, PHASES)),
+        })
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.members == other.members
 
 
 def command_layout(op):
@@ -56,30 +86,25 @@ def command_layout(op):
     return data.StructLayout(fields)
 
 
-class CommandProcessor(wiring.Component):
-    """The command processor; see the module docstring.
+class CommandProcessor(ParamsComponent):
+    """The command processor for ``params`` (:data:`hw.params.TOP_DEFAULT` when omitted); see the
+    module docstring."""
 
-    Parameters
-    ----------
-    params : TopParams
-    """
+    PARAMS = TopParams
 
-    def __init__(self, params):
-        self.params = expect_params(self, params, TopParams, default=False)
-        p = params
-        super().__init__({
-            "start": In(1),
-            "length": In(unsigned_width(p.command_words)),
-            "status": Out(status_layout(p)),
-            "cycles": Out(32),
-            "phase_cycles": Out(data.ArrayLayout(32, PHASES)),
+    def __init__(self, params=None):
+        super().__init__(params)
+        #: The command memory (the host's; tests and the runner write it through the back door).
+        self.cmem = memory.Memory(shape=COMMAND_BITS, depth=self.params.command_words, init=[])
+
+    def members(self, p):
+        return {
+            "host": Out(HostControlSignature(p)),
             "pe_cmd": Out(stream.Signature(pe_command_layout(p))).array(p.pes),
             "pe_idle": In(p.pes),
             "cache_req": Out(stream.Signature(cache_request_layout(p.cache))),
             "cache_resp": In(stream.Signature(cache_response_layout(p.cache))),
-        })
-        #: The command memory (the host's; tests and the runner write it through the back door).
-        self.cmem = memory.Memory(shape=COMMAND_BITS, depth=p.command_words, init=[])
+        }
 
     def elaborate(self, platform):
         p = self.params
@@ -91,7 +116,8 @@ class CommandProcessor(wiring.Component):
         self._slot_table(m)
         check, op_is, pe_index, pe_payload, cache_payload = self._decode(m, word)
 
-        status = self.status
+        host = self.host
+        status = host.status
         pc = Signal(unsigned_width(p.command_words))
         m.d.comb += [fetch.addr.eq(pc), fetch.en.eq(0), status.progress.eq(pc)]
         all_idle = Signal()
@@ -107,13 +133,13 @@ class CommandProcessor(wiring.Component):
 
         with m.FSM(name="cp_fsm"):
             with m.State("Idle"):
-                with m.If(self.start):
+                with m.If(host.start):
                     m.d.sync += [pc.eq(0), status.error.eq(ErrorCode.NONE), status.busy.eq(1),
-                                 status.done.eq(0), status.phase.eq(0), self.cycles.eq(0),
-                                 self.phase_cycles.eq(0)]
+                                 status.done.eq(0), status.phase.eq(0), host.cycles.eq(0),
+                                 host.phase_cycles.eq(0)]
                     m.next = "Fetch"
             with m.State("Fetch"):
-                with m.If(pc >= self.length):
+                with m.If(pc >= host.length):
                     stop(ErrorCode.NO_END)
                 with m.Else():
                     m.d.comb += fetch.en.eq(1)
@@ -155,8 +181,8 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [status.busy.eq(0), status.done.eq(1)]
                     m.next = "Idle"
         with m.If(status.busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
-            m.d.sync += self.phase_cycles[status.phase].eq(self.phase_cycles[status.phase] + 1)
+            m.d.sync += host.cycles.eq(host.cycles + 1)
+            m.d.sync += host.phase_cycles[status.phase].eq(host.phase_cycles[status.phase] + 1)
         return m
 
     # -- the slot table: what the cache holds where, from its responses -----------------------------

@@ -1,6 +1,6 @@
 """The expert-cache controller: tag store (layer, expert) -> HB slot, LRU / frequency-set policy.
 
-The behaviour, slot for slot and victim for victim, is :mod:`sw_model.expert_cache`'s (its module
+The behaviour, slot for slot and victim for victim, is :mod:`sw_model.golden.expert_cache`'s (its module
 docstring states the rules). Streams (``lib.stream``; ready may depend on valid, never the reverse):
 
 * ``req`` (in): ``op`` (:class:`hw.params.CacheOp`), ``tag`` (returned on every response beat),
@@ -21,11 +21,11 @@ with the ways already chosen by this SELECT excluded); the request stream stalls
 """
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .params import (ExpertCacheParams, CacheOp, CacheStatus, CachePolicy, SelectScope)
+from hw.component_args import ParamsComponent
+from hw.params import (ExpertCacheParams, CacheOp, CacheStatus, CachePolicy, SelectScope)
 
 __all__ = ["ExpertCache", "request_layout", "response_layout"]
 
@@ -55,20 +55,17 @@ def response_layout(params):
     })
 
 
-class ExpertCache(wiring.Component):
-    """The expert-cache controller; see the module docstring for the stream contract.
+class ExpertCache(ParamsComponent):
+    """The expert-cache controller for ``params`` (:data:`hw.params.CACHE_DEFAULT` when omitted);
+    the module docstring states its stream contract."""
 
-    Parameters
-    ----------
-    params : ExpertCacheParams
-    """
+    PARAMS = ExpertCacheParams
 
-    def __init__(self, params=None):
-        self.params = expect_params(self, params, ExpertCacheParams)
-        super().__init__({
+    def members(self, params):
+        return {
             "req": In(stream.Signature(request_layout(params))),
             "resp": Out(stream.Signature(response_layout(params))),
-        })
+        }
 
     def elaborate(self, platform):
         p = self.params

@@ -7,32 +7,24 @@ channel's DRAM bank (in simulation a :class:`sim.dram_model.DramDie`).
 """
 
 from amaranth import *
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib.wiring import Out, connect, flipped
 
-from .mem_channel import MemoryChannel, request_layout, response_layout, die_signature
-from .component_args import expect_params
-from .params import HbInterfaceParams
+from hw.mem_channel import MemoryChannel, die_signature, user_members
+from hw.component_args import ParamsComponent
+from hw.params import HbInterfaceParams
 
 __all__ = ["HbInterface"]
 
 
-class HbInterface(wiring.Component):
-    """``params.channels`` independent HB channels.
+class HbInterface(ParamsComponent):
+    """``params.channels`` independent HB channels (``params``: :data:`hw.params.HB_DEFAULT` when
+    omitted)."""
 
-    Parameters
-    ----------
-    params : HbInterfaceParams
-    """
+    PARAMS = HbInterfaceParams
 
-    def __init__(self, params=None):
-        self.params = expect_params(self, params, HbInterfaceParams)
-        n = params.channels
-        super().__init__({
-            "req": In(stream.Signature(request_layout(params))).array(n),
-            "resp": Out(stream.Signature(response_layout(params))).array(n),
-            "die": Out(die_signature(params).flip()).array(n),
-        })
+    def members(self, params):
+        return {**user_members(params, params.channels),
+                "die": Out(die_signature(params).flip()).array(params.channels)}
 
     def elaborate(self, platform):
         m = Module()

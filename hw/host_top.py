@@ -6,7 +6,9 @@ the output memories, and so the MAC arrays, the PEs' datapaths and the weight me
 them, as logic whose results nobody reads, and removes it. :class:`HostTop` adds what a host
 interface would give: the command and input memories' initial contents, and one read port on every
 PE's output memory (``omem_addr[p]``, ``omem_en[p]`` in; ``omem_data[p]`` out, one cycle later).
-Its other ports are the top's, with the same names.
+Its other ports are the top's, with the same names: the host's control port ``host``
+(:class:`hw.command_processor.HostControlSignature`) and the die links ``hb_die[p]`` and
+``lpddr_die``.
 
 The top builds its memories inside its own ``elaborate``, so :class:`HostTop` elaborates the top,
 its input memory and its PEs itself, once, and sets the memories up before they are built; it
@@ -15,11 +17,11 @@ reaches them by the names the top documents for the host (``processor.cmem``, ``
 """
 
 from amaranth import *
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In, Out, connect, flipped
 
-from .component_args import expect_params
-from .params import TopParams, unsigned_width
+from hw.component_args import CheckedComponent
+from hw.params import unsigned_width
+from hw.top import Top
 
 __all__ = ["HostTop", "image_list"]
 
@@ -45,30 +47,24 @@ def image_list(image, words, what="memory"):
     return out
 
 
-def _member(obj, path):
-    for step in path:
-        obj = getattr(obj, step) if isinstance(step, str) else obj[step]
-    return obj
+class HostTop(CheckedComponent):
+    """:class:`hw.top.Top` for ``params`` (:data:`hw.params.TOP_DEFAULT` when omitted) with
+    preloaded ``commands`` (128-bit words) and ``inputs`` (``{address: activation word}``) and a
+    read port per output memory; see the module docstring."""
 
-
-class HostTop(wiring.Component):
-    """:class:`hw.top.Top` for ``params`` with preloaded ``commands`` (128-bit words) and
-    ``inputs`` (``{address: activation word}``) and a read port per output memory; see the module
-    docstring."""
+    @classmethod
+    def check_arguments(cls, params=None, commands=(), inputs=None):
+        """``(params, command list, input memory list)``."""
+        p = Top.check_arguments(params)
+        if len(commands) > p.command_words:
+            raise ValueError(f"{len(commands)} commands do not fit in the "
+                             f"{p.command_words} words of the command memory")
+        return (p, [int(w) for w in commands],
+                image_list(inputs or {}, p.input_words, "input memory"))
 
     def __init__(self, params=None, commands=(), inputs=None):
-        from .top import Top
-        self.params = p = expect_params(self, params, TopParams)
-        self.commands = [int(w) for w in commands]
-        if len(self.commands) > p.command_words:
-            self._MustUse__silence = True
-            raise ValueError(f"{len(self.commands)} commands do not fit in the "
-                             f"{p.command_words} words of the command memory")
-        try:
-            self.inputs = image_list(inputs or {}, p.input_words, "input memory")
-        except ValueError:
-            self._MustUse__silence = True
-            raise
+        self.params, self.commands, self.inputs = self.check_arguments(params, commands, inputs)
+        p = self.params
         self.top = Top(p)
         members = dict(self.top.signature.members)
         members.update({
@@ -90,9 +86,9 @@ class HostTop(wiring.Component):
             port = omem.read_port()
             m.d.comb += [port.addr.eq(self.omem_addr[k]), port.en.eq(self.omem_en[k]),
                          self.omem_data[k].eq(port.data)]
-        for path, member, value in self.top.signature.flatten(self.top):
-            mine = _member(self, path)
-            m.d.comb += value.eq(mine) if member.flow == In else mine.eq(value)
+            connect(m, self.top.hb_die[k], flipped(self.hb_die[k]))
+        connect(m, flipped(self.host), self.top.host)
+        connect(m, self.top.lpddr_die, flipped(self.lpddr_die))
         return m
 
 
@@ -100,5 +96,5 @@ def synthesis_component(name, params):
     """The component that stands for block ``name`` of :data:`hw.blocks.BLOCKS` in synthesis and
     place and route: the block itself, except the top, which is a :class:`HostTop` (see the
     module docstring: alone, the top's datapath would be removed as unobservable)."""
-    from .blocks import BLOCKS
+    from hw.blocks import BLOCKS
     return HostTop(params) if name == "top" else BLOCKS[name].build(params)

@@ -6,24 +6,27 @@ held while ``en`` is low).
 """
 
 from amaranth import *
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .params import TopParams, unsigned_width
+from hw.component_args import ParamsComponent
+from hw.params import TopParams, unsigned_width
 
 __all__ = ["InputMemory"]
 
 
-class InputMemory(wiring.Component):
-    def __init__(self, params):
-        self.params = expect_params(self, params, TopParams, default=False)
-        p = params
-        super().__init__({
+class InputMemory(ParamsComponent):
+    """The input memory of ``params`` (a :class:`hw.params.TopParams`, :data:`hw.params.TOP_DEFAULT`
+    when omitted); see the module docstring."""
+
+    PARAMS = TopParams
+
+    def members(self, p):
+        return {
             "addr": In(unsigned_width(p.input_words - 1)).array(p.pes),
             "en": In(1).array(p.pes),
             "data": Out(p.mac.act_beat_bits).array(p.pes),
-        })
+        }
 
     def elaborate(self, platform):
         p = self.params

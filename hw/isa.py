@@ -1,5 +1,5 @@
 """The command set of the ELMoE-3D command processor: one definition for the scheduler, the golden
-executor (:mod:`sw_model.executor`) and the RTL decoder (:mod:`hw.command_processor`).
+executor (:mod:`sw_model.golden.top`) and the RTL decoder (:mod:`hw.command_processor`).
 
 This module imports no Amaranth. A command is one 128-bit word: the opcode in bits ``[0, 5)``, then
 the opcode's fields, LSB first, in the order :data:`FIELDS` lists them (the RTL builds its
@@ -15,7 +15,7 @@ The machine (sizes from a :class:`hw.params.TopParams` ``P``)
 -------------------------------------------------------------
 * ``P.pes`` PEs. PE ``p`` owns a weight memory WMEM (``P.weight_words`` words of one MAC weight beat,
   ``P.mac.weight_beat_bits``, in the MAC array's wire format: see
-  :meth:`sw_model.bitnested.SliceLevelMac.pack_weights`), an activation memory AMEM
+  :meth:`sw_model.golden.mac_array.SliceLevelMac.pack_weights`), an activation memory AMEM
   (``P.act_words`` words of one activation beat, ``P.mac.act_beat_bits``), an output memory OMEM
   (``P.output_words`` words of one MAC result: ``tokens x 2*out_channels`` signed
   ``P.mac.result_width``-bit group partial sums, token-major, element 0 in the low bits), a MAC
@@ -24,7 +24,7 @@ The machine (sizes from a :class:`hw.params.TopParams` ``P``)
   the stream.
 * One shared input memory IMEM (``P.input_words`` activation beats), written by the host: the
   quantised INT8 activations of the expert layers.
-* One expert-cache controller (:mod:`hw.expert_cache`, rules in :mod:`sw_model.expert_cache`): a key
+* One expert-cache controller (:mod:`hw.expert_cache`, rules in :mod:`sw_model.golden.expert_cache`): a key
   ``(layer, expert)`` lives in an HB *slot*. Slot ``s`` is HB words ``[s * P.slot_words, (s + 1) *
   P.slot_words)`` of every PE's channel (each PE holds its shard of the expert there); the words
   from ``P.slot_region_words`` on are free for raw HB loads (dense layers and the like).
@@ -61,12 +61,12 @@ import enum
 import re
 from dataclasses import dataclass
 
-from .params import CacheOp, MacMode
+from hw.params import CacheOp, MacMode
 
 __all__ = ["Opcode", "Slice", "ErrorCode", "Field", "FIELDS", "OPCODE_BITS", "COMMAND_BITS",
            "COMMAND_BYTES", "COUNT_CHUNK_BITS", "Command", "StreamError", "encode_word",
            "decode_word", "encode", "decode", "assemble", "disassemble", "check_command",
-           "validate", "as_words", "PHASES"]
+           "as_words", "PHASES"]
 
 #: Bits of the opcode field (at the bottom of every command).
 OPCODE_BITS = 5
@@ -104,7 +104,7 @@ class Opcode(enum.IntEnum):
                    reads the ``B = P.mac.beats_per_group`` weight beats WMEM[``wmem`` + i*B ...],
                    the activation beats AMEM[``amem`` + j*B ...] (j = 0 if ``reuse`` else i) and
                    writes its result to OMEM[``omem`` + i]. The result is
-                   :meth:`sw_model.bitnested.SliceLevelMac.operate_packed` of those beats.
+                   :meth:`sw_model.golden.mac_array.SliceLevelMac.operate_packed` of those beats.
     ``COMBINE``    PE ``pe``: OMEM[``dst`` + i] = OMEM[``a`` + i] + OMEM[``b`` + i] element by
                    element (wrapping at ``P.mac.result_width`` bits), for i = 0, 1, ... in order
                    (overlapping ranges see earlier results): MSB partial + LSB partial = FULL.
@@ -447,49 +447,3 @@ def _accesses(c, p):
     elif op is Opcode.COMBINE:
         for name in ("a", "b", "dst"):
             yield name, getattr(c, name), c.count, p.output_words, "OMEM"
-
-
-def validate(stream, params, cache=None):
-    """Check a whole stream against ``params`` as the machine would run it; raise the first
-    :class:`StreamError` (module docstring: order of checks, ``NO_END``), or return the commands.
-
-    Slots and cache errors depend on the cache's state, so the stream's cache requests are applied
-    to ``cache`` (an :class:`sw_model.expert_cache.ExpertCacheModel`, default: a fresh one for
-    ``params.cache``; it is left as after the last legal command).
-    """
-    from sw_model.expert_cache import ExpertCacheModel
-    if cache is None:
-        cache = ExpertCacheModel(params.cache)
-    commands = []
-    for index, word in enumerate(as_words(stream)):
-        command = decode_word(word, index)
-        check_command(command, index, params)
-        if command.op is Opcode.END:
-            return commands + [command]
-        check_dynamic(command, index, cache)
-        commands.append(command)
-    _fail(ErrorCode.NO_END, len(commands), "opcode",
-          f"the stream ends after {len(commands)} commands without END")
-
-
-def check_dynamic(command, index, cache):
-    """The state-dependent checks of one statically legal command against ``cache`` (an
-    ExpertCacheModel), applying its cache request: ``SLOT_NOT_INSTALLED``, ``CACHE_ERROR``.
-    Returns the slot a LOAD_SLOT/WRITE_SLOT uses (else None). On error the cache is unchanged."""
-    from sw_model.expert_cache import Request, apply_request
-    if command.op in (Opcode.LOAD_SLOT, Opcode.WRITE_SLOT):
-        slot = cache.slot_of(command.layer, command.expert)
-        if slot is None:
-            _fail(ErrorCode.SLOT_NOT_INSTALLED, index, "expert",
-                  f"key (layer {command.layer}, expert {command.expert}) holds no HB slot")
-        return slot
-    if command.op is Opcode.CACHE:
-        vector = (command.vector << (COUNT_CHUNK_BITS * command.chunk))
-        beats = apply_request(cache, Request(command.cop, 0, command.layer, command.expert,
-                                             vector))
-        status = beats[-1].status
-        if status.is_error:
-            _fail(ErrorCode.CACHE_ERROR, index, "cop",
-                  f"the cache answered {status.name} to {CacheOp(command.cop).name} of "
-                  f"(layer {command.layer}, expert {command.expert})")
-    return None

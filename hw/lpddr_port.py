@@ -8,32 +8,23 @@ client sees its own responses in its request order.
 """
 
 from amaranth import *
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib.wiring import Out, connect, flipped
 
-from .mem_channel import MemoryChannel, request_layout, response_layout, die_signature
-from .component_args import expect_params
-from .params import LpddrPortParams, MemOp
+from hw.mem_channel import MemoryChannel, die_signature, user_members
+from hw.component_args import ParamsComponent
+from hw.params import LpddrPortParams, MemOp
 
 __all__ = ["LpddrPort"]
 
 
-class LpddrPort(wiring.Component):
-    """The shared LPDDR port; see the module docstring.
+class LpddrPort(ParamsComponent):
+    """The shared LPDDR port for ``params`` (:data:`hw.params.LPDDR_DEFAULT` when omitted); see
+    the module docstring."""
 
-    Parameters
-    ----------
-    params : LpddrPortParams
-    """
+    PARAMS = LpddrPortParams
 
-    def __init__(self, params=None):
-        self.params = expect_params(self, params, LpddrPortParams)
-        n = params.clients
-        super().__init__({
-            "req": In(stream.Signature(request_layout(params))).array(n),
-            "resp": Out(stream.Signature(response_layout(params))).array(n),
-            "die": Out(die_signature(params).flip()),
-        })
+    def members(self, params):
+        return {**user_members(params, params.clients), "die": Out(die_signature(params).flip())}
 
     def elaborate(self, platform):
         p = self.params

@@ -19,7 +19,7 @@ Streams (``lib.stream``, ``valid``/``ready``; ready may depend on valid, never t
 * ``act`` (in): ``[tokens][lanes]`` signed INT8 activations, one beat per weight beat of an
   operation with ``load_act``.
 * ``weights`` (in): ``[lanes][out_channels]`` slice-lane bytes ``{lo, hi}`` (packing per mode in
-  :meth:`sw_model.bitnested.SliceLevelMac.pack_weights`).
+  :meth:`sw_model.golden.mac_array.SliceLevelMac.pack_weights`).
 * ``results`` (out): one beat per operation: ``tag``, ``mode`` and ``sums[tokens][2*out_channels]``.
 
 Pipeline: input join -> stage 1 (weights and the activation tile registered) -> stage 2 (lane products
@@ -29,11 +29,11 @@ enters per cycle.
 """
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .params import MacArrayParams, MacMode, ACT_BITS, SLICE_BITS, FIELD_BITS
+from hw.component_args import ParamsComponent
+from hw.params import MacArrayParams, MacMode, ACT_BITS, SLICE_BITS, FIELD_BITS
 
 __all__ = ["MacArray", "SlicePair", "op_layout", "act_layout", "weight_layout", "result_layout"]
 
@@ -76,22 +76,19 @@ def _tree_sum(values):
     return values[0]
 
 
-class MacArray(wiring.Component):
-    """The bit-sliced MAC array; see the module docstring for the stream contract.
+class MacArray(ParamsComponent):
+    """The bit-sliced MAC array for ``params`` (:data:`hw.params.MAC_DEFAULT` when omitted); the
+    module docstring states its stream contract."""
 
-    Parameters
-    ----------
-    params : MacArrayParams
-    """
+    PARAMS = MacArrayParams
 
-    def __init__(self, params=None):
-        self.params = expect_params(self, params, MacArrayParams)
-        super().__init__({
+    def members(self, params):
+        return {
             "op": In(stream.Signature(op_layout(params))),
             "act": In(stream.Signature(act_layout(params))),
             "weights": In(stream.Signature(weight_layout(params))),
             "results": Out(stream.Signature(result_layout(params))),
-        })
+        }
 
     def elaborate(self, platform):
         p = self.params

@@ -25,11 +25,11 @@ from amaranth import *
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .params import MemPortParams, MemOp, MemStatus, unsigned_width
+from hw.component_args import CheckedComponent, expect_params
+from hw.params import HB_DEFAULT, MemPortParams, MemOp, MemStatus, unsigned_width
 
 __all__ = ["MemoryChannel", "request_layout", "response_layout", "die_cmd_layout",
-           "die_signature"]
+           "die_signature", "user_members"]
 
 
 def request_layout(params, tag_width=None):
@@ -68,6 +68,14 @@ def die_signature(params):
     })
 
 
+def user_members(params, users):
+    """The user side of ``users`` request/response stream pairs on channels of ``params``:
+    ``req[k]`` (in) and ``resp[k]`` (out), as the HB interface (one pair per channel) and the LPDDR
+    port (one per client) present them."""
+    return {"req": In(stream.Signature(request_layout(params))).array(users),
+            "resp": Out(stream.Signature(response_layout(params))).array(users)}
+
+
 class _Reply(enum.IntEnum):
     """What the response sequencer owes for one accepted request."""
     READ = 0
@@ -83,19 +91,24 @@ def _pending_layout(params, tag_width):
     })
 
 
-class MemoryChannel(wiring.Component):
+class MemoryChannel(CheckedComponent):
     """One channel: request checking, cutting into die bursts, write and read buffers, in-order
     responses; up to ``outstanding`` requests in flight. See the module docstring.
 
     Parameters
     ----------
-    params : MemPortParams
+    params : MemPortParams, optional
+        A channel of :data:`hw.params.HB_DEFAULT` when omitted.
     tag_width : int, optional
         Overrides ``params.tag_width`` (the LPDDR port widens it by the client index).
     """
 
-    def __init__(self, params, tag_width=None):
-        self.params = expect_params(self, params, MemPortParams, default=False)
+    @classmethod
+    def check_arguments(cls, params=None, tag_width=None):
+        return expect_params(params, MemPortParams, default=HB_DEFAULT)
+
+    def __init__(self, params=None, tag_width=None):
+        self.params = params = self.check_arguments(params, tag_width)
         self.tag_width = params.tag_width if tag_width is None else tag_width
         super().__init__({
             "req": In(stream.Signature(request_layout(params, self.tag_width))),

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, fields, asdict
 import enum
 
 __all__ = [
-    "MacMode", "MAC_MODE_BITS", "ParamsRecord", "MacArrayParams", "AcceleratorParams",
+    "MacMode", "MAC_MODE_BITS", "ParamsRecord", "MacArrayParams",
     "MAC_DEFAULT", "MAC_PAPER_PE", "MAC_PRESETS",
     "signed_width", "unsigned_width",
     "WEIGHT_BITS", "SLICE_BITS", "FIELD_BITS", "ACT_BITS", "QUANT_GROUP",
 ]
 
-#: Bits of a weight code (signed INT8, DESIGN.md section 2).
+#: Bits of a weight code (signed INT8; docs/number-format.md).
 WEIGHT_BITS = 8
 #: Bits of one slice of a weight code (upper ``h`` or lower ``l``).
 SLICE_BITS = 4
@@ -626,42 +626,6 @@ LPDDR_DEFAULT = LpddrPortParams()
 #: The paper's 64 GB LPDDR5, 102.4 GB/s, shared by 32 PEs.
 LPDDR_PAPER = LpddrPortParams(words=(64 << 30) // 64, address_width=30, clients=32)
 LPDDR_PRESETS = {"default": LPDDR_DEFAULT, "paper": LPDDR_PAPER}
-
-
-# == The whole accelerator ==========================================================================
-
-@dataclass(frozen=True)
-class AcceleratorParams:
-    """The whole accelerator: one parameter record per block, each checked on its own; what the
-    blocks must agree on is checked here."""
-    mac: MacArrayParams = field(default_factory=MacArrayParams)
-    cache: ExpertCacheParams = field(default_factory=ExpertCacheParams)
-    hb: HbInterfaceParams = field(default_factory=HbInterfaceParams)
-    hb_timing: HbBankTiming = field(default_factory=HbBankTiming)
-    lpddr: LpddrPortParams = field(default_factory=LpddrPortParams)
-    lpddr_timing: Lpddr5Timing = field(default_factory=Lpddr5Timing)
-
-    def __post_init__(self):
-        for f in fields(self):
-            kind = f.default_factory
-            if not isinstance(getattr(self, f.name), kind):
-                raise TypeError(f"AcceleratorParams.{f.name} must be a {kind.__name__}, not "
-                                f"{getattr(self, f.name)!r}")
-        self.hb_timing.check_port(self.hb)
-        self.lpddr_timing.check_port(self.lpddr)
-
-    def to_dict(self):
-        return {f.name: getattr(self, f.name).to_dict() for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, values):
-        if not isinstance(values, dict):
-            raise TypeError(f"AcceleratorParams.from_dict takes a dict, not {values!r}")
-        kinds = {f.name: f.default_factory for f in fields(cls)}
-        unknown = sorted(set(values) - set(kinds))
-        if unknown:
-            raise ValueError(f"unknown AcceleratorParams block(s): {', '.join(unknown)}")
-        return cls(**{name: kinds[name].from_dict(v) for name, v in values.items()})
 
 
 # == The top level: PEs, command processor, memories around them ===================================

@@ -30,13 +30,13 @@ runner's back door).
 import enum
 
 from amaranth import *
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream
 from amaranth.lib.wiring import In, Out
 
-from .component_args import expect_params
-from .mac_array import MacArray
-from .mem_channel import request_layout, response_layout
-from .params import MacMode, MemOp, TopParams, unsigned_width
+from hw.component_args import CheckedComponent, expect_params
+from hw.mac_array import MacArray
+from hw.mem_channel import request_layout, response_layout
+from hw.params import MacMode, MemOp, TopParams, unsigned_width
 
 __all__ = ["PeOp", "ProcessingElement", "pe_command_layout"]
 
@@ -72,20 +72,24 @@ def pe_command_layout(params):
     })
 
 
-class ProcessingElement(wiring.Component):
+class ProcessingElement(CheckedComponent):
     """One PE; see the module docstring.
 
     Parameters
     ----------
-    params : TopParams
+    params : TopParams, optional
+        :data:`hw.params.TOP_DEFAULT` when omitted.
     queue_depth : int
         Commands the PE accepts ahead of the one it runs.
     """
 
-    def __init__(self, params, queue_depth=4):
-        self.params = expect_params(self, params, TopParams, default=False)
+    @classmethod
+    def check_arguments(cls, params=None, queue_depth=4):
+        return expect_params(params, TopParams)
+
+    def __init__(self, params=None, queue_depth=4):
+        self.params = p = self.check_arguments(params, queue_depth)
         self.queue_depth = queue_depth
-        p = params
         super().__init__({
             "cmd": In(stream.Signature(pe_command_layout(p))),
             "hb_req": Out(stream.Signature(request_layout(p.hb))),

@@ -3,12 +3,14 @@ are compared with the expected results held in a ROM. What the ULX3S bitstream r
 test suite runs in Verilator.
 
 :class:`SelfTestChecker` is the sequencer and comparator, independent of how the accelerator is
-assembled: it pulses ``start`` with the stream's length, waits for ``status.done`` (or a timeout),
-then reads every expected output word through the PEs' output-memory read ports and compares it
-with the ROM. :class:`SelfTest` puts it around the accelerator top (:class:`hw.host_top.HostTop`:
+assembled: holding the accelerator's host control port (``host``, a flipped
+:class:`hw.command_processor.HostControlSignature`), it pulses ``start`` with the stream's length,
+waits for ``status.done`` (or a timeout), then reads every expected output word through the PEs'
+output-memory read ports (``out_addr``, ``out_en`` out; ``out_data[p]`` in) and compares it with
+the ROM. :class:`SelfTest` puts it around the accelerator top (:class:`hw.host_top.HostTop`:
 the top with preloaded command and input memories and read ports on its output memories) with a
 block-RAM die (:class:`hw.bram_die.BramDie`) on every memory link, running the program of
-:func:`sw_model.selftest_program.selftest_program`.
+:func:`sw_model.compiler.selftest_program.selftest_program`.
 
 Ports of the checker: ``done`` (finished: checked, or timed out), ``passed`` (finished with every
 word equal, the expected error code and progress, no timeout), ``mismatches`` (words that
@@ -18,11 +20,14 @@ check can fail).
 """
 
 from amaranth import *
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, memory
 from amaranth.lib.wiring import In, Out, connect
 
-from .bram_die import BramDie
-from .host_top import HostTop, image_list
+from hw.bram_die import BramDie
+from hw.command_processor import HostControlSignature
+from hw.component_args import CheckedComponent
+from hw.host_top import HostTop, image_list
+from hw.isa import ERROR_BITS
 
 __all__ = ["SelfTestChecker", "SelfTest", "expected_layout"]
 
@@ -35,30 +40,43 @@ def expected_layout(pes, output_words, word_bits):
     })
 
 
-class SelfTestChecker(wiring.Component):
+class SelfTestChecker(CheckedComponent):
     """Sequencer and comparator of the self-test (see the module docstring).
 
     Parameters
     ----------
-    status_layout : the accelerator's status layout (fields ``done``, ``error``, ``progress``)
+    host : HostControlSignature
+        The accelerator's control port; the checker's ``host`` is its flip.
     pes, output_words, word_bits : the output memories (one per PE) the results are read from
-    length : commands in the stream (driven on ``length`` with ``start``)
-    expected : list of ``(pe, address, word)``
+    length : commands in the stream (driven on ``host.length`` with ``host.start``)
+    expected : sequence of ``(pe, address, word)``
     expected_error, expected_progress : the status the stream must end with
     timeout : cycles the stream may take before the test fails
     """
 
-    def __init__(self, status_layout, pes, output_words, word_bits, length, expected,
-                 expected_error=0, expected_progress=None, timeout=1 << 22):
-        expected = [tuple(int(v) for v in e) for e in expected]
-        if not expected:
-            self._MustUse__silence = True
+    @classmethod
+    def check_arguments(cls, host, pes, output_words, word_bits, length, expected,
+                        expected_error=0, expected_progress=None, timeout=1 << 22):
+        """The expected words as a list of ``(pe, address, word)`` tuples of ints."""
+        if not isinstance(host, HostControlSignature):
+            raise TypeError(f"host must be a HostControlSignature, not {host!r}")
+        width = Shape.cast(host.members["length"].shape).width
+        if not 0 < length < 1 << width:
+            raise ValueError(f"a stream of {length} commands does not fit the host port's "
+                             f"{width}-bit length")
+        if not len(expected):
             raise ValueError("a self-test needs at least one expected output word")
+        expected = [tuple(int(v) for v in e) for e in expected]
         for pe, address, word in expected:
             if not (0 <= pe < pes and 0 <= address < output_words and 0 <= word < 1 << word_bits):
-                self._MustUse__silence = True
                 raise ValueError(f"expected word (pe {pe}, address {address}) is outside {pes} "
                                  f"PEs x {output_words} words of {word_bits} bits")
+        return expected
+
+    def __init__(self, host, pes, output_words, word_bits, length, expected,
+                 expected_error=0, expected_progress=None, timeout=1 << 22):
+        expected = self.check_arguments(host, pes, output_words, word_bits, length, expected,
+                                        expected_error, expected_progress, timeout)
         self.layout = expected_layout(pes, output_words, word_bits)
         self.rom = memory.Memory(shape=self.layout, depth=len(expected), init=[
             {"pe": pe, "address": a, "word": w} for pe, a, w in expected])
@@ -67,9 +85,7 @@ class SelfTestChecker(wiring.Component):
         self.expected_progress = length if expected_progress is None else expected_progress
         self.timeout = timeout
         super().__init__({
-            "start": Out(1),
-            "length": Out(max(1, length.bit_length())),
-            "status": In(status_layout),
+            "host": In(host),
             "out_addr": Out(self.layout["address"].shape),
             "out_en": Out(pes),
             "out_data": In(word_bits).array(pes),
@@ -88,9 +104,10 @@ class SelfTestChecker(wiring.Component):
         entry = Signal(self.layout)
         wait = Signal(range(max(self.timeout, 17) + 1))
         first = Signal()
-        m.d.comb += [rom.addr.eq(index), self.length.eq(self.stream_length)]
-        ok_status = ((self.status.error == self.expected_error)
-                     & (self.status.progress == self.expected_progress))
+        host = self.host
+        m.d.comb += [rom.addr.eq(index), host.length.eq(self.stream_length)]
+        ok_status = ((host.status.error == self.expected_error)
+                     & (host.status.progress == self.expected_progress))
         with m.FSM(name="selftest"):
             with m.State("settle after reset"):
                 m.d.sync += wait.eq(wait + 1)
@@ -98,11 +115,11 @@ class SelfTestChecker(wiring.Component):
                     m.d.sync += wait.eq(0)
                     m.next = "start the stream"
             with m.State("start the stream"):
-                m.d.comb += self.start.eq(1)
+                m.d.comb += host.start.eq(1)
                 m.next = "run the stream"
             with m.State("run the stream"):
                 m.d.sync += wait.eq(wait + 1)
-                with m.If(self.status.done):
+                with m.If(host.status.done):
                     m.next = "read an expected word"
                 with m.Elif(wait == self.timeout):
                     m.d.sync += self.timed_out.eq(1)
@@ -129,32 +146,38 @@ class SelfTestChecker(wiring.Component):
         return m
 
 
-class SelfTest(wiring.Component):
+class SelfTest(CheckedComponent):
     """The accelerator (:class:`hw.host_top.HostTop` for ``program.params``) running ``program``
-    (a :class:`sw_model.selftest_program.SelfTestProgram`) from its preloaded memories, checked by
+    (a :class:`sw_model.compiler.selftest_program.SelfTestProgram`) from its preloaded memories, checked by
     a :class:`SelfTestChecker`.
 
     Ports: ``done``, ``passed``, ``mismatches``, ``timed_out``, ``corrupt`` as on the checker;
     ``error`` and ``progress`` from the top's status, ``cycles`` the top's cycle count.
     """
 
+    @classmethod
+    def check_arguments(cls, program, timeout=1 << 22):
+        """``(host control signature, HB die images, LPDDR die image)``."""
+        p = program.params
+        HostTop.check_arguments(p, program.words, program.images.imem)
+        hb = [image_list(program.images.hb[k], p.hb.words, f"HB channel {k}")
+              for k in range(p.pes)]
+        lpddr = image_list(program.images.lpddr, p.lpddr.words, "LPDDR")
+        host = HostControlSignature(p)
+        SelfTestChecker.check_arguments(host, p.pes, p.output_words, p.result_bits,
+                                        len(program.words), program.expected,
+                                        int(program.error), program.progress, timeout)
+        return host, hb, lpddr
+
     def __init__(self, program, timeout=1 << 22):
-        from .command_processor import status_layout
-        from .isa import ERROR_BITS
+        host, hb, lpddr = self.check_arguments(program, timeout)
         p = self.params = program.params
         self.program = program
-        try:
-            self.top = HostTop(p, program.words, program.images.imem)
-            self.hb_dies = [BramDie(p.hb, image_list(program.images.hb[k], p.hb.words,
-                                                     f"HB channel {k}"))
-                            for k in range(p.pes)]
-            self.lpddr_die = BramDie(p.lpddr, image_list(program.images.lpddr, p.lpddr.words,
-                                                         "LPDDR"))
-        except ValueError:
-            self._MustUse__silence = True
-            raise
+        self.top = HostTop(p, program.words, program.images.imem)
+        self.hb_dies = [BramDie(p.hb, image) for image in hb]
+        self.lpddr_die = BramDie(p.lpddr, lpddr)
         self.checker = SelfTestChecker(
-            status_layout(p), p.pes, p.output_words, p.result_bits, len(program.words),
+            host, p.pes, p.output_words, p.result_bits, len(program.words),
             program.expected, int(program.error), program.progress, timeout)
         super().__init__({
             "corrupt": In(1),
@@ -163,7 +186,7 @@ class SelfTest(wiring.Component):
             "mismatches": Out(16),
             "timed_out": Out(1),
             "error": Out(ERROR_BITS),
-            "progress": Out(self.top.status.progress.shape()),
+            "progress": Out(self.top.host.status.progress.shape()),
             "cycles": Out(32),
         })
 
@@ -180,30 +203,13 @@ class SelfTest(wiring.Component):
             connect(m, top.hb_die[k], self.hb_dies[k])
         m.submodules.lpddr_die = self.lpddr_die
         connect(m, top.lpddr_die, self.lpddr_die)
+        connect(m, top.host, checker.host)
         m.d.comb += [
-            top.start.eq(checker.start), top.length.eq(checker.length),
-            checker.status.eq(top.status), checker.corrupt.eq(self.corrupt),
+            checker.corrupt.eq(self.corrupt),
             self.done.eq(checker.done), self.passed.eq(checker.passed),
             self.mismatches.eq(checker.mismatches), self.timed_out.eq(checker.timed_out),
-            self.error.eq(top.status.error), self.progress.eq(top.status.progress),
-            self.cycles.eq(top.cycles),
+            self.error.eq(top.host.status.error), self.progress.eq(top.host.status.progress),
+            self.cycles.eq(top.host.cycles),
         ]
         return m
 
-
-def run_selftest_verilator(program, seed=None, waves=False):
-    """Build :class:`SelfTest` for ``program`` on Verilator and run ``sim.tb_selftest``; returns
-    the two runs (clean and with ``corrupt``) as dicts. Raises
-    :class:`sim.runner.CocotbFailure` if the self-test does not pass (or the corrupted one does not
-    fail)."""
-    import json
-    import tempfile
-    from pathlib import Path
-    from sim.runner import PORTS_ONLY, generate_verilog, run_cocotb
-    verilog_text = generate_verilog(SelfTest(program), "selftest")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "runs.json"
-        run_cocotb("selftest", verilog_text, "sim.tb_selftest", waves=waves, public=PORTS_ONLY,
-                   env={"ELMOE_SELFTEST_OUT": str(out),
-                        "ELMOE_SELFTEST_PROGRESS": str(program.progress)})
-        return json.loads(out.read_text())

