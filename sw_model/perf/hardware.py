@@ -1,6 +1,6 @@
 """Hardware configurations of the performance model: ELMoE-3D and every baseline.
 
-Every constant is a named field or module constant with its source: **paper** (paper-facts.md),
+Every constant is a named field or module constant with its source: **paper** (the ELMoE-3D paper),
 **RTL** (a measured bench figure on this project's RTL, see :data:`RTL_CALIBRATION`), **CSV**
 (the measured H100 baseline, ``xpu_moe_decode_h100.csv``) or **assumed** (a stated assumption, to
 be replaced when a better source exists). Two calibration profiles: ``paper`` (the paper's own
@@ -19,30 +19,14 @@ What the near tier may hold is a property of the machine:
 from dataclasses import dataclass, replace
 
 from hw.params import HbBankTiming, Lpddr5Timing, MAC_PAPER_PE, ParamsRecord
+from sw_model.perf.calibrate import (H100_PEAK_GBPS, PAPER_CALIBRATION, RTL_CALIBRATION,
+                                     fit_gpu_anchor)
 
 __all__ = ["MemoryTier", "FarCompute", "HardwareConfig", "RTL_CALIBRATION", "PAPER_CALIBRATION",
            "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
            "baselines", "CACHE_POLICIES", "PriorAssumptions", "PRIORS"]
 
 GIB = 1 << 30
-
-#: Figures measured on this project's RTL (sources: ``python build.py bench hb`` and ``bench mac``
-#: on main 7b42d0a, 2-core machine; the HB/LPDDR numbers are recorded in notes/closing.md, the MAC
-#: figure re-measured for issue 8 on the default preset). Replace by passing ``--bench-json``.
-RTL_CALIBRATION = {
-    "hb_seq_read_efficiency": 0.9970,       # bench hb: 51.0 of 51.2 GB/s
-    "hb_seq_write_efficiency": 0.9953,      # bench hb
-    "lpddr_seq_read_efficiency": 0.9960,    # bench hb: 102.0 of 102.4 GB/s
-    "hb_latency_cycles_median": 73,         # bench hb: single-word probes, 1.6 GHz clock
-    "lpddr_latency_cycles_median": 94,      # bench hb
-    "utilization_full": 0.99925,            # bench mac (default preset, fresh activations per op)
-    "utilization_draft": 0.99925,           # bench mac
-}
-
-#: The paper's own efficiency assumptions (paper-facts.md: "HB efficiency modelled ~3% below
-#: peak, LPDDR within 1%"); the MAC utilisation is not published, so the RTL figure is used.
-PAPER_CALIBRATION = dict(RTL_CALIBRATION, hb_seq_read_efficiency=0.97,
-                         hb_seq_write_efficiency=0.97, lpddr_seq_read_efficiency=0.99)
 
 MEM_CLOCK_GHZ = 1.6          # hw/params.py MEM_CLOCK_MHZ: latencies in the bench are these cycles
 
@@ -327,7 +311,6 @@ def gpu_offload():
     setting): dense weights, KV and a whole-expert cache in a 16 GiB HBM budget. Calibrated by
     the measured H100 table (:func:`sw_model.perf.calibrate.fit_gpu_anchor`: effective HBM
     bandwidth and fixed cost per layer), not by the accelerator profiles."""
-    from sw_model.perf.calibrate import H100_PEAK_GBPS, fit_gpu_anchor
     anchor = fit_gpu_anchor()
     near = MemoryTier("HBM3", GPU_WEIGHT_BUDGET_GB, H100_PEAK_GBPS, anchor["hbm_efficiency"],
                       HBM_PJ_PER_BIT, HBM_PJ_PER_BIT, 0.0)

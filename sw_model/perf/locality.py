@@ -1,12 +1,12 @@
 """Routing locality measured on the trained MoE, and how the trace generator is fitted to it.
 
-The performance model's routing traces come from the generator of :mod:`sw_model.routing_traces`
+The performance model's routing traces come from the generator of :mod:`sw_model.model.routing_traces`
 (two knobs: a per-layer Zipf popularity exponent and a probability ``reuse`` that a sequence keeps
 each expert of its previous token). This module measures what those knobs stand for on the
 project's trained model, and ships the result as constants so ``perf`` never reruns the model.
 
 **Measurement** (:func:`record_heldout_routing`, :func:`measure_locality`): the built-in trained
-model (``sw_model.moe.default_model()``: 4 MoE layers, 32 experts, top-4, trained with a
+model (``sw_model.model.checkpoints.default_model()``: 4 MoE layers, 32 experts, top-4, trained with a
 load-balance loss like the paper's models) runs teacher-forced over the whole committed held-out
 text (``heldout_code.txt`` and ``heldout_prose.txt``) cut into windows of :data:`WINDOW` bytes
 (its training context), each window a sequence from an empty KV cache. Every position's top-k
@@ -83,8 +83,8 @@ def record_heldout_routing(model=None, window=WINDOW, batch=32, limit=None, doma
     the built-in trained model) teacher-forced over the held-out text of each domain, cut into
     consecutive ``window``-byte windows (at most ``limit`` per domain, evenly spaced), ``batch``
     windows per forward pass."""
-    from sw_model.corpus import DOMAINS, heldout_text
-    from sw_model.moe import default_model
+    from sw_model.model.corpus import DOMAINS, heldout_text
+    from sw_model.model.checkpoints import default_model
     if model is None:
         model = default_model()[0]
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
@@ -189,7 +189,7 @@ def window_stats(experts, windows=(2, 5), slots=(4, 8, 16), num_experts=32, warm
     """Batch-1 figures the performance model uses, per sequence and layer, averaged: distinct
     experts over ``w`` consecutive tokens (a verification of ``w - 1`` drafts), and the hit rate
     of a per-layer LRU cache of ``s`` experts (accesses from position ``warm`` on)."""
-    from sw_model.decoding import LRUExpertCache
+    from sw_model.decode.decoding import LRUExpertCache
     e = _check_routes(experts)
     seqs, positions, layers, _ = e.shape
     out = {}
@@ -216,7 +216,7 @@ def window_stats(experts, windows=(2, 5), slots=(4, 8, 16), num_experts=32, warm
 
 def _generated(num_experts, top_k, zipf, reuse, sequences=64, positions=WINDOW, layers=4, seed=0):
     """Generated routes in the measured layout ``[sequence, position, layer, k]``."""
-    from sw_model.routing_traces import generate_routing_trace
+    from sw_model.model.routing_traces import generate_routing_trace
     trace = generate_routing_trace(layers, num_experts, top_k, positions, batch=sequences,
                                    zipf=zipf, reuse=reuse, seed=seed, fast=True)
     return trace.experts.transpose(1, 0, 2, 3)

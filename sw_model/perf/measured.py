@@ -1,11 +1,10 @@
-"""Acceptance measured by issue 7's ablations, shipped as constants so ``perf`` needs no torch,
+"""Acceptance measured by ``python build.py ablate``, shipped as constants so ``perf`` needs no torch,
 no checkpoint and no rerun of ``python build.py ablate``.
 
 Source: ``python build.py ablate`` (defaults: 24 held-out prompts of 24..48 bytes, 32 new tokens,
 gamma 6, greedy, seed 0) on the shipped trained model ``elmoe-byte-standard`` (4 layers, hidden
-128, 32 experts x FFN 64, top-4), 4-bit LSB-augmented draft; re-run for issue 8 on commit 08930e4
-(317 s): the same mean accepted lengths as issue 7's report (2.74 / 3.85 / 4.65 / 6.48 for the
-frequency set), plus the per-gamma curves it prints in its JSON (``tokens_per_verification``).
+128, 32 experts x FFN 64, top-4), 4-bit LSB-augmented draft (a 317 s run): mean accepted lengths 2.74 / 3.85 / 4.65 / 6.48 for the
+frequency set, and the per-gamma curves it prints in its JSON (``tokens_per_verification``).
 
 :data:`TOKENS_PER_VERIFICATION` ``[selection][fraction]`` is ``E(g)`` for ``g = 1 .. 6``: the
 mean tokens a sequence keeps per verification with a chain of ``g`` drafts (accepted drafts plus
@@ -20,7 +19,7 @@ __all__ = ["ABLATE_GAMMA", "ABLATE_MODEL", "TOKENS_PER_VERIFICATION", "ABLATE_SO
 
 ABLATE_GAMMA = 6
 ABLATE_MODEL = "elmoe-byte-standard (4 layers, hidden 128, 32 experts, top-4)"
-ABLATE_SOURCE = ("issue 7: python build.py ablate (24 held-out prompts, 32 new tokens, gamma 6, "
+ABLATE_SOURCE = ("python build.py ablate (24 held-out prompts, 32 new tokens, gamma 6, "
                  "greedy, 4-bit augmented draft) on the shipped elmoe-byte-standard")
 
 #: every expert resident (bit-policy run augmented:4; acceptance 0.913)

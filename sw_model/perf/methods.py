@@ -63,7 +63,7 @@ class Settings:
     cached decoding on machines without their own (``hardware.CACHE_POLICIES``; default ``lru``,
     the paper's cache model); ``priors``: the prior accelerators' assumptions
     (:class:`~sw_model.perf.hardware.PriorAssumptions`); ``trace``: a
-    :class:`sw_model.routing_traces.RoutingTrace` (e.g. recorded from the golden model) whose
+    :class:`sw_model.model.routing_traces.RoutingTrace` (e.g. recorded from the golden model) whose
     first ``batch`` sequences give the routing instead of generated traces."""
     gamma: int = 4
     threshold: int = 4
@@ -413,7 +413,7 @@ def _specmoe(hw, model, seqs, s):
     def draft(slots, rs, dn, kn):
         c = PassCounts(seqs, rs.draft_touched, rs.draft_touched, rs.draft_tiles)
         return draft_work(hw_whole, model, s, seqs, c, dn, kn, precision="target")
-    # acceptance: the frequency curve (issue 7 measured SpecMoE's substitution draft within 5% of
+    # acceptance: the frequency curve (the ablations measured SpecMoE's substitution draft within 5% of
     # the resident-set draft at 8/32 experts: mean accepted length 3.67 vs 3.85)
     return _sd(hw_whole, model, seqs, s, "specmoe_sd", draft, policy="static",
                selection="frequency")

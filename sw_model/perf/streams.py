@@ -1,6 +1,6 @@
 """The stream-driven path: a decode step's cost read from the scheduler's command stream.
 
-The scheduler (:mod:`sw_model.scheduler`) turns a step record into ISA commands
+The scheduler (:mod:`sw_model.compiler.scheduler`) turns a step record into ISA commands
 (:mod:`hw.isa`). :func:`stream_work` reads, per phase (BARRIER ``phase``), the bytes every tier
 moves (LOAD_SLOT / LOAD_HB: HB reads, WRITE_SLOT: HB writes, LOAD_LPDDR: LPDDR reads; each
 ``count`` weight words of ``hb_ratio`` / ``lpddr_ratio`` memory words) and the MAC work (MAC:
@@ -23,7 +23,7 @@ import numpy as np
 
 from hw.isa import Command, Opcode, decode, decode_word
 from hw.params import MacMode, TopParams
-from sw_model.cache_bridge import controller_params
+from sw_model.decode.cache_bridge import controller_params
 from sw_model.perf.methods import PassCounts, StepPlan, _common, _finish, elastic_phases, \
     target_work
 from sw_model.perf.phases import PhaseWork
@@ -31,7 +31,7 @@ from sw_model.perf.phases import PhaseWork
 __all__ = ["stream_work", "stream_plan", "record_counts", "analytic_plan", "stream_params",
            "PHASE_OF_BARRIER"]
 
-#: BARRIER phase numbers of the scheduler (sw_model.scheduler.PHASES) to this model's labels.
+#: BARRIER phase numbers of the scheduler (sw_model.compiler.scheduler.PHASES) to this model's labels.
 PHASE_OF_BARRIER = {0: "setup", 1: "draft", 2: "verify", 3: "decode"}
 
 
@@ -49,7 +49,7 @@ def stream_params(config, capacity, base):
     """A :class:`TopParams` with ``base``'s PEs and MAC array whose cache and slots hold
     ``capacity`` experts per MoE layer of ``config`` (the presets' caches cover 3-4 layers), with
     memories as large as the ISA addresses and the schedules need."""
-    from sw_model.weight_layout import WeightLayout
+    from sw_model.compiler.weight_layout import WeightLayout
     cache = controller_params(config, capacity, "FREQUENCY")
     big = replace(base, cache=cache, input_words=STREAM_INPUT_WORDS,
                   act_words=max(base.act_words, STREAM_ACT_WORDS),
@@ -210,8 +210,8 @@ def analytic_plan(record, hw, model, settings, dense_near=1.0, kv_near=1.0):
 def _config_and_base(model, preset):
     """``(MoEConfig, TopParams preset)``: ``model`` a config, a zoo name or ``default``."""
     from hw.params import TOP_PRESETS
-    from sw_model.model_zoo import zoo_entry
-    from sw_model.moe import DEFAULT_CONFIG
+    from sw_model.model.zoo import zoo_entry
+    from sw_model.model.moe import DEFAULT_CONFIG
     if preset not in TOP_PRESETS:
         raise ValueError(f"unknown machine preset {preset!r}; choose from {', '.join(TOP_PRESETS)}")
     if not isinstance(model, str):
@@ -229,9 +229,9 @@ def compare_record_paths(model, mode, batch, capacity, preset="default", steps=2
     from sw_model.perf.hardware import elmoe3d
     from sw_model.perf.methods import Settings, step_result
     from sw_model.perf.zoo import ZOO, shape_from_config
-    from sw_model.scheduler import schedule_step
-    from sw_model.trace_steps import trace_records
-    from sw_model.weight_layout import WeightLayout
+    from sw_model.compiler.scheduler import schedule_step
+    from sw_model.compiler.trace_steps import trace_records
+    from sw_model.compiler.weight_layout import WeightLayout
     config, base = _config_and_base(model, preset)
     params = stream_params(config, capacity, base)
     layout = WeightLayout(config, params)
@@ -260,10 +260,10 @@ def compare_fast_path(model, mode, batch, capacity, preset="default", steps=40, 
     from sw_model.perf.methods import Settings, plan_step, step_result
     from sw_model.perf.workload import AcceptanceModel
     from sw_model.perf.zoo import ZOO, shape_from_config
-    from sw_model.routing_traces import generate_routing_trace
-    from sw_model.scheduler import schedule_step
-    from sw_model.trace_steps import PROMPT_POSITIONS, trace_records
-    from sw_model.weight_layout import WeightLayout
+    from sw_model.model.routing_traces import generate_routing_trace
+    from sw_model.compiler.scheduler import schedule_step
+    from sw_model.compiler.trace_steps import PROMPT_POSITIONS, trace_records
+    from sw_model.compiler.weight_layout import WeightLayout
     config, base = _config_and_base(model, preset)
     params = stream_params(config, capacity, base)
     layout = WeightLayout(config, params)

@@ -38,7 +38,8 @@ __all__ = ["BASELINES", "PRIOR", "run_point", "run_grid", "summarise", "HEADLINE
 
 #: Batch sizes of the paper's headline averages.
 HEADLINE_BATCHES = (1, 2, 4, 8, 16)
-#: The paper's headline numbers (paper-facts.md) and the bands the issue accepts.
+#: The ELMoE-3D paper's headline numbers and the relative band within which a reproduction counts
+#: as agreeing with them.
 PAPER_TARGETS = {"avg_speedup_vs_xpu": (6.6, 0.20), "avg_energy_vs_xpu": (4.4, 0.20),
                  "avg_speedup_vs_best_prior": (2.2, 0.25)}
 

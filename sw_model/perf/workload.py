@@ -1,7 +1,7 @@
 """Workloads: routing statistics from routing traces, and acceptance rates.
 
 **Routing.** Every count the model needs about which experts a step touches comes from a routing
-trace (:mod:`sw_model.routing_traces`): generated with a :class:`Locality` (Zipf popularity
+trace (:mod:`sw_model.model.routing_traces`): generated with a :class:`Locality` (Zipf popularity
 exponent, ``reuse`` probability that a sequence keeps an expert from its previous token), by
 default the one *measured* on the trained model's routing over the held-out text
 (:mod:`sw_model.perf.locality`: the top quarter of a layer's experts takes 46% of its choices,
@@ -28,7 +28,7 @@ A draft pass is confined to the resident set; it touches ``min(slots, touched(1)
 (assumed: top-k inside the set spreads like unrestricted routing).
 
 **Acceptance.** :class:`AcceptanceModel` is the one place acceptance rates come from. By default
-self-drafts take issue 7's measured tokens per verification (:mod:`sw_model.perf.measured`: the
+self-drafts take the measured tokens per verification (:mod:`sw_model.perf.measured`: the
 trained byte-level MoE with 1/8 .. all of its experts resident) at the share of the paper model's
 experts that fit in HB, clamped to the paper's published range 0.33-0.91 (the class docstring
 states the mapping); the earlier assumed rule on routing coverage stays selectable; separate-draft
@@ -40,11 +40,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from sw_model.decoding import LRUExpertCache
+from sw_model.decode.decoding import LRUExpertCache
 from sw_model.perf.locality import GENERATOR_REUSE, MEASURED_TOP_SHARE, TOP_FRACTION, \
     zipf_for_top_share
 from sw_model.perf.measured import ABLATE_GAMMA, TOKENS_PER_VERIFICATION
-from sw_model.routing_traces import generate_routing_trace
+from sw_model.model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
            "alpha_for_length", "SELECTION_CURVE",
@@ -213,7 +213,7 @@ class RoutingStats:
         hits = total = 0
         for t in range(self.trace.steps):
             for layer in range(self.trace.layers):
-                # ascending, as the scheduler's cached steps access them (sw_model.trace_steps)
+                # ascending, as the scheduler's cached steps access them (sw_model.compiler.trace_steps)
                 for e in sorted(self.trace.needed(t, layer)):
                     hit = cache.access(layer, e)
                     if t >= self.warm:
@@ -344,7 +344,7 @@ def trace_stats(trace, model, batch):
                          f"{batch}")
     key = (id(trace), batch)
     if key not in _TRACE_STATS:
-        from sw_model.routing_traces import RoutingTrace
+        from sw_model.model.routing_traces import RoutingTrace
         _TRACE_STATS[key] = (trace, RoutingStats(RoutingTrace(trace.experts[:, :batch],
                                                               trace.num_experts)))
     return _TRACE_STATS[key][1]
@@ -407,7 +407,7 @@ class AcceptanceModel:
     Self-drafts confined to the HB-resident experts (Elastic-SD, Quant-SD, SpecMoE-SD) follow
     ``mapping``:
 
-    * ``"resident"`` (default): issue 7's measurement (:mod:`sw_model.perf.measured`) mapped to a
+    * ``"resident"`` (default): the ablations' measurement (:mod:`sw_model.perf.measured`) mapped to a
       paper model by the **fraction of its experts resident** in HB (the upper nibbles that fit
       after dense weights and KV; :meth:`rate`'s ``fraction``). Tokens per verification
       ``E(g)`` at the machine's gamma (g <= 6: measured directly; g > 6: the ``alpha`` of

@@ -1,23 +1,23 @@
 """The shapes the performance model needs of each MoE model, taken from the model zoo.
 
 Layers, hidden size, expert FFN, experts, top-k, shared and dense FFNs, vocabulary and GQA heads
-come from :mod:`sw_model.model_zoo` (the scheduler's table of ``../shared/reference/model-zoo.md``).
+come from :mod:`sw_model.model.zoo` (the scheduler's table of public model configurations).
 The zoo keeps the golden model's architecture, so where the real model differs in what the memory
 system moves, :data:`OVERRIDES` restores it: MLA attention (GLM-4.7-Flash, DeepSeek-V2-Lite: far
 fewer attention weights and a compressed KV cache) and GPT-OSS-20B's MXFP4 experts (stored as is:
-only the expert axis of ELMoE-3D applies). GLM-4.7-Flash's MLA sizes are not in model-zoo.md and
+only the expert axis of ELMoE-3D applies). GLM-4.7-Flash's MLA sizes are not in its zoo entry and
 are *assumed* (20 heads, q_lora 768, qk 192+64, v 256, kv_lora 512).
 """
 
 from dataclasses import dataclass
 
 from hw.params import ParamsRecord, QUANT_GROUP
-from sw_model import model_zoo
+from sw_model.model import zoo as model_zoo
 
 __all__ = ["ModelShape", "ZOO", "PAPER_MODELS", "get_model", "SCALE_BYTES", "shape_from_config",
            "OVERRIDES"]
 
-#: FP16 scale bytes per group of QUANT_GROUP INT8 weights (DESIGN.md section 2).
+#: FP16 scale bytes per group of QUANT_GROUP INT8 weights (docs/number-format.md).
 SCALE_BYTES = 2
 #: MXFP4: 4-bit elements plus one 8-bit shared exponent per 32 (OCP MX spec), bits per weight.
 MXFP4_BITS = 4 + 8 / 32
@@ -149,7 +149,7 @@ def _mla(hidden, heads, q_lora, qk_nope, qk_rope, v_dim, kv_lora):
 
 
 def shape_from_config(config, name=None, attention=None, expert_bits=8.0):
-    """The :class:`ModelShape` of a :class:`sw_model.moe.MoEConfig` (GQA attention from its heads
+    """The :class:`ModelShape` of a :class:`sw_model.model.moe.MoEConfig` (GQA attention from its heads
     unless ``attention`` = (weights, KV bytes, MACs per context position) is given)."""
     c = config
     params, kv, macs = attention or _gqa(c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim)
@@ -167,7 +167,7 @@ def shape_from_config(config, name=None, attention=None, expert_bits=8.0):
 #: What the performance model needs beyond the zoo's golden-model shapes (module docstring).
 OVERRIDES = {
     "glm-4.7-flash": {"attention": _mla(2048, 20, 768, 192, 64, 256, 512)},
-    # model-zoo.md: MLA, kv rank 512; 16 heads, no q_lora, qk 128+64, v 128 (public config)
+    # the public config: MLA, kv rank 512; 16 heads, no q_lora, qk 128+64, v 128 (public config)
     "deepseek-v2-lite": {"attention": _mla(2048, 16, 0, 128, 64, 128, 512)},
     "gpt-oss-20b": {"expert_bits": MXFP4_BITS},
 }
@@ -176,7 +176,7 @@ OVERRIDES = {
 ZOO = {name: shape_from_config(entry.config, name, **OVERRIDES.get(name, {}))
        for name, entry in model_zoo.ZOO.items()}
 
-#: The four models of the paper's evaluation (paper-facts.md).
+#: The four models of the ELMoE-3D paper's evaluation.
 PAPER_MODELS = ("qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite", "gpt-oss-20b")
 
 
@@ -187,7 +187,7 @@ def get_model(name):
     if isinstance(name, ModelShape):
         return name
     if str(name).lower() == "default":
-        from sw_model.moe import DEFAULT_CONFIG
+        from sw_model.model.moe import DEFAULT_CONFIG
         return shape_from_config(DEFAULT_CONFIG, "default")
     for key, shape in ZOO.items():
         if key.lower() == str(name).lower():

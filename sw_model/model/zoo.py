@@ -1,5 +1,6 @@
-"""The model zoo: the public MoE configurations of ``../shared/reference/model-zoo.md`` as
-:class:`sw_model.moe.MoEConfig` shapes, for the scheduler and the performance model.
+"""The model zoo: the public configurations of eight MoE language models (their Hugging Face
+``config.json`` values) as :class:`sw_model.model.moe.MoEConfig` shapes, for the scheduler and the
+performance model.
 
 Every entry of the table is here with its layer count, hidden size, expert width, routed experts,
 top-k, shared experts, dense layers and vocabulary. Where the golden model's architecture differs
@@ -23,7 +24,7 @@ Each :class:`ZooEntry` also carries the published total parameter count where th
 
 from dataclasses import dataclass
 
-from sw_model.moe import MoEConfig
+from sw_model.model.moe import MoEConfig
 
 __all__ = ["ZooEntry", "ZOO", "zoo_entry", "zoo_names"]
 

@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 from safetensors import safe_open
 
-from sw_model.moe import (ExpertWeights, LayerWeights, MoEConfig, ModelWeights, MoEModel,
-                          check_weights, linear_names)
+from sw_model.model.moe import (ExpertWeights, LayerWeights, MoEConfig, ModelWeights, MoEModel,
+                                check_weights, linear_names)
 
 __all__ = ["CheckpointError", "read_config", "TensorStore", "load_weights", "load_checkpoint",
-           "ARCHITECTURES"]
+           "ARCHITECTURES", "DEFAULT_MODEL_DIR", "default_model"]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _read_bf16(file, name):
 
 
 def _names(scheme, layer, config):
-    """HF tensor name (without ``.weight``) of each :func:`sw_model.moe.linear_names` entry."""
+    """HF tensor name (without ``.weight``) of each :func:`sw_model.model.moe.linear_names` entry."""
     p = f"model.layers.{layer}."
     names = {"attn_norm": p + "input_layernorm", "ffn_norm": p + "post_attention_layernorm",
              "q": p + "self_attn.q_proj", "k": p + "self_attn.k_proj",
@@ -314,3 +314,18 @@ def load_checkpoint(path, keep_float=False):
     config, weights, scheme = load_weights(path)
     log.info("loaded %s (%s naming)", config.describe(), scheme)
     return MoEModel(config, weights, keep_float=keep_float), scheme
+
+
+#: The built-in default model: the trained standard top-k byte-level MoE shipped with the package
+#: (``python build.py train`` reproduces it; :mod:`sw_model.train.training`).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "elmoe-byte-standard"
+
+
+def default_model():
+    """``(model, description)``: the built-in default every command falls back to (the one place
+    that says what it is): the trained standard model of
+    :data:`DEFAULT_MODEL_DIR` (Qwen3-MoE layout: 4 layers, hidden 128, 32 experts x 64, top-4,
+    byte vocabulary), loaded through :func:`load_checkpoint`. Random-weight
+    models stay available as ``MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG))``."""
+    model = load_checkpoint(DEFAULT_MODEL_DIR)[0]
+    return model, f"built-in {model.config.name} (trained, {DEFAULT_MODEL_DIR.name})"

@@ -38,7 +38,7 @@ HELD_OUT_EVERY = 10
 #: Bytes of held-out text committed per domain.
 HELD_OUT_BYTES = 48 * 1024
 DOMAINS = ("code", "prose")
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 _SKIP_PARTS = {"site-packages", "test", "tests", "idle_test", "__pycache__"}
 
 

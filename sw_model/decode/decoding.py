@@ -28,8 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from sw_model.bitnested import DRAFT_METHODS, parse_draft_method
-from sw_model.moe import MoEModel, PassPlan, Precision, softmax
+from sw_model.golden.mac_array import DRAFT_METHODS, parse_draft_method
+from sw_model.model.moe import MoEModel, PassPlan, Precision, softmax
 
 __all__ = ["ExpertCache", "LRUExpertCache", "record_routing", "CACHE_MODELS", "make_cache", "StepStats",
            "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode",
@@ -41,10 +41,10 @@ log = logging.getLogger(__name__)
 class ExpertCache(Protocol):
     """What the decoders need from an expert-cache model (HB slots per MoE layer). Any object with
     these members can be passed as ``cache``: :class:`LRUExpertCache`, or
-    :class:`sw_model.cache_bridge.ControllerExpertCache` (the cache controller's golden model, the
+    :class:`sw_model.decode.cache_bridge.ControllerExpertCache` (the cache controller's golden model, the
     default). A cache may also offer ``frequency_select(picks) -> {layer: experts}`` (choose the
     next frequency sets by its own rule); the draft policies then ask it instead of
-    :func:`sw_model.draft_policies.frequency_set`."""
+    :func:`sw_model.decode.draft_policies.frequency_set`."""
 
     capacity: int
 
@@ -124,7 +124,7 @@ def make_cache(cache, config, capacity, mode):
     if cache == "lru":
         return LRUExpertCache(capacity)
     if cache == "controller":
-        from sw_model.cache_bridge import ControllerExpertCache
+        from sw_model.decode.cache_bridge import ControllerExpertCache
         return ControllerExpertCache(config, capacity,
                                      policy="LRU" if mode == "cached" else "FREQUENCY")
     raise ValueError(f"cache model must be one of {', '.join(CACHE_MODELS)}, not {cache!r}")
@@ -204,8 +204,8 @@ class DecodeResult:
 class SDConfig:
     """Decoding parameters: draft length ``gamma``, the batch ``threshold`` at and above which
     Elastic-SD runs, HB ``capacity`` (experts per MoE layer), ``temperature`` (0: greedy) and the
-    ``draft_bits`` method (a spec of :func:`sw_model.bitnested.parse_draft_method`: a name of
-    :data:`~sw_model.bitnested.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``)."""
+    ``draft_bits`` method (a spec of :func:`sw_model.golden.mac_array.parse_draft_method`: a name of
+    :data:`~sw_model.golden.mac_array.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``)."""
     gamma: int = 3
     threshold: int = 4
     capacity: int = 8
@@ -378,11 +378,11 @@ def target_greedy(model, prompts, max_new):
 
 def record_routing(model, prompts, max_new):
     """The target's routing while it greedily decodes ``prompts``: a
-    :class:`~sw_model.routing_traces.RoutingTrace` with one step per generated token after the
+    :class:`~sw_model.model.routing_traces.RoutingTrace` with one step per generated token after the
     first (``experts[step, sequence, layer, k]``, MoE layers in order), the replay input of the
     cache studies (``python build.py bench cache --trace``). The tokens equal
     :func:`target_greedy`'s."""
-    from sw_model.routing_traces import RoutingTrace
+    from sw_model.model.routing_traces import RoutingTrace
     prompts = _check_prompts(model, prompts, max_new)
     if max_new < 2:
         raise ValueError(f"max_new must be at least 2 to record a decode step, not {max_new}")
@@ -405,7 +405,7 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
     """Decoding one token per step (below the batch threshold) with an expert cache: hits run split
     (MSB from HB + LSB from LPDDR), misses FULL from LPDDR. ``cache``: a cache object or a name of
     :data:`CACHE_MODELS` (default: the cache controller's golden model, LRU policy, ``capacity``
-    experts per MoE layer). ``recorder``: a :class:`sw_model.step_record.StepRecorder` that keeps
+    experts per MoE layer). ``recorder``: a :class:`sw_model.decode.step_record.StepRecorder` that keeps
     every decode step's record."""
     prompts = _check_prompts(model, prompts, max_new)
     cache = make_cache(cache, model.config, capacity, "cached")
@@ -535,7 +535,7 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
     ``cache``: a cache object or a name of :data:`CACHE_MODELS` (default: the cache controller's
     golden model, FREQUENCY policy, ``sd.capacity`` experts per MoE layer; the policy then takes the
     next set from the controller's COUNT/SELECT). ``recorder``: a
-    :class:`sw_model.step_record.StepRecorder` that keeps every decode step's record.
+    :class:`sw_model.decode.step_record.StepRecorder` that keeps every decode step's record.
     """
     prompts = _check_prompts(model, prompts, max_new)
     sd = sd if sd is not None else SDConfig()

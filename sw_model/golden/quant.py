@@ -1,4 +1,4 @@
-"""Quantisation and slicing: the number format of DESIGN.md section 2.
+"""Quantisation and slicing: the number format of docs/number-format.md.
 
 Weights are symmetric INT8 codes with one FP16 scale per group of ``group`` consecutive weights along
 the reduction axis; activations are symmetric INT8 with one scale per token. A code ``q`` splits into

@@ -6,13 +6,13 @@ token embedding; per layer RMSNorm, grouped-query attention with rotary position
 either a dense SwiGLU FFN or an MoE block (router, routed SwiGLU experts, optional shared experts
 with an optional sigmoid gate); final RMSNorm and LM head.
 
-The number format (DESIGN.md section 2) applies to **every** linear layer: weights are INT8 codes
+The number format (docs/number-format.md) applies to **every** linear layer: weights are INT8 codes
 with one FP16 scale per 32 reduction positions, activations INT8 with one scale per token. A layer
 computes the integer group partial sums of ``x * w_eff`` (exactly what the MAC array computes), then
 scales them in float64 by the FP16 group scale and the token scale. Routed and shared experts run at
 the precision a pass asks for (:class:`Precision`): FULL (the INT8 target), SPLIT (the MSB partial
 from HB plus the LSB partial from LPDDR, added as integers: identical to FULL), or DRAFT (a 4-bit
-draft weight chosen by a draft-bit method of :func:`sw_model.bitnested.draft_weights`). Attention
+draft weight chosen by a draft-bit method of :func:`sw_model.golden.mac_array.draft_weights`). Attention
 projections, router, dense FFNs and LM head always run FULL (the dense layers held in HB).
 
 Batch invariance (why the code looks the way it does): a token's logits must not depend on which
@@ -23,21 +23,21 @@ so float32 matrix products of code values are exact); everything else is element
 on trailing masked (zero) terms. pytest checks batched logits equal per-sequence logits bit for bit.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import enum
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from hw.params import MacMode, ParamsRecord, QUANT_GROUP
-from sw_model.bitnested import draft_weights, effective_weights
-from sw_model.quant import QuantActivations, quantize_activations, quantize_weights
+from sw_model.golden.mac_array import draft_weights, effective_weights
+from sw_model.golden.quant import QuantActivations, quantize_activations, quantize_weights
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
-           "random_weights", "default_model", "DEFAULT_MODEL_DIR", "MoECall", "ExpertCall",
-           "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "linear_names"]
+           "random_weights", "MoECall", "ExpertCall",
+           "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "TINY_VARIANT_CONFIG",
+           "linear_names"]
 
 log = logging.getLogger(__name__)
 
@@ -176,25 +176,17 @@ DEFAULT_CONFIG = MoEConfig(vocab_size=512, hidden_size=256, num_layers=4, num_he
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6,
                            rope_theta=1e6, name="qwen3-moe-scaled")
 
-#: The built-in default model: the trained standard top-k byte-level MoE shipped with the package
-#: (``python build.py train`` reproduces it; :mod:`sw_model.training`).
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "elmoe-byte-standard"
-
-
-def default_model():
-    """``(model, description)``: the built-in default every command falls back to (the one place
-    that says what it is): the trained standard model of
-    :data:`DEFAULT_MODEL_DIR` (Qwen3-MoE layout: 4 layers, hidden 128, 32 experts x 64, top-4,
-    byte vocabulary), loaded through :func:`sw_model.checkpoints.load_checkpoint`. Random-weight
-    models stay available as ``MoEModel(DEFAULT_CONFIG, random_weights(DEFAULT_CONFIG))``."""
-    from sw_model.checkpoints import load_checkpoint   # checkpoints imports this module
-    model = load_checkpoint(DEFAULT_MODEL_DIR)[0]
-    return model, f"built-in {model.config.name} (trained, {DEFAULT_MODEL_DIR.name})"
-
-
 #: The smallest useful model, for tests: fast enough to decode hundreds of prompts.
 TINY_CONFIG = MoEConfig(vocab_size=64, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                         head_dim=16, num_experts=8, top_k=2, expert_ffn=64, name="tiny")
+
+#: The tiny model with every architectural option the golden model has switched on (sigmoid
+#: scoring with a bias, group-limited routing, scaling, shared and dense FFNs, biases, full q/k
+#: norm), for tests.
+TINY_VARIANT_CONFIG = replace(TINY_CONFIG, num_layers=3, scoring="sigmoid", score_bias=True,
+                              n_group=4, topk_group=2, routed_scaling_factor=2.0, shared_ffn=32,
+                              dense_layers=(0,), dense_ffn=64, attention_bias=True,
+                              qk_norm="full", name="tiny-variant")
 
 
 # -- weights -----------------------------------------------------------------------------------------
@@ -387,7 +379,7 @@ def softmax(x, axis=-1):
 
 
 class QLinear:
-    """A linear layer ``y = x @ w (+ bias)`` in the number format of DESIGN.md section 2.
+    """A linear layer ``y = x @ w (+ bias)`` in the number format of docs/number-format.md.
 
     ``w`` [in, out] is quantised on construction to INT8 codes with FP16 scales per group of
     :data:`QUANT_GROUP` inputs; the float weights are kept only for :attr:`Precision.REFERENCE`.

@@ -1,7 +1,7 @@
 """Training the shipped byte-level MoE models (CPU PyTorch, the optional ``[train]`` extra).
 
 ``python build.py train`` reproduces ``sw_model/models/*`` from a fixed seed (``--seed``, default 1):
-two variants of :data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.corpus`, side
+two variants of :data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.model.corpus`, side
 by side in two processes of one torch thread each (two cores), 240 steps of 16 x 128 bytes:
 
 * ``standard``: top-k routing (k = 4 of 32 experts), softmax router renormalised over the top-k,
@@ -12,10 +12,10 @@ by side in two processes of one torch thread each (two cores), 240 steps of 16 x
   loss: the entropy of the router's distribution, so that the ranking is decisive and experts
   beyond a token's best few carry little weight.
 
-The PyTorch model is the golden model's architecture (:class:`sw_model.moe.MoEModel`, Qwen3-MoE:
+The PyTorch model is the golden model's architecture (:class:`sw_model.model.moe.MoEModel`, Qwen3-MoE:
 RMSNorm, GQA with rotary positions and per-head q/k RMSNorm, SwiGLU experts) in float32; the
 result is written in Hugging Face Qwen3-MoE naming (BF16 safetensors + config.json), which
-:func:`sw_model.checkpoints.load_checkpoint` reads. Nothing outside this module imports torch.
+:func:`sw_model.model.checkpoints.load_checkpoint` reads. Nothing outside this module imports torch.
 """
 
 from dataclasses import dataclass
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sw_model.moe import MoEConfig
+from sw_model.model.moe import MoEConfig
 
 __all__ = ["TRAINED_CONFIG", "TrainConfig", "VARIANTS", "MODELS_DIR", "train", "hf_config",
-           "model_dir", "add_arguments", "run"]
+           "model_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ TRAINED_CONFIG = MoEConfig(vocab_size=256, hidden_size=128, num_layers=4, num_he
                            norm_topk_prob=True, qk_norm="head", rms_eps=1e-6, rope_theta=10000.0,
                            name="elmoe-byte-moe")
 VARIANTS = ("standard", "elastic")
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
 def model_dir(variant):
@@ -225,7 +225,7 @@ def train(variant, out_dir=None, settings=None, config=TRAINED_CONFIG, progress=
         raise ValueError(f"model variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
     settings = settings or TrainConfig()
     from safetensors.torch import save_file
-    from sw_model.corpus import training_bytes
+    from sw_model.model.corpus import training_bytes
     torch, ByteMoE = _modules()
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
@@ -274,48 +274,3 @@ def train(variant, out_dir=None, settings=None, config=TRAINED_CONFIG, progress=
     cfg["elmoe_train_summary"] = summary
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return summary
-
-
-def _train_job(variant, out, settings):
-    summary = train(variant, out, settings, progress=lambda m: print("  " + m, flush=True))
-    summary["path"] = out
-    return summary
-
-
-def add_arguments(p):
-    p.add_argument("--variant", default="both", choices=(*VARIANTS, "both"),
-                   help="which model to train (default both)")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps,
-                   help=f"optimiser steps per variant (default {TrainConfig.steps})")
-    p.add_argument("--out", default=None,
-                   help="directory to write <variant>/ into (default: the shipped models, "
-                        "sw_model/models/elmoe-byte-<variant>)")
-
-
-def run(args):
-    """``python build.py train``: train, write the checkpoints, print a table and a JSON line."""
-    # the request first: a bad one is named whether or not PyTorch is installed
-    if args.steps < 1:
-        raise SystemExit(f"--steps must be a positive integer, not {args.steps}")
-    try:
-        import torch  # noqa: F401  (checked here so the message can say how to get it)
-    except ImportError:
-        raise SystemExit("training needs PyTorch: pip install -e '.[train]'") from None
-    settings = TrainConfig(steps=args.steps, seed=args.seed)
-    variants = VARIANTS if args.variant == "both" else (args.variant,)
-    outs = [Path(args.out) / v if args.out else model_dir(v) for v in variants]
-    for v, out in zip(variants, outs):
-        print(f"training {v} ({TRAINED_CONFIG.describe()}) -> {out}", flush=True)
-    # The variants train side by side, one process and one torch thread each: two cores busy
-    # without the thread synchronisation of one two-thread process, and each result depends
-    # only on its seed.
-    import multiprocessing
-    with multiprocessing.get_context("spawn").Pool(len(variants)) as pool:
-        results = pool.starmap(_train_job, [(v, str(out), settings) for v, out in
-                                            zip(variants, outs)])
-    print()
-    for r in results:
-        print(f"{r['variant']:<9} {r['steps']} steps, {r['tokens']} tokens, final training loss "
-              f"{r['final_train_loss']:.3f} nats/byte, {r['seconds']:.0f} s -> {r['path']}")
-    print(json.dumps({"models": results, "seconds": round(sum(r["seconds"] for r in results), 1)}))
-    return 0

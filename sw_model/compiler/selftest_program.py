@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hw.isa import ErrorCode, as_words, assemble, validate
+from hw.isa import ErrorCode, as_words, assemble
 from hw.params import TopParams
-from sw_model.executor import Images, execute
+from sw_model.golden.top import execute, Images, validate
 
 __all__ = ["SelfTestProgram", "selftest_program", "OUTPUT_WORDS"]
 

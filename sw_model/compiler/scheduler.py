@@ -1,4 +1,4 @@
-"""The scheduler: one decode step's :class:`sw_model.step_record.StepRecord` to a command stream.
+"""The scheduler: one decode step's :class:`sw_model.decode.step_record.StepRecord` to a command stream.
 
 The stream is in :mod:`hw.isa`'s command set; weights are where :class:`WeightLayout` says. The
 scheduler has no strategy of its own: the step record fixes routing, precision, cache requests and
@@ -6,7 +6,7 @@ the resident sets; the scheduler only orders the work and assigns addresses, so 
 one stream (deterministic).
 
 **Experts as jobs.** Every (pass, MoE layer, expert) the record used is a *job* with the rows routed
-to it. A job runs tensor parallel on every PE over that PE's shard (:mod:`sw_model.weight_layout`):
+to it. A job runs tensor parallel on every PE over that PE's shard (:mod:`sw_model.compiler.weight_layout`):
 for each input (``x`` for gate and up, ``hidden`` for down; the host has written its INT8 rows into
 the input memory IMEM, token tile by token tile), for windows of weight groups whose activations
 fit the activation memory, the PE loads the activations (LOAD_ACT), then for each of its column
@@ -49,7 +49,7 @@ import numpy as np
 
 from hw.isa import COUNT_CHUNK_BITS, Command, Opcode, Slice
 from hw.params import CacheOp, CacheStatus, MacMode
-from sw_model.weight_layout import LINEARS, WeightLayout
+from sw_model.compiler.weight_layout import WeightLayout
 
 __all__ = ["PHASES", "Job", "ResultSlot", "Schedule", "schedule_step", "cache_commands",
            "stream_bytes", "expert_jobs"]
@@ -130,7 +130,7 @@ class Schedule:
 
 
 def cache_commands(requests, experts):
-    """CACHE commands for controller ``requests`` (:class:`sw_model.expert_cache.Request`); a
+    """CACHE commands for controller ``requests`` (:class:`sw_model.golden.expert_cache.Request`); a
     COUNT vector wider than 64 experts becomes one command per non-empty 64-expert chunk."""
     out = []
     for r in requests:
@@ -421,7 +421,7 @@ def _responses(entries):
 
 def schedule_step(record, layout, split=False, part_commands=None):
     """The :class:`Schedule` of one decode step (module docstring). ``record``: a
-    :class:`sw_model.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`. ``split``:
+    :class:`sw_model.decode.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`. ``split``:
     cut the step into parts instead of wrapping memories around, each at most ``part_commands``
     commands long (see :class:`Schedule`)."""
     em = _Emitter(layout, split, part_commands)

@@ -1,7 +1,7 @@
 """The golden executor: runs a command stream (:mod:`hw.isa`) on plain memory images, the golden
-MAC model (:class:`sw_model.bitnested.SliceLevelMac`) and the golden cache model
-(:class:`sw_model.expert_cache.ExpertCacheModel`). Naive on purpose: one command at a time, in
-stream order, exactly as the ISA's docstring says. The RTL (run by :mod:`sim.top_runner`) must
+MAC model (:class:`sw_model.golden.mac_array.SliceLevelMac`) and the golden cache model
+(:class:`sw_model.golden.expert_cache.ExpertCacheModel`). Naive on purpose: one command at a time, in
+stream order, exactly as the ISA's docstring says. The RTL (run by :mod:`sim.top.run`) must
 produce the same final images, outputs, cache state and error code.
 
 API::
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.isa import (ErrorCode, Opcode, StreamError, as_words, check_command, check_dynamic,
+from hw.isa import (COUNT_CHUNK_BITS, ErrorCode, Opcode, StreamError, as_words, check_command,
                     decode_word)
-from hw.params import TopParams
-from sw_model.bitnested import SliceLevelMac
-from sw_model.expert_cache import ExpertCacheModel
+from hw.params import CacheOp, TopParams
+from sw_model.golden.expert_cache import ExpertCacheModel, Request, apply_request
+from sw_model.golden.mac_array import SliceLevelMac
 
-__all__ = ["Images", "ExecResult", "execute", "pack_weight_beat", "unpack_weight_beat",
+__all__ = ["Images", "ExecResult", "execute", "validate", "check_dynamic", "pack_weight_beat", "unpack_weight_beat",
            "pack_act_beat", "unpack_act_beat", "pack_result", "unpack_result"]
 
 
@@ -207,6 +207,50 @@ def execute(stream, params, images=None, cache=None):
     return machine.result(ErrorCode.NO_END, len(words),
                           f"command {len(words)}: NO_END: the stream ends without END",
                           len(words))
+
+
+def validate(stream, params, cache=None):
+    """Check a whole stream against ``params`` as the machine would run it; raise the first
+    :class:`StreamError` (module docstring: order of checks, ``NO_END``), or return the commands.
+
+    Slots and cache errors depend on the cache's state, so the stream's cache requests are applied
+    to ``cache`` (an :class:`sw_model.golden.expert_cache.ExpertCacheModel`, default: a fresh one for
+    ``params.cache``; it is left as after the last legal command).
+    """
+    if cache is None:
+        cache = ExpertCacheModel(params.cache)
+    commands = []
+    for index, word in enumerate(as_words(stream)):
+        command = decode_word(word, index)
+        check_command(command, index, params)
+        if command.op is Opcode.END:
+            return commands + [command]
+        check_dynamic(command, index, cache)
+        commands.append(command)
+    raise StreamError(ErrorCode.NO_END, len(commands), "opcode",
+                      f"the stream ends after {len(commands)} commands without END")
+
+
+def check_dynamic(command, index, cache):
+    """The state-dependent checks of one statically legal command against ``cache`` (an
+    ExpertCacheModel), applying its cache request: ``SLOT_NOT_INSTALLED``, ``CACHE_ERROR``.
+    Returns the slot a LOAD_SLOT/WRITE_SLOT uses (else None). On error the cache is unchanged."""
+    if command.op in (Opcode.LOAD_SLOT, Opcode.WRITE_SLOT):
+        slot = cache.slot_of(command.layer, command.expert)
+        if slot is None:
+            raise StreamError(ErrorCode.SLOT_NOT_INSTALLED, index, "expert",
+                              f"key (layer {command.layer}, expert {command.expert}) holds no HB slot")
+        return slot
+    if command.op is Opcode.CACHE:
+        vector = (command.vector << (COUNT_CHUNK_BITS * command.chunk))
+        beats = apply_request(cache, Request(command.cop, 0, command.layer, command.expert,
+                                             vector))
+        status = beats[-1].status
+        if status.is_error:
+            raise StreamError(ErrorCode.CACHE_ERROR, index, "cop",
+                              f"the cache answered {status.name} to {CacheOp(command.cop).name} "
+                              f"of (layer {command.layer}, expert {command.expert})")
+    return None
 
 
 class _Machine:

@@ -2,7 +2,7 @@
 
 * The algorithmic reference: ``effective_weights`` and ``reference_group_sums`` compute the group
   partial sums of ``x * w_eff`` with int64 matrix products, where ``w_eff`` is what each MAC mode
-  means (DESIGN.md section 2). Naive on purpose.
+  means (docs/number-format.md). Naive on purpose.
 * The architectural model: :class:`SliceLevelMac` does what the MAC array does, beat by beat: it
   packs weights into slice-lane bytes, widens each nibble to a 5-bit field with the augmentation
   bit, forms lane products, sums ``lanes`` of them per beat, accumulates a group in accumulators of
@@ -16,12 +16,12 @@ pytest proves the two equal; the RTL is compared with the second.
 import numpy as np
 
 from hw.params import MacMode, MacArrayParams
-from sw_model.quant import as_codes
+from sw_model.golden.quant import as_codes
 
 __all__ = ["parse_mode", "effective_weights", "draft_weights", "parse_draft_method",
            "reference_group_sums", "SliceLevelMac", "DRAFT_METHODS", "DRAFT_WIDTHS"]
 
-#: Ways of making a 4-bit draft weight from an INT8 code (the ablation of DESIGN.md section 4).
+#: Ways of making a 4-bit draft weight from an INT8 code (the draft-bit ablation).
 DRAFT_METHODS = ("augmented", "truncation", "rounding")
 
 

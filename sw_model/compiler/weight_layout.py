@@ -54,7 +54,7 @@ INPUT_OF = {"gate": "x", "up": "x", "down": "hidden"}
 
 def dense_bytes(config):
     """INT8 codes plus FP16 scales of everything but the routed experts (attention, routers,
-    shared and dense FFNs, LM head) of ``config``; equals :attr:`sw_model.moe.MoEModel.dense_bytes`
+    shared and dense FFNs, LM head) of ``config``; equals :attr:`sw_model.model.moe.MoEModel.dense_bytes`
     without building the model."""
     c = config
     h = c.hidden_size
@@ -137,14 +137,14 @@ def _round_up(n, unit):
 def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes):
     """A :class:`TopParams` for ``config``: ``base``'s MAC array, memories and timings with
     ``pes`` PEs (default: base's), the cache controller of ``capacity`` experts per MoE layer
-    (:func:`sw_model.cache_bridge.controller_params`, LRU for ``mode`` "cached", else FREQUENCY)
+    (:func:`sw_model.decode.cache_bridge.controller_params`, LRU for ``mode`` "cached", else FREQUENCY)
     and slots exactly one expert shard long. ``capacity`` None: as many as HB holds next to the
     dense weights and scales (at most every expert), or with ``grow`` a quarter of the experts (at
     least top-k). ``grow``: size HB and LPDDR to what the model needs instead of ``base``'s
     (simulation). ``sizes``: other TopParams fields (weight_words, output_words, ...).
     ValueError names what does not fit."""
     import dataclasses
-    from sw_model.cache_bridge import controller_params
+    from sw_model.decode.cache_bridge import controller_params
     pes = base.pes if pes is None else pes
     _, _, _, shards = tile_shards(config, base.mac, pes)
     B = base.mac.beats_per_group
@@ -257,9 +257,9 @@ class WeightLayout:
     def expert_planes(self, codes):
         """Weight words of one expert: ``{plane: [per PE: list of words]}`` for "MSB", "LSB" and
         "WHOLE"; ``codes[name]``: the INT8 codes ``[in, out]`` of gate, up and down. A word is
-        the MAC's wire format (:meth:`sw_model.bitnested.SliceLevelMac.pack_weights`: byte
+        the MAC's wire format (:meth:`sw_model.golden.mac_array.SliceLevelMac.pack_weights`: byte
         ``(hi << 4) | lo`` per lane and channel) packed as
-        :func:`sw_model.executor.pack_weight_beat` does, byte ``lane * out_channels + channel``
+        :func:`sw_model.golden.top.pack_weight_beat` does, byte ``lane * out_channels + channel``
         at bits ``8 * index``."""
         C, L, G = self.mac.out_channels, self.mac.lanes, QUANT_GROUP
         to_words = lambda b: [int.from_bytes(row.tobytes(), "little")

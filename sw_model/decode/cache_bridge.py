@@ -1,10 +1,10 @@
 """The decoders' expert cache, played by the expert-cache controller's golden model.
 
-:class:`ControllerExpertCache` implements the cache protocol of :mod:`sw_model.decoding`
+:class:`ControllerExpertCache` implements the cache protocol of :mod:`sw_model.decode.decoding`
 (``capacity``, ``access``, ``resident``, ``select``; with the FREQUENCY policy also
 ``frequency_select``, the hook the frequency-set draft policies ask) by issuing raw controller
-requests (:class:`sw_model.expert_cache.Request`) to one
-:class:`sw_model.expert_cache.ExpertCacheModel` through :func:`sw_model.expert_cache.apply_request`.
+requests (:class:`sw_model.golden.expert_cache.Request`) to one
+:class:`sw_model.golden.expert_cache.ExpertCacheModel` through :func:`sw_model.golden.expert_cache.apply_request`.
 Every request and its response beats are recorded in :attr:`ControllerExpertCache.trace`, in issue
 order, so that the scheduler can emit them as cache commands and the RTL can replay them.
 
@@ -38,7 +38,7 @@ How the decoders' view maps onto the controller:
   :class:`ValueError`.
 * **select(layer, experts)** (a set the decoder chose itself: SpecMoE's pinned set, or every set
   when Elastic-SD runs on an LRU controller, where the policies fall back to
-  :func:`sw_model.draft_policies.frequency_set`): nothing when all are resident; otherwise LOOKUP
+  :func:`sw_model.decode.draft_policies.frequency_set`): nothing when all are resident; otherwise LOOKUP
   (a use: the most recent now) and PIN the wanted experts already resident, INSTALL the missing
   ones (each PINned once placed, so a later install cannot evict it), then UNPIN them all. Other
   keys stay resident unless an install displaced them: the controller has no "make exactly this
@@ -61,7 +61,7 @@ import logging
 import numpy as np
 
 from hw.params import CacheOp, CachePolicy, CacheStatus, ExpertCacheParams, SelectScope
-from sw_model.expert_cache import ExpertCacheModel, Request, apply_request
+from sw_model.golden.expert_cache import ExpertCacheModel, Request, apply_request
 
 __all__ = ["ControllerExpertCache", "TraceEntry", "controller_params"]
 
@@ -80,7 +80,7 @@ class TraceEntry:
 
 def controller_params(config, capacity, policy="LRU", ways=None, counter_width=COUNTER_WIDTH):
     """The :class:`ExpertCacheParams` for ``capacity`` HB experts per MoE layer of ``config`` (an
-    :class:`sw_model.moe.MoEConfig`): ``capacity x L`` slots, ``ways`` per set (default: fully
+    :class:`sw_model.model.moe.MoEConfig`): ``capacity x L`` slots, ``ways`` per set (default: fully
     associative), per-layer SELECT quota ``capacity``."""
     if isinstance(capacity, bool) or not isinstance(capacity, int):
         raise ValueError(f"cache capacity must be an integer, not {capacity!r}")
@@ -103,7 +103,7 @@ def controller_params(config, capacity, policy="LRU", ways=None, counter_width=C
 class ControllerExpertCache:
     """The decoders' expert cache driven through the controller's golden model (module docstring).
 
-    ``config``: the :class:`sw_model.moe.MoEConfig`; ``capacity``: HB experts per MoE layer;
+    ``config``: the :class:`sw_model.model.moe.MoEConfig`; ``capacity``: HB experts per MoE layer;
     ``policy``: ``"LRU"`` (cached decoding) or ``"FREQUENCY"`` (Elastic-SD); ``ways`` and
     ``counter_width``: see :func:`controller_params`. ``trace`` holds every :class:`TraceEntry` in
     issue order.

@@ -1,10 +1,10 @@
 """The host's side of running a scheduled step: memory images in, group sums and floats out.
 
 * :func:`step_images`: the machine's memories before the step, from the golden model's weights and
-  a detailed :class:`sw_model.step_record.StepRecord`: HB slots hold the resident experts' MSB shards
+  a detailed :class:`sw_model.decode.step_record.StepRecord`: HB slots hold the resident experts' MSB shards
   (where the controller's slot map puts them), LPDDR the plane words the stream reads,
   IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for down), token tile
-  by token tile, as :class:`sw_model.scheduler.Schedule` placed them.
+  by token tile, as :class:`sw_model.compiler.scheduler.Schedule` placed them.
 * :func:`job_sums`: a job's integer group partial sums ``{linear: [rows, groups, channels]}`` read
   back from the output memories.
 * :func:`check_floats`: those sums against the algorithmic reference (int64 products of the recorded
@@ -20,11 +20,11 @@ import numpy as np
 
 from hw.isa import Opcode
 from hw.params import MacMode
-from sw_model.bitnested import effective_weights, draft_weights
-from sw_model.executor import Images, unpack_result
-from sw_model.moe import sigmoid
-from sw_model.quant import quantize_activations
-from sw_model.scheduler import cache_commands
+from sw_model.golden.mac_array import effective_weights, draft_weights
+from sw_model.golden.top import Images, unpack_result
+from sw_model.model.moe import sigmoid
+from sw_model.golden.quant import quantize_activations
+from sw_model.compiler.scheduler import cache_commands
 
 __all__ = ["step_images", "job_sums", "check_floats", "expert_codes", "prologue",
            "reference_sums"]
@@ -59,7 +59,7 @@ def _expert_call(record, job):
 
 
 def step_images(model, record, schedule, part=None, hb=None):
-    """The :class:`sw_model.executor.Images` the step's stream (or its part ``part``) starts from
+    """The :class:`sw_model.golden.top.Images` the step's stream (or its part ``part``) starts from
     (module docstring). ``hb``: the HB channels to start from (a part continues where the previous
     part left HB), default: the resident experts' slices where the slot map before the step puts
     them."""
@@ -117,7 +117,7 @@ def step_images(model, record, schedule, part=None, hb=None):
         padded[:len(codes)] = codes
         groups = codes.shape[1] // mac.group_size
         # beat (t, g, b) = rows of tile t, columns of beat b of group g: [tokens, lanes] bytes,
-        # packed as sw_model.executor.pack_act_beat does (element i at bits 8 * i)
+        # packed as sw_model.golden.top.pack_act_beat does (element i at bits 8 * i)
         beats = padded.reshape(tiles, T, groups, B, L).transpose(0, 2, 3, 1, 4)
         for i, row in enumerate(np.ascontiguousarray(beats).reshape(-1, T * L)):
             word = int.from_bytes(row.view(np.uint8).tobytes(), "little")

@@ -1,6 +1,6 @@
 """Draft policies of Elastic-SD: which experts a draft token uses, and which experts HB holds.
 
-A policy is a small strategy object, called by :func:`sw_model.decoding.elastic_sd`:
+A policy is a small strategy object, called by :func:`sw_model.decode.decoding.elastic_sd`:
 
 * ``start(model, cache, counts, picks=None)``: fix the first HB-resident set of every MoE layer from
   the prompt's routing (``counts[layer]``: picks per expert during prefill; ``picks[layer]``: each
@@ -22,7 +22,7 @@ The draft always runs its experts at DRAFT precision (the bit policy is the deco
 
 import numpy as np
 
-from sw_model.moe import MoEModel, top_k_route
+from sw_model.model.moe import MoEModel, top_k_route
 
 __all__ = ["frequency_set", "next_frequency_sets", "Policy", "ResidentSetPolicy", "SpecMoEPolicy",
            "ElasticKPolicy", "RandomSetPolicy", "RecencySetPolicy", "make_policy", "POLICY_NAMES",
