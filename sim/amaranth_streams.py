@@ -4,7 +4,11 @@ Both sides take an optional ``random.Random``-like ``rng`` and a probability: th
 idle cycles, the sink withholds ``ready``, so every stream test can run with and without them.
 """
 
-__all__ = ["stream_send", "stream_recv"]
+__all__ = ["stream_send", "stream_recv", "PRESSURE"]
+
+#: The two conditions every stream test runs under: ``(idle, stall)`` probabilities of an idle
+#: cycle at the source and of a withheld ``ready`` at the sink.
+PRESSURE = {"free": (0.0, 0.0), "pressure": (0.3, 0.4)}
 
 
 async def stream_send(ctx, port, payloads, rng=None, idle=0.0):

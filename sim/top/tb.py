@@ -1,12 +1,13 @@
-"""cocotb bench that runs command streams on the Verilated accelerator (:mod:`sim.top_system`).
+"""cocotb bench that runs command streams on the Verilated accelerator (:mod:`sim.top.system`).
 
-Environment (set by :func:`sim.top_runner.run_streams`): ``ELMOE_TOP_PARAMS`` (TopParams JSON),
+Environment (set by :func:`sim.top.run.run_streams`): ``ELMOE_TOP_PARAMS`` (TopParams JSON),
 ``ELMOE_TOP_JOBS`` (JSON file: a list of jobs ``{"words": [...], "images": {...}, "max_cycles":
 N}``), ``ELMOE_TOP_OUT`` (JSON file the results go to). Per job: reset, preload the command
 memory and every memory image through the back door (words a previous job left non-zero are
-cleared), pulse ``start``, let the simulator run in steps of ``STEP`` cycles until ``done``, let
-the DRAM dies drain their queues (an acknowledged write may still wait there), then read the
-status and every memory back. Python touches no signal while the machine runs.
+cleared), pulse ``start`` of the host control port (``host__start`` with ``host__length``), let
+the simulator run in steps of ``STEP`` cycles until ``done``, let the DRAM dies drain their queues
+(an acknowledged write may still wait there), then read the status and every memory back. Python
+touches no signal while the machine runs.
 """
 
 import json
@@ -16,10 +17,9 @@ import os
 import cocotb
 from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
-from hw.command_processor import status_layout
+from hw.command_processor import HostControlSignature
 from hw.isa import PHASES
 from hw.params import TopParams
-from amaranth.lib import data
 from sim.cocotb_streams import clock_and_reset, reset
 
 log = logging.getLogger("cocotb.tb_top")
@@ -29,7 +29,7 @@ STEP = 256
 
 
 class Backdoor:
-    """Every memory of the system as cocotb arrays, by the names of :class:`sw_model.executor.
+    """Every memory of the system as cocotb arrays, by the names of :class:`sw_model.golden.top.
     Images` (``hb`` and ``wmem``/``amem``/``omem`` per PE)."""
 
     def __init__(self, dut, params):
@@ -82,10 +82,10 @@ async def run_jobs(dut):
     params = TopParams.from_dict(json.loads(os.environ["ELMOE_TOP_PARAMS"]))
     jobs = json.loads(open(os.environ["ELMOE_TOP_JOBS"]).read())
     p = params
-    status_shape = status_layout(p)
-    phases_shape = data.ArrayLayout(32, PHASES)
-    dut.start.value = 0
-    dut.length.value = 0
+    host = HostControlSignature(p).members
+    status_shape, phases_shape = host["status"].shape, host["phase_cycles"].shape
+    dut.host__start.value = 0
+    dut.host__length.value = 0
     await clock_and_reset(dut)
     door = Backdoor(dut, p)
     dies = [getattr(dut, f"hb_die{k}") for k in range(p.pes)] + [dut.lpddr_die]
@@ -101,21 +101,21 @@ async def run_jobs(dut):
         door.load(images)
         for i, word in enumerate(job["words"]):
             door.cmem[i].value = word
-        dut.length.value = len(job["words"])
-        dut.start.value = 1
+        dut.host__length.value = len(job["words"])
+        dut.host__start.value = 1
         await RisingEdge(dut.clk)
-        dut.start.value = 0
+        dut.host__start.value = 0
         waited = 0
         while True:
             await ClockCycles(dut.clk, STEP)
             waited += STEP
             await ReadOnly()
-            status = status_shape.from_bits(dut.status.value.to_unsigned())
+            status = status_shape.from_bits(dut.host__status.value.to_unsigned())
             if status.done or waited >= job["max_cycles"]:
                 break
             await RisingEdge(dut.clk)
-        phases = phases_shape.from_bits(dut.phase_cycles.value.to_unsigned())
-        cycles = dut.cycles.value.to_unsigned()
+        phases = phases_shape.from_bits(dut.host__phase_cycles.value.to_unsigned())
+        cycles = dut.host__cycles.value.to_unsigned()
         # A write is acknowledged once the die has it queued (later requests see it); the array
         # itself is written when the die gets to it, so let the dies drain before reading back.
         for _ in range(64):

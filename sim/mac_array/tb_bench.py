@@ -13,8 +13,9 @@ import cocotb
 import numpy as np
 
 from hw.params import MacMode
-from sim.mac_harness import MacHarness, params_from_env, seed_from_env
-from sim.mac_jobs import random_jobs
+from sim.mac_array.harness import MacHarness, params_from_env
+from sim.cocotb_streams import seed_from_env
+from sim.mac_array.jobs import random_jobs
 
 log = logging.getLogger("cocotb.bench_mac_array")
 

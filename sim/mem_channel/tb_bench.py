@@ -7,7 +7,7 @@ Efficiency = words moved / cycles from the first request accepted to the last re
 (one word per cycle is the peak). A write stream ends with a one-word read of its last word, whose
 response the in-order die can only give after every write is in the array, so posted writes are not
 counted before they land. Random accesses are ``RANDOM_LENGTH``-word bursts at aligned addresses
-anywhere in the channel. Environment: see :mod:`sim.mem_harness`; ``ELMOE_BENCH_WORDS`` (words per
+anywhere in the channel. Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_BENCH_WORDS`` (words per
 stream, default 16384), ``ELMOE_BENCH_PROBES`` (latency probes, default 200), ``ELMOE_BENCH_OUT``.
 """
 
@@ -20,9 +20,10 @@ import statistics
 import cocotb
 
 from hw.params import MemOp
-from sim.mem_harness import system_from_env, seed_from_env, start, run_ports, Backdoor
-from sim.mem_traffic import (GoldenMemory, PortDriver, Request, sequential, random_bursts,
-                             expected_count)
+from sim.mem_channel.harness import system_from_env, start, run_ports, Backdoor
+from sim.cocotb_streams import seed_from_env
+from sim.mem_channel.traffic import PortDriver, sequential, random_bursts, expected_count
+from sw_model.golden.mem_channel import GoldenMemory, Request
 
 log = logging.getLogger("cocotb.bench_hb")
 

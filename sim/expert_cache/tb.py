@@ -16,11 +16,11 @@ import cocotb
 from cocotb.triggers import ClockCycles
 
 from hw.params import CacheOp, CacheStatus, ExpertCacheParams
-from sim.cache_ops import (FastCodec, mixed_requests, expected_responses, expected_per_request,
-                           compare_responses, lookup_sweep)
+from sim.expert_cache.ops import (FastCodec, mixed_requests, expected_responses,
+                                  expected_per_request, compare_responses, lookup_sweep)
 from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
-from sim.mac_harness import seed_from_env
-from sw_model.expert_cache import Request
+from sim.cocotb_streams import seed_from_env
+from sw_model.golden.expert_cache import Request
 
 log = logging.getLogger("cocotb.tb_expert_cache")
 

@@ -6,12 +6,16 @@ Shared by the Amaranth-simulator tests and the cocotb benches. Payloads are buil
 written by hand.
 """
 
-import numpy as np
+import random
 
-from hw.expert_cache import request_layout, response_layout
+import numpy as np
+from amaranth.sim import Simulator
+
+from hw.expert_cache import ExpertCache, request_layout, response_layout
 from hw.params import CacheOp, CacheStatus, CACHE_OP_BITS
-from sw_model.expert_cache import ExpertCacheModel, Request, Response, apply_request
-from sw_model.routing_traces import generate_routing_trace
+from sw_model.golden.expert_cache import ExpertCacheModel, Request, Response, apply_request
+from sim.amaranth_streams import stream_recv, stream_send
+from sw_model.model.routing_traces import generate_routing_trace
 
 __all__ = ["encode_request", "decode_response", "FastCodec", "mixed_requests", "bad_requests", "lookup_sweep",
            "expected_responses", "expected_per_request", "compare_responses"]
@@ -26,7 +30,7 @@ def encode_request(params, req):
 
 
 def decode_response(params, raw):
-    """A :class:`sw_model.expert_cache.Response` from a response payload (int or ``data.Const``)."""
+    """A :class:`sw_model.golden.expert_cache.Response` from a response payload (int or ``data.Const``)."""
     view = response_layout(params).from_bits(raw) if isinstance(raw, int) else raw
     return _response(*(int(getattr(view, f)) for f in Response._fields))
 
@@ -202,3 +206,41 @@ def _events(p, rng, shadow, emit):
 def _random_bits(rng, width):
     """A uniform ``width``-bit int (NumPy's integers stop at 64 bits)."""
     return int.from_bytes(rng.bytes((width + 7) // 8), "little") & ((1 << width) - 1)
+
+
+def run_in_amaranth(params, requests, seed=1, idle=0.0, stall=0.0):
+    """Run ``requests`` through the RTL in Amaranth's simulator (``idle``: probability of an idle
+    cycle before each request beat, ``stall``: of withholding ``resp.ready``); return the decoded
+    response beats (as many as the golden model produces), after checking no further beat comes
+    out. The run ends when the last beat is checked; a design that produces too few beats fails
+    at a deadline instead of hanging."""
+    n_beats = len(expected_responses(params, requests))
+    dut = ExpertCache(params)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    rng = random.Random(seed)
+    got = []
+    deadline = 10 * len(requests) + 4 * n_beats + 4 * params.keys + 100
+
+    async def sender(ctx):
+        await stream_send(ctx, dut.req, [encode_request(params, r) for r in requests], rng, idle)
+
+    async def receiver(ctx):
+        got.extend(await stream_recv(ctx, dut.resp, n_beats, rng, stall))
+        ctx.set(dut.resp.ready, 1)
+        for _ in range(2 * params.keys + 8):     # longer than any SELECT
+            _, _, valid = await ctx.tick().sample(dut.resp.valid)
+            assert not valid, "a response beat beyond the expected ones"
+
+    async def watchdog(ctx):
+        for _ in range(deadline):
+            await ctx.tick()
+        raise AssertionError(f"the {n_beats} response beats of the golden model did not all come "
+                             f"out within {deadline} cycles")
+
+    sim.add_process(sender)
+    sim.add_testbench(receiver)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    assert len(got) == n_beats
+    return [decode_response(params, r) for r in got]

@@ -1,6 +1,6 @@
 """Differential fuzzing of the command processor: seeded random streams, legal and illegal, run on
-the RTL (:func:`sim.top_runner.run_streams`) and on the golden executor
-(:func:`sw_model.executor.execute`); the error code, the progress, every memory image and the
+the RTL (:func:`sim.top.run.run_streams`) and on the golden executor
+(:func:`sw_model.golden.top.execute`); the error code, the progress, every memory image and the
 cache's slot table must be equal, every time.
 
 Streams are drawn against a shadow of the machine's control state (the golden cache model), so a
@@ -19,10 +19,10 @@ import random
 import time
 
 from hw.isa import (COUNT_CHUNK_BITS, FIELDS, Command, ErrorCode, Opcode, Slice, StreamError,
-                    check_command, check_dynamic, encode_word)
+                    check_command, encode_word)
 from hw.params import CacheOp, MacMode
-from sw_model.executor import Images, execute
-from sw_model.expert_cache import ExpertCacheModel
+from sw_model.golden.top import check_dynamic, execute, Images
+from sw_model.golden.expert_cache import ExpertCacheModel
 
 __all__ = ["random_images", "random_stream", "random_jobs", "compare", "fuzz"]
 
@@ -193,11 +193,14 @@ def random_stream(params, rng, target=None, length=None):
 
 def random_jobs(params, count, seed):
     """``count`` ``(target, stream, images)`` triples, reproducible from ``seed``."""
-    from sim.top_runner import Job
+    from sim.top.run import Job
     rng = random.Random(seed)
-    jobs = []
+    jobs, order = [], []
     for _ in range(count):
-        target = rng.choice(TARGETS)
+        if not order:           # every target once per len(TARGETS) streams, in random order
+            order = list(TARGETS)
+            rng.shuffle(order)
+        target = order.pop()
         jobs.append((target, Job(random_stream(params, rng, target), random_images(params, rng))))
     return jobs
 
@@ -222,7 +225,7 @@ def compare(params, job, rtl):
 def fuzz(params, streams, seed, progress=None):
     """Run ``streams`` random jobs on both back ends; returns a dict of figures: streams,
     mismatches (with the first few described), per-target counts, seconds, cycles."""
-    from sim.top_runner import run_streams
+    from sim.top.run import run_streams
     start = time.monotonic()
     jobs = random_jobs(params, streams, seed)
     generated = time.monotonic()

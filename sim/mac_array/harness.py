@@ -14,13 +14,11 @@ from cocotb.triggers import ClockCycles
 
 from hw.params import MacArrayParams
 from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
-from sim.mac_jobs import encode_job, decode_result, check_results
+from sim.mac_array.jobs import encode_job, decode_result, check_results
 
-__all__ = ["PARAMS_ENV", "SEED_ENV", "SUMMARY_ENV", "params_from_env", "seed_from_env",
-           "MacHarness", "read_summary"]
+__all__ = ["PARAMS_ENV", "SUMMARY_ENV", "params_from_env", "MacHarness", "read_summary"]
 
 PARAMS_ENV = "ELMOE_MAC_PARAMS"
-SEED_ENV = "ELMOE_SEED"
 SUMMARY_ENV = "ELMOE_SUMMARY"
 
 logger = logging.getLogger(__name__)
@@ -29,13 +27,6 @@ _serials = itertools.count()
 
 def params_from_env():
     return MacArrayParams.from_dict(json.loads(os.environ[PARAMS_ENV]))
-
-
-def seed_from_env(default=1):
-    """The bench's seed: ``ELMOE_SEED`` if set, else ``default``; always logged."""
-    seed = int(os.environ.get(SEED_ENV, default))
-    logging.getLogger("cocotb").info("%s=%d (set it in the environment to replay)", SEED_ENV, seed)
-    return seed
 
 
 class MacHarness:

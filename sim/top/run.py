@@ -2,24 +2,22 @@
 
 API::
 
-    from sim.top_runner import run_streams, Job
+    from sim.top.run import run_streams, Job
     results = run_streams(params, [Job(stream, images), ...])   # one simulator run for all jobs
     r = results[0]
     r.error, r.progress, r.cycles, r.phase_cycles, r.images, r.slot_table, r.done
 
 ``stream`` is anything :func:`hw.isa.as_words` takes (Commands, 128-bit words, the binary form);
-``images`` a :class:`sw_model.executor.Images` (HB, LPDDR, input and PE memories). The runner
-builds (once per ``params``, cached under ``build/``) :class:`sim.top_system.TopSystem` on
+``images`` a :class:`sw_model.golden.top.Images` (HB, LPDDR, input and PE memories). The runner
+builds (once per ``params``, cached under ``build/``) :class:`sim.top.system.TopSystem` on
 Verilator, and for each job: resets, preloads the command memory and the images through the back
 door, starts the processor and lets Verilator run freely until ``done``, then reads the status and
-the memories back. :class:`RtlResult` mirrors :class:`sw_model.executor.ExecResult`, so
+the memories back. :class:`RtlResult` mirrors :class:`sw_model.golden.top.ExecResult`, so
 ``r.images == golden.images`` and ``r.slot_table == golden.slot_table()`` compare directly.
 """
 
-import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -27,8 +25,9 @@ from pathlib import Path
 
 from hw.isa import ErrorCode, as_words
 from hw.params import TopParams
-from sim.runner import BUILD_ROOT, REPO_ROOT, run_cocotb
-from sw_model.executor import Images
+from sim.runner import run_cocotb
+from hw.flows.verilog import BUILD_ROOT, REPO_ROOT, cached_verilog
+from sw_model.golden.top import Images
 
 __all__ = ["Job", "RtlResult", "run_streams", "system_verilog", "DEFAULT_MAX_CYCLES"]
 
@@ -61,28 +60,12 @@ class RtlResult:
     slot_table: dict = field(default_factory=dict)
 
 
-def _sources_key(params):
-    """Hash of the params and every source the Verilog comes from."""
-    digest = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode())
-    for path in sorted((REPO_ROOT / "hw").glob("*.py")) + [REPO_ROOT / "sim" / "dram_model.py",
-                                                          REPO_ROOT / "sim" / "top_system.py"]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def system_verilog(params):
-    """Verilog of the simulated system for ``params``, cached under ``build/verilog-cache``
-    (Amaranth takes seconds to convert the whole top)."""
-    from sim.top_system import top_system_verilog
-    cache = BUILD_ROOT / "verilog-cache" / f"top_system-{_sources_key(params)}.v"
-    if cache.exists():
-        return cache.read_text()
-    text = top_system_verilog(params)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(cache)
-    return text
+    """Verilog of the simulated system for ``params`` (cached: :func:`cached_verilog`)."""
+    from sim.top.system import top_system_verilog
+    return cached_verilog("top_system", params, lambda: top_system_verilog(params),
+                          sources=[REPO_ROOT / "sim" / "dram_model.py",
+                                   REPO_ROOT / "sim" / "top" / "system.py"])
 
 
 def _images_to_json(params, images):
@@ -125,7 +108,7 @@ def run_streams(params, jobs, seed=None, waves=False):
         payload.append({"words": words, "images": images, "max_cycles": job.max_cycles})
     if not payload:
         return []
-    from sim.top_system import TOP_NAME, TOP_PUBLIC
+    from sim.top.system import TOP_NAME, TOP_PUBLIC
     verilog_text = system_verilog(params)
     with tempfile.TemporaryDirectory() as tmp:
         jobs_file, out_file = Path(tmp) / "jobs.json", Path(tmp) / "results.json"
@@ -137,7 +120,7 @@ def run_streams(params, jobs, seed=None, waves=False):
         # a run directory of its own: several runs of the same design may go on at once
         (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
         run_dir = Path(tempfile.mkdtemp(prefix=f"{TOP_NAME}-", dir=BUILD_ROOT / "runs"))
-        run_cocotb(TOP_NAME, verilog_text, "sim.tb_top", env=env, waves=waves, run_dir=run_dir,
+        run_cocotb(TOP_NAME, verilog_text, "sim.top.tb", env=env, waves=waves, run_dir=run_dir,
                    public=TOP_PUBLIC)
         raw = json.loads(out_file.read_text())
         shutil.rmtree(run_dir, ignore_errors=True)     # kept (with its log) when the run failed

@@ -1,13 +1,13 @@
 """End to end: golden model -> step records -> scheduler -> streams -> RTL and golden executor.
 
 :func:`run_end_to_end` lets the golden MoE model decode (Elastic-SD, cached decoding, or both) with
-a :class:`sw_model.step_record.StepRecorder` keeping every step's detail, schedules the first steps
-(:mod:`sw_model.scheduler`) in parts that fit the machine's memories, builds each part's memory
-images (:func:`sw_model.step_check.step_images`: HB slots with the resident experts' MSB shards,
+a :class:`sw_model.decode.step_record.StepRecorder` keeping every step's detail, schedules the first steps
+(:mod:`sw_model.compiler.scheduler`) in parts that fit the machine's memories, builds each part's memory
+images (:func:`sw_model.compiler.step_check.step_images`: HB slots with the resident experts' MSB shards,
 LPDDR with the plane words the part reads, IMEM with the recorded INT8 expert inputs), and runs
 every part -- the CACHE prologue that brings a reset controller to the part's starting state, then
 the part -- on the golden executor and, in one simulator run, on the Verilated accelerator
-(:func:`sim.top_runner.run_streams`); HB carries from part to part. Per step it reports whether the
+(:func:`sim.top.run.run_streams`); HB carries from part to part. Per step it reports whether the
 RTL's final memories and slot table equal the executor's, bit for bit, in every part, whether the
 host's float part on the RTL's output memories reproduces the golden model's expert and MoE block
 outputs, and the cycles per phase (summed over the parts; "setup" is the prologues').
@@ -24,17 +24,16 @@ import time
 
 import numpy as np
 
-from hw.isa import validate
 from hw.params import TOP_DEFAULT, MacArrayParams
-from sw_model.cache_bridge import ControllerExpertCache
-from sw_model.decoding import SDConfig, cached_decode, elastic_sd
-from sw_model.draft_policies import make_policy
-from sw_model.executor import execute
-from sw_model.expert_cache import ExpertCacheModel, replay
-from sw_model.scheduler import PHASES, schedule_step, stream_bytes
-from sw_model.step_check import check_floats, prologue, step_images
-from sw_model.step_record import StepRecorder
-from sw_model.weight_layout import WeightLayout, machine_for
+from sw_model.decode.cache_bridge import ControllerExpertCache
+from sw_model.decode.decoding import SDConfig, cached_decode, elastic_sd
+from sw_model.decode.draft_policies import make_policy
+from sw_model.golden.top import execute, validate
+from sw_model.golden.expert_cache import ExpertCacheModel, replay
+from sw_model.compiler.scheduler import PHASES, schedule_step, stream_bytes
+from sw_model.compiler.step_check import check_floats, prologue, step_images
+from sw_model.decode.step_record import StepRecorder
+from sw_model.compiler.weight_layout import WeightLayout, machine_for
 
 __all__ = ["record_steps", "e2e_machine", "golden_parts", "run_end_to_end", "E2E_BASE",
            "E2E_SIZES"]
@@ -76,7 +75,7 @@ def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
 
 
 #: Memories of the simulated machine: a step runs as parts that each fit them (see
-#: :class:`sw_model.scheduler.Schedule`), so they stay small enough to elaborate and simulate fast.
+#: :class:`sw_model.compiler.scheduler.Schedule`), so they stay small enough to elaborate and simulate fast.
 E2E_SIZES = dict(act_words=256, input_words=4096, output_words=2048, command_words=8192)
 
 
@@ -128,7 +127,7 @@ def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=Non
         params = e2e_machine(c, pes, capacity)
     layout = WeightLayout(c, params)
     jobs, scheduled = [], []
-    from sim.top_runner import Job, run_streams
+    from sim.top.run import Job, run_streams
     for mode, record, stats in runs:
         say(f"{mode} step {record.index}: scheduling, memory images, golden executor")
         start = time.monotonic()

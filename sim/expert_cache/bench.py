@@ -1,6 +1,6 @@
 """``build.py bench cache``: hit rates of the two policies and the controller's lookup rate.
 
-* **Hit rates** come from the golden model (:class:`sw_model.expert_cache.ExpertCacheModel`, which
+* **Hit rates** come from the golden model (:class:`sw_model.golden.expert_cache.ExpertCacheModel`, which
   the RTL matches response for response) replaying generated routing traces: at each decode step
   and layer, every expert any sequence of the batch needs is looked up once.
   - LRU (cached decoding): a miss installs the expert, evicting the least recently used.
@@ -10,7 +10,7 @@
     RESET_COUNTS starts the next window.
   Capacities are fractions of the experts of each layer; the study's cache is fully associative.
 * **Lookups per cycle and lookup latency** are measured on the Verilated RTL
-  (``sim.tb_expert_cache.throughput``): back-to-back LOOKUPs, no back-pressure.
+  (``sim.expert_cache.tb.throughput``): back-to-back LOOKUPs, no back-pressure.
 """
 
 import json
@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 from hw.params import CachePolicy, CacheStatus, ExpertCacheParams
-from sw_model.expert_cache import ExpertCacheModel
-from sw_model.routing_traces import generate_routing_trace, load_routing_trace
+from sw_model.golden.expert_cache import ExpertCacheModel
+from sw_model.model.routing_traces import generate_routing_trace
 
 __all__ = ["TRACE", "CAPACITIES", "BATCHES", "WINDOW", "hit_rate", "hit_rate_table", "run_bench",
            "quick_check"]
@@ -63,11 +63,15 @@ def hit_rate(trace, capacity, policy, window=WINDOW, warmup=WARMUP):
     return hits / lookups
 
 
-def hit_rate_table(seed):
-    """``{batch: {policy: {capacity: rate}}}`` over :data:`BATCHES` and :data:`CAPACITIES`."""
+def hit_rate_table(seed, steps=TRACE["steps"]):
+    """``{batch: {policy: {capacity: rate}}}`` over :data:`BATCHES` and :data:`CAPACITIES`, on
+    traces of ``steps`` decode steps (more than :data:`WARMUP`)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= WARMUP:
+        raise ValueError(f"the hit-rate traces need more than the {WARMUP} warm-up steps, "
+                         f"not {steps!r}")
     rates = {}
     for batch in BATCHES:
-        trace = generate_routing_trace(batch=batch, seed=seed, **TRACE)
+        trace = generate_routing_trace(batch=batch, seed=seed, **{**TRACE, "steps": steps})
         rates[batch] = {}
         for policy in CachePolicy:
             rates[batch][policy.name.lower()] = {
@@ -90,24 +94,25 @@ def recorded_hit_rates(trace):
             for policy in CachePolicy}, warmup
 
 
-def run_bench(params, preset, lookups, seed, waves=False, trace_path=None):
+def run_bench(params, preset, lookups, seed, waves=False, recorded=None, trace_path=None,
+              trace_steps=TRACE["steps"]):
     """Run both parts; returns ``(tables, figures)``: tables as ``(title, headers, rows)``.
-    ``trace_path``: also replay that recorded routing trace (read before anything runs, so a bad
-    file fails fast)."""
-    from sim.benches import run_cache_bench
-    recorded = load_routing_trace(trace_path) if trace_path is not None else None
+    ``recorded``: also replay that routing trace (as
+    :func:`sw_model.model.routing_traces.load_routing_trace` read it from ``trace_path``);
+    ``trace_steps``: decode steps of the generated traces."""
+    from sim.expert_cache.run import run_cache_bench
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
         run_cache_bench(params, testcase="throughput", seed=seed, waves=waves,
                         env={"ELMOE_BENCH_OUT": str(out), "ELMOE_BENCH_LOOKUPS": str(lookups)})
         sim = json.loads(out.read_text())
-    rates = hit_rate_table(seed)
+    rates = hit_rate_table(seed, trace_steps)
     rtl_rows = [[preset, sim["lookups"], sim["hits"], sim["cycles"],
                  f"{sim['lookups_per_cycle']:.4f}", sim["lookup_latency_cycles"]]]
     rate_rows = [[batch, capacity, f"{rates[batch]['lru'][capacity]:.3f}",
                   f"{rates[batch]['frequency'][capacity]:.3f}"]
                  for batch in BATCHES for capacity in rates[batch]["lru"]]
-    t = TRACE
+    t = {**TRACE, "steps": trace_steps}
     tables = [
         (f"Verilated RTL, {params.describe()}: back-to-back LOOKUPs, no back-pressure; latency "
          "is cycles from request handshake to response handshake",
@@ -130,7 +135,7 @@ def run_bench(params, preset, lookups, seed, waves=False, trace_path=None):
         "hit_rates": {policy: rates[1][policy] for policy in ("lru", "frequency")},
         "hit_rates_by_batch": {str(b): r for b, r in rates.items()},
         "hit_rate_source": "golden model replaying generated traces",
-        "trace": {**TRACE, "window": WINDOW, "warmup": WARMUP, "seed": seed},
+        "trace": {**t, "window": WINDOW, "warmup": WARMUP, "seed": seed},
     }
     if recorded is not None:
         rec, warmup = recorded_hit_rates(recorded)
@@ -152,7 +157,7 @@ def run_bench(params, preset, lookups, seed, waves=False, trace_path=None):
 def quick_check(params, requests, seed, waves=False):
     """The Verilated controller against the golden model on ``requests`` mixed requests (plus the
     pinning and throughput tests); returns ``(cocotb tests passed, response beats compared)``."""
-    from sim.benches import run_cache_bench
+    from sim.expert_cache.run import run_cache_bench
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.jsonl"
         tests, _ = run_cache_bench(params, seed=seed, waves=waves,

@@ -1,7 +1,7 @@
 """cocotb side of the memory benches: the system under test from the environment, and the loop that
-runs :class:`sim.mem_traffic.PortDriver` objects against the Verilated ports.
+runs :class:`sim.mem_channel.traffic.PortDriver` objects against the Verilated ports.
 
-Environment (set by :func:`sim.benches.run_mem_bench`): ``ELMOE_MEM_SYSTEM`` (``hb`` or ``lpddr``),
+Environment (set by :func:`sim.mem_channel.run.run_mem_bench`): ``ELMOE_MEM_SYSTEM`` (``hb`` or ``lpddr``),
 ``ELMOE_MEM_PARAMS`` and ``ELMOE_MEM_TIMING`` (JSON of the params dataclasses), ``ELMOE_SEED``.
 """
 
@@ -12,9 +12,8 @@ from cocotb.triggers import RisingEdge, ReadOnly
 
 from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5Timing)
 from sim.cocotb_streams import clock_and_reset
-from sim.mac_harness import seed_from_env
 
-__all__ = ["SYSTEMS", "system_from_env", "seed_from_env", "start", "run_ports", "Backdoor"]
+__all__ = ["SYSTEMS", "system_from_env", "start", "run_ports", "Backdoor"]
 
 #: name -> (port params class, die timing class, number of ports of the system)
 SYSTEMS = {

@@ -1,12 +1,13 @@
-"""``python build.py bench hb``: the HB interface and the LPDDR port, each with its DRAM-die model,
-measured on Verilator by :mod:`sim.bench_hb`; returns the table rows and the JSON figures."""
+"""``build.py bench hb``: the HB interface and the LPDDR port, each with its DRAM-die model,
+measured on Verilator by :mod:`sim.mem_channel.tb_bench`; returns the table rows and the JSON
+figures."""
 
 import json
 import tempfile
 from pathlib import Path
 
 from hw.params import HB_DEFAULT, LPDDR_DEFAULT, HbBankTiming, Lpddr5Timing
-from sim.benches import run_mem_bench
+from sim.mem_channel.run import run_mem_bench
 
 __all__ = ["run_hb_bench", "TABLE_HEADERS"]
 
@@ -15,16 +16,19 @@ TABLE_HEADERS = ["memory", "stream", "efficiency", "GB/s", "peak GB/s"]
 _STREAMS = ["seq_read", "seq_write", "random_read", "random_write", "shared_seq_read"]
 
 
-def run_hb_bench(seed=1, words=16384, probes=200, waves=False, progress=print):
-    """Run the bench on both memories; returns ``(rows, latency_rows, figures)``."""
+def run_hb_bench(seed=1, words=16384, probes=200, waves=False, progress=None):
+    """Run the bench on both memories; returns ``(rows, latency_rows, figures)``: rows under
+    :data:`TABLE_HEADERS`, latency rows (memory, min, median, max, probes). ``progress(text)``
+    hears of each memory before its run."""
     systems = {"hb": (HB_DEFAULT, HbBankTiming()), "lpddr": (LPDDR_DEFAULT, Lpddr5Timing())}
     results = {}
     for name, (params, timing) in systems.items():
-        progress(f"  {name}: {params.describe()}; {words} words per stream, {probes} latency "
-                 "probes ...")
+        if progress:
+            progress(f"{name}: {params.describe()}; {words} words per stream, {probes} latency "
+                     "probes ...")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "figures.json"
-            run_mem_bench(name, params, timing, module="sim.bench_hb", seed=seed, waves=waves,
+            run_mem_bench(name, params, timing, module="sim.mem_channel.tb_bench", seed=seed, waves=waves,
                           env={"ELMOE_BENCH_WORDS": str(words), "ELMOE_BENCH_PROBES": str(probes),
                                "ELMOE_BENCH_OUT": str(out)})
             results[name] = json.loads(out.read_text())

@@ -11,7 +11,7 @@ import numpy as np
 
 from hw.mac_array import op_layout, act_layout, weight_layout, result_layout
 from hw.params import MacMode
-from sw_model.bitnested import SliceLevelMac
+from sw_model.golden.mac_array import SliceLevelMac
 
 __all__ = ["MacJob", "EDGE_VALUES", "job_for", "random_jobs", "edge_jobs", "encode_job", "decode_result",
            "check_results"]

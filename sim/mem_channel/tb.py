@@ -1,6 +1,6 @@
 """cocotb benches of the HB interface (or the LPDDR port) with its DRAM-die models, on Verilator.
 
-Environment: see :mod:`sim.mem_harness`; ``ELMOE_MEM_WORDS`` words per channel for ``integrity``
+Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_MEM_WORDS`` words per channel for ``integrity``
 (default: the whole channel); ``ELMOE_TRACE`` / ``ELMOE_TRACE_OUT`` for ``trace``.
 """
 
@@ -12,10 +12,11 @@ import random
 import cocotb
 
 from hw.params import MemOp
-from sim.mem_harness import system_from_env, start, run_ports, Backdoor
-from sim.mem_harness import seed_from_env
-from sim.mem_traffic import (GoldenMemory, PortDriver, covering, error_requests, expected_count,
-                             requests_from_json, Request)
+from sim.mem_channel.harness import system_from_env, start, run_ports, Backdoor
+from sim.cocotb_streams import seed_from_env
+from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
+                                     requests_from_json)
+from sw_model.golden.mem_channel import GoldenMemory, Request
 
 log = logging.getLogger("cocotb.tb_hb")
 

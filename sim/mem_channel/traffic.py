@@ -1,8 +1,9 @@
-"""Memory traffic for the HB and LPDDR benches: requests, a golden model, and a cycle driver that
-behaves identically in Amaranth's simulator and in cocotb.
+"""Memory traffic for the HB and LPDDR benches: request beats, request generators, and a cycle
+driver that behaves identically in Amaranth's simulator and in cocotb.
 
-A :class:`Request` is what a user puts on ``req``; :func:`encode` turns it into the request beats
-(packed with the hardware's own layout), :class:`GoldenMemory` says what every response must be.
+A :class:`sw_model.golden.mem_channel.Request` is what a user puts on ``req``; :func:`encode` turns
+it into the request beats (packed with the hardware's own layout), and
+:class:`sw_model.golden.mem_channel.GoldenMemory` says what every response must be.
 :class:`PortDriver` decides, cycle by cycle, what a port's ``req`` and ``resp`` sides do: whether the
 next beat is offered (seeded idle cycles) and whether ``resp`` is ready (seeded back-pressure). It
 makes exactly the same decisions from the same seed whichever simulator calls it, so the cycle of
@@ -10,31 +11,14 @@ every response can be compared between the two.
 """
 
 import random
-from dataclasses import dataclass
 
 from hw.mem_channel import request_layout, response_layout
 from hw.params import MemOp, MemStatus
+from sw_model.golden.mem_channel import GoldenMemory, Request, Response
 
-__all__ = ["Request", "Response", "encode", "GoldenMemory", "PortDriver", "sequential",
+__all__ = ["encode", "decode", "PortDriver", "sequential",
            "random_bursts", "error_requests", "run_in_amaranth", "covering", "requests_to_json",
            "requests_from_json", "expected_count"]
-
-
-@dataclass(frozen=True)
-class Request:
-    op: MemOp
-    address: int
-    length: int
-    tag: int
-    data: tuple = ()        # write words (len == max(length, 1)); empty for reads
-
-
-@dataclass(frozen=True)
-class Response:
-    tag: int
-    status: MemStatus
-    last: bool
-    data: int
 
 
 def encode(params, request):
@@ -57,31 +41,6 @@ def encode(params, request):
 def decode(params, bits):
     view = response_layout(params).from_bits(bits)
     return Response(int(view.tag), MemStatus(int(view.status)), bool(view.last), int(view.data))
-
-
-class GoldenMemory:
-    """The contract of a channel, naively: a dict of words (absent = 0), requests in order."""
-
-    def __init__(self, params, image=None):
-        self.params = params
-        self.words = dict(image or {})
-
-    def valid(self, request):
-        p = self.params
-        return (1 <= request.length <= p.max_length and request.address < p.words
-                and request.address + request.length <= p.words)
-
-    def apply(self, request):
-        """Responses the request must get, updating the memory."""
-        if not self.valid(request):
-            return [Response(request.tag, MemStatus.ERROR, True, 0)]
-        if request.op == MemOp.WRITE:
-            for i, word in enumerate(request.data):
-                self.words[request.address + i] = word
-            return [Response(request.tag, MemStatus.OK, True, 0)]
-        n = request.length
-        return [Response(request.tag, MemStatus.OK, i == n - 1,
-                         self.words.get(request.address + i, 0)) for i in range(n)]
 
 
 class PortDriver:

@@ -1,0 +1,340 @@
+"""``python build.py perf``: the performance and energy model, ELMoE-3D against every baseline.
+
+Per model and batch size, ELMoE-3D's speed-up and energy efficiency over each baseline (and the
+best prior accelerator), the headline averages against the paper's, the crossover of cached
+decoding and Elastic-SD, where the bytes go, the best prior under other assumptions and the
+headline's sensitivity (:mod:`sw_model.perf.report`); plots under ``build/perf``. ``--streams``
+also compares the stream-driven path with the analytic one; ``--measure-locality`` measures the
+trained model's routing locality instead. The assumptions are listed by ``--help`` and under the
+tables. The last line is the headline JSON.
+"""
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sim.commands.output import Result, Table, progress, progress_bar, show
+
+NAME = "perf"
+HELP = "performance and energy model tables"
+
+
+# -- arguments shared with sweep ------------------------------------------------------------------
+
+def int_list(text):
+    """Comma-separated positive integers (ValueError naming the text otherwise)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, not {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive integers, not {text!r}")
+    return values
+
+
+def float_list(text):
+    """Comma-separated positive numbers (ValueError naming the text otherwise)."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, not {text!r}") from None
+    if not values or min(values) <= 0:
+        raise ValueError(f"expected positive numbers, not {text!r}")
+    return values
+
+
+def model_list(text):
+    """The model names of a comma-separated list (ValueError on an unknown one)."""
+    from sw_model.perf.zoo import get_model
+    return [get_model(m.strip()).name for m in text.split(",") if m.strip()]
+
+
+def hb_sizes(text):
+    """HB sizes in GiB, whole numbers as ints."""
+    return [int(g) if g == int(g) else g for g in float_list(text)]
+
+
+def add_common_arguments(p):
+    """Options shared by ``perf`` and ``sweep``; the assumptions go under the help."""
+    from sw_model.perf import hardware as hwmod
+    from sw_model.perf.locality import GENERATOR_REUSE, MEASURED_TOP_SHARE
+    from sw_model.perf.methods import Settings
+    from sw_model.perf.report import assumptions
+    from sw_model.perf.workload import ACCEPTANCE
+    from sw_model.perf.zoo import ZOO
+    p.epilog = "Assumptions:\n" + assumptions()
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--models", default=",".join(ZOO),
+                   help="comma-separated model names (default: the whole zoo)")
+    p.add_argument("--calibration", default="paper", choices=("paper", "rtl"),
+                   help="efficiency profile: the paper's (default) or the RTL benches'")
+    p.add_argument("--bench-json", action="append", default=[], metavar="FILE",
+                   help="saved output of 'build.py bench hb|mac': its JSON line overrides the "
+                        "RTL profile (implies --calibration rtl)")
+    p.add_argument("--acceptance-json", default=None, metavar="FILE",
+                   help="per-position acceptance rates overriding the mapping: "
+                        "{\"method\": rate} or {\"model/method\": rate}")
+    p.add_argument("--acceptance-mapping", default=ACCEPTANCE.mapping,
+                   choices=("resident", "coverage"),
+                   help="self-draft acceptance: the ablations' measured curves at the resident "
+                        "share of the experts (default) or the assumed coverage rule")
+    p.add_argument("--cache-policy", default=Settings().cache_policy,
+                   choices=hwmod.CACHE_POLICIES,
+                   help="expert cache of cached decoding on ELMoE-3D and the GPU (default lru, "
+                        "the paper's cache model)")
+    p.add_argument("--hb-xpu-cache", default=hwmod.PRIORS.hb_xpu_cache,
+                   choices=hwmod.CACHE_POLICIES,
+                   help="HB-xPU's cache of whole INT8 experts (default lru; best/static: a "
+                        "profiled pinned placement; none: HB holds dense weights and KV only)")
+    p.add_argument("--pim-bandwidth", default=None, metavar="PIM,LOGICPIM,NMP",
+                   help="internal-bandwidth ratios (x the LPDDR's) of xPU-PIM, xPU-LogicPIM and "
+                        "xPU-NMP (default "
+                        f"{hwmod.PIM.bandwidth_ratio:g},{hwmod.LOGIC_PIM.bandwidth_ratio:g},"
+                        f"{hwmod.NMP.bandwidth_ratio:g})")
+    p.add_argument("--trace", default=None, metavar="PATH",
+                   help="routing from a recorded trace (python build.py sd --save-routing PATH; "
+                        "for --models default) instead of generated traces")
+    p.add_argument("--locality", default="measured", metavar="SPEC",
+                   help="routing locality of generated traces: 'measured' (default: the trained "
+                        f"model's on the held-out text, top-quarter share {MEASURED_TOP_SHARE} "
+                        f"scaled to each model's experts, reuse {GENERATOR_REUSE}), 'assumed' "
+                        "(the earlier zipf=1.0,reuse=0.5), or zipf=X,reuse=R / top_share=S,"
+                        "reuse=R")
+    p.add_argument("--zipf", type=float, default=None,
+                   help="a fixed Zipf popularity exponent for every model (overrides --locality's)")
+    p.add_argument("--reuse", type=float, default=None,
+                   help="the generator's temporal reuse probability (overrides --locality's)")
+
+
+def _acceptance(path, mapping="resident"):
+    from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel
+    if path is None:
+        return replace(ACCEPTANCE, mapping=mapping)
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--acceptance-json {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"--acceptance-json {path}: expected an object of rates")
+    measured = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"--acceptance-json {path}: {key!r} is not a number")
+        measured[tuple(key.split("/", 1)) if "/" in key else key] = float(value)
+    return AcceptanceModel(measured=measured, mapping=mapping)
+
+
+def settings_from_args(args):
+    """Settings and calibration named by the common arguments (ValueError on bad ones)."""
+    from sw_model.perf import hardware as hwmod
+    from sw_model.perf.calibrate import calibration_from_bench
+    from sw_model.perf.methods import Settings
+    from sw_model.perf.workload import Locality
+    if args.reuse is not None and not 0 <= args.reuse <= 1:
+        raise ValueError(f"--reuse must be in [0, 1], not {args.reuse}")
+    if args.zipf is not None and not 0 <= args.zipf <= 16:
+        raise ValueError(f"--zipf must be in [0, 16], not {args.zipf}")
+    locality = Locality.parse(args.locality)
+    if args.zipf is not None:
+        locality = replace(locality, zipf=args.zipf, top_share=None)
+    if args.reuse is not None:
+        locality = replace(locality, reuse=args.reuse)
+    calibration = args.calibration
+    if args.bench_json:
+        calibration = calibration_from_bench(args.bench_json)
+    kw = {}
+    for name in ("gamma", "threshold"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    if getattr(args, "policy", None):
+        kw["resident_policy"] = args.policy
+    if getattr(args, "trace", None):
+        from sw_model.model.routing_traces import load_routing_trace
+        kw["trace"] = load_routing_trace(args.trace)
+    priors = replace(hwmod.PRIORS, hb_xpu_cache=args.hb_xpu_cache)
+    if args.pim_bandwidth is not None:
+        ratios = float_list(args.pim_bandwidth)
+        if len(ratios) != 3:
+            raise ValueError(f"--pim-bandwidth takes three ratios (PIM,LOGICPIM,NMP), not "
+                             f"{args.pim_bandwidth!r}")
+        priors = priors.with_bandwidth(*ratios)
+    settings = Settings(locality=locality,
+                        acceptance=_acceptance(args.acceptance_json, args.acceptance_mapping),
+                        cache_policy=args.cache_policy, priors=priors, **kw)
+    return settings, calibration
+
+
+# -- perf -----------------------------------------------------------------------------------------
+
+def add_arguments(p):
+    from sw_model.perf.methods import Settings
+    from sw_model.perf.report import ALL_BATCHES
+    add_common_arguments(p)
+    p.add_argument("--batches", default=",".join(map(str, ALL_BATCHES)),
+                   help="comma-separated batch sizes (default 1-256 in powers of two)")
+    p.add_argument("--hb-gb", default="8,4",
+                   help="ELMoE-3D configurations by HB GiB (default 8,4: 32 and 16 PEs)")
+    p.add_argument("--gamma", type=int, default=Settings().gamma, help="draft tokens per step")
+    p.add_argument("--threshold", type=int, default=Settings().threshold,
+                   help="batch at and above which ELMoE-3D runs Elastic-SD")
+    p.add_argument("--policy", default=Settings().resident_policy,
+                   choices=("frequency", "static", "random"), help="Elastic-SD resident set")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
+    p.add_argument("--measure-locality", action="store_true",
+                   help="measure the routing locality on the trained model over the held-out "
+                        "text (minutes) and print it instead of the tables: the source of the "
+                        "'measured' locality")
+    p.add_argument("--streams", action="store_true",
+                   help="also run the stream-driven path on the scheduler's streams and compare "
+                        "it with the analytic path (about two minutes more)")
+
+
+def _measure_locality(start):
+    """The routing locality of the trained model over the held-out text, the fitted generator and
+    how well it reproduces the recording (the source of :mod:`sw_model.perf.locality`'s
+    constants)."""
+    from sw_model.perf import locality as loc
+    progress(f"routing locality: the built-in trained model teacher-forced over the held-out "
+             f"code and prose in {loc.WINDOW}-byte windows (minutes)")
+    routes = loc.record_heldout_routing()
+    tokens = ", ".join(f"{d} {r.shape[0] * r.shape[1]} tokens" for d, r in routes.items())
+    sys.stderr.write(f"recorded {tokens} in {time.monotonic() - start:.0f} s\n")
+    m = loc.measure_locality(routes)
+    rows = []
+    for d in ("code", "prose", "both"):
+        f = m[d]
+        rows.append([d, m["tokens"][d], " / ".join(f"{x:.3f}" for x in f["repeat_per_layer"]),
+                     f"{f['repeat']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["top_share_per_layer"]),
+                     f"{f['top_share']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["zipf_top_share_per_layer"]),
+                     f"{f['zipf']:.3f}",
+                     " / ".join(f"{x:.3f}" for x in f["zipf_least_squares_per_layer"])])
+    both = m["both"]
+    rec, gen = m["recorded_window_stats"], m["generated_window_stats"]
+    tables = [
+        Table(None, ["text", "tokens", "repeat t->t+1 per layer", "repeat", "top-quarter share "
+                     "per layer", "top share", "Zipf (top share) per layer", "Zipf", "Zipf "
+                     "(least squares) per layer"], rows,
+              f"random routing repeats {m['random_repeat']:.3f}; a uniform popularity puts "
+              f"{m['uniform_top_share']:.2f} on the top quarter\n"
+              f"generator fitted on both texts: Zipf {both['zipf']:.3f} (32 experts), reuse "
+              f"{both['generator_reuse']:.3f} (gives repeat {both['repeat']:.3f})"),
+        Table(None, ["batch-1 figure (per layer)", "recorded", "fitted generator"],
+              [[k, f"{rec[k]:.3f}", f"{gen[k]:.3f}"] for k in rec],
+              f"shipped constants (sw_model/perf/locality.py): top share "
+              f"{loc.MEASURED_TOP_SHARE}, repeat {loc.MEASURED_REPEAT}, Zipf at 32 experts "
+              f"{loc.MEASURED_ZIPF_32}, generator reuse {loc.GENERATOR_REUSE}")]
+    figures = {
+        "command": "perf --measure-locality", "tokens": m["tokens"],
+        "repeat": round(both["repeat"], 4), "random_repeat": m["random_repeat"],
+        "repeat_per_layer": [round(x, 4) for x in both["repeat_per_layer"]],
+        "top_share": round(both["top_share"], 4),
+        "top_share_per_layer": [round(x, 4) for x in both["top_share_per_layer"]],
+        "zipf_32": round(both["zipf"], 4),
+        "zipf_per_layer": [round(x, 4) for x in both["zipf_top_share_per_layer"]],
+        "zipf_least_squares_per_layer": [round(x, 4)
+                                         for x in both["zipf_least_squares_per_layer"]],
+        "generator_reuse": round(both["generator_reuse"], 4),
+        "by_text": {d: {"repeat": round(m[d]["repeat"], 4),
+                        "top_share": round(m[d]["top_share"], 4),
+                        "zipf_32": round(m[d]["zipf"], 4)} for d in ("code", "prose")},
+        "recorded_window_stats": rec, "generated_window_stats": gen,
+        "runtime_s": round(time.monotonic() - start, 2)}
+    return Result(tables, figures)
+
+
+def _perf(args):
+    from sw_model.perf import report
+    from sw_model.perf.suite import BASELINES
+    from sw_model.perf.zoo import get_model
+    start = time.monotonic()
+    settings, calibration = settings_from_args(args)
+    if args.measure_locality:
+        return _measure_locality(start)
+    models = model_list(args.models)
+    batches = int_list(args.batches)
+    hb_gbs = hb_sizes(args.hb_gb)
+    progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "
+             f"{len(hb_gbs)} ELMoE-3D configurations, {len(BASELINES)} baselines each; "
+             "calibration "
+             f"{args.calibration if not args.bench_json else 'from ' + ', '.join(args.bench_json)}")
+    points, summaries, cross = report.evaluate(models, batches, hb_gbs, settings, calibration,
+                                               progress=progress_bar("perf"))
+    # the main tables at once: the rest takes a while longer
+    for table in report.perf_tables(points, summaries, cross):
+        show(Table(*table))
+    show("\n" + report.anchor_text())
+    tables = []
+    plots = [] if args.no_plots else report.write_plots(points, Path("build") / "perf")
+    if plots:
+        tables.append(f"\nplots: {', '.join(str(p) for p in plots)}")
+    if summaries and settings.trace is None:
+        tables += [
+            Table("Where the bytes go (8 GB; per kept token; the xPU reads everything from "
+                  "LPDDR):",
+                  ["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
+                   "kept/seq/step", "speed-up", "bound per phase"],
+                  report.gap_rows(settings, calibration)),
+            Table("Cached decoding vs Elastic-SD at batch 1 (8 GB; per kept token; LPDDR is the "
+                  "far tier, HB the near one):",
+                  ["model", "cache ms", "cache bound", "cache hit rate", "cache LPDDR MB",
+                   "SD ms", "SD draft ms", "SD verify ms", "SD verify LPDDR MB", "kept/step",
+                   "winner"], report.batch1_rows(settings, calibration)),
+            Table("Best prior under other assumptions (8 GB, paper models, batch 1-16; ELMoE-3D "
+                  "unchanged):",
+                  ["prior assumptions", "avg speed-up vs best prior", "avg energy vs best prior",
+                   "fastest prior (points)"], report.prior_rows(settings, calibration)),
+            Table("Sensitivity of the headline (8 GB, paper models, batch 1-16):",
+                  ["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU",
+                   "avg vs best prior"], report.sensitivity_rows(settings, calibration))]
+    figures = {"command": "perf", "calibration": args.calibration}
+    if args.streams:
+        rows, worst = report.stream_rows(settings=settings)
+        tables.append(Table(
+            "Stream-driven vs analytic path on the same step records (scheduler streams; time "
+            "and energy per phase):",
+            ["model", "PE", "mode", "batch", "HB experts/layer", "phase", "commands",
+             "stream ms", "analytic ms", "time diff", "energy diff"], rows))
+        figures["stream_max_relative_difference"] = worst
+        rows, worst = report.fast_rows()
+        tables.append(Table(
+            "Fast path (statistics of the routing trace) vs the mean of the scheduled steps of "
+            "the same trace:",
+            ["model", "routing", "mode", "batch", "steps", "stream ms/step", "fast ms/step",
+             "time diff", "energy diff"], rows))
+        figures["fast_path_max_relative_difference"] = worst
+    tables.append("\nAssumptions:\n" + report.assumptions())
+    main = next((s for s in summaries if s["hb_gb"] == 8), summaries[0] if summaries else None)
+    if main:
+        figures.update({k: round(v, 4) if isinstance(v, float) else v for k, v in main.items()})
+    figures["by_config"] = {f"{s['hb_gb']:g}GB": {k: round(v, 4) for k, v in s.items()
+                                                   if isinstance(v, float)} for s in summaries}
+    figures["crossover"] = cross
+    figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
+                           "resident_policy": settings.resident_policy,
+                           "locality": settings.locality.describe(),
+                           "zipf": {m: round(settings.locality.exponent(get_model(m).experts), 4)
+                                    for m in models},
+                           "reuse": settings.locality.reuse,
+                           "acceptance_mapping": settings.acceptance.mapping,
+                           "cache_policy": settings.cache_policy,
+                           "hb_xpu_cache": settings.priors.hb_xpu_cache,
+                           "pim_bandwidth": [settings.priors.pim.bandwidth_ratio,
+                                             settings.priors.logic_pim.bandwidth_ratio,
+                                             settings.priors.nmp.bandwidth_ratio]}
+    figures["runtime_s"] = round(time.monotonic() - start, 2)
+    figures["plots"] = [str(p) for p in plots]
+    return Result(tables, figures)
+
+
+def run(args):
+    # A bad value (a list, a locality, a model name, a trace that does not fit) is a ValueError
+    # naming it, whether the arguments or the model find it.
+    try:
+        return _perf(args)
+    except ValueError as exc:
+        raise SystemExit(f"perf: {exc}") from None
