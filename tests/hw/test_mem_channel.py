@@ -1,0 +1,216 @@
+"""The HB interface and the LPDDR port with their DRAM-die models in Amaranth's simulator: the
+request contract against the golden model (with and without random idle cycles and back-pressure),
+every error case, the die model's timing, and the parameter checks."""
+
+import dataclasses
+import random
+
+import pytest
+
+from hw.hb_interface import HbInterface
+from hw.lpddr_port import LpddrPort
+from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5Timing, MemOp,
+                       MemStatus, ns_to_cycles)
+from sim.dram_model import DramDie, HbSystem, LpddrSystem
+from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
+                                     random_bursts, run_in_amaranth, sequential)
+from sw_model.golden.mem_channel import GoldenMemory, Request
+
+HB_SMALL = HbInterfaceParams(channels=2, words=4096, address_width=13, max_length=16,
+                             read_buffer=64, write_buffer=32, outstanding=4, tag_width=6)
+LPDDR_SMALL = LpddrPortParams(words=4096, address_width=13, clients=3, tag_width=5)
+PRESSURE = [(0.0, 0.0), (0.3, 0.4)]
+
+
+def _run(system, traffic, seed, idle, stall, image=None, serial=False):
+    params = system.params
+    drivers = [PortDriver(params, reqs, seed=seed + i, idle=idle, stall=stall, serial=serial)
+               for i, reqs in enumerate(traffic)]
+    counts = [expected_count(params, reqs) for reqs in traffic]
+
+    async def backdoor(ctx, when):
+        if when == "before":
+            for address, word in (image or {}).items():
+                for die in system.dies:
+                    ctx.set(die.storage.data[address], word)
+            return None
+        return [{a: ctx.get(die.storage.data[a]) for a in range(params.words)}
+                for die in system.dies]
+
+    arrays = run_in_amaranth(system, drivers, counts,
+                             max_cycles=60 * sum(counts) + 40 * sum(len(d.beats) for d in drivers)
+                             + 2000, backdoor=backdoor)
+    return drivers, arrays
+
+
+@pytest.mark.parametrize("pressure", [
+    pytest.param(PRESSURE[0], id="free", marks=pytest.mark.slow),  # on Verilator: tests/sim
+    pytest.param(PRESSURE[1], id="pressure")])
+def test_hb_random_traffic(pressure, seed):
+    rng = random.Random(seed)
+    p = HB_SMALL
+    traffic = []
+    for _ in range(p.channels):
+        reqs = covering(p, MemOp.WRITE, 512, rng) + random_bursts(p, MemOp.READ, 10, 4, rng, 512)
+        reqs += random_bursts(p, MemOp.WRITE, 10, 8, rng, 4096) + covering(p, MemOp.READ, 512, rng)
+        reqs += [Request(MemOp.READ, p.words - 1, 1, 3), Request(MemOp.WRITE, 7, 1, 4, (5,))]
+        traffic.append(reqs)
+    system = HbSystem(p)
+    drivers, arrays = _run(system, traffic, seed, *pressure)
+    for driver, array in zip(drivers, arrays):
+        golden = GoldenMemory(p)
+        assert driver.check(golden) > 500
+        assert array == {a: golden.words.get(a, 0) for a in range(p.words)}
+
+
+@pytest.mark.parametrize("pressure", [
+    pytest.param(PRESSURE[0], id="free", marks=pytest.mark.slow),  # on Verilator: tests/sim
+    pytest.param(PRESSURE[1], id="pressure")])
+def test_lpddr_clients_share_the_port(pressure, seed):
+    """Three clients on disjoint slices of the one channel, all at once: each gets exactly its own
+    responses, in its order, with its tags."""
+    rng = random.Random(seed)
+    p = LPDDR_SMALL
+    traffic = []
+    for k in range(p.clients):
+        first = 1024 * k
+        reqs = covering(p, MemOp.WRITE, 256, rng, first=first)
+        reqs += covering(p, MemOp.READ, 256, rng, first=first)
+        reqs += [Request(MemOp.READ, p.words, 1, 9)]
+        traffic.append(reqs)
+    system = LpddrSystem(p)
+    drivers, (array,) = _run(system, traffic, seed, *pressure)
+    merged = {}
+    for driver in drivers:
+        golden = GoldenMemory(p)
+        assert driver.check(golden) > 200
+        merged.update(golden.words)
+    assert array == {a: merged.get(a, 0) for a in range(p.words)}
+
+
+@pytest.mark.parametrize("system_class, params", [(HbSystem, HB_SMALL),
+                                                  (LpddrSystem, LPDDR_SMALL)], ids=["hb", "lpddr"])
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_every_error_case_then_a_normal_request(system_class, params, pressure, seed):
+    """Each malformed request answers one ERROR beat with its tag and writes nothing; the write and
+    read right after it are served normally."""
+    rng = random.Random(seed)
+    image = {a: rng.getrandbits(params.data_width) for a in range(params.words)}
+    cases = error_requests(params, rng)
+    assert len(cases) == 8
+    requests = []
+    for i, (_, bad) in enumerate(cases):
+        near = min(bad.address, params.words - 4)
+        requests += [bad, Request(MemOp.WRITE, near, 1, 10 + i, (rng.getrandbits(8),)),
+                     Request(MemOp.READ, near, 2, 20 + i)]
+    system = system_class(params)
+    drivers, arrays = _run(system, [requests], seed, *pressure, image=image)
+    golden = GoldenMemory(params, image)
+    drivers[0].check(golden)
+    responses = [r for _, r in drivers[0].responses]
+    errors = [r for r in responses if r.status == MemStatus.ERROR]
+    assert [r.tag for r in errors] == [bad.tag for _, bad in cases]
+    assert arrays[0] == {a: golden.words[a] for a in range(params.words)}, \
+        "an error request wrote"
+
+
+def test_die_timing_shows_in_latency():
+    """Single reads on an idle channel: a closed bank costs exactly t_rcd more than an open-row
+    hit, a row conflict exactly t_rp more than a closed bank; the hit itself is at least t_cl."""
+    p = HbInterfaceParams(channels=1, words=4096, address_width=13)
+    t = HbBankTiming(t_refi_pb=100000)          # no refresh in this short run
+    row = t.row_words * t.banks                 # next row of bank 0
+    reads = [Request(MemOp.READ, 0, 1, 0),      # bank 0 closed: ACT
+             Request(MemOp.READ, 1, 1, 1),      # same row: hit
+             Request(MemOp.READ, row, 1, 2)]    # bank 0, other row: PRE + ACT
+    system = HbSystem(p, t)
+    (driver,), _ = _run(system, [reads], 0, 0.0, 0.0, serial=True)
+    closed, hit, conflict = (driver.responses[i][0] - driver.request_cycle(i) for i in range(3))
+    assert hit >= t.t_cl
+    assert closed - hit == t.t_rcd
+    assert conflict - closed == t.t_rp
+
+
+def test_defaults_come_from_the_data_sheet_figures():
+    hb, lp = HbBankTiming(), Lpddr5Timing()
+    assert hb.t_rcd == ns_to_cycles(14) == 23 and lp.t_rcd == ns_to_cycles(18) == 29
+    assert HbInterfaceParams().peak_gbps == 51.2 and LpddrPortParams().peak_gbps == 102.4
+    assert (hb.pj_per_bit, lp.pj_per_bit) == (0.43, 3.88)
+
+
+#: Parameters each record refuses: (record, the bad values; the first one names the error).
+BAD_PARAMETERS = [
+    (HbInterfaceParams, dict(words=1 << 17, address_width=16)),
+    *[(HbInterfaceParams, {name: value}) for name, value in
+      [("data_width", 12), ("die_burst", 6), ("read_buffer", 4), ("outstanding", 1),
+       ("channels", 0)]],
+    (LpddrPortParams, dict(channels=2)), (LpddrPortParams, dict(clients=0)),
+    *[(HbBankTiming, {name: value}) for name, value in
+      [("banks", 12), ("t_cl", 1), ("t_rcd", 0), ("t_rp", 2.5)]],
+    (Lpddr5Timing, dict(pj_per_bit=0)),
+]
+
+
+@pytest.mark.parametrize("kind, values", BAD_PARAMETERS)
+def test_bad_parameters_are_named(kind, values):
+    with pytest.raises((ValueError, TypeError), match=next(iter(values))):
+        kind(**values)
+
+
+def test_die_must_fit_the_port():
+    with pytest.raises(ValueError, match="row_words"):
+        DramDie(HbInterfaceParams(die_burst=128, read_buffer=128), HbBankTiming())
+    with pytest.raises(TypeError, match="params"):
+        HbInterface(LpddrPortParams())
+    with pytest.raises(TypeError, match="params"):
+        LpddrPort(HbInterfaceParams())
+
+
+def test_refresh_costs_bandwidth_unless_hidden():
+    """Per-bank refresh is modelled: with refreshes far more frequent than the data sheet's, a
+    sequential read takes longer than with no refresh at all; with the default interval the die
+    hides it in banks the stream is not using (no slower than without refresh, within the few
+    cycles a refreshed bank's closed row can cost)."""
+    p = HbInterfaceParams(channels=1, words=4096, address_width=13)
+    rng = random.Random(0)
+    reads = sequential(p, MemOp.READ, 0, 2048, p.max_length, rng)
+
+    def cycles(timing):
+        (driver,), _ = _run(HbSystem(p, timing), [reads], 0, 0.0, 0.0)
+        return driver.responses[-1][0] - driver.accepted_cycles[0] + 1
+
+    none = cycles(HbBankTiming(t_refi_pb=100000))
+    default = cycles(HbBankTiming())
+    heavy = cycles(HbBankTiming(t_refi_pb=40, t_rfc_pb=160))
+    assert heavy > none + 100
+    assert none <= default <= none + 40
+
+
+#: One bank, one-word die bursts, buffers smaller than a request, refresh due all the time.
+ONE_BANK = (HbInterfaceParams(channels=1, words=256, address_width=9, max_length=5, die_burst=1,
+                              read_buffer=4, write_buffer=1, outstanding=2, tag_width=2),
+            HbBankTiming(banks=1, row_words=8, t_rcd=1, t_rp=1, t_ras=1, t_cl=2, t_wr=1, t_rrd=1,
+                         t_rtw=1, t_refi_pb=7, t_rfc_pb=3, refresh_postpone=1, queue_depth=2))
+EXTREMES = {
+    "one-bank": ONE_BANK,
+    # two banks, refresh longer than its interval, a three-entry queue
+    "two-banks": (dataclasses.replace(ONE_BANK[0], address_width=10, max_length=7, die_burst=4,
+                                      write_buffer=2, outstanding=3, tag_width=3),
+                  dataclasses.replace(ONE_BANK[1], banks=2, row_words=16, t_rcd=3, t_rp=5,
+                                      t_ras=9, t_cl=3, t_wr=4, t_rrd=2, t_rtw=3, t_refi_pb=20,
+                                      t_rfc_pb=30, refresh_postpone=2, queue_depth=3)),
+}
+
+
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+@pytest.mark.parametrize("config", EXTREMES)
+def test_extreme_configurations(config, pressure, seed):
+    p, t = EXTREMES[config]
+    rng = random.Random(seed)
+    reqs = covering(p, MemOp.WRITE, p.words, rng) + random_bursts(p, MemOp.READ, 20, 2, rng)
+    reqs += [r for _, r in error_requests(p, rng)] + random_bursts(p, MemOp.WRITE, 20, 1, rng)
+    reqs += covering(p, MemOp.READ, p.words, rng)
+    (driver,), (array,) = _run(HbSystem(p, t), [reqs], seed, *pressure)
+    golden = GoldenMemory(p)
+    assert driver.check(golden) > p.words
+    assert array == {a: golden.words.get(a, 0) for a in range(p.words)}

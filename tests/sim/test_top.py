@@ -1,0 +1,60 @@
+"""The assembled accelerator on Verilator against the golden executor: a split-verification stream
+bit for bit, and seeded random legal and illegal streams (differential fuzzing; the 2,000-stream
+run is ``python build.py bench fuzz`` and the slow test below)."""
+
+import numpy as np
+import pytest
+
+from hw.isa import ErrorCode, Opcode, Command
+from hw.params import MacMode
+from sim.commands.demo import DEMO_PES
+from sim.top.e2e import e2e_machine
+from sim.top.fuzz import fuzz
+from sim.top.run import Job, run_streams
+from sw_model.golden.mac_array import reference_group_sums
+from sw_model.golden.top import execute
+from sw_model.model.checkpoints import default_model
+from sim.top.cases import split_verification_job
+
+pytestmark = pytest.mark.verilator
+
+# The demo's machine (python build.py builds it for the built-in model; the end-to-end tests use it
+# too), so the default suite pays one Verilator build of the top.
+_CONFIG = default_model()[0].config
+P = e2e_machine(_CONFIG, DEMO_PES, max(_CONFIG.top_k, _CONFIG.num_experts // 4))
+
+
+def test_split_verification_stream_bit_exact(rng):
+    stream, images, q, x = split_verification_job(rng, P)
+    jobs = [Job(stream, images), Job(stream[:-1], images),
+            Job(stream[:4] + [Command(Opcode.LOAD_HB, pe=1, count=1, hb=0)] + stream[4:], images)]
+    results = run_streams(P, jobs)
+    for job, rtl in zip(jobs, results):
+        gold = execute(job.stream, P, job.images)
+        assert rtl.done
+        assert (rtl.error, rtl.progress) == (gold.error, gold.progress)
+        assert rtl.images == gold.images, rtl.images.differences(gold.images)
+        assert rtl.slot_table == gold.slot_table()
+        assert rtl.cycles == sum(rtl.phase_cycles) > 0
+    full = reference_group_sums(x, q, MacMode.FULL, P.mac.group_size)[:, 0, :]
+    rtl = results[0]
+    from sw_model.golden.top import unpack_result
+    np.testing.assert_array_equal(unpack_result(P.mac, rtl.images.omem[1][2]), full)
+    assert rtl.phase_cycles[2] > 0                  # after BARRIER phase=2
+    assert [r.error for r in results] == [ErrorCode.NONE, ErrorCode.NO_END,
+                                          ErrorCode.BAD_ADDRESS]
+
+
+def test_fuzz_default_suite(seed):
+    figures = fuzz(P, 60, seed)
+    assert figures["mismatches"] == 0, figures["first_mismatches"]
+    assert set(figures["by_target"]) == {"legal"} | {c.name for c in ErrorCode
+                                                      if c is not ErrorCode.NONE}
+    assert figures["commands_executed"] > 500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pes", [1, 2, 4])
+def test_fuzz_2000_streams(seed, pes):
+    figures = fuzz(P.with_pes(pes), 2000 if pes == 2 else 300, seed)
+    assert figures["mismatches"] == 0, figures["first_mismatches"]
