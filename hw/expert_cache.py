@@ -1,7 +1,8 @@
 """The expert-cache controller: tag store (layer, expert) -> HB slot, LRU / frequency-set policy.
 
-The behaviour, slot for slot and victim for victim, is :mod:`sw_model.golden.expert_cache`'s (its module
-docstring states the rules). Streams (``lib.stream``; ready may depend on valid, never the reverse):
+The behaviour, slot for slot and victim for victim, is :mod:`sw_model.golden.expert_cache`'s (its
+module docstring states the rules). Streams (``lib.stream``; ready may depend on valid, never the
+reverse):
 
 * ``req`` (in): ``op`` (:class:`hw.params.CacheOp`), ``tag`` (returned on every response beat),
   ``layer``, ``expert`` and, for COUNT, ``vector`` (k-hot over the layer's experts).

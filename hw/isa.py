@@ -24,10 +24,11 @@ The machine (sizes from a :class:`hw.params.TopParams` ``P``)
   the stream.
 * One shared input memory IMEM (``P.input_words`` activation beats), written by the host: the
   quantised INT8 activations of the expert layers.
-* One expert-cache controller (:mod:`hw.expert_cache`, rules in :mod:`sw_model.golden.expert_cache`): a key
-  ``(layer, expert)`` lives in an HB *slot*. Slot ``s`` is HB words ``[s * P.slot_words, (s + 1) *
-  P.slot_words)`` of every PE's channel (each PE holds its shard of the expert there); the words
-  from ``P.slot_region_words`` on are free for raw HB loads (dense layers and the like).
+* One expert-cache controller (:mod:`hw.expert_cache`, rules in
+  :mod:`sw_model.golden.expert_cache`): a key ``(layer, expert)`` lives in an HB *slot*. Slot ``s``
+  is HB words ``[s * P.slot_words, (s + 1) * P.slot_words)`` of every PE's channel (each PE holds
+  its shard of the expert there); the words from ``P.slot_region_words`` on are free for raw HB
+  loads (dense layers and the like).
 * A weight word is ``P.hb_ratio`` HB words (``P.lpddr_ratio`` LPDDR words), lowest bits first.
 
 Semantics: commands take effect in stream order. (The RTL runs the PEs concurrently, but each PE's

@@ -148,8 +148,8 @@ class SelfTestChecker(CheckedComponent):
 
 class SelfTest(CheckedComponent):
     """The accelerator (:class:`hw.host_top.HostTop` for ``program.params``) running ``program``
-    (a :class:`sw_model.compiler.selftest_program.SelfTestProgram`) from its preloaded memories, checked by
-    a :class:`SelfTestChecker`.
+    (a :class:`sw_model.compiler.selftest_program.SelfTestProgram`) from its preloaded memories,
+    checked by a :class:`SelfTestChecker`.
 
     Ports: ``done``, ``passed``, ``mismatches``, ``timed_out``, ``corrupt`` as on the checker;
     ``error`` and ``progress`` from the top's status, ``cycles`` the top's cycle count.

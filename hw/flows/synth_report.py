@@ -1,8 +1,8 @@
 """What ``python build.py synth`` measures: every block at its default configuration and a ladder of
-larger ones, synthesised with :func:`hw.flows.synth.synth_stats` (generic cells and the OSU 0.18 um area);
-the MAC array with and without the augmentation bit; and the MAC array's growth with its size,
-fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is too
-large to synthesise here (about 500 times the default array). The top is synthesised as
+larger ones, synthesised with :func:`hw.flows.synth.synth_stats` (generic cells and the OSU 0.18 um
+area); the MAC array with and without the augmentation bit; and the MAC array's growth with its
+size, fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is
+too large to synthesise here (about 500 times the default array). The top is synthesised as
 :class:`hw.host_top.HostTop`, with read ports on its output memories: alone, its datapath has no
 observable output and synthesis removes it.
 

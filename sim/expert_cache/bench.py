@@ -1,8 +1,8 @@
 """``build.py bench cache``: hit rates of the two policies and the controller's lookup rate.
 
-* **Hit rates** come from the golden model (:class:`sw_model.golden.expert_cache.ExpertCacheModel`, which
-  the RTL matches response for response) replaying generated routing traces: at each decode step
-  and layer, every expert any sequence of the batch needs is looked up once.
+* **Hit rates** come from the golden model (:class:`sw_model.golden.expert_cache.ExpertCacheModel`,
+  which the RTL matches response for response) replaying generated routing traces: at each decode
+  step and layer, every expert any sequence of the batch needs is looked up once.
   - LRU (cached decoding): a miss installs the expert, evicting the least recently used.
   - Frequency-set (Elastic-SD): the resident set is fixed for a window of ``WINDOW`` steps; misses
     are not installed (they stream from LPDDR). Every token's routing is COUNTed; at the end of

@@ -30,7 +30,8 @@ def encode_request(params, req):
 
 
 def decode_response(params, raw):
-    """A :class:`sw_model.golden.expert_cache.Response` from a response payload (int or ``data.Const``)."""
+    """A :class:`sw_model.golden.expert_cache.Response` from a response payload (int or
+    ``data.Const``)."""
     view = response_layout(params).from_bits(raw) if isinstance(raw, int) else raw
     return _response(*(int(getattr(view, f)) for f in Response._fields))
 

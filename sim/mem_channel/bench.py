@@ -28,7 +28,8 @@ def run_hb_bench(seed=1, words=16384, probes=200, waves=False, progress=None):
                      "probes ...")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "figures.json"
-            run_mem_bench(name, params, timing, module="sim.mem_channel.tb_bench", seed=seed, waves=waves,
+            run_mem_bench(name, params, timing, module="sim.mem_channel.tb_bench", seed=seed,
+                          waves=waves,
                           env={"ELMOE_BENCH_WORDS": str(words), "ELMOE_BENCH_PROBES": str(probes),
                                "ELMOE_BENCH_OUT": str(out)})
             results[name] = json.loads(out.read_text())

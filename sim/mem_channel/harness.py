@@ -1,8 +1,9 @@
 """cocotb side of the memory benches: the system under test from the environment, and the loop that
 runs :class:`sim.mem_channel.traffic.PortDriver` objects against the Verilated ports.
 
-Environment (set by :func:`sim.mem_channel.run.run_mem_bench`): ``ELMOE_MEM_SYSTEM`` (``hb`` or ``lpddr``),
-``ELMOE_MEM_PARAMS`` and ``ELMOE_MEM_TIMING`` (JSON of the params dataclasses), ``ELMOE_SEED``.
+Environment (set by :func:`sim.mem_channel.run.run_mem_bench`): ``ELMOE_MEM_SYSTEM`` (``hb`` or
+``lpddr``), ``ELMOE_MEM_PARAMS`` and ``ELMOE_MEM_TIMING`` (JSON of the params dataclasses),
+``ELMOE_SEED``.
 """
 
 import json

@@ -1,7 +1,7 @@
 """cocotb benches of the HB interface (or the LPDDR port) with its DRAM-die models, on Verilator.
 
-Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_MEM_WORDS`` words per channel for ``integrity``
-(default: the whole channel); ``ELMOE_TRACE`` / ``ELMOE_TRACE_OUT`` for ``trace``.
+Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_MEM_WORDS`` words per channel for
+``integrity`` (default: the whole channel); ``ELMOE_TRACE`` / ``ELMOE_TRACE_OUT`` for ``trace``.
 """
 
 import json

@@ -7,8 +7,9 @@ Efficiency = words moved / cycles from the first request accepted to the last re
 (one word per cycle is the peak). A write stream ends with a one-word read of its last word, whose
 response the in-order die can only give after every write is in the array, so posted writes are not
 counted before they land. Random accesses are ``RANDOM_LENGTH``-word bursts at aligned addresses
-anywhere in the channel. Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_BENCH_WORDS`` (words per
-stream, default 16384), ``ELMOE_BENCH_PROBES`` (latency probes, default 200), ``ELMOE_BENCH_OUT``.
+anywhere in the channel. Environment: see :mod:`sim.mem_channel.harness`; ``ELMOE_BENCH_WORDS``
+(words per stream, default 16384), ``ELMOE_BENCH_PROBES`` (latency probes, default 200),
+``ELMOE_BENCH_OUT``.
 """
 
 import json

@@ -22,8 +22,8 @@ def error_cases(params):
     """One stream per error the validator can raise on ``params`` (every :class:`hw.isa.ErrorCode`
     but NONE), each a tuple ``(name, stream, code, index, field)``: the error code, the index of
     the command that raises it and the field it names. The cases are built for machines like the
-    built-in ones (at least two PEs and two layers of two experts, keys 0..slots-1 of layer 0 filling
-    every slot)."""
+    built-in ones (at least two PEs and two layers of two experts, keys 0..slots-1 of layer 0
+    filling every slot)."""
     P = params
     return [
         ("unknown opcode", [Command(Opcode.BARRIER), (31 << 0), Command(Opcode.END)],
@@ -43,7 +43,8 @@ def error_cases(params):
         ("cache op out of range", [Command(Opcode.CACHE, cop=15), Command(Opcode.END)],
          ErrorCode.BAD_FIELD, 0, "cop"),
         ("COUNT vector beyond the experts",
-         [Command(Opcode.CACHE, cop=CacheOp.COUNT, vector=1 << P.cache.experts), Command(Opcode.END)],
+         [Command(Opcode.CACHE, cop=CacheOp.COUNT, vector=1 << P.cache.experts),
+          Command(Opcode.END)],
          ErrorCode.BAD_FIELD, 0, "vector"),
         ("WMEM overrun", [Command(Opcode.LOAD_LPDDR, wmem=P.weight_words - 1, count=2),
                           Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "wmem"),

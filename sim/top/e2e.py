@@ -1,16 +1,16 @@
 """End to end: golden model -> step records -> scheduler -> streams -> RTL and golden executor.
 
 :func:`run_end_to_end` lets the golden MoE model decode (Elastic-SD, cached decoding, or both) with
-a :class:`sw_model.decode.step_record.StepRecorder` keeping every step's detail, schedules the first steps
-(:mod:`sw_model.compiler.scheduler`) in parts that fit the machine's memories, builds each part's memory
-images (:func:`sw_model.compiler.step_check.step_images`: HB slots with the resident experts' MSB shards,
-LPDDR with the plane words the part reads, IMEM with the recorded INT8 expert inputs), and runs
-every part -- the CACHE prologue that brings a reset controller to the part's starting state, then
-the part -- on the golden executor and, in one simulator run, on the Verilated accelerator
-(:func:`sim.top.run.run_streams`); HB carries from part to part. Per step it reports whether the
-RTL's final memories and slot table equal the executor's, bit for bit, in every part, whether the
-host's float part on the RTL's output memories reproduces the golden model's expert and MoE block
-outputs, and the cycles per phase (summed over the parts; "setup" is the prologues').
+a :class:`sw_model.decode.step_record.StepRecorder` keeping every step's detail, schedules the first
+steps (:mod:`sw_model.compiler.scheduler`) in parts that fit the machine's memories, builds each
+part's memory images (:func:`sw_model.compiler.step_check.step_images`: HB slots with the resident
+experts' MSB shards, LPDDR with the plane words the part reads, IMEM with the recorded INT8 expert
+inputs), and runs every part -- the CACHE prologue that brings a reset controller to the part's
+starting state, then the part -- on the golden executor and, in one simulator run, on the Verilated
+accelerator (:func:`sim.top.run.run_streams`); HB carries from part to part. Per step it reports
+whether the RTL's final memories and slot table equal the executor's, bit for bit, in every part,
+whether the host's float part on the RTL's output memories reproduces the golden model's expert and
+MoE block outputs, and the cycles per phase (summed over the parts; "setup" is the prologues').
 
 The machine (:func:`e2e_machine`) is a small simulated one (``TOP_DEFAULT``'s timings, the MAC
 array :data:`E2E_MAC`, memories :data:`E2E_SIZES`) with ``pes`` PEs and the expert cache of the
@@ -75,7 +75,8 @@ def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
 
 
 #: Memories of the simulated machine: a step runs as parts that each fit them (see
-#: :class:`sw_model.compiler.scheduler.Schedule`), so they stay small enough to elaborate and simulate fast.
+#: :class:`sw_model.compiler.scheduler.Schedule`), so they stay small enough to elaborate and
+#: simulate fast.
 E2E_SIZES = dict(act_words=256, input_words=4096, output_words=2048, command_words=8192)
 
 

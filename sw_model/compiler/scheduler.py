@@ -1,4 +1,5 @@
-"""The scheduler: one decode step's :class:`sw_model.decode.step_record.StepRecord` to a command stream.
+"""The scheduler: one decode step's :class:`sw_model.decode.step_record.StepRecord` to a command
+stream.
 
 The stream is in :mod:`hw.isa`'s command set; weights are where :class:`WeightLayout` says. The
 scheduler has no strategy of its own: the step record fixes routing, precision, cache requests and
@@ -6,11 +7,12 @@ the resident sets; the scheduler only orders the work and assigns addresses, so 
 one stream (deterministic).
 
 **Experts as jobs.** Every (pass, MoE layer, expert) the record used is a *job* with the rows routed
-to it. A job runs tensor parallel on every PE over that PE's shard (:mod:`sw_model.compiler.weight_layout`):
-for each input (``x`` for gate and up, ``hidden`` for down; the host has written its INT8 rows into
-the input memory IMEM, token tile by token tile), for windows of weight groups whose activations
-fit the activation memory, the PE loads the activations (LOAD_ACT), then for each of its column
-blocks and chunk of groups loads the weights once and runs every token tile:
+to it. A job runs tensor parallel on every PE over that PE's shard
+(:mod:`sw_model.compiler.weight_layout`): for each input (``x`` for gate and up, ``hidden`` for
+down; the host has written its INT8 rows into the input memory IMEM, token tile by token tile), for
+windows of weight groups whose activations fit the activation memory, the PE loads the activations
+(LOAD_ACT), then for each of its column blocks and chunk of groups loads the weights once and runs
+every token tile:
 
 =============== =========================================================================
 ``draft``        MSB slices from the expert's HB slot (LOAD_SLOT), MAC in DRAFT mode; an
@@ -421,9 +423,9 @@ def _responses(entries):
 
 def schedule_step(record, layout, split=False, part_commands=None):
     """The :class:`Schedule` of one decode step (module docstring). ``record``: a
-    :class:`sw_model.decode.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`. ``split``:
-    cut the step into parts instead of wrapping memories around, each at most ``part_commands``
-    commands long (see :class:`Schedule`)."""
+    :class:`sw_model.decode.step_record.StepRecord`; ``layout``: the :class:`WeightLayout`.
+    ``split``: cut the step into parts instead of wrapping memories around, each at most
+    ``part_commands`` commands long (see :class:`Schedule`)."""
     em = _Emitter(layout, split, part_commands)
     E = layout.config.num_experts
     if record.mode == "cached":

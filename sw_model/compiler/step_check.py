@@ -1,8 +1,8 @@
 """The host's side of running a scheduled step: memory images in, group sums and floats out.
 
 * :func:`step_images`: the machine's memories before the step, from the golden model's weights and
-  a detailed :class:`sw_model.decode.step_record.StepRecord`: HB slots hold the resident experts' MSB shards
-  (where the controller's slot map puts them), LPDDR the plane words the stream reads,
+  a detailed :class:`sw_model.decode.step_record.StepRecord`: HB slots hold the resident experts'
+  MSB shards (where the controller's slot map puts them), LPDDR the plane words the stream reads,
   IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for down), token tile
   by token tile, as :class:`sw_model.compiler.scheduler.Schedule` placed them.
 * :func:`job_sums`: a job's integer group partial sums ``{linear: [rows, groups, channels]}`` read

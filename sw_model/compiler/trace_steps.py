@@ -1,13 +1,13 @@
 """Step records without a model: decode steps of a zoo model driven by a generated routing trace.
 
 For a model-zoo shape there are no weights to run, so routing comes from
-:func:`sw_model.model.routing_traces.generate_routing_trace` (per-layer Zipf popularity with exponent
-``zipf`` and temporal reuse ``reuse``: each expert a sequence used at its previous position is kept
-with that probability; the defaults give an LRU hit rate in the 40-60% range the model-zoo notes
-report). Trace position ``t`` of sequence ``b`` is the target's routing of that sequence's ``t``-th
-token. The expert cache is the controller's golden model
-(:class:`sw_model.decode.cache_bridge.ControllerExpertCache`), driven exactly as the decoders drive it, so
-the records have the same form as :class:`sw_model.decode.step_record.StepRecorder`'s.
+:func:`sw_model.model.routing_traces.generate_routing_trace` (per-layer Zipf popularity with
+exponent ``zipf`` and temporal reuse ``reuse``: each expert a sequence used at its previous position
+is kept with that probability; the defaults give an LRU hit rate in the 40-60% range the model-zoo
+notes report). Trace position ``t`` of sequence ``b`` is the target's routing of that sequence's
+``t``-th token. The expert cache is the controller's golden model
+(:class:`sw_model.decode.cache_bridge.ControllerExpertCache`), driven exactly as the decoders drive
+it, so the records have the same form as :class:`sw_model.decode.step_record.StepRecorder`'s.
 
 * **Prefill**: the first ``prompt`` positions of every sequence. Cached decoding: the prompt's
   experts are accessed (LOOKUP, INSTALL on a miss) layer by layer in ascending order. Elastic-SD:

@@ -54,8 +54,8 @@ INPUT_OF = {"gate": "x", "up": "x", "down": "hidden"}
 
 def dense_bytes(config):
     """INT8 codes plus FP16 scales of everything but the routed experts (attention, routers,
-    shared and dense FFNs, LM head) of ``config``; equals :attr:`sw_model.model.moe.MoEModel.dense_bytes`
-    without building the model."""
+    shared and dense FFNs, LM head) of ``config``; equals
+    :attr:`sw_model.model.moe.MoEModel.dense_bytes` without building the model."""
     c = config
     h = c.hidden_size
     lin = lambda k, n: k * n + 2 * (k // QUANT_GROUP) * n
@@ -137,11 +137,11 @@ def _round_up(n, unit):
 def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes):
     """A :class:`TopParams` for ``config``: ``base``'s MAC array, memories and timings with
     ``pes`` PEs (default: base's), the cache controller of ``capacity`` experts per MoE layer
-    (:func:`sw_model.decode.cache_bridge.controller_params`, LRU for ``mode`` "cached", else FREQUENCY)
-    and slots exactly one expert shard long. ``capacity`` None: as many as HB holds next to the
-    dense weights and scales (at most every expert), or with ``grow`` a quarter of the experts (at
-    least top-k). ``grow``: size HB and LPDDR to what the model needs instead of ``base``'s
-    (simulation). ``sizes``: other TopParams fields (weight_words, output_words, ...).
+    (:func:`sw_model.decode.cache_bridge.controller_params`, LRU for ``mode`` "cached", else
+    FREQUENCY) and slots exactly one expert shard long. ``capacity`` None: as many as HB holds next
+    to the dense weights and scales (at most every expert), or with ``grow`` a quarter of the
+    experts (at least top-k). ``grow``: size HB and LPDDR to what the model needs instead of
+    ``base``'s (simulation). ``sizes``: other TopParams fields (weight_words, output_words, ...).
     ValueError names what does not fit."""
     import dataclasses
     from sw_model.decode.cache_bridge import controller_params

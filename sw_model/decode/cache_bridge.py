@@ -4,9 +4,10 @@
 (``capacity``, ``access``, ``resident``, ``select``; with the FREQUENCY policy also
 ``frequency_select``, the hook the frequency-set draft policies ask) by issuing raw controller
 requests (:class:`sw_model.golden.expert_cache.Request`) to one
-:class:`sw_model.golden.expert_cache.ExpertCacheModel` through :func:`sw_model.golden.expert_cache.apply_request`.
-Every request and its response beats are recorded in :attr:`ControllerExpertCache.trace`, in issue
-order, so that the scheduler can emit them as cache commands and the RTL can replay them.
+:class:`sw_model.golden.expert_cache.ExpertCacheModel` through
+:func:`sw_model.golden.expert_cache.apply_request`. Every request and its response beats are
+recorded in :attr:`ControllerExpertCache.trace`, in issue order, so that the scheduler can emit them
+as cache commands and the RTL can replay them.
 
 How the decoders' view maps onto the controller:
 
@@ -38,11 +39,11 @@ How the decoders' view maps onto the controller:
   :class:`ValueError`.
 * **select(layer, experts)** (a set the decoder chose itself: SpecMoE's pinned set, or every set
   when Elastic-SD runs on an LRU controller, where the policies fall back to
-  :func:`sw_model.decode.draft_policies.frequency_set`): nothing when all are resident; otherwise LOOKUP
-  (a use: the most recent now) and PIN the wanted experts already resident, INSTALL the missing
-  ones (each PINned once placed, so a later install cannot evict it), then UNPIN them all. Other
-  keys stay resident unless an install displaced them: the controller has no "make exactly this
-  set" operation, and INVALIDATEs would only throw away HB contents.
+  :func:`sw_model.decode.draft_policies.frequency_set`): nothing when all are resident; otherwise
+  LOOKUP (a use: the most recent now) and PIN the wanted experts already resident, INSTALL the
+  missing ones (each PINned once placed, so a later install cannot evict it), then UNPIN them all.
+  Other keys stay resident unless an install displaced them: the controller has no "make exactly
+  this set" operation, and INVALIDATEs would only throw away HB contents.
 * **Counters** saturate at ``counter_width`` bits (default 16). A round counts each expert at most
   once per token, so counts stay exact while a round has at most ``2**counter_width - 1`` tokens
   (the adapter logs a warning when a round has more: saturated counts tie, and ties go to the

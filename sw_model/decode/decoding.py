@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 class ExpertCache(Protocol):
     """What the decoders need from an expert-cache model (HB slots per MoE layer). Any object with
     these members can be passed as ``cache``: :class:`LRUExpertCache`, or
-    :class:`sw_model.decode.cache_bridge.ControllerExpertCache` (the cache controller's golden model, the
-    default). A cache may also offer ``frequency_select(picks) -> {layer: experts}`` (choose the
-    next frequency sets by its own rule); the draft policies then ask it instead of
+    :class:`sw_model.decode.cache_bridge.ControllerExpertCache` (the cache controller's golden
+    model, the default). A cache may also offer ``frequency_select(picks) -> {layer: experts}``
+    (choose the next frequency sets by its own rule); the draft policies then ask it instead of
     :func:`sw_model.decode.draft_policies.frequency_set`."""
 
     capacity: int
@@ -405,8 +405,8 @@ def cached_decode(model, prompts, max_new, cache=None, capacity=8, temperature=0
     """Decoding one token per step (below the batch threshold) with an expert cache: hits run split
     (MSB from HB + LSB from LPDDR), misses FULL from LPDDR. ``cache``: a cache object or a name of
     :data:`CACHE_MODELS` (default: the cache controller's golden model, LRU policy, ``capacity``
-    experts per MoE layer). ``recorder``: a :class:`sw_model.decode.step_record.StepRecorder` that keeps
-    every decode step's record."""
+    experts per MoE layer). ``recorder``: a :class:`sw_model.decode.step_record.StepRecorder` that
+    keeps every decode step's record."""
     prompts = _check_prompts(model, prompts, max_new)
     cache = make_cache(cache, model.config, capacity, "cached")
     rng = rng if rng is not None else np.random.default_rng(0)

@@ -1,8 +1,8 @@
 """The golden model's per-step record: what the scheduler turns into one decode step's stream.
 
 A :class:`StepRecorder` passed to :func:`sw_model.decode.decoding.cached_decode`,
-:func:`~sw_model.decode.decoding.elastic_sd` or :func:`~sw_model.decode.decoding.decode` (``recorder=``) keeps one
-:class:`StepRecord` per decode step (not the prefill):
+:func:`~sw_model.decode.decoding.elastic_sd` or :func:`~sw_model.decode.decoding.decode`
+(``recorder=``) keeps one :class:`StepRecord` per decode step (not the prefill):
 
 * ``mode`` ("cached" or "elastic_sd"), the active ``sequences``, ``gamma`` (0 when cached);
 * per MoE layer, the routing of every pass: ``draft_routes[j][layer]`` (the experts each draft token
@@ -15,13 +15,13 @@ A :class:`StepRecorder` passed to :func:`sw_model.decode.decoding.cached_decode`
 * the expert-cache controller requests the step issued, split by phase (``cache_requests``:
   "target" for cached decoding's LOOKUP/INSTALL; "select" for Elastic-SD's RESET_COUNTS, COUNT and
   SELECT; "install" for anything the decoder's install point added), each a
-  :class:`sw_model.decode.cache_bridge.TraceEntry`, and ``prior_requests``: every request issued before the
-  step (what brings a reset controller to ``slots_before``);
+  :class:`sw_model.decode.cache_bridge.TraceEntry`, and ``prior_requests``: every request issued
+  before the step (what brings a reset controller to ``slots_before``);
 * Elastic-SD: the chosen ``next_sets`` and what was ``installed`` per layer, and ``accepted`` draft
   tokens per sequence (cached: all 0; each sequence emits ``accepted + 1`` tokens).
 
-With ``detail=True`` it also keeps, per pass and MoE layer, the :class:`sw_model.model.moe.MoECall` the
-model reported: the quantised INT8 inputs of every expert linear layer (gate/up: ``x``; down:
+With ``detail=True`` it also keeps, per pass and MoE layer, the :class:`sw_model.model.moe.MoECall`
+the model reported: the quantised INT8 inputs of every expert linear layer (gate/up: ``x``; down:
 ``hidden``), each expert's float output and the block output (the end-to-end check compares the
 hardware against these). Without ``detail`` a step record holds only routing and cache data, and
 recording costs nothing measurable.

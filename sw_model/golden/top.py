@@ -1,7 +1,7 @@
 """The golden executor: runs a command stream (:mod:`hw.isa`) on plain memory images, the golden
 MAC model (:class:`sw_model.golden.mac_array.SliceLevelMac`) and the golden cache model
-(:class:`sw_model.golden.expert_cache.ExpertCacheModel`). Naive on purpose: one command at a time, in
-stream order, exactly as the ISA's docstring says. The RTL (run by :mod:`sim.top.run`) must
+(:class:`sw_model.golden.expert_cache.ExpertCacheModel`). Naive on purpose: one command at a time,
+in stream order, exactly as the ISA's docstring says. The RTL (run by :mod:`sim.top.run`) must
 produce the same final images, outputs, cache state and error code.
 
 API::
@@ -31,8 +31,8 @@ from hw.params import CacheOp, TopParams
 from sw_model.golden.expert_cache import ExpertCacheModel, Request, apply_request
 from sw_model.golden.mac_array import SliceLevelMac
 
-__all__ = ["Images", "ExecResult", "execute", "validate", "check_dynamic", "pack_weight_beat", "unpack_weight_beat",
-           "pack_act_beat", "unpack_act_beat", "pack_result", "unpack_result"]
+__all__ = ["Images", "ExecResult", "execute", "validate", "check_dynamic", "pack_weight_beat",
+           "unpack_weight_beat", "pack_act_beat", "unpack_act_beat", "pack_result", "unpack_result"]
 
 
 # -- word formats ------------------------------------------------------------------------------------
@@ -214,8 +214,8 @@ def validate(stream, params, cache=None):
     :class:`StreamError` (module docstring: order of checks, ``NO_END``), or return the commands.
 
     Slots and cache errors depend on the cache's state, so the stream's cache requests are applied
-    to ``cache`` (an :class:`sw_model.golden.expert_cache.ExpertCacheModel`, default: a fresh one for
-    ``params.cache``; it is left as after the last legal command).
+    to ``cache`` (an :class:`sw_model.golden.expert_cache.ExpertCacheModel`, default: a fresh one
+    for ``params.cache``; it is left as after the last legal command).
     """
     if cache is None:
         cache = ExpertCacheModel(params.cache)
@@ -238,8 +238,9 @@ def check_dynamic(command, index, cache):
     if command.op in (Opcode.LOAD_SLOT, Opcode.WRITE_SLOT):
         slot = cache.slot_of(command.layer, command.expert)
         if slot is None:
-            raise StreamError(ErrorCode.SLOT_NOT_INSTALLED, index, "expert",
-                              f"key (layer {command.layer}, expert {command.expert}) holds no HB slot")
+            raise StreamError(
+                ErrorCode.SLOT_NOT_INSTALLED, index, "expert",
+                f"key (layer {command.layer}, expert {command.expert}) holds no HB slot")
         return slot
     if command.op is Opcode.CACHE:
         vector = (command.vector << (COUNT_CHUNK_BITS * command.chunk))

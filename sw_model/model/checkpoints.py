@@ -212,7 +212,8 @@ def _read_bf16(file, name):
 
 
 def _names(scheme, layer, config):
-    """HF tensor name (without ``.weight``) of each :func:`sw_model.model.moe.linear_names` entry."""
+    """HF tensor name (without ``.weight``) of each :func:`sw_model.model.moe.linear_names`
+    entry."""
     p = f"model.layers.{layer}."
     names = {"attn_norm": p + "input_layernorm", "ffn_norm": p + "post_attention_layernorm",
              "q": p + "self_attn.q_proj", "k": p + "self_attn.k_proj",

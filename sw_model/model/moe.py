@@ -12,8 +12,8 @@ computes the integer group partial sums of ``x * w_eff`` (exactly what the MAC a
 scales them in float64 by the FP16 group scale and the token scale. Routed and shared experts run at
 the precision a pass asks for (:class:`Precision`): FULL (the INT8 target), SPLIT (the MSB partial
 from HB plus the LSB partial from LPDDR, added as integers: identical to FULL), or DRAFT (a 4-bit
-draft weight chosen by a draft-bit method of :func:`sw_model.golden.mac_array.draft_weights`). Attention
-projections, router, dense FFNs and LM head always run FULL (the dense layers held in HB).
+draft weight chosen by a draft-bit method of :func:`sw_model.golden.mac_array.draft_weights`).
+Attention projections, router, dense FFNs and LM head always run FULL (the dense layers held in HB).
 
 Batch invariance (why the code looks the way it does): a token's logits must not depend on which
 other tokens share its pass, or greedy Elastic-SD could not equal target-only decoding token for

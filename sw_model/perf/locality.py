@@ -1,16 +1,17 @@
 """Routing locality measured on the trained MoE, and how the trace generator is fitted to it.
 
-The performance model's routing traces come from the generator of :mod:`sw_model.model.routing_traces`
-(two knobs: a per-layer Zipf popularity exponent and a probability ``reuse`` that a sequence keeps
-each expert of its previous token). This module measures what those knobs stand for on the
-project's trained model, and ships the result as constants so ``perf`` never reruns the model.
+The performance model's routing traces come from the generator of
+:mod:`sw_model.model.routing_traces` (two knobs: a per-layer Zipf popularity exponent and a
+probability ``reuse`` that a sequence keeps each expert of its previous token). This module measures
+what those knobs stand for on the project's trained model, and ships the result as constants so
+``perf`` never reruns the model.
 
 **Measurement** (:func:`record_heldout_routing`, :func:`measure_locality`): the built-in trained
-model (``sw_model.model.checkpoints.default_model()``: 4 MoE layers, 32 experts, top-4, trained with a
-load-balance loss like the paper's models) runs teacher-forced over the whole committed held-out
-text (``heldout_code.txt`` and ``heldout_prose.txt``) cut into windows of :data:`WINDOW` bytes
-(its training context), each window a sequence from an empty KV cache. Every position's top-k
-per MoE layer is one token's routing. Figures, per layer and over both texts:
+model (``sw_model.model.checkpoints.default_model()``: 4 MoE layers, 32 experts, top-4, trained with
+a load-balance loss like the paper's models) runs teacher-forced over the whole committed held-out
+text (``heldout_code.txt`` and ``heldout_prose.txt``) cut into windows of :data:`WINDOW` bytes (its
+training context), each window a sequence from an empty KV cache. Every position's top-k per MoE
+layer is one token's routing. Figures, per layer and over both texts:
 
 * *temporal reuse* :func:`repeat_probability`: the share of the experts a token chooses in a
   layer that the next token of the same sequence chooses again in that layer (random routing:

@@ -1,10 +1,11 @@
-"""Acceptance measured by ``python build.py ablate``, shipped as constants so ``perf`` needs no torch,
-no checkpoint and no rerun of ``python build.py ablate``.
+"""Acceptance measured by ``python build.py ablate``, shipped as constants so ``perf`` needs no
+torch, no checkpoint and no rerun of ``python build.py ablate``.
 
 Source: ``python build.py ablate`` (defaults: 24 held-out prompts of 24..48 bytes, 32 new tokens,
 gamma 6, greedy, seed 0) on the shipped trained model ``elmoe-byte-standard`` (4 layers, hidden
-128, 32 experts x FFN 64, top-4), 4-bit LSB-augmented draft (a 317 s run): mean accepted lengths 2.74 / 3.85 / 4.65 / 6.48 for the
-frequency set, and the per-gamma curves it prints in its JSON (``tokens_per_verification``).
+128, 32 experts x FFN 64, top-4), 4-bit LSB-augmented draft (a 317 s run): mean accepted lengths
+2.74 / 3.85 / 4.65 / 6.48 for the frequency set, and the per-gamma curves it prints in its JSON
+(``tokens_per_verification``).
 
 :data:`TOKENS_PER_VERIFICATION` ``[selection][fraction]`` is ``E(g)`` for ``g = 1 .. 6``: the
 mean tokens a sequence keeps per verification with a chain of ``g`` drafts (accepted drafts plus

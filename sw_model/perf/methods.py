@@ -28,10 +28,10 @@ tokens it keeps. Methods (``METHODS``):
 Near-tier placement, in priority order: dense weights, KV cache (``Settings.context`` tokens per
 sequence; a machine with ``kv_near=False`` keeps it in the far tier), a separate draft model,
 then resident experts (whole slots per MoE layer). What does not fit stays in the far tier.
-Byte rules follow sw_model/decoding.py (a pass reads each touched expert once); KV is read once
-per sequence per pass. PIM-style machines run every weight product inside the far tier
-(``FarCompute``), re-reading weights for every ``tokens_per_read`` tokens; attention runs on the
-PEs with the KV read externally.
+Byte rules follow sw_model/decode/decoding.py (a pass reads each touched expert once); KV is read
+once per sequence per pass. PIM-style machines run every weight product inside the far tier
+(``FarCompute``), re-reading weights for every ``tokens_per_read`` tokens; attention runs on the PEs
+with the KV read externally.
 """
 
 from dataclasses import dataclass, field, replace
@@ -413,8 +413,8 @@ def _specmoe(hw, model, seqs, s):
     def draft(slots, rs, dn, kn):
         c = PassCounts(seqs, rs.draft_touched, rs.draft_touched, rs.draft_tiles)
         return draft_work(hw_whole, model, s, seqs, c, dn, kn, precision="target")
-    # acceptance: the frequency curve (the ablations measured SpecMoE's substitution draft within 5% of
-    # the resident-set draft at 8/32 experts: mean accepted length 3.67 vs 3.85)
+    # acceptance: the frequency curve (the ablations measured SpecMoE's substitution draft within 5%
+    # of the resident-set draft at 8/32 experts: mean accepted length 3.67 vs 3.85)
     return _sd(hw_whole, model, seqs, s, "specmoe_sd", draft, policy="static",
                selection="frequency")
 

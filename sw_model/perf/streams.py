@@ -14,7 +14,7 @@ HB), and everything outside the routed experts (dense weights, KV cache, attenti
 link: :func:`sw_model.perf.methods.target_work` with no experts).
 
 :func:`record_counts` gives the analytic path the counts of the same step record, so the two paths
-can be compared on identical routing (tests/test_perf_streams.py: within 2% per phase).
+can be compared on identical routing (tests/sw_model/test_perf_streams.py: within 2% per phase).
 """
 
 from dataclasses import replace
@@ -31,7 +31,8 @@ from sw_model.perf.phases import PhaseWork
 __all__ = ["stream_work", "stream_plan", "record_counts", "analytic_plan", "stream_params",
            "PHASE_OF_BARRIER"]
 
-#: BARRIER phase numbers of the scheduler (sw_model.compiler.scheduler.PHASES) to this model's labels.
+#: BARRIER phase numbers of the scheduler (sw_model.compiler.scheduler.PHASES) to this model's
+#: labels.
 PHASE_OF_BARRIER = {0: "setup", 1: "draft", 2: "verify", 3: "decode"}
 
 

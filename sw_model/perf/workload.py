@@ -213,7 +213,8 @@ class RoutingStats:
         hits = total = 0
         for t in range(self.trace.steps):
             for layer in range(self.trace.layers):
-                # ascending, as the scheduler's cached steps access them (sw_model.compiler.trace_steps)
+                # ascending, as the scheduler's cached steps access them
+                # (sw_model.compiler.trace_steps)
                 for e in sorted(self.trace.needed(t, layer)):
                     hit = cache.access(layer, e)
                     if t >= self.warm:
@@ -407,22 +408,21 @@ class AcceptanceModel:
     Self-drafts confined to the HB-resident experts (Elastic-SD, Quant-SD, SpecMoE-SD) follow
     ``mapping``:
 
-    * ``"resident"`` (default): the ablations' measurement (:mod:`sw_model.perf.measured`) mapped to a
-      paper model by the **fraction of its experts resident** in HB (the upper nibbles that fit
-      after dense weights and KV; :meth:`rate`'s ``fraction``). Tokens per verification
-      ``E(g)`` at the machine's gamma (g <= 6: measured directly; g > 6: the ``alpha`` of
-      ``E(6)`` extended geometrically) are interpolated piecewise linearly in ``log2(fraction)``
-      between the measured sizes 1/8, 1/4, 1/2, 1 of the experts (below 1/8 linearly in the
-      share down to the paper's floor at no resident expert); the
-      acceptance ``(E - 1) / g`` (the paper's definition, accepted / proposed drafts) is clamped
-      to the paper's published range [``floor``, ``full``] = [0.33, 0.91]; ``alpha`` is the rate
-      whose :func:`expected_length` is that ``E``. Why the fraction: the draft of a model with a
-      share ``f`` of its experts resident differs from the target in the same way as the
-      measured model's with ``f``: both restrict each token's top-k to the same share of the
-      expert pool (the measured model's top-4 of 32 is 1/8 of its pool, the paper models' 1/16 to
-      1/8). What it cannot carry: a model with more skewed routing covers more of its choices
-      with the same share, and GPT-OSS-20B's resident MXFP4 experts are exact (the measured
-      draft is 4-bit), so the mapping is conservative there.
+    * ``"resident"`` (default): the ablations' measurement (:mod:`sw_model.perf.measured`) mapped to
+      a paper model by the **fraction of its experts resident** in HB (the upper nibbles that fit
+      after dense weights and KV; :meth:`rate`'s ``fraction``). Tokens per verification ``E(g)`` at
+      the machine's gamma (g <= 6: measured directly; g > 6: the ``alpha`` of ``E(6)`` extended
+      geometrically) are interpolated piecewise linearly in ``log2(fraction)`` between the measured
+      sizes 1/8, 1/4, 1/2, 1 of the experts (below 1/8 linearly in the share down to the paper's
+      floor at no resident expert); the acceptance ``(E - 1) / g`` (the paper's definition, accepted
+      / proposed drafts) is clamped to the paper's published range [``floor``, ``full``] = [0.33,
+      0.91]; ``alpha`` is the rate whose :func:`expected_length` is that ``E``. Why the fraction:
+      the draft of a model with a share ``f`` of its experts resident differs from the target in the
+      same way as the measured model's with ``f``: both restrict each token's top-k to the same
+      share of the expert pool (the measured model's top-4 of 32 is 1/8 of its pool, the paper
+      models' 1/16 to 1/8). What it cannot carry: a model with more skewed routing covers more of
+      its choices with the same share, and GPT-OSS-20B's resident MXFP4 experts are exact (the
+      measured draft is 4-bit), so the mapping is conservative there.
     * ``"coverage"``: the earlier assumed rule ``max(floor, full - slope * (1 - coverage))``,
       coverage the share of the routing's choices inside the set.
 

@@ -149,8 +149,8 @@ def _mla(hidden, heads, q_lora, qk_nope, qk_rope, v_dim, kv_lora):
 
 
 def shape_from_config(config, name=None, attention=None, expert_bits=8.0):
-    """The :class:`ModelShape` of a :class:`sw_model.model.moe.MoEConfig` (GQA attention from its heads
-    unless ``attention`` = (weights, KV bytes, MACs per context position) is given)."""
+    """The :class:`ModelShape` of a :class:`sw_model.model.moe.MoEConfig` (GQA attention from its
+    heads unless ``attention`` = (weights, KV bytes, MACs per context position) is given)."""
     c = config
     params, kv, macs = attention or _gqa(c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim)
     dense = tuple(c.dense_layers)

@@ -1,9 +1,10 @@
 """The papers' ablations measured on the shipped trained models (what ``build.py ablate`` runs).
 
-Elastic-SD runs (:func:`sw_model.decode.decoding.elastic_sd`, greedy, so every run is lossless) on the
-standard model with prompts from the held-out text (:func:`sw_model.model.corpus.heldout_prompts`, code and
-prose alternately) and the plain per-layer expert cache (:class:`sw_model.decode.decoding.LRUExpertCache`,
-which makes exactly the set a policy selects resident, so selection rules compare like for like):
+Elastic-SD runs (:func:`sw_model.decode.decoding.elastic_sd`, greedy, so every run is lossless) on
+the standard model with prompts from the held-out text
+(:func:`sw_model.model.corpus.heldout_prompts`, code and prose alternately) and the plain per-layer
+expert cache (:class:`sw_model.decode.decoding.LRUExpertCache`, which makes exactly the set a policy
+selects resident, so selection rules compare like for like):
 
 * draft bit policy: truncation, LSB augmentation, separate rounding, at 4, 3 and 2 draft bits,
   with every expert resident (so the draft differs from the target only in its expert weights'

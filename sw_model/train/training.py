@@ -1,8 +1,8 @@
 """Training the shipped byte-level MoE models (CPU PyTorch, the optional ``[train]`` extra).
 
 ``python build.py train`` reproduces ``sw_model/models/*`` from a fixed seed (``--seed``, default 1):
-two variants of :data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.model.corpus`, side
-by side in two processes of one torch thread each (two cores), 240 steps of 16 x 128 bytes:
+two variants of :data:`TRAINED_CONFIG` trained on the training side of :mod:`sw_model.model.corpus`,
+side by side in two processes of one torch thread each (two cores), 240 steps of 16 x 128 bytes:
 
 * ``standard``: top-k routing (k = 4 of 32 experts), softmax router renormalised over the top-k,
   a Switch-style load-balancing loss;
@@ -12,9 +12,9 @@ by side in two processes of one torch thread each (two cores), 240 steps of 16 x
   loss: the entropy of the router's distribution, so that the ranking is decisive and experts
   beyond a token's best few carry little weight.
 
-The PyTorch model is the golden model's architecture (:class:`sw_model.model.moe.MoEModel`, Qwen3-MoE:
-RMSNorm, GQA with rotary positions and per-head q/k RMSNorm, SwiGLU experts) in float32; the
-result is written in Hugging Face Qwen3-MoE naming (BF16 safetensors + config.json), which
+The PyTorch model is the golden model's architecture (:class:`sw_model.model.moe.MoEModel`,
+Qwen3-MoE: RMSNorm, GQA with rotary positions and per-head q/k RMSNorm, SwiGLU experts) in float32;
+the result is written in Hugging Face Qwen3-MoE naming (BF16 safetensors + config.json), which
 :func:`sw_model.model.checkpoints.load_checkpoint` reads. Nothing outside this module imports torch.
 """
 
