@@ -149,6 +149,11 @@ class MacArrayParams(ParamsRecord):
         """8-bit multiply-accumulates per cycle at full rate in FULL mode."""
         return self.tokens * self.lanes * self.out_channels
 
+    def macs_per_cycle_in(self, mode):
+        """Multiply-accumulates per cycle at full rate in ``mode``: a 4-bit mode (DRAFT, MSB,
+        LSB) does twice FULL's, one weight per slice instead of one per slice-lane pair."""
+        return self.tokens * self.weights_per_beat(mode)
+
     # -- derived widths ----------------------------------------------------------------------------
     @property
     def act_range(self):
@@ -200,8 +205,11 @@ class MacArrayParams(ParamsRecord):
 
 #: Small enough to simulate in seconds; several beats per group, so accumulation is exercised.
 MAC_DEFAULT = MacArrayParams()
-#: The paper's PE: 16 tokens x 32-weight group x 32 output channels, one group per cycle.
-MAC_PAPER_PE = MacArrayParams(tokens=16, group_size=32, out_channels=32, lanes=32)
+#: The paper's PE, its "16x32x32 bit-sliced MAC array": 16 tokens x 32 lanes x 32 slice columns,
+#: i.e. 16 slice-lane pairs per lane (16 INT8 output channels in FULL, 32 in the 4-bit modes), one
+#: 32-weight group per cycle: 8192 W8A8 or 16384 W4A8 MACs per cycle, which at the paper's 1 GHz
+#: and 2 operations per MAC are its 524 / 1049 TOPS for 32 PEs.
+MAC_PAPER_PE = MacArrayParams(tokens=16, group_size=32, out_channels=16, lanes=32)
 
 MAC_PRESETS = {"default": MAC_DEFAULT, "paper": MAC_PAPER_PE}
 
@@ -655,6 +663,13 @@ class TopParams(ParamsRecord):
     maps keys to HB slots of ``slot_words`` HB words each, at the bottom of every HB channel.
     A weight beat must be a whole number of HB words and of LPDDR words (``hb_ratio``,
     ``lpddr_ratio``).
+
+    ``clock_mhz`` is the PEs' clock, the rate of the MAC arrays in :meth:`peak_tops` (the memory
+    ports run at their own ``clock_mhz``; in simulation the design is one clock domain and every
+    figure is in cycles). ``gather_gbps`` (per PE) and ``stream_gbps`` (in all) are the on-die
+    links that gather partial sums and activations and stream LPDDR weights to the PEs; only the
+    performance model reads them (the RTL moves data through the command processor and the LPDDR
+    port).
     """
     pes: int = 2
     mac: MacArrayParams = field(default_factory=MacArrayParams)
@@ -669,6 +684,9 @@ class TopParams(ParamsRecord):
     input_words: int = 64
     slot_words: int = 16
     command_words: int = 256
+    clock_mhz: int = 1000
+    gather_gbps: float = 32.0
+    stream_gbps: float = 128.0
 
     _BLOCKS = {"mac": MacArrayParams, "cache": ExpertCacheParams, "hb": HbInterfaceParams,
                "hb_timing": HbBankTiming, "lpddr": LpddrPortParams,
@@ -677,8 +695,12 @@ class TopParams(ParamsRecord):
     def __post_init__(self):
         owner = type(self).__name__
         for name in ("pes", "weight_words", "act_words", "output_words", "input_words",
-                     "slot_words", "command_words"):
+                     "slot_words", "command_words", "clock_mhz"):
             _check_positive_int(owner, name, getattr(self, name))
+        for name in ("gather_gbps", "stream_gbps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{owner}.{name} must be a positive number, not {value!r}")
         for name, kind in self._BLOCKS.items():
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"{owner}.{name} must be a {kind.__name__}, not "
@@ -757,6 +779,21 @@ class TopParams(ParamsRecord):
             if name in values and isinstance(values[name], dict):
                 values[name] = kind.from_dict(values[name])
         return super().from_dict(values)
+
+    def peak_tops(self, mode):
+        """Peak tera-operations per second of all PEs in ``mode`` (a :class:`MacMode`; two
+        operations per multiply-accumulate, at ``clock_mhz``)."""
+        return 2 * self.pes * self.mac.macs_per_cycle_in(mode) * self.clock_mhz * 1e6 / 1e12
+
+    @property
+    def hb_capacity_bytes(self):
+        """HB bytes in all: every PE's channel."""
+        return self.hb.channels * self.hb.capacity_bytes
+
+    @property
+    def hb_peak_gbps(self):
+        """Peak HB bandwidth of all channels, GB/s."""
+        return self.hb.channels * self.hb.peak_gbps
 
     def describe(self):
         return (f"{self.pes} PEs, MAC {self.mac.describe()}, cache {self.cache.slots} slots, "

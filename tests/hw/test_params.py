@@ -46,7 +46,11 @@ def test_modes_parse_from_names_and_values():
 
 def test_paper_preset_widths():
     p = MAC_PAPER_PE
-    assert (p.tokens, p.group_size, p.out_channels, p.lanes) == (16, 32, 32, 32)
+    # the paper's "16x32x32 bit-sliced MAC array": 16 tokens x 32 lanes x 32 slice columns, i.e.
+    # 16 slice-lane pairs (INT8 channels) per lane
+    assert (p.tokens, p.group_size, p.out_channels, p.lanes) == (16, 32, 16, 32)
+    assert p.tokens * p.lanes * 2 * p.out_channels == 16 * 32 * 32
+    assert (p.macs_per_cycle_in(MacMode.FULL), p.macs_per_cycle_in(MacMode.DRAFT)) == (8192, 16384)
     assert p.beats_per_group == 1
     # |x * q| <= 128 * 128 over 32 weights is 2**19, which needs 21 signed bits.
     assert p.result_width == 21
