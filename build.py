@@ -5,14 +5,17 @@
                                     block and the top, Elastic-SD on the default model, one step
                                     scheduled and run on the Verilated accelerator, checked
                                     against the golden executor bit for bit
-    python build.py check           Verilog of every block (default params), lint, and a short
+    python build.py machine show M  a machine description (tiny, demo, paper or a file) with
+                                    every derived figure: peak TOPS, bandwidth, capacities
+    python build.py check           Verilog of every block of a machine, lint, and a short
                                     golden-versus-RTL check of each block on Verilator
-    python build.py verilog         Verilog of every block at every preset, each linted
+    python build.py verilog         Verilog of every block of a machine (default: of every
+                                    built-in machine), each linted
     python build.py bench mac       MAC array throughput in RTL simulation and synthesis cells
     python build.py bench cache     expert-cache lookup rate and latency (RTL), policy hit rates
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py bench fuzz      random command streams on the RTL top and the golden executor
-                                    (--streams N, --pes P): mismatches must be 0
+                                    (--streams N): mismatches must be 0
     python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
@@ -22,22 +25,33 @@
                                     (expert cache: the controller's golden model, or --cache lru)
     python build.py perf            performance and energy model: ELMoE-3D vs every baseline per
                                     model and batch, headline averages, plots under build/perf
-    python build.py sweep           explore gamma, threshold, resident policy, HB size (progress
+    python build.py sweep           explore gamma, threshold, resident policy, PE count (progress
                                     bar; local, or on a Ray cluster with --ray ADDRESS)
     python build.py schedule        command streams of decode steps (--model default|zoo name,
                                     --checkpoint PATH): binary and text under build/schedule
+    python build.py stream validate|disasm|run FILE
+                                    check, disassemble or run (golden executor; --rtl also the
+                                    Verilated top) a command stream file, text or binary
     python build.py ablate          the papers' ablations on the shipped trained models: draft bits,
                                     resident-set selection, draft policies, held-out loss vs k'
     python build.py train           retrain the shipped MoE models (standard, Elastic-MoE) from seed
 
-Every command prints its tables and, as its last line, one JSON object with the figures.
+Commands that use a machine take --machine NAME|FILE and --set key=value (python build.py
+machine show paper lists the keys). Every command prints its tables and, as its last line, one
+JSON object with the figures, and keeps them (tables as CSV, the JSON, plots, the machine) under
+build/<command>/<run>/.
 """
 
 import argparse
 import logging
 import sys
 
+from hw.machines import MachineError
 from sim.commands import COMMANDS, DEFAULT
+from sim.commands.options import (add_decoding_arguments, add_machine_arguments,
+                                  add_out_argument, add_set_argument, discard_partial,
+                                  resolve_args, save_results)
+from sw_model.decode.policy import PolicyError
 from sim.commands.output import emit
 
 
@@ -62,13 +76,38 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command")
     handlers = {}
     for handler in COMMANDS:
-        handler.add_arguments(sub.add_parser(handler.NAME, parents=[_common(True)],
-                                             help=handler.HELP, description=handler.HELP))
+        sp = sub.add_parser(handler.NAME, parents=[_common(True)], help=handler.HELP,
+                            description=handler.HELP)
+        handler.add_arguments(sp)
+        machine, decoding = hasattr(handler, "MACHINE"), getattr(handler, "DECODING", False)
+        if machine:
+            add_machine_arguments(sp, handler.MACHINE)
+        if decoding:
+            add_decoding_arguments(sp)
+        if machine or decoding:
+            add_set_argument(sp, machine, decoding)
+        add_out_argument(sp)
         handlers[handler.NAME] = handler
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(name)s: %(message)s")
-    result = handlers[args.command or DEFAULT].run(args)
+    handler = handlers[args.command or DEFAULT]
+    if args.command is None:
+        args = parser.parse_args([DEFAULT] + list(sys.argv[1:] if argv is None else argv))
+    try:
+        resolve_args(handler, args)
+    except (MachineError, PolicyError) as exc:
+        print(f"build.py {handler.NAME}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = handler.run(args)
+    except BaseException:
+        discard_partial(args)
+        raise
+    if getattr(handler, "SAVES_RESULTS", True):
+        folder = save_results(result, args)
+        result.tables.append(f"\nresults: {folder}/ (tables as CSV, result.json"
+                             + (", machine.toml" if args.params is not None else "") + ")")
     emit(result)
     return result.status
 

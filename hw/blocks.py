@@ -17,16 +17,28 @@ __all__ = ["Block", "BLOCKS"]
 class Block:
     name: str            # Verilog module name
     component: type      # component class taking one params argument (None: its default)
-    presets: dict        # preset name -> params
+    presets: dict        # preset name -> params (the block on its own: synthesis ladders, FPGA)
+    field: str           # the block's field of a machine (hw.params.TopParams), "" for the top
 
     def build(self, params):
         return self.component(params)
 
+    def of_machine(self, machine):
+        """This block's parameters in ``machine`` (a :class:`hw.params.TopParams`)."""
+        return getattr(machine, self.field) if self.field else machine
+
+    def buildable(self, machine):
+        """None if this block of ``machine`` can be built, else the reason it cannot."""
+        if self.name == "top" and (machine.hb_ratio != 1 or machine.lpddr_ratio != 1):
+            return (f"the RTL top moves one memory word per weight beat; this machine's weight "
+                    f"beat is {machine.hb_ratio} HB and {machine.lpddr_ratio} LPDDR words")
+        return None
+
 
 BLOCKS = {
-    "mac_array": Block("mac_array", MacArray, MAC_PRESETS),
-    "expert_cache": Block("expert_cache", ExpertCache, CACHE_PRESETS),
-    "hb_interface": Block("hb_interface", HbInterface, HB_PRESETS),
-    "lpddr_port": Block("lpddr_port", LpddrPort, LPDDR_PRESETS),
-    "top": Block("top", Top, {"default": TOP_DEFAULT}),     # the paper machine is ISA-only
+    "mac_array": Block("mac_array", MacArray, MAC_PRESETS, "mac"),
+    "expert_cache": Block("expert_cache", ExpertCache, CACHE_PRESETS, "cache"),
+    "hb_interface": Block("hb_interface", HbInterface, HB_PRESETS, "hb"),
+    "lpddr_port": Block("lpddr_port", LpddrPort, LPDDR_PRESETS, "lpddr"),
+    "top": Block("top", Top, {"default": TOP_DEFAULT}, ""),
 }

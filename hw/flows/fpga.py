@@ -190,16 +190,18 @@ def fpga_configs():
     }
 
 
-def run_blocks(build_root, families=tuple(FAMILIES), freq_mhz=50, progress=None):
-    """Place and route every block of :data:`hw.blocks.BLOCKS` (its :func:`fpga_configs` entry)
-    inside an :class:`IoHarness` for each family; returns one dict per (block, family)."""
+def run_blocks(build_root, families=tuple(FAMILIES), freq_mhz=50, progress=None, configs=None):
+    """Place and route every block of ``configs`` (block name -> params; default
+    :func:`fpga_configs`, every block of :data:`hw.blocks.BLOCKS`) inside an :class:`IoHarness`
+    for each family; returns one dict per (block, family)."""
     from hw.blocks import BLOCKS
     from hw.host_top import synthesis_component
     from hw.flows.verilog import generate_verilog
-    configs = fpga_configs()
+    if configs is None:
+        configs = {name: fpga_configs().get(name, block.presets["default"])
+                   for name, block in BLOCKS.items()}
     rows = []
-    for name, block in BLOCKS.items():
-        params = configs.get(name, block.presets["default"])
+    for name, params in configs.items():
         harness = IoHarness(synthesis_component(name, params))
         top = f"{name}_harness"
         verilog_text = generate_verilog(harness, top)

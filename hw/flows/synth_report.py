@@ -133,14 +133,22 @@ def fit_mac(rows):
     return result
 
 
-def run_synth(build_root, quick=False, progress=None, reports=None):
-    """Synthesise :func:`synth_points`; returns ``(rows, figures)``: one dict per point and the
-    JSON figures (augmentation overhead, MAC fit, paper PE estimate). ``progress(text)`` is called
-    before each run; ``reports`` (a folder) receives each run's liberty statistics."""
+def machine_points(machine, label):
+    """The blocks of ``machine`` (a :class:`hw.params.TopParams`) that can be built, labelled
+    ``label``."""
+    return [SynthPoint(name, label, block.of_machine(machine))
+            for name, block in BLOCKS.items() if block.buildable(machine) is None]
+
+
+def run_synth(build_root, quick=False, progress=None, reports=None, points=None):
+    """Synthesise ``points`` (default :func:`synth_points`); returns ``(rows, figures)``: one dict
+    per point and the JSON figures (augmentation overhead, MAC fit, paper PE estimate, where the
+    points allow them). ``progress(text)`` is called before each run; ``reports`` (a folder)
+    receives each run's liberty statistics."""
     liberty = find_liberty()
     from hw.flows.verilog import generate_verilog
     rows = []
-    points = synth_points(quick)
+    points = synth_points(quick) if points is None else points
     for i, point in enumerate(points, 1):
         block = BLOCKS[point.block]
         if progress:
@@ -190,7 +198,8 @@ def _figures(rows, liberty):
             "area_um2": round(fit["area_um2"]["paper_pe"]),
             "area_mm2": round(fit["area_um2"]["paper_pe"] / 1e6, 2),
             "method": "least-squares fit of a*T*C + b*T + c*C + d to synthesised T x 32 x C "
-                      "arrays (32 lanes), evaluated at T=16, C=32",
+                      f"arrays (32 lanes), evaluated at T={MAC_PAPER_PE.tokens}, "
+                      f"C={MAC_PAPER_PE.out_channels}",
             "holdout_error": fit["area_um2"]["holdout_error"],
         }
     return figures
@@ -225,12 +234,13 @@ def report_tables(rows, figures):
             "MAC array growth, T tokens x 32 weights x C channels, 32 lanes "
             "(fit a*T*C + b*T + c*C + d):",
             ["measure", "a (per T*C)", "b (per T)", "c (per C)", "d", "max residual",
-             "hold-out error", "paper PE 16x32x32"],
+             "hold-out error", f"paper PE {MAC_PAPER_PE.describe()}"],
             [[key, f"{f['per_token_channel']:.0f}", f"{f['per_token']:.0f}",
               f"{f['per_channel']:.0f}", f"{f['constant']:.0f}",
               f"{100 * f['max_residual']:.2f}%", f"{100 * f['holdout_error']:.2f}%",
               f"{f['paper_pe']:.4g}"] for key, f in fit.items()],
-            f"Paper PE (16x32x32, 32 lanes, {MAC_PAPER_PE.macs_per_cycle} MACs/cycle) at "
+            f"Paper PE ({MAC_PAPER_PE.describe()}: the paper's 16x32x32 bit-sliced array, "
+            f"{MAC_PAPER_PE.macs_per_cycle} INT8 MACs/cycle) at "
             f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
             f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
             f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "

@@ -104,25 +104,31 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
-def write_verilog(presets=None, do_lint=True, progress=None):
-    """Write ``build/verilog/<block>_<preset>.v`` for every block (only the ``presets`` named, if
-    given), each linted unless ``do_lint`` is false; returns one row (a dict) per file.
-    ``progress(text)`` hears of each file before it is written."""
-    out_dir = BUILD_ROOT / "verilog"
-    out_dir.mkdir(parents=True, exist_ok=True)
+def write_verilog(machines, do_lint=True, progress=None, root=None):
+    """Write ``<root>/<machine>/<block>.v`` (``root`` default ``build/verilog``) for every block
+    of every machine of ``machines`` (a dict name -> :class:`hw.params.TopParams`), each linted
+    unless ``do_lint`` is false; returns one row (a dict) per block, with ``path`` None and the
+    ``reason`` where the block cannot be built for that machine. ``progress(text)`` hears of
+    each file before it is written."""
     rows = []
-    for block in BLOCKS.values():
-        for preset, params in block.presets.items():
-            if presets is not None and preset not in presets:
+    for machine_name, machine in machines.items():
+        out_dir = Path(root or BUILD_ROOT / "verilog") / machine_name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for block in BLOCKS.values():
+            params = block.of_machine(machine)
+            reason = block.buildable(machine)
+            if reason:
+                rows.append({"block": block.name, "machine": machine_name, "path": None,
+                             "bytes": 0, "seconds": 0.0, "reason": reason})
                 continue
             start = time.monotonic()
             if progress:
-                progress(f"{block.name} [{preset}: {params.describe()}] ...")
+                progress(f"{machine_name}: {block.name} [{params.describe()}] ...")
             text = cached_verilog(block.name, params,
                                   lambda: generate_verilog(block.build(params), block.name))
-            path = out_dir / f"{block.name}_{preset}.v"
+            path = out_dir / f"{block.name}.v"
             write_atomically(path, text)
-            row = {"block": block.name, "preset": preset, "path": str(path),
+            row = {"block": block.name, "machine": machine_name, "path": str(path),
                    "bytes": len(text), "seconds": round(time.monotonic() - start, 2)}
             if do_lint:
                 errors, warnings = lint(path, block.name)

@@ -5,7 +5,7 @@ Greedy Elastic-SD runs on held-out prompts with the plain per-layer expert cache
 3 and 2 bits, every expert resident), the resident-set size and selection rule, the draft policy
 (resident set, SpecMoE substitution, elastic k'), each with gamma*, the best draft length at
 ``--draft-cost``; then the held-out loss of both trained variants against the inference k'. Each
-table is printed as soon as it is measured; plots go to ``--out``; the last line is the JSON.
+table is printed as soon as it is measured; plots go to the results folder (``--out``); the last line is the JSON.
 """
 
 import time
@@ -35,7 +35,6 @@ def add_arguments(p):
     p.add_argument("--window-len", type=int, default=64, help="bytes per window (default 64)")
     p.add_argument("--k-max", type=int, default=None,
                    help="largest inference k' for the loss sweep (default 3x the trained k)")
-    p.add_argument("--out", default="build/ablate", help="plot directory (default build/ablate)")
     p.add_argument("--models", default=None, metavar="DIR",
                    help="directory holding standard/ and elastic/ checkpoints (python build.py "
                         "train --out DIR; default: the shipped models)")
@@ -121,8 +120,9 @@ def run(args):
         "lowest loss at k' = " + ", ".join(f"{v} {d} {best_k[v][d]}" for v in VARIANTS
                                            for d in DOMAINS))
 
-    plots = ablate.write_plots(Path(args.out), bits, selection, policies, losses, unigram,
-                               c.top_k)
+    plots = [str(Path(args.out_dir) / Path(p).name)
+             for p in ablate.write_plots(Path(args.work_dir), bits, selection, policies, losses,
+                                         unigram, c.top_k)]
     seconds = time.monotonic() - start
     figures = {
         "models": {v: str(p) for v, p in dirs.items()},

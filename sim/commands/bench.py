@@ -1,31 +1,45 @@
 """``python build.py bench mac|cache|hb|fuzz``: the benchmarks, each a table and a JSON line.
 
+Every bench runs the blocks of a machine (``--machine``, ``--set``; default ``tiny``, for ``hb``
+``paper``).
+
 * ``mac``: the MAC array's throughput per mode on Verilator and its synthesis cells with and
-  without the augmentation bit (:mod:`sim.mac_array.bench`; ``--preset``, ``--ops``).
+  without the augmentation bit (:mod:`sim.mac_array.bench`; ``--ops``).
 * ``cache``: the expert-cache controller's lookup rate and latency on Verilator, and the hit rates
   of its policies in the golden model on generated routing traces, and on a recorded one with
-  ``--trace`` (:mod:`sim.expert_cache.bench`; ``--preset``, ``--ops``).
+  ``--trace`` (:mod:`sim.expert_cache.bench`; ``--ops``).
 * ``hb``: bandwidth efficiency and latency of the HB interface and the LPDDR port with their
-  DRAM-die models on Verilator (:mod:`sim.mem_channel.bench`; ``--words``, ``--probes``).
+  DRAM-die models on Verilator (:mod:`sim.mem_channel.bench`; ``--words``, ``--probes``). The
+  machine's ports are simulated with at most two channels (clients) of at most
+  :data:`SIMULATED_WORDS` words each: bandwidth and latency per channel come from the widths,
+  timings and bank map, not from the channel count or the capacity.
 * ``fuzz``: random command streams on the Verilated top and on the golden executor
-  (:mod:`sim.top.fuzz`; ``--streams``, ``--pes``); exit status 1 on any mismatch.
+  (:mod:`sim.top.fuzz`; ``--streams``); exit status 1 on any mismatch.
 """
 
+from hw.blocks import BLOCKS
 from sim.commands.output import Result, Table, progress
 
 NAME = "bench"
 HELP = "run a benchmark: mac, cache, hb, fuzz"
+#: The machine of every bench but ``hb`` unless ``--machine`` names another.
+MACHINE = "tiny"
+#: Words per channel the ``hb`` bench simulates at most (the DRAM-die models hold them all).
+SIMULATED_WORDS = {"hb": 1 << 15, "lpddr": 1 << 14}
+
+
+def machine_default(args):
+    """``hb`` measures the paper machine's memory ports; the other benches ``tiny``."""
+    return "paper" if args.what == "hb" else MACHINE
 
 
 def add_arguments(p):
     p.add_argument("what", help="which bench: mac, cache, hb, fuzz")
-    p.add_argument("--preset", default="default", help="parameter preset (default: default)")
     p.add_argument("--ops", type=int, default=1000,
                    help="operations per mode (mac), lookups (cache)")
     p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
     p.add_argument("--probes", type=int, default=200, help="hb: single-read latency probes")
     p.add_argument("--streams", type=int, default=2000, help="fuzz: random command streams")
-    p.add_argument("--pes", type=int, default=2, help="fuzz: PEs of the simulated top")
     from sim.expert_cache.bench import TRACE
     p.add_argument("--trace-steps", type=int, default=TRACE["steps"], metavar="N",
                    help="cache: decode steps of the generated traces of the hit-rate table "
@@ -42,33 +56,25 @@ def _positive(args, *names):
                              f"{getattr(args, name)}")
 
 
-def _preset(presets, name):
-    if name not in presets:
-        raise SystemExit(f"unknown preset {name!r}; choose from {', '.join(presets)}")
-    return presets[name]
-
-
 def _tables(tables):
     return [Table(title, headers, rows) for title, headers, rows in tables]
 
 
 def bench_mac(args):
-    from hw.params import MAC_PRESETS
     from sim.mac_array.bench import run_bench
-    params = _preset(MAC_PRESETS, args.preset)
+    params = args.params.mac
     _positive(args, "ops")
-    progress(f"MAC array bench: {args.preset} preset, {params.describe()}; "
+    progress(f"MAC array bench: {args.run_name}, {params.describe()}; "
              f"{args.ops} operations per mode")
-    tables, figures = run_bench(params, args.preset, args.ops, args.seed, args.waves,
+    tables, figures = run_bench(params, args.run_name, args.ops, args.seed, args.waves,
                                 progress=progress)
     return Result(_tables(tables), figures)
 
 
 def bench_cache(args):
-    from hw.params import CACHE_PRESETS
     from sim.expert_cache.bench import WARMUP, run_bench
     from sw_model.model.routing_traces import load_routing_trace
-    params = _preset(CACHE_PRESETS, args.preset)
+    params = args.params.cache
     _positive(args, "ops")
     if args.trace_steps <= WARMUP:
         raise SystemExit(f"bench cache: --trace-steps must be more than the {WARMUP} warm-up "
@@ -79,9 +85,9 @@ def bench_cache(args):
             recorded = load_routing_trace(args.trace)
         except (ValueError, OSError) as exc:
             raise SystemExit(f"bench cache --trace: {exc}") from None
-    progress(f"expert-cache bench: {args.preset} preset, {params.describe()}; {args.ops} lookups "
+    progress(f"expert-cache bench: {args.run_name}, {params.describe()}; {args.ops} lookups "
              "in RTL simulation, then hit rates of the golden model on generated traces")
-    tables, figures = run_bench(params, args.preset, lookups=args.ops, seed=args.seed,
+    tables, figures = run_bench(params, args.run_name, lookups=args.ops, seed=args.seed,
                                 waves=args.waves, recorded=recorded, trace_path=args.trace,
                                 trace_steps=args.trace_steps)
     return Result(_tables(tables) + ["\nLRU at large batch: when a step needs more experts than "
@@ -91,8 +97,19 @@ def bench_cache(args):
 def bench_hb(args):
     from sim.mem_channel.bench import TABLE_HEADERS, run_hb_bench
     _positive(args, "words", "probes")
-    progress("HB interface and LPDDR port with their DRAM-die models, on Verilator")
-    rows, latency_rows, figures = run_hb_bench(seed=args.seed, words=args.words,
+    from dataclasses import replace
+    from hw.params import unsigned_width
+    m = args.params
+
+    def simulated(port, kind, **count):
+        words = min(port.words, SIMULATED_WORDS[kind])
+        return replace(port, words=words, address_width=unsigned_width(words), **count)
+    systems = {"hb": (simulated(m.hb, "hb", channels=min(m.hb.channels, 2)), m.hb_timing),
+               "lpddr": (simulated(m.lpddr, "lpddr", clients=min(m.lpddr.clients, 2)),
+                         m.lpddr_timing)}
+    progress(f"HB interface and LPDDR port of {args.run_name} with their DRAM-die models, on "
+             "Verilator")
+    rows, latency_rows, figures = run_hb_bench(systems, seed=args.seed, words=args.words,
                                                probes=args.probes, waves=args.waves,
                                                progress=lambda text: progress("  " + text))
     return Result([Table(None, TABLE_HEADERS, rows),
@@ -101,13 +118,13 @@ def bench_hb(args):
 
 
 def bench_fuzz(args):
-    from hw.params import TOP_DEFAULT
     from sim.top.fuzz import fuzz
     if args.streams < 1:
         raise SystemExit(f"bench fuzz: --streams must be at least 1, not {args.streams}")
-    if not 1 <= args.pes <= 64:
-        raise SystemExit(f"bench fuzz: --pes must be in 1..64, not {args.pes}")
-    params = TOP_DEFAULT.with_pes(args.pes)
+    params = args.params
+    reason = BLOCKS["top"].buildable(params)
+    if reason:
+        raise SystemExit(f"bench fuzz: {args.run_name} has no RTL top: {reason}")
     progress(f"differential fuzzing: {args.streams} random streams (seed {args.seed}) on the "
              f"Verilated top ({params.describe()}) and the golden executor ...")
     figures = fuzz(params, args.streams, args.seed)
@@ -118,7 +135,7 @@ def bench_fuzz(args):
              for m in figures["first_mismatches"]]
     notes.append(f"\n{figures['rtl_cycles']} RTL cycles in {figures['simulate_seconds']} s of "
                  f"simulation (with back-door loads and reads), {figures['seconds']} s in all")
-    figures["pes"] = args.pes
+    figures["pes"] = params.pes
     return Result([Table(None, ["stream ends with", "streams", "commands executed",
                                 "mismatches"], rows, "\n".join(notes))],
                   figures, status=1 if figures["mismatches"] else 0)

@@ -1,9 +1,10 @@
 """``python build.py demo`` (what plain ``python build.py`` runs): the project end to end, once.
 
-1. Write the Verilog of every block and of the top (default parameters), each linted.
+1. Write the Verilog of every block and of the top of the simulated machine, each linted.
 2. Run Elastic-SD on the built-in default model (:func:`sw_model.model.checkpoints.default_model`)
    in the golden model: a batch of :data:`DEMO_BATCH` random prompts (the batch threshold, so the
-   accelerator chooses Elastic-SD), draft length 3, a quarter of the experts HB-resident.
+   accelerator chooses Elastic-SD), the decoding policy's draft length (4), a quarter of the
+   experts HB-resident.
 3. Schedule its first decode step (draft phase, verify phase with MSB/LSB split, SELECT, fills).
 4. Execute the stream on the Verilated accelerator and on the golden executor; the RTL's memories
    must equal the executor's bit for bit, and the host's float part on the RTL's output memory must
@@ -20,10 +21,15 @@ __all__ = ["NAME", "HELP", "add_arguments", "run", "DEMO_BATCH", "DEMO_PES"]
 
 NAME = "demo"
 HELP = "the main job: one Elastic-SD step of the default model on the RTL"
+#: The machine the demo simulates unless ``--machine`` names another: its expert cache, slots
+#: and HB and LPDDR capacities are fitted to the model (:func:`sim.top.e2e.e2e_machine`).
+MACHINE = "demo"
+#: Reads the decoding policy (``--decoding``, ``--set decoding.*``): draft length and resident set.
+DECODING = True
 
 #: Sequences of the demo batch (the default batch threshold of Elastic-SD).
 DEMO_BATCH = 4
-#: PEs of the demo machine.
+#: PEs of the built-in demo machine.
 DEMO_PES = 2
 
 
@@ -33,21 +39,30 @@ def add_arguments(p):
 
 def run(args):
     from sim.commands.verilog import write_all
-    from sim.top.e2e import run_end_to_end
+    from sim.top.e2e import e2e_machine, run_end_to_end
     from sw_model.model.checkpoints import default_model
     start = time.monotonic()
     clock = lambda: f"[{time.monotonic() - start:5.0f} s]"
-    progress(f"{clock()} writing the Verilog of every block and the top (default parameters), "
-             "each linted ...")
-    rows = write_all(presets=["default"])
     model, name = default_model()
-    progress(f"{clock()} model: {name}\n        {model.config.describe()}")
-    report, params = run_end_to_end(model, [("elastic_sd", DEMO_BATCH, 1)], DEMO_PES,
-                                    seed=args.seed,
+    c = model.config
+    capacity = max(c.top_k, c.num_experts // 4)
+    try:
+        params = e2e_machine(c, args.params.pes, capacity, base=args.params)
+    except ValueError as exc:
+        raise SystemExit(f"demo: the built-in model does not fit {args.run_name}: {exc}") from None
+    progress(f"{clock()} writing the Verilog of every block and the top of {args.run_name} "
+             "(expert cache, slots, HB and LPDDR fitted to the model), each linted ...")
+    rows = write_all({args.run_name: params})
+    progress(f"{clock()} model: {name}\n        {c.describe()}")
+    report, params = run_end_to_end(model, [("elastic_sd", DEMO_BATCH, 1)], params.pes,
+                                    capacity=capacity, gamma=args.decoding_policy.gamma,
+                                    seed=args.seed, params=params,
                                     progress=lambda m: progress(f"{clock()} {m} ..."))
+    args.params = params
     step = report[0]
     accepted, proposed = sum(step["accepted"]), step["proposed"]
     lint_errors = sum(r.get("lint_errors", 0) for r in rows)
+    rows = [r for r in rows if r["path"]]
     verdict = ("MATCH: the RTL's memories equal the golden executor's bit for bit"
                if step["match"] else "MISMATCH: " + "; ".join(step["differences"]))
     floats = (f"reproduces the golden model's outputs ({step['floats_checked']['jobs']} expert "
@@ -66,7 +81,8 @@ def run(args):
         "controller to the step's starting state)\n"
         f"  {verdict}\n"
         f"  host float part on the RTL's sums: {floats}\n"
-        f"  Verilog: {len(rows)} files under build/verilog, {lint_errors} lint errors\n"
+        f"  Verilog: {len(rows)} files under build/verilog/{args.run_name}, {lint_errors} lint "
+        "errors\n"
         f"done in {seconds:.0f} s")
     figures = {"match": step["match"] and step["floats"], "rtl_equals_executor": step["match"],
                "floats_reproduced": step["floats"], "commands": step["commands"],
@@ -74,5 +90,6 @@ def run(args):
                "acceptance_rate": accepted / proposed, "accepted": step["accepted"],
                "bytes": step["bytes"], "model": name, "batch": DEMO_BATCH, "pes": params.pes,
                "params": params.to_dict(), "verilog": [r["path"] for r in rows],
-               "lint_errors": lint_errors, "seconds": round(seconds, 1)}
+               "lint_errors": lint_errors, "decoding": args.decoding_policy.to_dict(),
+               "seconds": round(seconds, 1)}
     return Result([table], figures, status=0 if figures["match"] and not lint_errors else 1)

@@ -2,17 +2,18 @@
 
 Without ``--board``: every block in a small configuration inside a scan-chain I/O harness, placed
 and routed with yowasp-nextpnr (:func:`hw.flows.fpga.run_blocks`) at ``--freq`` MHz; a table of
-utilisation and fmax, the rows also in ``build/reports/fpga.json``. With ``--board ulx3s``: the
+utilisation and fmax. With ``--machine`` (and ``--set``): every block of that machine instead
+(large machines do not fit the parts; nextpnr then says so). With ``--board ulx3s``: the
 self-test design, checked on Verilator, then its bitstream (:func:`sim.selftest.run.build_board`);
 exit status 1 unless the self-test passes.
 """
-
-import json
 
 from sim.commands.output import Result, Table, progress
 
 NAME = "fpga"
 HELP = "FPGA place and route of every block, or --board: a bitstream"
+#: Without ``--machine``: every block in a small configuration that fits the parts.
+MACHINE = None
 
 
 def add_arguments(p):
@@ -36,6 +37,7 @@ def _board(args):
 
 
 def run(args):
+    from hw.blocks import BLOCKS
     from hw.flows.fpga import FpgaError, run_blocks
     from hw.flows.verilog import BUILD_ROOT
     if args.board:
@@ -46,12 +48,13 @@ def run(args):
              "yowasp-nextpnr) ...")
     try:
         rows = run_blocks(BUILD_ROOT, freq_mhz=args.freq,
-                          progress=lambda text: progress("  " + text))
+                          progress=lambda text: progress("  " + text),
+                          configs=None if args.params is None else {
+                              name: block.of_machine(args.params)
+                              for name, block in BLOCKS.items()
+                              if block.buildable(args.params) is None})
     except FpgaError as exc:
         raise SystemExit(f"fpga: {exc}") from None
-    reports = BUILD_ROOT / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    (reports / "fpga.json").write_text(json.dumps(rows, indent=1) + "\n")
     table = Table(
         None, ["block", "params", "part", "port bits", "LUTs / logic cells", "FFs", "BRAMs",
                "DSPs", "fmax (MHz)"],

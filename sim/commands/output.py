@@ -34,10 +34,12 @@ class Table:
 @dataclass
 class Result:
     """What a command hands back: ``tables`` (:class:`Table` or text, printed in order), the JSON
-    ``figures`` and the exit ``status``."""
+    ``figures``, the exit ``status``, and ``saved``: tables too long to print, written only to the
+    results folder."""
     tables: list = field(default_factory=list)
     figures: object = None
     status: int = 0
+    saved: list = field(default_factory=list)
 
 
 def format_table(headers, rows):

@@ -3,7 +3,9 @@
 Per model and batch size, ELMoE-3D's speed-up and energy efficiency over each baseline (and the
 best prior accelerator), the headline averages against the paper's, the crossover of cached
 decoding and Elastic-SD, where the bytes go, the best prior under other assumptions and the
-headline's sensitivity (:mod:`sw_model.perf.report`); plots under ``build/perf``. ``--streams``
+headline's sensitivity (:mod:`sw_model.perf.report`), on the machine ``--machine`` / ``--set``
+describe (default the paper's) at its own PE count and half of it (``--pes``). Tables as CSV,
+the JSON and the plots go to ``build/perf/<run>/``. ``--streams``
 also compares the stream-driven path with the analytic one; ``--measure-locality`` measures the
 trained model's routing locality instead. The assumptions are listed by ``--help`` and under the
 tables. The last line is the headline JSON.
@@ -16,10 +18,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from sim.commands.options import policy_from_flags
 from sim.commands.output import Result, Table, progress, progress_bar, show
+from sw_model.decode.policy import PolicyError
 
 NAME = "perf"
+#: Reads the decoding policy (``--decoding``, ``--set decoding.*``).
+DECODING = True
 HELP = "performance and energy model tables"
+#: The machine ``perf`` evaluates unless ``--machine`` names another.
+MACHINE = "paper"
 
 
 # -- arguments shared with sweep ------------------------------------------------------------------
@@ -52,9 +60,17 @@ def model_list(text):
     return [get_model(m.strip()).name for m in text.split(",") if m.strip()]
 
 
-def hb_sizes(text):
-    """HB sizes in GiB, whole numbers as ints."""
-    return [int(g) if g == int(g) else g for g in float_list(text)]
+def machines_at(params, text):
+    """``params`` at each PE count of the comma-separated ``text`` (HB channels and LPDDR clients
+    follow); ``text`` None: the machine's own count, then half of it when that is a whole number
+    (the paper's two configurations, 8 and 4 GiB of HB). ValueError naming a bad count."""
+    if text is None:
+        counts = [params.pes] + ([params.pes // 2] if params.pes % 2 == 0 else [])
+    else:
+        counts = int_list(text)
+        if max(counts) > 64:
+            raise ValueError(f"--pes: at most 64 PEs (the ISA's pe field), not {max(counts)}")
+    return [params.with_pes(n) for n in dict.fromkeys(counts)]
 
 
 def add_common_arguments(p):
@@ -77,10 +93,10 @@ def add_common_arguments(p):
     p.add_argument("--acceptance-json", default=None, metavar="FILE",
                    help="per-position acceptance rates overriding the mapping: "
                         "{\"method\": rate} or {\"model/method\": rate}")
-    p.add_argument("--acceptance-mapping", default=ACCEPTANCE.mapping,
-                   choices=("resident", "coverage"),
+    p.add_argument("--acceptance-mapping", default=None, choices=("resident", "coverage"),
                    help="self-draft acceptance: the ablations' measured curves at the resident "
-                        "share of the experts (default) or the assumed coverage rule")
+                        "share of the experts or the assumed coverage rule (default: the "
+                        f"decoding policy's, {ACCEPTANCE.mapping})")
     p.add_argument("--cache-policy", default=Settings().cache_policy,
                    choices=hwmod.CACHE_POLICIES,
                    help="expert cache of cached decoding on ELMoE-3D and the GPU (default lru, "
@@ -97,8 +113,9 @@ def add_common_arguments(p):
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="routing from a recorded trace (python build.py sd --save-routing PATH; "
                         "for --models default) instead of generated traces")
-    p.add_argument("--locality", default="measured", metavar="SPEC",
-                   help="routing locality of generated traces: 'measured' (default: the trained "
+    p.add_argument("--locality", default=None, metavar="SPEC",
+                   help="routing locality of generated traces (default: the decoding policy's): "
+                        "'measured' (the trained "
                         f"model's on the held-out text, top-quarter share {MEASURED_TOP_SHARE} "
                         f"scaled to each model's experts, reuse {GENERATOR_REUSE}), 'assumed' "
                         "(the earlier zipf=1.0,reuse=0.5), or zipf=X,reuse=R / top_share=S,"
@@ -137,6 +154,15 @@ def settings_from_args(args):
         raise ValueError(f"--reuse must be in [0, 1], not {args.reuse}")
     if args.zipf is not None and not 0 <= args.zipf <= 16:
         raise ValueError(f"--zipf must be in [0, 16], not {args.zipf}")
+    flags = dict(acceptance="acceptance_mapping", locality="locality")
+    for field, flag in (("gamma", "gamma"), ("threshold", "threshold"),
+                        ("resident_set", "policy")):
+        if hasattr(args, flag):
+            flags[field] = flag
+    try:
+        policy_from_flags(args, **flags)
+    except PolicyError as exc:
+        raise ValueError(str(exc)) from None
     locality = Locality.parse(args.locality)
     if args.zipf is not None:
         locality = replace(locality, zipf=args.zipf, top_share=None)
@@ -175,13 +201,17 @@ def add_arguments(p):
     add_common_arguments(p)
     p.add_argument("--batches", default=",".join(map(str, ALL_BATCHES)),
                    help="comma-separated batch sizes (default 1-256 in powers of two)")
-    p.add_argument("--hb-gb", default="8,4",
-                   help="ELMoE-3D configurations by HB GiB (default 8,4: 32 and 16 PEs)")
-    p.add_argument("--gamma", type=int, default=Settings().gamma, help="draft tokens per step")
-    p.add_argument("--threshold", type=int, default=Settings().threshold,
-                   help="batch at and above which ELMoE-3D runs Elastic-SD")
-    p.add_argument("--policy", default=Settings().resident_policy,
-                   choices=("frequency", "static", "random"), help="Elastic-SD resident set")
+    p.add_argument("--pes", default=None, metavar="LIST",
+                   help="PE counts to evaluate the machine at, HB channels and LPDDR clients "
+                        "following (default: the machine's own and half of it; the paper "
+                        "machine: 32 and 16 PEs, its 8 and 4 GiB configurations)")
+    p.add_argument("--gamma", type=int, default=None,
+                   help="draft tokens per step (default: the decoding policy's, 4)")
+    p.add_argument("--threshold", type=int, default=None,
+                   help="batch at and above which ELMoE-3D runs Elastic-SD (default: the "
+                        "decoding policy's, 4)")
+    p.add_argument("--policy", default=None, choices=("frequency", "static", "random"),
+                   help="Elastic-SD resident set (default: the decoding policy's, frequency)")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
     p.add_argument("--measure-locality", action="store_true",
                    help="measure the routing locality on the trained model over the held-out "
@@ -250,6 +280,7 @@ def _measure_locality(start):
 def _perf(args):
     from sw_model.perf import report
     from sw_model.perf.suite import BASELINES
+    from sw_model.perf.hardware import machine_label
     from sw_model.perf.zoo import get_model
     start = time.monotonic()
     settings, calibration = settings_from_args(args)
@@ -257,40 +288,49 @@ def _perf(args):
         return _measure_locality(start)
     models = model_list(args.models)
     batches = int_list(args.batches)
-    hb_gbs = hb_sizes(args.hb_gb)
+    machines = machines_at(args.params, args.pes)
     progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "
-             f"{len(hb_gbs)} ELMoE-3D configurations, {len(BASELINES)} baselines each; "
+             f"{len(machines)} ELMoE-3D machines "
+             f"({'; '.join(machine_label(m) for m in machines)}), {len(BASELINES)} baselines "
+             "each; "
              "calibration "
              f"{args.calibration if not args.bench_json else 'from ' + ', '.join(args.bench_json)}")
-    points, summaries, cross = report.evaluate(models, batches, hb_gbs, settings, calibration,
+    points, summaries, cross = report.evaluate(models, batches, machines, settings, calibration,
                                                progress=progress_bar("perf"))
     # the main tables at once: the rest takes a while longer
     for table in report.perf_tables(points, summaries, cross):
         show(Table(*table))
     show("\n" + report.anchor_text())
     tables = []
-    plots = [] if args.no_plots else report.write_plots(points, Path("build") / "perf")
+    plots = [] if args.no_plots else [
+        Path(args.out_dir) / p.name
+        for p in report.write_plots(points, args.work_dir, args.calibration
+                                    if not args.bench_json else "from bench figures")]
     if plots:
         tables.append(f"\nplots: {', '.join(str(p) for p in plots)}")
+    main_machine = machines[0]
+    here = machine_label(main_machine)
     if summaries and settings.trace is None:
         tables += [
-            Table("Where the bytes go (8 GB; per kept token; the xPU reads everything from "
+            Table(f"Where the bytes go ({here}; per kept token; the xPU reads everything from "
                   "LPDDR):",
                   ["model", "batch", "mode", "xPU LPDDR MB", "ELMoE LPDDR MB", "ELMoE HB MB",
                    "kept/seq/step", "speed-up", "bound per phase"],
-                  report.gap_rows(settings, calibration)),
-            Table("Cached decoding vs Elastic-SD at batch 1 (8 GB; per kept token; LPDDR is the "
-                  "far tier, HB the near one):",
+                  report.gap_rows(settings, calibration, main_machine)),
+            Table(f"Cached decoding vs Elastic-SD at batch 1 ({here}; per kept token; LPDDR is "
+                  "the far tier, HB the near one):",
                   ["model", "cache ms", "cache bound", "cache hit rate", "cache LPDDR MB",
                    "SD ms", "SD draft ms", "SD verify ms", "SD verify LPDDR MB", "kept/step",
-                   "winner"], report.batch1_rows(settings, calibration)),
-            Table("Best prior under other assumptions (8 GB, paper models, batch 1-16; ELMoE-3D "
-                  "unchanged):",
+                   "winner"], report.batch1_rows(settings, calibration, main_machine)),
+            Table(f"Best prior under other assumptions ({here}, paper models, batch 1-16; "
+                  "ELMoE-3D unchanged):",
                   ["prior assumptions", "avg speed-up vs best prior", "avg energy vs best prior",
-                   "fastest prior (points)"], report.prior_rows(settings, calibration)),
-            Table("Sensitivity of the headline (8 GB, paper models, batch 1-16):",
+                   "fastest prior (points)"],
+                  report.prior_rows(settings, calibration, main_machine)),
+            Table(f"Sensitivity of the headline ({here}, paper models, batch 1-16):",
                   ["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU",
-                   "avg vs best prior"], report.sensitivity_rows(settings, calibration))]
+                   "avg vs best prior"],
+                  report.sensitivity_rows(settings, calibration, main_machine))]
     figures = {"command": "perf", "calibration": args.calibration}
     if args.streams:
         rows, worst = report.stream_rows(settings=settings)
@@ -308,12 +348,15 @@ def _perf(args):
              "time diff", "energy diff"], rows))
         figures["fast_path_max_relative_difference"] = worst
     tables.append("\nAssumptions:\n" + report.assumptions())
-    main = next((s for s in summaries if s["hb_gb"] == 8), summaries[0] if summaries else None)
+    main = summaries[0] if summaries else None
     if main:
         figures.update({k: round(v, 4) if isinstance(v, float) else v for k, v in main.items()})
     figures["by_config"] = {f"{s['hb_gb']:g}GB": {k: round(v, 4) for k, v in s.items()
                                                    if isinstance(v, float)} for s in summaries}
+    figures["machine"] = args.run_name
+    figures["machines"] = [machine_label(m) for m in machines]
     figures["crossover"] = cross
+    figures["decoding"] = args.decoding_policy.to_dict()
     figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
                            "resident_policy": settings.resident_policy,
                            "locality": settings.locality.describe(),

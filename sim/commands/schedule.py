@@ -8,39 +8,42 @@ weights, so its steps come from a generated routing trace (:mod:`sw_model.compil
 the stated locality and acceptance models). The batch threshold chooses cached decoding or
 Elastic-SD.
 
-Machines: ``paper`` (the paper's 32 PEs of 16x32x32 with their HB and LPDDR, the expert cache
-sized to what HB holds next to the dense weights) or ``default`` (the small machine the demo and the
-end-to-end tests simulate, :data:`sim.top.e2e.E2E_BASE`, HB and LPDDR grown to the model). Default:
-``paper`` for zoo models, ``default`` otherwise. A step is cut into parts where the output, input or
+Machines (``--machine``, ``--set``; :mod:`hw.machines`): the expert cache is sized to what HB holds
+next to the dense weights, and the slots to one expert shard; on the ``demo`` machine (the small
+one the demo and the end-to-end tests simulate) HB and LPDDR grow to the model instead. Default:
+``paper`` for zoo models, ``demo`` otherwise. A step is cut into parts where the output, input or
 command memory would overflow (the host drains and refills them between parts).
 
-Writes, under ``build/schedule/<model>/``: ``step<i>.bin`` and ``step<i>.txt`` (binary and text
-forms of step i's stream; the text re-assembles to the binary, checked here), ``prologue.*`` (the
-CACHE commands bringing a reset controller to step 0's state) and ``plan.json`` (layout and byte
-plan). Every stream is checked with the ISA's validator from its step's cache state. Prints a table
+Writes, under ``build/schedule/<model>-<machine>/``: ``step<i>.bin`` and ``step<i>.txt`` (binary
+and text forms of step i's stream, each self-contained: the CACHE commands that bring a reset
+controller to the step's starting state, then the step; the text re-assembles to the binary,
+checked here), ``prologue.*`` (those CACHE commands for step 0 alone), ``plan.json`` (layout and
+byte plan) and ``machine.toml`` (the machine the streams were scheduled for, the expert cache and
+slots fitted to the model: ``python build.py stream validate FILE --machine <it>`` reads it). Every stream is checked with the ISA's validator from its step's cache state. Prints a table
 of commands and bytes per memory tier per phase, and a last-line JSON object.
 """
 
+from dataclasses import replace
 import json
 import time
 from pathlib import Path
 
 from hw.isa import Command, Opcode, assemble, disassemble, encode
+from hw.machines import resolve_machine
+from sim.commands.options import policy_from_flags, rename_run
+from sw_model.decode.policy import PolicyError
 from sim.commands.output import Result, Table, progress
 
-__all__ = ["NAME", "HELP", "add_arguments", "run", "MACHINES"]
+__all__ = ["NAME", "HELP", "MACHINE", "add_arguments", "run"]
 
 NAME = "schedule"
+#: Reads the decoding policy (``--decoding``, ``--set decoding.*``).
+DECODING = True
 HELP = "command streams of decode steps for a model (zoo, default, checkpoint)"
 
-#: The machines ``--machine`` names.
-MACHINES = ("default", "paper")
-
-
-def _machines():
-    from hw.params import TOP_PAPER
-    from sim.top.e2e import E2E_BASE
-    return {"paper": TOP_PAPER, "default": E2E_BASE}
+#: The machine for zoo models unless ``--machine`` names another (the built-in model and
+#: checkpoints: ``demo``).
+MACHINE = "paper"
 
 
 def add_arguments(p):
@@ -50,36 +53,40 @@ def add_arguments(p):
                    help="a Hugging Face checkpoint directory instead of --model")
     p.add_argument("--batch", type=int, default=16, help="sequences in the batch (default 16)")
     p.add_argument("--steps", type=int, default=2, help="decode steps to schedule (default 2)")
-    p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
-    p.add_argument("--threshold", type=int, default=4,
-                   help="batch at and above which Elastic-SD runs (default 4)")
+    p.add_argument("--gamma", type=int, default=None,
+                   help="draft length (default: the decoding policy's, 4)")
+    p.add_argument("--threshold", type=int, default=None,
+                   help="batch at and above which Elastic-SD runs (default: the decoding "
+                        "policy's, 4)")
     p.add_argument("--capacity", type=int, default=None,
                    help="HB-resident experts per MoE layer (default: what HB holds on the paper "
                         "machine, a quarter of the experts on the default machine)")
-    p.add_argument("--machine", default=None, choices=MACHINES,
-                   help="paper (32 PEs) or default (small); default: paper for zoo models")
-    p.add_argument("--pes", type=int, default=None, help="PEs (default: the machine's)")
-    p.add_argument("--acceptance", type=float, default=0.7,
-                   help="zoo models: probability that a draft token is accepted (default 0.7)")
-    p.add_argument("--zipf", type=float, default=1.0,
-                   help="zoo models: Zipf exponent of expert popularity (default 1.0)")
-    p.add_argument("--reuse", type=float, default=0.5,
+    p.add_argument("--acceptance", type=float, default=None,
+                   help="zoo models: probability that a draft token is accepted (default: the "
+                        "performance model's, from the decoding policy's acceptance mapping at "
+                        "the resident share of the experts)")
+    p.add_argument("--zipf", type=float, default=None,
+                   help="zoo models: Zipf exponent of expert popularity (default: the decoding "
+                        "policy's locality)")
+    p.add_argument("--reuse", type=float, default=None,
                    help="zoo models: probability a sequence keeps an expert from its previous "
-                        "token (default 0.5)")
+                        "token (default: the decoding policy's locality)")
 
 
 def _check(args):
-    for name in ("batch", "steps", "gamma", "threshold"):
+    try:
+        policy_from_flags(args, gamma="gamma", threshold="threshold")
+    except PolicyError as exc:
+        raise SystemExit(str(exc)) from None
+    for name in ("batch", "steps"):
         v = getattr(args, name)
         if v < 1:
             raise SystemExit(f"--{name} must be a positive integer, not {v}")
-    if args.pes is not None and not 1 <= args.pes <= 64:
-        raise SystemExit(f"--pes must be in 1..64 (the ISA's pe field), not {args.pes}")
-    if not 0 <= args.acceptance <= 1:
+    if args.acceptance is not None and not 0 <= args.acceptance <= 1:
         raise SystemExit(f"--acceptance must be a probability in [0, 1], not {args.acceptance}")
-    if not 0 <= args.reuse <= 1:
+    if args.reuse is not None and not 0 <= args.reuse <= 1:
         raise SystemExit(f"--reuse must be a probability in [0, 1], not {args.reuse}")
-    if not args.zipf >= 0:
+    if args.zipf is not None and not args.zipf >= 0:
         raise SystemExit(f"--zipf must be at least 0, not {args.zipf}")
 
 
@@ -110,19 +117,32 @@ def run(args):
         except ValueError as exc:
             raise SystemExit(f"--model: {exc}") from None
         model, config, name = None, entry.config, entry.name
-        source = (f"generated routing trace (zipf {args.zipf}, reuse {args.reuse}), acceptance "
-                  f"{args.acceptance} per draft token")
-    machine = args.machine or ("paper" if model is None else "default")
+    machine = args.machine or ("paper" if model is None else "demo")
+    base = args.params if args.machine or model is None else resolve_machine(machine,
+                                                                              args.set)[0]
     try:
-        # the default machine is the one the demo and the end-to-end tests simulate
-        from sim.top.e2e import E2E_SIZES
-        sizes = E2E_SIZES if machine == "default" else {}
-        params = machine_for(config, mode, _machines()[machine], args.capacity, args.pes,
-                             grow=machine == "default", **sizes)
+        params = machine_for(config, mode, base, args.capacity, base.pes,
+                             grow=machine == "demo")
         layout = WeightLayout(config, params)
     except ValueError as exc:
         raise SystemExit(f"{name} does not fit the {machine} machine: {exc}") from None
     capacity = params.cache.select_capacity
+    policy = args.decoding_policy
+    if model is None:
+        from sw_model.perf.workload import ACCEPTANCE, Locality
+        locality = Locality.parse(policy.locality)
+        if args.zipf is None:
+            args.zipf = round(locality.exponent(config.num_experts), 4)
+        if args.reuse is None:
+            args.reuse = locality.reuse
+        fraction = capacity / config.num_experts
+        if args.acceptance is None:
+            rule = replace(ACCEPTANCE, mapping=policy.acceptance)
+            args.acceptance = round(rule.rate(name, "elastic_sd", coverage=fraction,
+                                              fraction=fraction, gamma=policy.gamma,
+                                              selection=policy.resident_set), 4)
+        source = (f"generated routing trace (zipf {args.zipf}, reuse {args.reuse}), acceptance "
+                  f"model {args.acceptance} per draft token")
     progress(f"model: {name}\n  {config.describe()}")
     progress(f"machine: {machine}, {params.describe()}\n  layout: {layout.describe()}")
     progress(f"batch {args.batch} -> {mode} (threshold {args.threshold}); HB holds {capacity} "
@@ -142,21 +162,24 @@ def run(args):
     scheduled = schedule_records(records, layout)
     slug = (Path(args.checkpoint).resolve().name if args.checkpoint
             else "default" if model is not None else name)
-    out_dir = BUILD_ROOT / "schedule" / slug
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.out is None:
+        rename_run(args, f"{slug}-{args.run_name if args.machine else machine}")
+    args.params = params          # the fitted machine the streams run on, saved beside them
+    out_dir, work = Path(args.out_dir), Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
     files = []
     first = (prologue(records[0], layout) if records else []) + [Command(Opcode.END)]
-    for stem, commands in [("prologue", first)] + [(f"step{r.index}", s.commands)
-                                                     for r, s, _ in scheduled]:
+    for stem, commands in [("prologue", first)] + [
+            (f"step{r.index}", prologue(r, layout) + s.commands) for r, s, _ in scheduled]:
         binary = encode(commands)
         text = disassemble(commands)
         if encode(assemble(text)) != binary:
             raise SystemExit(f"{stem}: the text form does not re-assemble to the binary form")
-        (out_dir / f"{stem}.bin").write_bytes(binary)
-        (out_dir / f"{stem}.txt").write_text(text)
+        (work / f"{stem}.bin").write_bytes(binary)
+        (work / f"{stem}.txt").write_text(text)
         files += [str(out_dir / f"{stem}.bin"), str(out_dir / f"{stem}.txt")]
     plan = layout.plan(capacity)
-    (out_dir / "plan.json").write_text(json.dumps({"params": params.to_dict(), "plan": plan},
+    (work / "plan.json").write_text(json.dumps({"params": params.to_dict(), "plan": plan},
                                                   indent=1))
     rows, totals, steps_json = [], {}, []
     for record, sched, moved in scheduled:
@@ -181,12 +204,19 @@ def run(args):
         f"HB: {plan['HB used'] / 2**20:.1f} of {plan['HB capacity'] / 2**20:.1f} MiB used; "
         f"LPDDR: {plan['LPDDR used'] / 2**20:.1f} of {plan['LPDDR capacity'] / 2**20:.1f} MiB "
         f"({'fits' if all(plan['fits'].values()) else 'DOES NOT FIT'})\n"
-        f"streams (text form re-assembles to the binary) in {out_dir}; "
+        + (f"acceptance over the scheduled steps: {acceptance:.3f} of the draft tokens "
+           "(acceptance_rate)"
+           + (f"; the trace's acceptance model: {args.acceptance} per draft token "
+              "(acceptance_model)" if model is None else "") + "\n"
+           if acceptance is not None else "")
+        + f"streams (text form re-assembles to the binary) in {out_dir}; "
         f"done in {time.monotonic() - start:.1f} s")
     figures = {
         "model": name, "mode": mode, "machine": machine, "pes": params.pes, "batch": args.batch,
         "steps": len(records), "capacity": capacity, "source": source,
-        "acceptance_rate": acceptance,
+        "acceptance_rate": acceptance, "acceptance_model": args.acceptance if model is None
+        else None, "zipf": args.zipf, "reuse": args.reuse, "gamma": args.gamma,
+        "threshold": args.threshold, "decoding": policy.to_dict(),
         "commands": sum(len(s.commands) for _, s, _ in scheduled),
         "prologue_commands": len(first) - 1, "bytes": totals, "per_step": steps_json,
         "phases": PHASES, "valid": True, "round_trip": True, "plan": plan, "files": files,

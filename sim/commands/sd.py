@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from sim.commands.options import policy_from_flags
+from sw_model.decode.policy import PolicyError
 from sim.commands.output import Result, Table, progress
 from sw_model.golden.mac_array import DRAFT_METHODS
 from sw_model.decode.decoding import CACHE_MODELS
@@ -24,6 +26,8 @@ from sw_model.decode.draft_policies import POLICY_NAMES, make_policy
 __all__ = ["NAME", "HELP", "add_arguments", "run"]
 
 NAME = "sd"
+#: Reads the decoding policy (``--decoding``, ``--set decoding.*``).
+DECODING = True
 HELP = "Elastic-SD and cached decoding on a checkpoint or the built-in MoE"
 
 
@@ -31,21 +35,24 @@ def add_arguments(p):
     p.add_argument("checkpoint", nargs="?", default=None,
                    help="Hugging Face checkpoint directory (default: the built-in trained model)")
     p.add_argument("--batch", type=int, default=16, help="prompts in the batch (default 16)")
-    p.add_argument("--gamma", type=int, default=3, help="draft length (default 3)")
+    p.add_argument("--gamma", type=int, default=None,
+                   help="draft length (default: the decoding policy's, 4)")
     p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
     p.add_argument("--prompt-len", type=int, nargs=2, default=(8, 24), metavar=("MIN", "MAX"),
                    help="prompt lengths are drawn from MIN..MAX (default 8 24)")
     p.add_argument("--capacity", type=int, default=None,
                    help="HB-resident experts per MoE layer (default: a quarter of the experts, "
                         "at least top-k)")
-    p.add_argument("--policy", default="resident", choices=POLICY_NAMES,
-                   help="draft expert policy (default resident)")
+    p.add_argument("--policy", default=None, choices=POLICY_NAMES,
+                   help="draft expert policy (default: the decoding policy's, resident)")
     p.add_argument("--k-draft", type=int, default=None, help="experts per token for elastic-k")
     p.add_argument("--draft-bits", default="augmented", choices=DRAFT_METHODS,
                    help="draft weight method (default augmented)")
-    p.add_argument("--threshold", type=int, default=4,
+    p.add_argument("--threshold", type=int, default=None,
                    help="batch size at and above which Elastic-SD runs (default 4)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="acceptance rule: 0 greedy, above 0 rejection sampling (default: the "
+                        "decoding policy's, 0)")
     p.add_argument("--cache", default="controller", choices=CACHE_MODELS,
                    help="expert-cache model: the cache controller's golden model (default) or a "
                         "plain per-layer LRU")
@@ -64,7 +71,12 @@ def _cache_name(cache):
 
 
 def _check(args):
-    for name in ("batch", "gamma", "new_tokens", "threshold"):
+    try:
+        policy_from_flags(args, gamma="gamma", threshold="threshold", draft_policy="policy",
+                          temperature="temperature")
+    except PolicyError as exc:
+        raise SystemExit(str(exc)) from None
+    for name in ("batch", "new_tokens"):
         v = getattr(args, name)
         if v < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, not {v}")
@@ -165,7 +177,8 @@ def run(args):
         "model": name, "mode": "elastic_sd", "selected_mode": selected, "batch": args.batch,
         "gamma": args.gamma, "policy": args.policy, "draft_bits": args.draft_bits,
         "capacity": capacity, "cache": args.cache, "temperature": args.temperature,
-        "new_tokens": args.new_tokens,
+        "new_tokens": args.new_tokens, "threshold": args.threshold,
+        "decoding": args.decoding_policy.to_dict(),
         "acceptance_rate": ss["acceptance_rate"],
         "mean_accepted_length": ss["mean_accepted_length"],
         "hb_bytes_per_token": ss["hb_bytes_per_token"],

@@ -22,7 +22,7 @@ def add_arguments(p):
                    help="which model to train (default both)")
     p.add_argument("--steps", type=int, default=TrainConfig.steps,
                    help=f"optimiser steps per variant (default {TrainConfig.steps})")
-    p.add_argument("--out", default=None,
+    p.add_argument("--models-dir", default=None, metavar="DIR",
                    help="directory to write <variant>/ into (default: the shipped models, "
                         "sw_model/models/elmoe-byte-<variant>)")
 
@@ -44,7 +44,7 @@ def run(args):
         raise SystemExit("training needs PyTorch: pip install -e '.[train]'")
     settings = TrainConfig(steps=args.steps, seed=args.seed)
     variants = VARIANTS if args.variant == "both" else (args.variant,)
-    outs = [Path(args.out) / v if args.out else model_dir(v) for v in variants]
+    outs = [Path(args.models_dir) / v if args.models_dir else model_dir(v) for v in variants]
     for v, out in zip(variants, outs):
         progress(f"training {v} ({TRAINED_CONFIG.describe()}) -> {out}")
     # The variants train side by side, one process and one torch thread each: two cores busy

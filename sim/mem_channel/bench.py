@@ -16,11 +16,13 @@ TABLE_HEADERS = ["memory", "stream", "efficiency", "GB/s", "peak GB/s"]
 _STREAMS = ["seq_read", "seq_write", "random_read", "random_write", "shared_seq_read"]
 
 
-def run_hb_bench(seed=1, words=16384, probes=200, waves=False, progress=None):
-    """Run the bench on both memories; returns ``(rows, latency_rows, figures)``: rows under
-    :data:`TABLE_HEADERS`, latency rows (memory, min, median, max, probes). ``progress(text)``
-    hears of each memory before its run."""
-    systems = {"hb": (HB_DEFAULT, HbBankTiming()), "lpddr": (LPDDR_DEFAULT, Lpddr5Timing())}
+def run_hb_bench(systems=None, seed=1, words=16384, probes=200, waves=False, progress=None):
+    """Run the bench on both memories (``systems``: ``{"hb": (port params, timing), "lpddr":
+    ...}``, default the blocks' default presets); returns ``(rows, latency_rows, figures)``: rows
+    under :data:`TABLE_HEADERS`, latency rows (memory, min, median, max, probes).
+    ``progress(text)`` hears of each memory before its run."""
+    systems = systems or {"hb": (HB_DEFAULT, HbBankTiming()),
+                          "lpddr": (LPDDR_DEFAULT, Lpddr5Timing())}
     results = {}
     for name, (params, timing) in systems.items():
         if progress:

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from hw.params import TOP_DEFAULT, MacArrayParams
+from hw.machines import DEMO_MACHINE
 from sw_model.decode.cache_bridge import ControllerExpertCache
 from sw_model.decode.decoding import SDConfig, cached_decode, elastic_sd
 from sw_model.decode.draft_policies import make_policy
@@ -35,22 +35,12 @@ from sw_model.compiler.step_check import check_floats, prologue, step_images
 from sw_model.decode.step_record import StepRecorder
 from sw_model.compiler.weight_layout import WeightLayout, machine_for
 
-__all__ = ["record_steps", "e2e_machine", "golden_parts", "run_end_to_end", "E2E_BASE",
-           "E2E_SIZES"]
+__all__ = ["record_steps", "e2e_machine", "golden_parts", "run_end_to_end", "E2E_BASE"]
 
 log = logging.getLogger(__name__)
 
-#: The simulated machine's MAC array: 4 tokens x 8 channels (16 in the 4-bit modes), 8 lanes. A
-#: step's MAC operations (and so the golden executor's time, which is per operation) are under
-#: half of what ``TOP_DEFAULT``'s 2 x 4 array needs; the paper's PE is 16 x 32 x 32.
-E2E_MAC = MacArrayParams(tokens=4, group_size=32, out_channels=8, lanes=8)
-#: The base of the simulated machine: TOP_DEFAULT's timings with :data:`E2E_MAC`, a WMEM of two
-#: 64-word halves, and HB and LPDDR words as wide as a weight beat (512 bits: the RTL moves one
-#: memory word per weight beat).
-E2E_BASE = dataclasses.replace(
-    TOP_DEFAULT, mac=E2E_MAC, weight_words=128,
-    hb=dataclasses.replace(TOP_DEFAULT.hb, data_width=E2E_MAC.weight_beat_bits),
-    lpddr=dataclasses.replace(TOP_DEFAULT.lpddr, data_width=E2E_MAC.weight_beat_bits))
+#: The base of the simulated machine: the built-in ``demo`` machine (:data:`hw.machines.DEMO_MACHINE`).
+E2E_BASE = DEMO_MACHINE
 
 
 def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
@@ -74,16 +64,11 @@ def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
     return recorder.steps[:steps], result
 
 
-#: Memories of the simulated machine: a step runs as parts that each fit them (see
-#: :class:`sw_model.compiler.scheduler.Schedule`), so they stay small enough to elaborate and
-#: simulate fast.
-E2E_SIZES = dict(act_words=256, input_words=4096, output_words=2048, command_words=8192)
-
-
-def e2e_machine(config, pes, capacity):
+def e2e_machine(config, pes, capacity, base=E2E_BASE):
     """The simulated machine for ``config`` on ``pes`` PEs with ``capacity`` HB-resident experts
-    per MoE layer: :data:`E2E_BASE`, :data:`E2E_SIZES`, HB and LPDDR grown to the model."""
-    return machine_for(config, "elastic_sd", E2E_BASE, capacity, pes, grow=True, **E2E_SIZES)
+    per MoE layer: ``base`` (default the ``demo`` machine) with its cache, slots, HB and LPDDR
+    fitted to the model (:func:`sw_model.compiler.weight_layout.machine_for` with ``grow``)."""
+    return machine_for(config, "elastic_sd", base, capacity, pes, grow=True)
 
 
 def golden_parts(model, record, layout):
@@ -112,7 +97,7 @@ def golden_parts(model, record, layout):
 
 
 def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=None,
-                   progress=None):
+                   progress=None, base=E2E_BASE):
     """Run ``cases`` (a list of ``(mode, batch, steps)``) end to end on ``pes`` PEs (module
     docstring); ``progress(message)`` is called at each stage. Returns ``(report, params)``:
     ``report`` a list of dicts per step (mode, step, match, floats, cycles, phase_cycles, ...)."""
@@ -125,7 +110,7 @@ def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=Non
         records, result = record_steps(model, mode, batch, steps, capacity, gamma, seed)
         runs += [(mode, record, result.steps[record.index]) for record in records]
     if params is None:
-        params = e2e_machine(c, pes, capacity)
+        params = e2e_machine(c, pes, capacity, base)
     layout = WeightLayout(c, params)
     jobs, scheduled = [], []
     from sim.top.run import Job, run_streams

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sw_model.decode.policy import DEFAULT_POLICY
 from sw_model.golden.mac_array import DRAFT_METHODS, parse_draft_method
 from sw_model.model.moe import MoEModel, PassPlan, Precision, softmax
 
@@ -206,8 +207,8 @@ class SDConfig:
     Elastic-SD runs, HB ``capacity`` (experts per MoE layer), ``temperature`` (0: greedy) and the
     ``draft_bits`` method (a spec of :func:`sw_model.golden.mac_array.parse_draft_method`: a name of
     :data:`~sw_model.golden.mac_array.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``)."""
-    gamma: int = 3
-    threshold: int = 4
+    gamma: int = DEFAULT_POLICY.gamma
+    threshold: int = DEFAULT_POLICY.threshold
     capacity: int = 8
     temperature: float = 0.0
     draft_bits: str = "augmented"

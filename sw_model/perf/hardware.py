@@ -6,6 +6,11 @@ Every constant is a named field or module constant with its source: **paper** (t
 be replaced when a better source exists). Two calibration profiles: ``paper`` (the paper's own
 efficiencies: HB 3% below peak, LPDDR within 1%) and ``rtl`` (this project's bench figures).
 
+ELMoE-3D and the xPU-class baselines are built from one machine description (a
+:class:`hw.params.TopParams`, :mod:`hw.machines`): the PE count, the peak TOPS (the MAC array's
+multiply-accumulates per cycle, the PEs and their clock), the HB and LPDDR bandwidth, capacity and
+access energy, and the on-die links all come from its parameters; nothing here retypes them.
+
 A machine has a *near* tier (HB, or GPU HBM) and a *far* tier (LPDDR, or host memory over PCIe),
 an array of PEs, on-die links and, for the PIM-style baselines, compute inside the far tier.
 What the near tier may hold is a property of the machine:
@@ -18,17 +23,15 @@ What the near tier may hold is a property of the machine:
 
 from dataclasses import dataclass, replace
 
-from hw.params import HbBankTiming, Lpddr5Timing, MAC_PAPER_PE, ParamsRecord
+from hw.params import MAC_PAPER_PE, MacMode, ParamsRecord, TOP_PAPER, TopParams
 from sw_model.perf.calibrate import (H100_PEAK_GBPS, PAPER_CALIBRATION, RTL_CALIBRATION,
                                      fit_gpu_anchor)
 
 __all__ = ["MemoryTier", "FarCompute", "HardwareConfig", "RTL_CALIBRATION", "PAPER_CALIBRATION",
-           "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
+           "machine_label", "elmoe3d", "xpu", "hb_xpu", "xpu_pim", "xpu_logicpim", "xpu_nmp", "gpu_offload",
            "baselines", "CACHE_POLICIES", "PriorAssumptions", "PRIORS"]
 
 GIB = 1 << 30
-
-MEM_CLOCK_GHZ = 1.6          # hw/params.py MEM_CLOCK_MHZ: latencies in the bench are these cycles
 
 # -- assumed energy and power figures (7 nm logic die at 0.7 V; paper gives only the DRAM ones) --
 #: pJ per 8-bit MAC (W8A8). Assumed: Horowitz 45 nm 8-bit mult+add ~0.23 pJ scaled ~4x to 7 nm.
@@ -173,31 +176,25 @@ class HardwareConfig(ParamsRecord):
         return replace(self, near=replace(self.near, capacity_gb=gb))
 
 
-# -- the paper's parameters ---------------------------------------------------------------------
-#: Per-PE HB bank: 51.2 GB/s, 256 MB (paper); also hw/params.py HB_PAPER.
-HB_GBPS_PER_PE = 51.2
-#: LPDDR5-6400, 8 channels, 102.4 GB/s, 64 GB (paper); hw/params.py LPDDR_PAPER.
-LPDDR_GBPS = 102.4
-LPDDR_GB = 64
-#: TOPS per PE at W8A8 and W4A8: 524 / 1048 TOPS for 32 PEs (paper), i.e. 16.384 / 32.768.
-TOPS_W8_PER_PE = 524.288 / 32
-TOPS_W4_PER_PE = 1048.576 / 32
-#: On-die links: 32 GB/s gathering partial sums and activations, 128 GB/s streaming LPDDR weights
-#: to the PEs (paper). The gather figure is taken per PE (assumed; the paper does not say).
-GATHER_GBPS = 32.0
-STREAM_GBPS = 128.0
+# -- ELMoE-3D and the xPUs from a machine description ------------------------------------------
+
+def machine_label(machine):
+    """A short name of an ELMoE-3D machine for tables: HB GiB and PEs, e.g. ``8 GB / 32 PE``."""
+    return f"{machine.hb_capacity_bytes / GIB:g} GB / {machine.pes} PE"
 
 
-def _lpddr(cal):
-    return MemoryTier("LPDDR5", LPDDR_GB, LPDDR_GBPS, cal["lpddr_seq_read_efficiency"],
-                      Lpddr5Timing().pj_per_bit, Lpddr5Timing().pj_per_bit,
-                      cal["lpddr_latency_cycles_median"] / MEM_CLOCK_GHZ)
+def _lpddr(machine, cal):
+    lp, timing = machine.lpddr, machine.lpddr_timing
+    return MemoryTier("LPDDR5", lp.capacity_bytes / GIB, lp.peak_gbps,
+                      cal["lpddr_seq_read_efficiency"], timing.pj_per_bit, timing.pj_per_bit,
+                      cal["lpddr_latency_cycles_median"] / (lp.clock_mhz / 1000))
 
 
-def _hb(gb, pes, cal):
-    return MemoryTier("HB", gb, HB_GBPS_PER_PE * pes, cal["hb_seq_read_efficiency"],
-                      HbBankTiming().pj_per_bit, HbBankTiming().pj_per_bit,
-                      cal["hb_latency_cycles_median"] / MEM_CLOCK_GHZ)
+def _hb(machine, cal):
+    timing = machine.hb_timing
+    return MemoryTier("HB", machine.hb_capacity_bytes / GIB, machine.hb_peak_gbps,
+                      cal["hb_seq_read_efficiency"], timing.pj_per_bit, timing.pj_per_bit,
+                      cal["hb_latency_cycles_median"] / (machine.hb.clock_mhz / 1000))
 
 
 def _calibration(profile):
@@ -212,27 +209,38 @@ def _calibration(profile):
         raise ValueError(f"calibration profile must be 'paper' or 'rtl', not {profile!r}") from None
 
 
-def _compute(pes, cal):
-    return dict(pes=pes, peak_tops_w8=TOPS_W8_PER_PE * pes, peak_tops_w4=TOPS_W4_PER_PE * pes,
-                mac_utilization=cal["utilization_full"], gather_gbps=GATHER_GBPS,
-                stream_gbps=STREAM_GBPS)
+def _compute(machine, cal):
+    """The PEs of ``machine``: peak compute from the MAC array, the PE count and the clock."""
+    return dict(pes=machine.pes, peak_tops_w8=machine.peak_tops(MacMode.FULL),
+                peak_tops_w4=machine.peak_tops(MacMode.DRAFT),
+                mac_utilization=cal["utilization_full"], gather_gbps=machine.gather_gbps,
+                stream_gbps=machine.stream_gbps, mac_tokens=machine.mac.tokens)
 
 
-def elmoe3d(hb_gb=8, calibration="paper"):
-    """ELMoE-3D: ``hb_gb`` GiB of HB (4 GB: 16 PEs, 8 GB: 32 PEs; 256 MB and 51.2 GB/s per PE)."""
-    cal = _calibration(calibration)
-    pes = max(1, round(hb_gb * 4))
-    return HardwareConfig(name=f"ELMoE-3D {hb_gb:g}GB", far=_lpddr(cal), near=_hb(hb_gb, pes, cal),
-                          near_holds="msb", **_compute(pes, cal))
+def _machine(machine):
+    if not isinstance(machine, TopParams):
+        raise TypeError(f"expected a machine (hw.params.TopParams), not {machine!r}")
+    return machine
 
 
-def xpu(pes=32, calibration="paper"):
-    """The LPDDR-only xPU: the same PEs, links and LPDDR; no HB (dense weights and KV in LPDDR)."""
-    cal = _calibration(calibration)
-    return HardwareConfig(name="xPU", far=_lpddr(cal), kv_near=False, **_compute(pes, cal))
+def elmoe3d(machine=TOP_PAPER, calibration="paper"):
+    """ELMoE-3D on ``machine`` (a :class:`hw.params.TopParams`, default the paper's 32 PEs with
+    8 GiB of HB): PEs, peak TOPS, HB and LPDDR bandwidth, capacity and energy all come from it."""
+    machine, cal = _machine(machine), _calibration(calibration)
+    return HardwareConfig(name=f"ELMoE-3D {machine.hb_capacity_bytes / GIB:g}GB",
+                          far=_lpddr(machine, cal), near=_hb(machine, cal), near_holds="msb",
+                          **_compute(machine, cal))
 
 
-def hb_xpu(hb_gb=8, calibration="paper", cache_policy="lru"):
+def xpu(machine=TOP_PAPER, calibration="paper"):
+    """The LPDDR-only xPU: ``machine``'s PEs, links and LPDDR; no HB (dense weights and KV in
+    LPDDR)."""
+    machine, cal = _machine(machine), _calibration(calibration)
+    return HardwareConfig(name="xPU", far=_lpddr(machine, cal), kv_near=False,
+                          **_compute(machine, cal))
+
+
+def hb_xpu(machine=TOP_PAPER, calibration="paper", cache_policy="lru"):
     """HB-xPU: the xPU with the same HB stack (capacity, banks, bandwidth, energy) used as a plain
     memory tier, no bit nesting, no speculative decoding. What a reader of the paper would build
     (chosen default, ``cache_policy="lru"``): HB holds the dense weights and the KV cache, and the
@@ -242,7 +250,7 @@ def hb_xpu(hb_gb=8, calibration="paper", cache_policy="lru"):
     Alternatives (``perf --hb-xpu-cache``): ``best`` / ``static`` (a profiled pinned placement,
     stronger than the paper's cache model on skewed routing), ``none`` (HB holds dense + KV
     only)."""
-    base = elmoe3d(hb_gb, calibration)
+    base = elmoe3d(machine, calibration)
     return replace(base, name="HB-xPU", near_holds="whole", cache_policy=cache_policy)
 
 
@@ -268,21 +276,21 @@ LOGIC_PIM = FarCompute("Logic-PIM", bandwidth_ratio=2.0, tokens_per_read=4, pj_p
 NMP = FarCompute("NMP", bandwidth_ratio=2.0, tokens_per_read=0, pj_per_bit=3.10)
 
 
-def _pim_like(name, compute, pes, calibration):
-    base = xpu(pes, calibration)
+def _pim_like(name, compute, machine, calibration):
+    base = xpu(machine, calibration)
     return replace(base, name=name, far_compute=compute)
 
 
-def xpu_pim(pes=32, calibration="paper", compute=PIM):
-    return _pim_like("xPU-PIM", compute, pes, calibration)
+def xpu_pim(machine=TOP_PAPER, calibration="paper", compute=PIM):
+    return _pim_like("xPU-PIM", compute, machine, calibration)
 
 
-def xpu_logicpim(pes=32, calibration="paper", compute=LOGIC_PIM):
-    return _pim_like("xPU-LogicPIM", compute, pes, calibration)
+def xpu_logicpim(machine=TOP_PAPER, calibration="paper", compute=LOGIC_PIM):
+    return _pim_like("xPU-LogicPIM", compute, machine, calibration)
 
 
-def xpu_nmp(pes=32, calibration="paper", compute=NMP):
-    return _pim_like("xPU-NMP", compute, pes, calibration)
+def xpu_nmp(machine=TOP_PAPER, calibration="paper", compute=NMP):
+    return _pim_like("xPU-NMP", compute, machine, calibration)
 
 
 #: H100 SXM dense INT8 and BF16 tensor throughput (data sheet), TOPS.
@@ -354,11 +362,10 @@ class PriorAssumptions:
 PRIORS = PriorAssumptions()
 
 
-def baselines(hb_gb=8, calibration="paper", priors=PRIORS):
-    """Every baseline machine with the compute of ELMoE-3D ``hb_gb`` (by name)."""
-    pes = max(1, round(hb_gb * 4))
-    return {m.name: m for m in (xpu(pes, calibration),
-                                hb_xpu(hb_gb, calibration, priors.hb_xpu_cache),
-                                xpu_pim(pes, calibration, priors.pim),
-                                xpu_logicpim(pes, calibration, priors.logic_pim),
-                                xpu_nmp(pes, calibration, priors.nmp), gpu_offload())}
+def baselines(machine=TOP_PAPER, calibration="paper", priors=PRIORS):
+    """Every baseline machine with the compute and memories of ``machine`` (by name)."""
+    return {m.name: m for m in (xpu(machine, calibration),
+                                hb_xpu(machine, calibration, priors.hb_xpu_cache),
+                                xpu_pim(machine, calibration, priors.pim),
+                                xpu_logicpim(machine, calibration, priors.logic_pim),
+                                xpu_nmp(machine, calibration, priors.nmp), gpu_offload())}

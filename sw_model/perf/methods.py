@@ -36,6 +36,7 @@ with the KV read externally.
 
 from dataclasses import dataclass, field, replace
 
+from sw_model.decode.policy import DEFAULT_POLICY
 from sw_model.perf.hardware import CACHE_POLICIES, GATHER_BYTES_PER_HIDDEN, PRIORS, \
     PriorAssumptions
 from sw_model.perf.phases import PhaseWork, evaluate
@@ -65,12 +66,12 @@ class Settings:
     (:class:`~sw_model.perf.hardware.PriorAssumptions`); ``trace``: a
     :class:`sw_model.model.routing_traces.RoutingTrace` (e.g. recorded from the golden model) whose
     first ``batch`` sequences give the routing instead of generated traces."""
-    gamma: int = 4
-    threshold: int = 4
+    gamma: int = DEFAULT_POLICY.gamma
+    threshold: int = DEFAULT_POLICY.threshold
     context: int = 1024
     locality: Locality = field(default_factory=Locality)
     acceptance: AcceptanceModel = ACCEPTANCE
-    resident_policy: str = "frequency"
+    resident_policy: str = DEFAULT_POLICY.resident_set
     slots: int = None
     cache_policy: str = "lru"
     trace: object = None

@@ -10,6 +10,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+from hw.params import MacMode, TOP_PAPER
 from sw_model.perf import hardware as hwmod
 from sw_model.perf.calibrate import anchor_rows, fit_gpu_anchor
 from sw_model.perf.methods import SLM_KV_BYTES, Settings
@@ -44,8 +45,9 @@ def assumptions():
         "mac);",
         "CSV = measured H100 table; assumed = stated here until a better source exists.",
         f"  paper: HB 51.2 GB/s + 256 MB per PE, 0.43 pJ/bit; LPDDR 102.4 GB/s, 64 GB, "
-        f"3.88 pJ/bit; {h.TOPS_W8_PER_PE * 32:.0f}/{h.TOPS_W4_PER_PE * 32:.0f} TOPS "
-        "W8A8/W4A8 at 32 PEs; links 32 GB/s gather, 128 GB/s stream; acceptance 0.33-0.91",
+        f"3.88 pJ/bit; {_paper_tops()} TOPS W8A8/W4A8 at 32 PEs (all from the machine "
+        "description, python build.py machine show paper); links 32 GB/s gather, 128 GB/s "
+        "stream; acceptance 0.33-0.91",
         f"  paper profile: HB efficiency {h.PAPER_CALIBRATION['hb_seq_read_efficiency']}, LPDDR "
         f"{h.PAPER_CALIBRATION['lpddr_seq_read_efficiency']}; RTL profile: HB "
         f"{h.RTL_CALIBRATION['hb_seq_read_efficiency']}, LPDDR "
@@ -101,7 +103,7 @@ def _fmt(x):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def _ratio_table(points, hb_gb, kind):
+def _ratio_table(points, machine, kind):
     """``(headers, rows)``: ELMoE-3D's speed-up (``kind`` "speed") or energy efficiency over each
     baseline, per model and batch."""
     names = list(BASELINES)
@@ -109,7 +111,7 @@ def _ratio_table(points, hb_gb, kind):
         + ["best prior"]
     rows = []
     for p in points:
-        if p.hb_gb != hb_gb:
+        if p.machine != machine:
             continue
         ratio = p.speedup if kind == "speed" else p.energy
         own = p.s_per_token * 1e3 if kind == "speed" else p.j_per_token * 1e3
@@ -119,9 +121,9 @@ def _ratio_table(points, hb_gb, kind):
     return headers, rows
 
 
-def _aggregate_rows(points, hb_gb, models, batches):
+def _aggregate_rows(points, machine, models, batches):
     rows = []
-    sel = [p for p in points if p.hb_gb == hb_gb and p.model in models and p.batch in batches]
+    sel = [p for p in points if p.machine == machine and p.model in models and p.batch in batches]
     if not sel:
         return rows
     for label, fn in (("speed-up", lambda p, n: p.speedup(n)),
@@ -138,17 +140,17 @@ def perf_tables(points, summaries, cross):
     efficiency over every baseline and the headline set, the summaries against the paper, and the
     crossover of cached decoding and Elastic-SD (:func:`evaluate`'s)."""
     tables = []
-    for hb_gb in sorted({p.hb_gb for p in points}, reverse=True):
-        hw = hwmod.elmoe3d(hb_gb)
-        tables.append((f"ELMoE-3D {hb_gb:g} GB / {hw.pes} PE: speed-up of ELMoE-3D over each "
+    for machine in dict.fromkeys(p.machine for p in points):
+        label = hwmod.machine_label(machine)
+        tables.append((f"ELMoE-3D {label}: speed-up of ELMoE-3D over each "
                        "baseline (baseline time / ELMoE-3D time per token)",
-                       *_ratio_table(points, hb_gb, "speed")))
-        tables.append((f"ELMoE-3D {hb_gb:g} GB / {hw.pes} PE: energy efficiency over each "
+                       *_ratio_table(points, machine, "speed")))
+        tables.append((f"ELMoE-3D {label}: energy efficiency over each "
                        "baseline (baseline energy / ELMoE-3D energy per token)",
-                       *_ratio_table(points, hb_gb, "energy")))
-        rows = _aggregate_rows(points, hb_gb, PAPER_MODELS, HEADLINE_BATCHES)
+                       *_ratio_table(points, machine, "energy")))
+        rows = _aggregate_rows(points, machine, PAPER_MODELS, HEADLINE_BATCHES)
         if rows:
-            tables.append((f"Headline set ({hb_gb:g} GB, paper models, batch "
+            tables.append((f"Headline set ({label}, paper models, batch "
                            f"{HEADLINE_BATCHES[0]}-{HEADLINE_BATCHES[-1]}):",
                            ["statistic"] + list(BASELINES) + ["best prior"], rows))
     for s in summaries:
@@ -167,7 +169,7 @@ def perf_tables(points, summaries, cross):
                   f"0.41 (bound {s['bandwidth_bound']:.1f}x)", ""],
                  ["fraction_of_energy_bound", f"{s['fraction_of_energy_bound']:.3f}",
                   f"0.49 (bound {s['energy_bound']:.2f}x)", ""]]
-        tables.append((f"Summary {s['hb_gb']:g} GB (paper models, batch 1-16), against the "
+        tables.append((f"Summary {s['machine']} (paper models, batch 1-16), against the "
                        "paper:", ["figure", "model", "paper", "in band"], rows))
     yes = lambda v: "yes" if v else "no"
     rows = []
@@ -184,7 +186,8 @@ def perf_tables(points, summaries, cross):
                                    c["first_elastic_sd_batch"] or "-",
                                    f"{yes(c['elastic_sd_wins_at_largest'])} "
                                    f"({c['largest_batch']})"])
-    tables.append(("Crossover (8 GB): cached decoding vs Elastic-SD, ms per token; SD "
+    tables.append((f"Crossover ({cross_label(cross)}): cached decoding vs Elastic-SD, ms per "
+                   "token; SD "
                    "acceptance = accepted/proposed at gamma (per-position alpha), from the "
                    "resident share of the experts",
                    ["model", "b1 cache", "b1 SD", "b1 SD acceptance", "b1 resident",
@@ -192,6 +195,16 @@ def perf_tables(points, summaries, cross):
                     "cache wins at 1", "SD wins at 16", "break-even alpha at 1",
                     "first SD batch", "SD wins at largest"], rows))
     return tables
+
+
+def _paper_tops():
+    return (f"{TOP_PAPER.peak_tops(MacMode.FULL):.0f}/"
+            f"{TOP_PAPER.peak_tops(MacMode.DRAFT):.0f}")
+
+
+def cross_label(cross):
+    """The machine the crossover table was computed on."""
+    return next((c["machine"] for c in cross.values() if "machine" in c), "-")
 
 
 def anchor_text():
@@ -205,17 +218,19 @@ def anchor_text():
             f"{sum(errors) / len(errors):.1%}, max {max(errors):.1%}")
 
 
-def evaluate(models, batches, hb_gbs, settings, calibration, progress=None):
-    """Every model x batch x HB size against every baseline: ``(points, summaries, crossover)``,
-    a summary per HB size that has headline points, the crossover at 8 GB (else the first size)
-    with each model's break-even acceptance at batch 1 (``breakeven_acceptance_at_batch_1``) where
+def evaluate(models, batches, machines, settings, calibration, progress=None):
+    """Every model x batch x machine against every baseline: ``(points, summaries, crossover)``,
+    a summary per machine that has headline points, the crossover on the first machine with each
+    model's break-even acceptance at batch 1 (``breakeven_acceptance_at_batch_1``) where
     Elastic-SD runs there. ``progress(done, total)`` hears of every point."""
-    points = run_grid(models, batches, hb_gbs, settings, calibration, progress=progress)
-    summaries = [summarise(points, g) for g in hb_gbs
+    points = run_grid(models, batches, machines, settings, calibration, progress=progress)
+    summaries = [summarise(points, g) for g in machines
                  if any(p.model in PAPER_MODELS and p.batch in HEADLINE_BATCHES
-                        and p.hb_gb == g for p in points)]
-    cross_gb = 8 if 8 in hb_gbs else hb_gbs[0]
+                        and p.machine == g for p in points)]
+    cross_gb = machines[0]
     cross = crossover(points, cross_gb)
+    for c in cross.values():
+        c["machine"] = hwmod.machine_label(cross_gb)
     for m, c in cross.items():
         if c["elastic_sd_alpha_at_batch_1"] is not None and \
                 any(p.model == m and p.batch == 1 for p in points):
@@ -226,11 +241,11 @@ def evaluate(models, batches, hb_gbs, settings, calibration, progress=None):
 
 # -- the gap to the paper ------------------------------------------------------------------------
 
-def gap_rows(settings, calibration, hb_gb=8, batches=(1, 16)):
+def gap_rows(settings, calibration, machine=TOP_PAPER, batches=(1, 16)):
     """Per paper model and batch: bytes per kept token on each tier for the xPU and ELMoE-3D,
     and what bounds ELMoE-3D's phases (the numbers behind the headline)."""
     from sw_model.perf.methods import plan_step, step_result
-    hw, x = hwmod.elmoe3d(hb_gb, calibration), hwmod.xpu(hwmod.elmoe3d(hb_gb).pes, calibration)
+    hw, x = hwmod.elmoe3d(machine, calibration), hwmod.xpu(machine, calibration)
     rows = []
     for model in PAPER_MODELS:
         for batch in batches:
@@ -274,7 +289,7 @@ PRIOR_VARIANTS = (
 )
 
 
-def prior_rows(settings, calibration, hb_gb=8):
+def prior_rows(settings, calibration, machine=TOP_PAPER):
     """The headline against the best prior under each :data:`PRIOR_VARIANTS` entry, with how
     often each prior is the fastest."""
     from sw_model.perf.suite import evaluate_config
@@ -286,7 +301,7 @@ def prior_rows(settings, calibration, hb_gb=8):
         if "bandwidth" in change:
             priors = priors.with_bandwidth(*change["bandwidth"])
         config = {"gamma": settings.gamma, "threshold": settings.threshold,
-                  "resident_policy": settings.resident_policy, "hb_gb": hb_gb}
+                  "resident_policy": settings.resident_policy, "machine": machine}
         r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES,
                             replace(settings, priors=priors), calibration)
         rows.append([label, f"{r['avg_speedup_vs_best_prior']:.2f}",
@@ -295,11 +310,11 @@ def prior_rows(settings, calibration, hb_gb=8):
     return rows
 
 
-def batch1_rows(settings, calibration, hb_gb=8, batch=1):
+def batch1_rows(settings, calibration, machine=TOP_PAPER, batch=1):
     """Why cached decoding or Elastic-SD wins at ``batch`` on each paper model: per kept token,
     time and LPDDR bytes of each phase and what bounds it."""
     from sw_model.perf.methods import plan_step, step_result
-    hw = hwmod.elmoe3d(hb_gb, calibration)
+    hw = hwmod.elmoe3d(machine, calibration)
     rows = []
     for model in PAPER_MODELS:
         c = step_result(hw, plan_step(hw, model, batch, "cache", settings))
@@ -316,7 +331,7 @@ def batch1_rows(settings, calibration, hb_gb=8, batch=1):
     return rows
 
 
-def sensitivity_rows(settings, calibration, hb_gb=8):
+def sensitivity_rows(settings, calibration, machine=TOP_PAPER):
     """The headline averages under each :data:`SENSITIVITY` variant."""
     from sw_model.perf.suite import evaluate_config
     rows = []
@@ -336,7 +351,7 @@ def sensitivity_rows(settings, calibration, hb_gb=8):
         if "locality" in change:
             s = replace(s, locality=change["locality"])
         config = {"gamma": s.gamma, "threshold": s.threshold,
-                  "resident_policy": s.resident_policy, "hb_gb": hb_gb}
+                  "resident_policy": s.resident_policy, "machine": machine}
         r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
         rows.append([label, f"{r['avg_speedup_vs_xpu']:.2f}", f"{r['max_speedup_vs_xpu']:.2f}",
                      f"{r['avg_energy_vs_xpu']:.2f}", f"{r['avg_speedup_vs_best_prior']:.2f}"])
@@ -395,54 +410,64 @@ def stream_rows(cases=STREAM_CASES, settings=None, steps=2, gamma=3):
 
 # -- plots ----------------------------------------------------------------------------------------
 
-def write_plots(points, directory):
-    """Speed-up and energy efficiency vs batch per model, and the crossover; PNGs in
-    ``directory``. Returns the paths."""
+def write_plots(points, directory, calibration="paper"):
+    """Speed-up and energy efficiency vs batch per model, and the crossover, per machine; PNGs in
+    ``directory`` named after the machine. Returns the paths."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for hb_gb in sorted({p.hb_gb for p in points}):
-        models = list(dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb))
+    cal = calibration if isinstance(calibration, str) else "from bench figures"
+    for machine in dict.fromkeys(p.machine for p in points):
+        label = hwmod.machine_label(machine)
+        stem = f"{machine.hb_capacity_bytes / (1 << 30):g}gb_{machine.pes}pe"
+        models = list(dict.fromkeys(p.model for p in points if p.machine == machine))
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
         for model in models:
-            rows = sorted((p for p in points if p.hb_gb == hb_gb and p.model == model),
+            rows = sorted((p for p in points if p.machine == machine and p.model == model),
                           key=lambda p: p.batch)
             b = [p.batch for p in rows]
             axes[0].plot(b, [p.speedup("xPU") for p in rows], marker="o", label=model)
             axes[1].plot(b, [p.best_prior()[0] for p in rows], marker="o", label=model)
             axes[2].plot(b, [p.energy("xPU") for p in rows], marker="o", label=model)
-        for ax, title in zip(axes, ("speed-up vs LPDDR-only xPU", "speed-up vs best prior",
-                                    "energy efficiency vs xPU")):
+        for ax, title, unit in zip(
+                axes, ("speed-up vs LPDDR-only xPU", "speed-up vs best prior",
+                       "energy efficiency vs xPU"),
+                ("xPU time / ELMoE-3D time per token (x)",
+                 "fastest prior's time / ELMoE-3D time per token (x)",
+                 "xPU energy / ELMoE-3D energy per token (x)")):
             ax.set_xscale("log", base=2)
-            ax.set_xlabel("batch")
+            ax.set_xlabel("batch (sequences)")
+            ax.set_ylabel(unit)
             ax.set_title(title)
             ax.axhline(1.0, color="grey", lw=0.5)
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=7)
-        fig.suptitle(f"ELMoE-3D {hb_gb:g} GB")
+        fig.suptitle(f"ELMoE-3D {label}, calibration {cal}; best prior: the fastest of "
+                     "HB-xPU, xPU-PIM, xPU-LogicPIM and xPU-NMP at each point")
         fig.tight_layout()
-        path = directory / f"speedup_{hb_gb:g}gb.png"
+        path = directory / f"speedup_{stem}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for model in models:
-            rows = sorted((p for p in points if p.hb_gb == hb_gb and p.model == model),
+            rows = sorted((p for p in points if p.machine == machine and p.model == model),
                           key=lambda p: p.batch)
             ratio = [p.methods["cache"] / p.methods["elastic_sd"] for p in rows]
             ax.plot([p.batch for p in rows], ratio, marker="o", label=model)
         ax.axhline(1.0, color="grey", lw=0.8)
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch")
-        ax.set_ylabel("cached time / Elastic-SD time per token")
-        ax.set_title(f"Crossover, {hb_gb:g} GB (above 1: Elastic-SD wins)")
+        ax.set_xlabel("batch (sequences)")
+        ax.set_ylabel("cached time / Elastic-SD time per token (x)")
+        ax.set_title(f"Crossover, ELMoE-3D {label}, calibration {cal}\n(above 1: Elastic-SD "
+                     "wins)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        path = directory / f"crossover_{hb_gb:g}gb.png"
+        path = directory / f"crossover_{stem}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

@@ -236,7 +236,7 @@ def compare_record_paths(model, mode, batch, capacity, preset="default", steps=2
     config, base = _config_and_base(model, preset)
     params = stream_params(config, capacity, base)
     layout = WeightLayout(config, params)
-    hw = replace(elmoe3d(8), mac_tokens=params.mac.tokens)
+    hw = replace(elmoe3d(), mac_tokens=params.mac.tokens)
     shape = ZOO[model] if model in ZOO else shape_from_config(config)
     settings = replace(settings or Settings(), slots=capacity, gamma=gamma)
     records, _ = trace_records(config, batch, steps, mode, capacity, gamma=gamma,
@@ -268,7 +268,7 @@ def compare_fast_path(model, mode, batch, capacity, preset="default", steps=40, 
     config, base = _config_and_base(model, preset)
     params = stream_params(config, capacity, base)
     layout = WeightLayout(config, params)
-    hw = replace(elmoe3d(8), mac_tokens=params.mac.tokens)
+    hw = replace(elmoe3d(), mac_tokens=params.mac.tokens)
     shape = ZOO[model] if isinstance(model, str) and model in ZOO else shape_from_config(config)
     span = gamma + 1 if mode == "elastic_sd" else 1
     # the very trace trace_records draws (same arguments, same seed)

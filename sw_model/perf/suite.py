@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from hw.params import TOP_PAPER, TopParams
 from sw_model.perf import hardware as hwmod
 from sw_model.perf.methods import Settings, plan_step, step_result
 from sw_model.perf.zoo import PAPER_MODELS, get_model
@@ -44,19 +45,15 @@ PAPER_TARGETS = {"avg_speedup_vs_xpu": (6.6, 0.20), "avg_energy_vs_xpu": (4.4, 0
                  "avg_speedup_vs_best_prior": (2.2, 0.25)}
 
 
-def _pes(hb_gb):
-    return max(1, round(hb_gb * 4))
-
-
-#: name -> (machine factory (hb_gb, calibration, prior assumptions), methods; the best of them
-#: is taken)
+#: name -> (machine factory (machine description, calibration, prior assumptions), methods; the
+#: best of them is taken)
 BASELINES = {
-    "xPU": (lambda gb, cal, pr: hwmod.xpu(_pes(gb), cal), ("plain",)),
+    "xPU": (lambda gb, cal, pr: hwmod.xpu(gb, cal), ("plain",)),
     "HB-xPU": (lambda gb, cal, pr: hwmod.hb_xpu(gb, cal, pr.hb_xpu_cache), ("cache",)),
-    "xPU-PIM": (lambda gb, cal, pr: hwmod.xpu_pim(_pes(gb), cal, pr.pim), ("plain",)),
-    "xPU-LogicPIM": (lambda gb, cal, pr: hwmod.xpu_logicpim(_pes(gb), cal, pr.logic_pim),
+    "xPU-PIM": (lambda gb, cal, pr: hwmod.xpu_pim(gb, cal, pr.pim), ("plain",)),
+    "xPU-LogicPIM": (lambda gb, cal, pr: hwmod.xpu_logicpim(gb, cal, pr.logic_pim),
                      ("plain",)),
-    "xPU-NMP": (lambda gb, cal, pr: hwmod.xpu_nmp(_pes(gb), cal, pr.nmp), ("plain",)),
+    "xPU-NMP": (lambda gb, cal, pr: hwmod.xpu_nmp(gb, cal, pr.nmp), ("plain",)),
     "GPU+PCIe": (lambda gb, cal, pr: hwmod.gpu_offload(), ("cache", "specmoe_sd")),
     "cache only": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("cache",)),
     "EAGLE-SD": (lambda gb, cal, pr: hwmod.elmoe3d(gb, cal), ("eagle_sd",)),
@@ -69,10 +66,11 @@ PRIOR = ("HB-xPU", "xPU-PIM", "xPU-LogicPIM", "xPU-NMP")
 
 @dataclass(frozen=True)
 class Point:
-    """Per-token seconds and joules of ELMoE-3D and every baseline at one (model, batch, HB)."""
+    """Per-token seconds and joules of ELMoE-3D and every baseline at one (model, batch, machine).
+    ``machine``: the ELMoE-3D machine description (a :class:`hw.params.TopParams`)."""
     model: str
     batch: int
-    hb_gb: float
+    machine: TopParams
     mode: str
     s_per_token: float
     j_per_token: float
@@ -97,10 +95,10 @@ def _best(hw, model, batch, methods, settings):
     return best.s_per_token, best.j_per_token, best.plan.method
 
 
-def run_point(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
+def run_point(model, batch, machine=TOP_PAPER, settings=Settings(), calibration="paper"):
     """ELMoE-3D (``elmoe3d`` method) and every baseline at one point."""
     model = get_model(model)
-    hw = hwmod.elmoe3d(hb_gb, calibration)
+    hw = hwmod.elmoe3d(machine, calibration)
     main = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
     runs = {m: step_result(hw, plan_step(hw, model, batch, m, settings))
             for m in ("cache", "elastic_sd")}
@@ -111,19 +109,20 @@ def run_point(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
                    cache_bound=runs["cache"].costs[0][2].bound,
                    elastic_sd_phases={label: count * c.seconds / runs["elastic_sd"].plan.tokens
                                       for label, count, c in runs["elastic_sd"].costs})
-    baselines = {name: _best(make(hb_gb, calibration, settings.priors), model, batch, ms,
+    baselines = {name: _best(make(machine, calibration, settings.priors), model, batch, ms,
                              settings)
                  for name, (make, ms) in BASELINES.items()}
     info = {k: v for k, v in main.plan.info.items()}
     info["bound"] = [f"{label}:{c.bound}" for label, _, c in main.costs]
-    return Point(model.name, batch, hb_gb, main.plan.info["mode"], main.s_per_token,
+    return Point(model.name, batch, machine, main.plan.info["mode"], main.s_per_token,
                  main.j_per_token, info, baselines, methods)
 
 
-def run_grid(models, batches, hb_gbs=(8,), settings=Settings(), calibration="paper",
+def run_grid(models, batches, machines=(TOP_PAPER,), settings=Settings(), calibration="paper",
              progress=None):
-    """Every point of the grid; ``progress(done, total)`` after each."""
-    keys = [(m, b, g) for g in hb_gbs for m in models for b in batches]
+    """Every point of the grid (models x batches x machines); ``progress(done, total)`` after
+    each."""
+    keys = [(m, b, g) for g in machines for m in models for b in batches]
     points = []
     for i, (m, b, g) in enumerate(keys):
         points.append(run_point(m, b, g, settings, calibration))
@@ -132,21 +131,23 @@ def run_grid(models, batches, hb_gbs=(8,), settings=Settings(), calibration="pap
     return points
 
 
-def summarise(points, hb_gb=8, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
-    """The headline figures over ``models`` x ``batches`` at ``hb_gb`` (arithmetic means of the
-    per-point ratios, as the paper's averages; geometric means alongside)."""
-    sel = [p for p in points if p.hb_gb == hb_gb and p.model in models and p.batch in batches]
+def summarise(points, machine=TOP_PAPER, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
+    """The headline figures over ``models`` x ``batches`` on ``machine`` (arithmetic means of
+    the per-point ratios, as the paper's averages; geometric means alongside)."""
+    sel = [p for p in points if p.machine == machine and p.model in models
+           and p.batch in batches]
     if not sel:
-        raise ValueError(f"no points at {hb_gb} GB for {models} x {batches}")
+        raise ValueError(f"no points on {hwmod.machine_label(machine)} for {models} x {batches}")
     sx = np.array([p.speedup("xPU") for p in sel])
     ex = np.array([p.energy("xPU") for p in sel])
     bp = np.array([p.best_prior() for p in sel])
     eagle = np.array([p.speedup("EAGLE-SD") for p in sel if p.batch >= 4])
-    hb = hwmod.elmoe3d(hb_gb)
+    hb = hwmod.elmoe3d(machine)
     bw_bound = hb.near.peak_gbps / hb.far.peak_gbps
     e_bound = hb.far.read_pj_per_bit / hb.near.read_pj_per_bit
     out = {
-        "hb_gb": hb_gb, "points": len(sel),
+        "machine": hwmod.machine_label(machine), "pes": machine.pes,
+        "hb_gb": machine.hb_capacity_bytes / (1 << 30), "points": len(sel),
         "avg_speedup_vs_xpu": float(sx.mean()), "max_speedup_vs_xpu": float(sx.max()),
         "geomean_speedup_vs_xpu": float(np.exp(np.log(sx).mean())),
         "avg_energy_vs_xpu": float(ex.mean()), "max_energy_vs_xpu": float(ex.max()),
@@ -166,15 +167,15 @@ def summarise(points, hb_gb=8, models=PAPER_MODELS, batches=HEADLINE_BATCHES):
     return out
 
 
-def crossover(points, hb_gb=8, large=HEADLINE_BATCHES[-1]):
+def crossover(points, machine=TOP_PAPER, large=HEADLINE_BATCHES[-1]):
     """Per model: cached decoding vs Elastic-SD. ``cache_wins_at_batch_1``; ``elastic_sd_wins_at_16``
     (``large``: the paper's largest batch, where the crossover is judged); whether Elastic-SD
     wins at the largest batch run; the first batch it wins; and per batch the two times per
     token, the acceptance Elastic-SD used (accepted / proposed at the machine's gamma, and the
     per-position ``alpha``) and the resident share of the experts it came from."""
     out = {}
-    for model in dict.fromkeys(p.model for p in points if p.hb_gb == hb_gb):
-        rows = sorted((p for p in points if p.model == model and p.hb_gb == hb_gb),
+    for model in dict.fromkeys(p.model for p in points if p.machine == machine):
+        rows = sorted((p for p in points if p.model == model and p.machine == machine),
                       key=lambda p: p.batch)
         sd_wins = [p.batch for p in rows if p.methods["elastic_sd"] < p.methods["cache"]]
         out[model] = {"cache_wins_at_batch_1": rows[0].batch == 1
@@ -195,12 +196,12 @@ def crossover(points, hb_gb=8, large=HEADLINE_BATCHES[-1]):
 
 def evaluate_config(config, models, batches, base_settings=Settings(), calibration="paper"):
     """Per-point seconds and joules per token of ELMoE-3D, the xPU and the best prior under one
-    configuration (a dict of gamma, threshold, resident_policy, hb_gb)."""
+    configuration (a dict of gamma, threshold, resident_policy and machine, a TopParams)."""
     settings = replace(base_settings, gamma=config["gamma"], threshold=config["threshold"],
                        resident_policy=config["resident_policy"])
-    hb_gb = config["hb_gb"]
-    hw = hwmod.elmoe3d(hb_gb, calibration)
-    refs = {name: BASELINES[name][0](hb_gb, calibration, settings.priors)
+    machine = config["machine"]
+    hw = hwmod.elmoe3d(machine, calibration)
+    refs = {name: BASELINES[name][0](machine, calibration, settings.priors)
             for name in ("xPU",) + PRIOR}
     points = []
     for model in models:
@@ -231,10 +232,11 @@ def _score(points):
             "fastest_prior_count": {n: fastest.count(n) for n in PRIOR if n in fastest}}
 
 
-def breakeven_acceptance(model, batch, hb_gb=8, settings=Settings(), calibration="paper"):
+def breakeven_acceptance(model, batch, machine=TOP_PAPER, settings=Settings(),
+                         calibration="paper"):
     """The acceptance rate at which Elastic-SD and cached decoding take the same time per token
     at ``batch`` (None when one of them wins at every rate in [0, 1])."""
-    hw = hwmod.elmoe3d(hb_gb, calibration)
+    hw = hwmod.elmoe3d(machine, calibration)
     cache = step_result(hw, plan_step(hw, model, batch, "cache", settings)).s_per_token
 
     def sd(alpha):

@@ -1,13 +1,13 @@
 """Exploring ELMoE-3D's policy parameters on the analytic model (what ``build.py sweep`` runs).
 
 Axes: draft length ``gamma``, the batch ``threshold`` of the mode switch, Elastic-SD's
-``resident_policy`` and the HB size (``--hb-gb``; 4 PEs per GiB as in the paper's two
-configurations). Every configuration is scored on the headline set (paper models, batch 1-16) by
+``resident_policy`` and the machine (a :class:`hw.params.TopParams`; ``build.py sweep --pes`` tries
+PE counts of one machine, HB channels following). Every configuration is scored on the headline set (paper models, batch 1-16) by
 its average speed-up over the LPDDR-only xPU, with energy efficiency and the speed-up over the
 best prior accelerator alongside. Besides the best single configuration the sweep reports the
 best *per-batch* policy (gamma and mode chosen per batch size, which a serving system knows),
-each against the paper's own configuration (gamma 4, threshold 4, frequency set, 8 GB: the
-defaults of :class:`sw_model.perf.methods.Settings`).
+each against the paper's own configuration (gamma 4, threshold 4, frequency set on the same
+machine: the defaults of :class:`sw_model.perf.methods.Settings`).
 
 Configurations run locally in this process by default, or as Ray tasks (``--ray ADDRESS``: an
 existing cluster; ``--ray local``: a local Ray instance with ``--workers`` CPUs).
@@ -17,32 +17,69 @@ import itertools
 
 import numpy as np
 
+from hw.params import TOP_PAPER
 from sw_model.perf.methods import Settings
 from sw_model.perf.suite import _score, evaluate_config
 
 __all__ = ["sweep", "configurations", "per_batch_policy", "per_point_policy", "evaluate_config",
-           "PAPER_CONFIG", "RESIDENT_POLICIES"]
+           "PAPER_CONFIG", "RESIDENT_POLICIES", "paper_config", "write_plot"]
 
-#: The paper's own configuration as this model states it (Settings defaults, 8 GB).
+#: The paper's own configuration as this model states it (Settings defaults, the paper machine).
 PAPER_CONFIG = {"gamma": Settings().gamma, "threshold": Settings().threshold,
-                "resident_policy": Settings().resident_policy, "hb_gb": 8}
+                "resident_policy": Settings().resident_policy, "machine": TOP_PAPER}
 
 #: The resident sets Elastic-SD can keep.
 RESIDENT_POLICIES = ("frequency", "static", "random")
 
 
-def configurations(gammas, thresholds, policies, hb_gbs):
-    """Every combination (HB size outermost), plus :data:`PAPER_CONFIG` if it is not among them;
+def configurations(gammas, thresholds, policies, machines):
+    """Every combination (machine outermost), plus :data:`PAPER_CONFIG` if it is not among them;
     ValueError on an unknown resident policy."""
     for p in policies:
         if p not in RESIDENT_POLICIES:
             raise ValueError(f"unknown resident policy {p!r}; choose "
                              f"{', '.join(RESIDENT_POLICIES)}")
-    configs = [{"gamma": g, "threshold": t, "resident_policy": p, "hb_gb": h}
-               for h, g, t, p in itertools.product(hb_gbs, gammas, thresholds, policies)]
-    if PAPER_CONFIG not in configs:
-        configs.append(dict(PAPER_CONFIG))
+    configs = [{"gamma": g, "threshold": t, "resident_policy": p, "machine": h}
+               for h, g, t, p in itertools.product(machines, gammas, thresholds, policies)]
+    paper = paper_config(machines[0])
+    if paper not in configs:
+        configs.append(paper)
     return configs
+
+
+def paper_config(machine):
+    """:data:`PAPER_CONFIG`'s policy on ``machine``."""
+    return dict(PAPER_CONFIG, machine=machine)
+
+
+def write_plot(results, directory, title):
+    """Average speed-up over the xPU against the draft length, one line per resident set (each
+    at its best threshold); a PNG in ``directory``. Returns its path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pathlib import Path
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for policy in dict.fromkeys(r["config"]["resident_policy"] for r in results):
+        best = {}
+        for r in results:
+            c = r["config"]
+            if c["resident_policy"] == policy:
+                best[c["gamma"]] = max(best.get(c["gamma"], 0), r["avg_speedup_vs_xpu"])
+        gammas = sorted(best)
+        ax.plot(gammas, [best[g] for g in gammas], marker="o", label=f"{policy} resident set")
+    ax.set_xlabel("draft length gamma (tokens)")
+    ax.set_ylabel("average speed-up over the LPDDR-only xPU (x)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = directory / "speedup_vs_gamma.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _task(args):

@@ -49,7 +49,7 @@ def test_ablate_reports_every_table(run_build, tmp_path):
 @pytest.mark.slow
 def test_training_smoke_run_writes_a_loadable_checkpoint(run_build, tmp_path):
     pytest.importorskip("torch")
-    code, stdout, stderr = run_build("train", "--steps", "3", "--out", str(tmp_path))
+    code, stdout, stderr = run_build("train", "--steps", "3", "--models-dir", str(tmp_path))
     assert code == 0, stdout + stderr
     figures = json.loads(stdout.strip().splitlines()[-1])
     assert [m["variant"] for m in figures["models"]] == list(VARIANTS)

@@ -11,7 +11,7 @@ from sw_model.perf.sweep import sweep
 
 def test_perf_prints_tables_and_the_headline_json(run_build):
     code, stdout, stderr = run_build("perf", "--models", "qwen3-30b-a3b,gpt-oss-20b",
-                                     "--batches", "1,16", "--hb-gb", "8", "--no-plots")
+                                     "--batches", "1,16", "--pes", "32", "--no-plots")
     assert code == 0, stderr
     lines = stdout.strip().splitlines()
     figures = json.loads(lines[-1])
@@ -61,8 +61,9 @@ def test_bad_arguments_are_named(run_build, args, message):
 
 @pytest.mark.slow
 def test_sweep_on_local_ray_matches_the_in_process_sweep():
-    configs = [{"gamma": g, "threshold": 4, "resident_policy": "frequency", "hb_gb": 8}
-               for g in (2, 4)]
+    from hw.params import TOP_PAPER
+    configs = [{"gamma": g, "threshold": 4, "resident_policy": "frequency",
+                "machine": TOP_PAPER} for g in (2, 4)]
     args = (configs, ["deepseek-v2-lite"], [1, 16], Settings())
     here = sweep(*args)
     seen = []
@@ -79,10 +80,10 @@ def test_perf_takes_routing_from_a_recorded_trace(run_build, tmp_path):
     from sw_model.model.routing_traces import generate_routing_trace
     path = generate_routing_trace(4, 32, 4, 24, batch=4, seed=2).save(tmp_path / "r.npz")
     code, stdout, stderr = run_build("perf", "--models", "default", "--trace", str(path),
-                                     "--batches", "1,4", "--hb-gb", "8", "--no-plots")
+                                     "--batches", "1,4", "--pes", "32", "--no-plots")
     assert code == 0, stderr
     assert json.loads(stdout.strip().splitlines()[-1])["command"] == "perf"
     assert "\ndefault  4" in stdout
     code, _, stderr = run_build("perf", "--models", "qwen3-30b-a3b", "--trace", str(path),
-                                "--batches", "1", "--hb-gb", "8", "--no-plots")
+                                "--batches", "1", "--pes", "32", "--no-plots")
     assert code != 0 and "the routing trace has 32 experts, top-4" in stderr

@@ -6,11 +6,16 @@ import json
 import numpy as np
 import pytest
 
+from hw.params import TOP_PAPER
 from sw_model.perf import hardware as hwmod
 from sw_model.perf.calibrate import anchor_rows, calibration_from_bench, fit_gpu_anchor
 from sw_model.perf.methods import METHODS, PassCounts, Settings, plan_step, step_result
 from sw_model.perf.phases import PhaseWork, evaluate
 from sw_model.perf.suite import breakeven_acceptance, crossover, run_grid, summarise
+
+#: The paper's two configurations: 32 PEs with 8 GiB of HB, and 16 PEs with 4 GiB.
+P8 = TOP_PAPER
+P4 = TOP_PAPER.with_pes(16)
 from sw_model.perf.measured import ABLATE_GAMMA, TOKENS_PER_VERIFICATION
 from sw_model.perf.workload import ASSUMED_LOCALITY, AcceptanceModel, alpha_for_length, \
     expected_length, routing_stats
@@ -25,10 +30,10 @@ from sw_model.model import zoo as model_zoo
 @pytest.mark.parametrize("make, message", [
     (lambda: hwmod.MemoryTier("HB", 8, 0, 0.97, 0.43, 0.43, 10), "peak_gbps"),
     (lambda: hwmod.MemoryTier("HB", 8, 51.2, 1.5, 0.43, 0.43, 10), "efficiency"),
-    (lambda: replace(hwmod.elmoe3d(8), near_holds="half"), "near_holds"),
+    (lambda: replace(hwmod.elmoe3d(P8), near_holds="half"), "near_holds"),
     (lambda: replace(hwmod.xpu(), near_holds="msb"), "near tier"),
-    (lambda: replace(hwmod.elmoe3d(8), mac_utilization=0), "mac_utilization"),
-    (lambda: hwmod.elmoe3d(8, calibration="fast"), "calibration profile"),
+    (lambda: replace(hwmod.elmoe3d(P8), mac_utilization=0), "mac_utilization"),
+    (lambda: hwmod.elmoe3d(P8, calibration="fast"), "calibration profile"),
     (lambda: Settings(gamma=0), "Settings.gamma"),
     (lambda: Settings(resident_policy="lru"), "resident_policy"),
     (lambda: AcceptanceModel(full=1.2), "AcceptanceModel.full"),
@@ -42,14 +47,14 @@ from sw_model.model import zoo as model_zoo
     (lambda: Settings(cache_policy="mru"), "Settings.cache_policy"),
     (lambda: Settings(priors="fast"), "Settings.priors"),
     (lambda: hwmod.PriorAssumptions(hb_xpu_cache="fifo"), "hb_xpu_cache"),
-    (lambda: hwmod.hb_xpu(8, cache_policy="fifo"), "cache_policy"),
+    (lambda: hwmod.hb_xpu(P8, cache_policy="fifo"), "cache_policy"),
     (lambda: PhaseWork(far_read=-1), "PhaseWork.far_read"),
     (lambda: replace(ZOO["qwen3-30b-a3b"], top_k=500), "top_k"),
     (lambda: get_model("gpt-5"), "unknown model 'gpt-5'"),
-    (lambda: plan_step(hwmod.elmoe3d(8), "qwen3-30b-a3b", 0, "plain"), "batch"),
-    (lambda: plan_step(hwmod.elmoe3d(8), "qwen3-30b-a3b", 1, "magic"), "unknown method"),
+    (lambda: plan_step(hwmod.elmoe3d(P8), "qwen3-30b-a3b", 0, "plain"), "batch"),
+    (lambda: plan_step(hwmod.elmoe3d(P8), "qwen3-30b-a3b", 1, "magic"), "unknown method"),
     (lambda: plan_step(hwmod.xpu(), "qwen3-30b-a3b", 4, "eagle_sd"), "needs a near tier"),
-    (lambda: plan_step(hwmod.hb_xpu(8), "qwen3-30b-a3b", 4, "elastic_sd"), "bit-nested"),
+    (lambda: plan_step(hwmod.hb_xpu(P8), "qwen3-30b-a3b", 4, "elastic_sd"), "bit-nested"),
     (lambda: expected_length(0.5, -1), "gamma"),
 ])
 def test_bad_parameters_are_named(make, message):
@@ -85,7 +90,7 @@ def test_shapes_follow_the_zoo_and_the_number_format():
 
 
 def test_phase_time_is_the_busiest_resource_plus_latency_and_energy_adds_up():
-    hw = replace(hwmod.elmoe3d(8), static_w=0.0)
+    hw = replace(hwmod.elmoe3d(P8), static_w=0.0)
     work = PhaseWork(near_read=1.6e9, far_read=0.5e9, macs_w8=1e9, layers=10)
     cost = evaluate(hw, work)
     far = 0.5e9 / (102.4e9 * 0.99)
@@ -100,7 +105,7 @@ def test_phase_time_is_the_busiest_resource_plus_latency_and_energy_adds_up():
 
 
 def test_a_hit_reads_half_from_lpddr_a_miss_all_of_it():
-    hw, q = hwmod.elmoe3d(8), ZOO["qwen3-30b-a3b"]
+    hw, q = hwmod.elmoe3d(P8), ZOO["qwen3-30b-a3b"]
     s = Settings()
     from sw_model.perf.methods import target_work
     base = target_work(hw, q, s, 1, PassCounts(1, 8, 0, 8))
@@ -164,16 +169,16 @@ def test_more_hb_and_more_acceptance_are_never_slower():
     s = Settings()
     for batch in (1, 16):
         t = [step_result(hw, plan_step(hw, "qwen3-30b-a3b", batch, "elmoe3d", s)).s_per_token
-             for hw in (hwmod.elmoe3d(4), hwmod.elmoe3d(8))]
+             for hw in (hwmod.elmoe3d(P4), hwmod.elmoe3d(P8))]
         assert t[1] < t[0]
     high = Settings(acceptance=AcceptanceModel(mapping="coverage", slope=0.0))
-    hw = hwmod.elmoe3d(8)
+    hw = hwmod.elmoe3d(P8)
     assert (step_result(hw, plan_step(hw, "qwen3-30b-a3b", 16, "elastic_sd", high)).s_per_token
             < step_result(hw, plan_step(hw, "qwen3-30b-a3b", 16, "elastic_sd", s)).s_per_token)
 
 
 def test_every_method_runs_on_elmoe3d():
-    hw = hwmod.elmoe3d(8)
+    hw = hwmod.elmoe3d(P8)
     for method in METHODS:
         r = step_result(hw, plan_step(hw, "deepseek-v2-lite", 8, method))
         assert r.s_per_token > 0 and r.j_per_token > 0 and r.plan.tokens >= 8
@@ -220,8 +225,8 @@ def test_the_crossover_on_each_paper_model():
     (Zipf 1.0, reuse 0.5: a verification of gamma+1 tokens touches few more experts than one
     token) Elastic-SD already wins at batch 1 on Qwen3-30B-A3B and DeepSeek-V2-Lite (whose 58 of
     64 resident experts give acceptance 0.90); without temporal reuse caching wins on Qwen3 too."""
-    points = run_grid(PAPER_MODELS, (1, 16), (8,))
-    cross = crossover(points, 8)
+    points = run_grid(PAPER_MODELS, (1, 16), (P8,))
+    cross = crossover(points, P8)
     by = {(p.model, p.batch): p.methods for p in points}
     for model, c in cross.items():
         ratio = lambda b: by[model, b]["cache"] / by[model, b]["elastic_sd"]
@@ -233,7 +238,7 @@ def test_the_crossover_on_each_paper_model():
         # None: caching wins at every acceptance (GPT-OSS-20B's exact MXFP4 experts)
         assert alpha is None or c["elastic_sd_alpha_at_batch_1"] < alpha < 1, model
     assumed = Settings(locality=ASSUMED_LOCALITY)
-    hw = hwmod.elmoe3d(8)
+    hw = hwmod.elmoe3d(P8)
     for model, cache_wins in (("qwen3-30b-a3b", False), ("deepseek-v2-lite", False),
                               ("glm-4.7-flash", True), ("gpt-oss-20b", True)):
         t = {m: step_result(hw, plan_step(hw, model, 1, m, assumed)).s_per_token
@@ -246,7 +251,7 @@ def test_the_crossover_on_each_paper_model():
 
 
 def test_headline_figures_stay_within_the_physical_bounds():
-    s = summarise(run_grid(PAPER_MODELS, (1, 2, 4, 8, 16), (8,)), 8)
+    s = summarise(run_grid(PAPER_MODELS, (1, 2, 4, 8, 16), (P8,)), P8)
     assert 1 < s["avg_speedup_vs_xpu"] < s["bandwidth_bound"]
     assert 1 < s["avg_energy_vs_xpu"] < s["energy_bound"]
     assert s["max_speedup_vs_xpu"] >= s["avg_speedup_vs_xpu"]
@@ -255,7 +260,7 @@ def test_headline_figures_stay_within_the_physical_bounds():
 def test_hb_xpu_is_an_lru_cache_of_whole_int8_experts():
     q = get_model("qwen3-30b-a3b")
     s = Settings()
-    hb, elmoe = hwmod.hb_xpu(8), hwmod.elmoe3d(8)
+    hb, elmoe = hwmod.hb_xpu(P8), hwmod.elmoe3d(P8)
     assert hb.cache_policy == "lru" and hb.near == elmoe.near and hb.far == elmoe.far
     plan = plan_step(hb, q, 1, "cache", s)
     own = plan_step(elmoe, q, 1, "cache", s)
@@ -266,15 +271,15 @@ def test_hb_xpu_is_an_lru_cache_of_whole_int8_experts():
     # hits read HB only; misses read the whole expert from LPDDR (plus KV and dense: in HB)
     assert w.far_read == pytest.approx(q.moe_layers * (touched - hits) * q.expert_full_bytes)
     # the alternatives: no expert cache at all, or a pinned placement
-    none = plan_step(hwmod.hb_xpu(8, cache_policy="none"), q, 1, "cache", s)
+    none = plan_step(hwmod.hb_xpu(P8, cache_policy="none"), q, 1, "cache", s)
     assert none.info["slots"] == 0 and none.phases[0][2].near_write == 0
     assert none.phases[0][2].far_read == pytest.approx(q.moe_layers * 8 * q.expert_full_bytes)
-    pinned = plan_step(hwmod.hb_xpu(8, cache_policy="static"), q, 1, "cache", s)
+    pinned = plan_step(hwmod.hb_xpu(P8, cache_policy="static"), q, 1, "cache", s)
     assert pinned.info["policy"] == "static"
     # the prior assumptions reach the baselines through Settings
     fast = replace(s, priors=s.priors.with_bandwidth(8.0, 4.0, 4.0))
-    pim = lambda st: step_result(hwmod.baselines(8, priors=st.priors)["xPU-PIM"],
-                                 plan_step(hwmod.baselines(8, priors=st.priors)["xPU-PIM"], q, 1,
+    pim = lambda st: step_result(hwmod.baselines(P8, priors=st.priors)["xPU-PIM"],
+                                 plan_step(hwmod.baselines(P8, priors=st.priors)["xPU-PIM"], q, 1,
                                            "plain", st)).s_per_token
     assert pim(fast) < 0.6 * pim(s)
 
@@ -296,7 +301,7 @@ def test_bench_json_becomes_a_calibration_profile(tmp_path):
                                                 "lpddr_seq_read_efficiency": 0.9}) + "\n")
     profile = calibration_from_bench([good])
     assert profile["hb_seq_read_efficiency"] == 0.95
-    assert hwmod.elmoe3d(8, profile).near.efficiency == 0.95
+    assert hwmod.elmoe3d(P8, profile).near.efficiency == 0.95
     bad = tmp_path / "bad.txt"
     bad.write_text("no json here\n")
     with pytest.raises(ValueError, match="not a JSON object"):
