@@ -182,6 +182,9 @@ def add_arguments(p):
                    help="batch at and above which ELMoE-3D runs Elastic-SD")
     p.add_argument("--policy", default=Settings().resident_policy,
                    choices=("frequency", "static", "random"), help="Elastic-SD resident set")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="a Hugging Face checkpoint directory as the model (its config.json), "
+                        "instead of --models; its routing from --trace if given")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
     p.add_argument("--measure-locality", action="store_true",
                    help="measure the routing locality on the trained model over the held-out "
@@ -255,7 +258,7 @@ def _perf(args):
     settings, calibration = settings_from_args(args)
     if args.measure_locality:
         return _measure_locality(start)
-    models = model_list(args.models)
+    models = model_list(args.checkpoint or args.models)
     batches = int_list(args.batches)
     hb_gbs = hb_sizes(args.hb_gb)
     progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "

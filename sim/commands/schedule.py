@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from hw.isa import Command, Opcode, assemble, disassemble, encode
-from sim.commands.output import Result, Table, progress
+from sim.commands.output import Result, Table, progress, progress_bar
 
 __all__ = ["NAME", "HELP", "add_arguments", "run", "MACHINES"]
 
@@ -96,7 +96,7 @@ def run(args):
     if args.checkpoint:
         from sw_model.model.checkpoints import CheckpointError, load_checkpoint
         try:
-            model, scheme = load_checkpoint(args.checkpoint)
+            model, scheme = load_checkpoint(args.checkpoint, progress=progress_bar("loading"))
         except (CheckpointError, OSError) as exc:
             raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
         config, name, source = model.config, f"{args.checkpoint} ({scheme})", "golden model"
