@@ -82,3 +82,14 @@ def test_mla_kv_cache_is_counted_as_its_latent():
     # compressed latent (rank 32) plus the shared rotary key (8), FP16, per layer
     assert c.kv_bytes_per_token == 2 * (32 + 8)
     assert model.new_cache(1, 4).nbytes_per_token == c.num_layers * 2 * (32 + 8)
+
+
+def test_zoo_entries_name_their_real_checkpoints():
+    from sw_model.model.checkpoints import MODEL_TYPES
+    from sw_model.model.zoo import ZOO
+    for entry in ZOO.values():
+        assert entry.checkpoint and "/" in entry.checkpoint
+        assert entry.scheme is None or entry.scheme in MODEL_TYPES
+    # the paper's four models all have a loader and a committed reference of their architecture
+    for name in ("qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite", "gpt-oss-20b"):
+        assert f"{ZOO[name].scheme}-tf5" in CHECKPOINTS
