@@ -212,6 +212,9 @@ def add_arguments(p):
                         "decoding policy's, 4)")
     p.add_argument("--policy", default=None, choices=("frequency", "static", "random"),
                    help="Elastic-SD resident set (default: the decoding policy's, frequency)")
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="a Hugging Face checkpoint directory as the model (its config.json), "
+                        "instead of --models; its routing from --trace if given")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
     p.add_argument("--measure-locality", action="store_true",
                    help="measure the routing locality on the trained model over the held-out "
@@ -286,7 +289,7 @@ def _perf(args):
     settings, calibration = settings_from_args(args)
     if args.measure_locality:
         return _measure_locality(start)
-    models = model_list(args.models)
+    models = model_list(args.checkpoint or args.models)
     batches = int_list(args.batches)
     machines = machines_at(args.params, args.pes)
     progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "

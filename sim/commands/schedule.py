@@ -32,7 +32,7 @@ from hw.isa import Command, Opcode, assemble, disassemble, encode
 from hw.machines import resolve_machine
 from sim.commands.options import policy_from_flags, rename_run
 from sw_model.decode.policy import PolicyError
-from sim.commands.output import Result, Table, progress
+from sim.commands.output import Result, Table, progress, progress_bar
 
 __all__ = ["NAME", "HELP", "MACHINE", "add_arguments", "run"]
 
@@ -103,7 +103,7 @@ def run(args):
     if args.checkpoint:
         from sw_model.model.checkpoints import CheckpointError, load_checkpoint
         try:
-            model, scheme = load_checkpoint(args.checkpoint)
+            model, scheme = load_checkpoint(args.checkpoint, progress=progress_bar("loading"))
         except (CheckpointError, OSError) as exc:
             raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
         config, name, source = model.config, f"{args.checkpoint} ({scheme})", "golden model"

@@ -18,7 +18,7 @@ import numpy as np
 
 from sim.commands.options import policy_from_flags
 from sw_model.decode.policy import PolicyError
-from sim.commands.output import Result, Table, progress
+from sim.commands.output import Result, Table, progress, progress_bar
 from sw_model.golden.mac_array import DRAFT_METHODS
 from sw_model.decode.decoding import CACHE_MODELS
 from sw_model.decode.draft_policies import POLICY_NAMES, make_policy
@@ -32,7 +32,7 @@ HELP = "Elastic-SD and cached decoding on a checkpoint or the built-in MoE"
 
 
 def add_arguments(p):
-    p.add_argument("checkpoint", nargs="?", default=None,
+    p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="Hugging Face checkpoint directory (default: the built-in trained model)")
     p.add_argument("--batch", type=int, default=16, help="prompts in the batch (default 16)")
     p.add_argument("--gamma", type=int, default=None,
@@ -96,7 +96,7 @@ def run(args):
     start = time.monotonic()
     if args.checkpoint:
         try:
-            model, scheme = load_checkpoint(args.checkpoint)
+            model, scheme = load_checkpoint(args.checkpoint, progress=progress_bar("loading"))
         except (CheckpointError, OSError) as exc:
             raise SystemExit(f"cannot load checkpoint {args.checkpoint}: {exc}") from None
         name = f"{args.checkpoint} ({scheme})"

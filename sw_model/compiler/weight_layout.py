@@ -43,6 +43,7 @@ import math
 import numpy as np
 
 from hw.params import MacMode, QUANT_GROUP, TopParams
+from sw_model.model.moe import linear_names
 
 __all__ = ["WeightLayout", "Unit", "LINEARS", "dense_bytes", "expert_scale_bytes", "tile_shards",
            "machine_for"]
@@ -57,21 +58,11 @@ def dense_bytes(config):
     shared and dense FFNs, LM head) of ``config``; equals
     :attr:`sw_model.model.moe.MoEModel.dense_bytes` without building the model."""
     c = config
-    h = c.hidden_size
     lin = lambda k, n: k * n + 2 * (k // QUANT_GROUP) * n
-    ffn = lambda f: 2 * lin(h, f) + lin(f, h)
-    qd, kd = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
-    total = lin(h, c.vocab_size)
+    total = lin(c.hidden_size, c.vocab_size)
     for i in range(c.num_layers):
-        total += lin(h, qd) + 2 * lin(h, kd) + lin(qd, h)
-        if i in c.dense_layers:
-            total += ffn(c.dense_ffn)
-            continue
-        total += lin(h, c.num_experts)
-        if c.shared_ffn:
-            total += ffn(c.shared_ffn)
-            if c.shared_gate:
-                total += lin(h, 1)
+        total += sum(lin(*shape) for name, shape in linear_names(c, i).items()
+                     if len(shape) == 2 and not name.startswith("experts."))
     return total
 
 

@@ -26,23 +26,32 @@ on trailing masked (zero) terms. pytest checks batched logits equal per-sequence
 from dataclasses import dataclass, replace
 import enum
 import logging
+import weakref
 
 import numpy as np
 
 from hw.params import MacMode, ParamsRecord, QUANT_GROUP
 from sw_model.golden.mac_array import draft_weights, effective_weights
-from sw_model.golden.quant import QuantActivations, quantize_activations, quantize_weights
+from sw_model.golden.quant import (QuantActivations, QuantWeights, quantize_activations,
+                                   quantize_weights)
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
            "random_weights", "MoECall", "ExpertCall",
-           "seq_sum", "route_scores", "DEFAULT_CONFIG", "TINY_CONFIG", "TINY_VARIANT_CONFIG",
+           "seq_sum", "route_scores", "rope_frequencies", "as_qlinear", "DEFAULT_CONFIG", "TINY_CONFIG", "TINY_VARIANT_CONFIG",
            "linear_names"]
 
 log = logging.getLogger(__name__)
 
 SCORINGS = ("softmax", "sigmoid")
 QK_NORMS = ("none", "head", "full")
+ATTENTIONS = ("gqa", "mla")
+ACTIVATIONS = ("silu", "clamped")
+ROPE_TYPES = ("default", "linear", "yarn")
+EXPERT_FORMATS = ("int8", "mxfp4")
+#: RMSNorm epsilon of MLA's latent norms (q_a_layernorm, kv_a_layernorm): the reference
+#: implementation builds them with its default, not the config's ``rms_norm_eps``.
+LATENT_NORM_EPS = 1e-6
 
 
 class Precision(enum.Enum):
@@ -99,22 +108,67 @@ class MoEConfig(ParamsRecord):
     rope_theta: float = 10000.0
     tie_embeddings: bool = False
     name: str = "moe"
+    attention: str = "gqa"
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_dim: int = 0
+    v_head_dim: int = 0
+    rotary_dim: int = 0
+    rope_interleave: bool = False
+    rope_scaling: tuple = ()
+    softmax_scale: float = 0.0
+    o_bias: bool = False
+    sliding_window: int = 0
+    sliding_layers: tuple = ()
+    attention_sinks: bool = False
+    router_logit_bias: bool = False
+    activation: str = "silu"
+    swiglu_alpha: float = 1.702
+    swiglu_limit: float = 7.0
+    expert_bias: bool = False
+    expert_format: str = "int8"
 
     def __post_init__(self):
         owner = type(self).__name__
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
                      "head_dim", "num_experts", "top_k", "expert_ffn", "n_group", "topk_group"):
             _positive_int(owner, name, getattr(self, name))
-        for name in ("shared_ffn", "dense_ffn"):
+        for name in ("shared_ffn", "dense_ffn", "q_lora_rank", "kv_lora_rank", "qk_rope_dim",
+                     "v_head_dim", "rotary_dim", "sliding_window"):
             _positive_int(owner, name, getattr(self, name), zero_ok=True)
+        for name, allowed in (("attention", ATTENTIONS), ("activation", ACTIVATIONS),
+                              ("expert_format", EXPERT_FORMATS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{owner}.{name} must be one of {allowed}, not "
+                                 f"{getattr(self, name)!r}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"{owner}.num_heads ({self.num_heads}) must be a multiple of "
                              f"num_kv_heads ({self.num_kv_heads})")
-        if self.head_dim % 2:
-            raise ValueError(f"{owner}.head_dim ({self.head_dim}) must be even (rotary pairs)")
-        for name, size in (("hidden_size", self.hidden_size), ("expert_ffn", self.expert_ffn),
-                           ("shared_ffn", self.shared_ffn), ("dense_ffn", self.dense_ffn),
-                           ("num_heads * head_dim", self.num_heads * self.head_dim)):
+        reductions = [("hidden_size", self.hidden_size), ("expert_ffn", self.expert_ffn),
+                      ("shared_ffn", self.shared_ffn), ("dense_ffn", self.dense_ffn),
+                      ("num_heads * v_head_dim", self.num_heads * self.value_dim)]
+        if self.attention == "mla":
+            if not self.kv_lora_rank or not self.qk_rope_dim:
+                raise ValueError(f"{owner}: MLA needs kv_lora_rank and qk_rope_dim")
+            if self.head_dim <= self.qk_rope_dim:
+                raise ValueError(f"{owner}.head_dim ({self.head_dim}) must exceed qk_rope_dim "
+                                 f"({self.qk_rope_dim}): it is qk_nope_dim + qk_rope_dim")
+            reductions += [("q_lora_rank", self.q_lora_rank), ("kv_lora_rank", self.kv_lora_rank)]
+        if self.rope_dim % 2 or not 0 < self.rope_dim <= self.head_dim:
+            raise ValueError(f"{owner}: the rotary dims ({self.rope_dim}) must be even and within "
+                             f"head_dim ({self.head_dim})")
+        object.__setattr__(self, "rope_scaling", tuple(sorted(
+            (str(k), v) for k, v in dict(self.rope_scaling).items())))
+        if dict(self.rope_scaling).get("type", "default") not in ROPE_TYPES:
+            raise ValueError(f"{owner}.rope_scaling type must be one of {ROPE_TYPES}, not "
+                             f"{dict(self.rope_scaling).get('type')!r}")
+        sliding = tuple(int(i) for i in self.sliding_layers)
+        object.__setattr__(self, "sliding_layers", sliding)
+        if sliding and not self.sliding_window:
+            raise ValueError(f"{owner}.sliding_window must be positive when sliding_layers is set")
+        if any(not 0 <= i < self.num_layers for i in sliding):
+            raise ValueError(f"{owner}.sliding_layers {sliding} lie outside the layers")
+        for name, size in reductions:
             if size % QUANT_GROUP:
                 raise ValueError(f"{owner}.{name} ({size}) must be a multiple of the quantisation "
                                  f"group {QUANT_GROUP}: it is a reduction dimension")
@@ -150,6 +204,27 @@ class MoEConfig(ParamsRecord):
         return [i for i in range(self.num_layers) if i not in self.dense_layers]
 
     @property
+    def value_dim(self):
+        """Dims of one value head (``v_head_dim``, else ``head_dim``)."""
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def rope_dim(self):
+        """Dims of a query/key head that rotate."""
+        if self.attention == "mla":
+            return self.qk_rope_dim
+        return self.rotary_dim or self.head_dim
+
+    @property
+    def kv_bytes_per_token(self):
+        """Bytes of KV cache one token needs in one layer, FP16 entries, as the hardware holds
+        them: GQA keys and values of the KV heads; MLA the compressed latent plus the shared
+        rotary key (the per-head keys and values are re-expanded from it)."""
+        if self.attention == "mla":
+            return 2 * (self.kv_lora_rank + self.qk_rope_dim)
+        return 2 * self.num_kv_heads * (self.head_dim + self.value_dim)
+
+    @property
     def expert_weight_count(self):
         """Weights of one routed expert (gate, up and down)."""
         return 3 * self.hidden_size * self.expert_ffn
@@ -157,13 +232,20 @@ class MoEConfig(ParamsRecord):
     def to_dict(self):
         d = super().to_dict()
         d["dense_layers"] = list(self.dense_layers)
+        d["sliding_layers"] = list(self.sliding_layers)
+        d["rope_scaling"] = dict(self.rope_scaling)
         return d
 
     def describe(self):
+        if self.attention == "mla":
+            attn = (f"MLA {self.num_heads} heads x {self.head_dim}/{self.value_dim}, kv rank "
+                    f"{self.kv_lora_rank}" + (f", q rank {self.q_lora_rank}" if self.q_lora_rank
+                                              else ""))
+        else:
+            attn = f"{self.num_heads}/{self.num_kv_heads} heads x {self.head_dim}"
         return (f"{self.name}: {self.num_layers} layers, hidden {self.hidden_size}, "
                 f"{self.num_experts} experts x ffn {self.expert_ffn}, top-{self.top_k}, "
-                f"{self.num_heads}/{self.num_kv_heads} heads x {self.head_dim}, "
-                f"vocab {self.vocab_size}")
+                f"{attn}, vocab {self.vocab_size}")
 
 
 #: The built-in default: Qwen3-30B-A3B (48 layers, hidden 2048, 128 experts x 768, top-8, 32/4
@@ -193,21 +275,38 @@ TINY_VARIANT_CONFIG = replace(TINY_CONFIG, num_layers=3, scoring="sigmoid", scor
 
 @dataclass
 class ExpertWeights:
-    """One SwiGLU FFN, reduction axis first: ``gate``, ``up`` [hidden, ffn]; ``down`` [ffn, hidden]."""
+    """One SwiGLU FFN, reduction axis first: ``gate``, ``up`` [hidden, ffn]; ``down`` [ffn, hidden]
+    (each a float array or an already quantised :class:`QLinear`); optional biases."""
     gate: np.ndarray
     up: np.ndarray
     down: np.ndarray
+    gate_bias: np.ndarray = None
+    up_bias: np.ndarray = None
+    down_bias: np.ndarray = None
 
 
 @dataclass
 class LayerWeights:
-    """Float weights of one decoder layer, reduction axis first (``x @ w``)."""
+    """Weights of one decoder layer, reduction axis first (``x @ w``): float arrays, or for the
+    matrices already quantised :class:`QLinear` (a loader quantises as it reads). GQA uses ``q``
+    (or MLA without a query LoRA), ``k``, ``v``; MLA ``q_a``/``q_a_norm``/``q_b`` (with a query
+    LoRA), ``kv_a`` [hidden, kv_lora_rank + qk_rope_dim], ``kv_a_norm``, ``kv_b`` [kv_lora_rank,
+    heads * (qk_nope_dim + v_head_dim)]."""
     attn_norm: np.ndarray
     q: np.ndarray
     k: np.ndarray
     v: np.ndarray
     o: np.ndarray
     ffn_norm: np.ndarray
+    q_a: np.ndarray = None
+    q_a_norm: np.ndarray = None
+    q_b: np.ndarray = None
+    kv_a: np.ndarray = None
+    kv_a_norm: np.ndarray = None
+    kv_b: np.ndarray = None
+    o_bias: np.ndarray = None
+    sinks: np.ndarray = None             # [heads]
+    router_logit_bias: np.ndarray = None  # [experts]
     q_bias: np.ndarray = None
     k_bias: np.ndarray = None
     v_bias: np.ndarray = None
@@ -231,27 +330,50 @@ class ModelWeights:
 
 def linear_names(config, layer):
     """Shapes every tensor of ``layer`` must have, as ``{name: shape}`` (names as in
-    :class:`LayerWeights`, experts as ``experts.<e>.<gate|up|down>``)."""
+    :class:`LayerWeights`, experts as ``experts.<e>.<gate|up|down>[_bias]``)."""
     c = config
-    h, qd, kd = c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
-    shapes = {"attn_norm": (h,), "ffn_norm": (h,), "q": (h, qd), "k": (h, kd), "v": (h, kd),
-              "o": (qd, h)}
-    if c.attention_bias:
-        shapes.update(q_bias=(qd,), k_bias=(kd,), v_bias=(kd,))
+    h, kd = c.hidden_size, c.num_kv_heads * c.head_dim
+    qd, vd = c.num_heads * c.head_dim, c.num_heads * c.value_dim
+    shapes = {"attn_norm": (h,), "ffn_norm": (h,)}
+    if c.attention == "mla":
+        if c.q_lora_rank:
+            shapes.update(q_a=(h, c.q_lora_rank), q_a_norm=(c.q_lora_rank,),
+                          q_b=(c.q_lora_rank, qd))
+        else:
+            shapes["q"] = (h, qd)
+        nope = c.head_dim - c.qk_rope_dim
+        shapes.update(kv_a=(h, c.kv_lora_rank + c.qk_rope_dim), kv_a_norm=(c.kv_lora_rank,),
+                      kv_b=(c.kv_lora_rank, c.num_heads * (nope + c.value_dim)), o=(vd, h))
+    else:
+        kvd = c.num_kv_heads * c.value_dim
+        shapes.update(q=(h, qd), k=(h, kd), v=(h, kvd), o=(vd, h))
+        if c.attention_bias:
+            shapes.update(q_bias=(qd,), k_bias=(kd,), v_bias=(kvd,))
+    if c.o_bias:
+        shapes["o_bias"] = (h,)
+    if c.attention_sinks:
+        shapes["sinks"] = (c.num_heads,)
     if c.qk_norm == "head":
         shapes.update(q_norm=(c.head_dim,), k_norm=(c.head_dim,))
     elif c.qk_norm == "full":
         shapes.update(q_norm=(qd,), k_norm=(kd,))
-    ffn = lambda prefix, f: {f"{prefix}.gate": (h, f), f"{prefix}.up": (h, f),
-                             f"{prefix}.down": (f, h)}
+
+    def ffn(prefix, f, bias=False):
+        out = {f"{prefix}.gate": (h, f), f"{prefix}.up": (h, f), f"{prefix}.down": (f, h)}
+        if bias:
+            out.update({f"{prefix}.gate_bias": (f,), f"{prefix}.up_bias": (f,),
+                        f"{prefix}.down_bias": (h,)})
+        return out
     if layer in c.dense_layers:
         shapes.update(ffn("dense", c.dense_ffn))
         return shapes
     shapes["router"] = (h, c.num_experts)
+    if c.router_logit_bias:
+        shapes["router_logit_bias"] = (c.num_experts,)
     if c.score_bias:
         shapes["router_bias"] = (c.num_experts,)
     for e in range(c.num_experts):
-        shapes.update(ffn(f"experts.{e}", c.expert_ffn))
+        shapes.update(ffn(f"experts.{e}", c.expert_ffn, c.expert_bias))
     if c.shared_ffn:
         shapes.update(ffn("shared", c.shared_ffn))
         if c.shared_gate:
@@ -275,14 +397,18 @@ def check_weights(config, weights, layers=True):
               "lm_head": (c.hidden_size, c.vocab_size)}
     for name, shape in expect.items():
         value = getattr(weights, name)
-        if value is None or np.shape(value) != shape:
+        if value is None or _shape(value) != shape:
             raise ValueError(f"tensor {name} must have shape {shape}, got "
-                             f"{None if value is None else np.shape(value)}")
+                             f"{None if value is None else _shape(value)}")
     if len(weights.layers) != c.num_layers:
         raise ValueError(f"weights hold {len(weights.layers)} layers, config says {c.num_layers}")
     if layers:
         for i, lw in enumerate(weights.layers):
             check_layer(config, i, lw)
+
+
+def _shape(value):
+    return value.shape if isinstance(value, QLinear) else np.shape(value)
 
 
 def check_layer(config, i, lw):
@@ -298,10 +424,10 @@ def check_layer(config, i, lw):
             value = None
         if value is None:
             raise ValueError(f"tensor layers.{i}.{name} is missing")
-        if np.shape(value) != shape:
+        if _shape(value) != shape:
             raise ValueError(f"tensor layers.{i}.{name} must have shape {shape}, got "
-                             f"{np.shape(value)}")
-        if not np.isfinite(value).all():
+                             f"{_shape(value)}")
+        if not isinstance(value, QLinear) and not np.isfinite(value).all():
             raise ValueError(f"tensor layers.{i}.{name} holds non-finite values")
 
 
@@ -314,33 +440,31 @@ def random_weights(config, seed=0, logit_scale=4.0, residual_scale=0.5):
     """
     c = config
     rng = np.random.default_rng(seed)
-    h, qd, kd = c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+    h = c.hidden_size
     branch = residual_scale / np.sqrt(c.num_layers)
     lin = lambda k, n, s=1.0: rng.standard_normal((k, n)) * (s / np.sqrt(k))
     norm = lambda n: 1.0 + 0.1 * rng.standard_normal(n)
-    ffn = lambda f: ExpertWeights(gate=lin(h, f), up=lin(h, f), down=lin(f, h, branch))
     layers = []
     for i in range(c.num_layers):
-        lw = LayerWeights(attn_norm=norm(h), q=lin(h, qd), k=lin(h, kd), v=lin(h, kd),
-                          o=lin(qd, h, branch), ffn_norm=norm(h))
-        if c.attention_bias:
-            lw.q_bias, lw.k_bias, lw.v_bias = (0.1 * rng.standard_normal(n) for n in (qd, kd, kd))
-        if c.qk_norm == "head":
-            lw.q_norm, lw.k_norm = norm(c.head_dim), norm(c.head_dim)
-        elif c.qk_norm == "full":
-            lw.q_norm, lw.k_norm = norm(qd), norm(kd)
-        if i in c.dense_layers:
-            lw.dense = ffn(c.dense_ffn)
-        else:
-            lw.router = lin(h, c.num_experts, 2.0)
-            if c.score_bias:
-                lw.router_bias = 0.05 * rng.standard_normal(c.num_experts)
-            lw.experts = [ffn(c.expert_ffn) for _ in range(c.num_experts)]
-            if c.shared_ffn:
-                lw.shared = ffn(c.shared_ffn)
-                if c.shared_gate:
-                    lw.shared_gate = lin(h, 1)
-        layers.append(lw)
+        values = {}
+        shapes = linear_names(c, i)
+        first = [n for n in _DRAW_FIRST if n in shapes]
+        for name in first + [n for n in shapes if n not in first]:
+            shape = shapes[name]
+            last = name.rsplit(".", 1)[-1]
+            if last in ("attn_norm", "ffn_norm", "q_norm", "k_norm", "q_a_norm", "kv_a_norm"):
+                values[name] = norm(shape[0])
+            elif name == "router":
+                values[name] = lin(*shape, 2.0)
+            elif name == "router_bias":
+                values[name] = 0.05 * rng.standard_normal(shape)
+            elif name == "sinks":
+                values[name] = rng.standard_normal(shape)
+            elif len(shape) == 1:
+                values[name] = 0.1 * rng.standard_normal(shape)
+            else:
+                values[name] = lin(*shape, branch if last in ("o", "down") else 1.0)
+        layers.append(_layer_of(c, i, values))
     embed = rng.standard_normal((c.vocab_size, h))
     lm_head = embed.T.copy() if c.tie_embeddings else lin(h, c.vocab_size, logit_scale)
     if c.tie_embeddings:
@@ -349,7 +473,63 @@ def random_weights(config, seed=0, logit_scale=4.0, residual_scale=0.5):
     return ModelWeights(embed=embed, layers=layers, final_norm=norm(h), lm_head=lm_head)
 
 
+#: The order random_weights draws a layer's first tensors in (fixed: seeded weights must not change).
+_DRAW_FIRST = ("attn_norm", "q", "k", "v", "o", "ffn_norm", "q_bias", "k_bias", "v_bias", "q_norm",
+               "k_norm")
+
+
+def _layer_of(config, i, values):
+    """A :class:`LayerWeights` from ``{name: value}`` named as :func:`linear_names` names them."""
+    ffn = lambda prefix: ExpertWeights(*(values.get(f"{prefix}.{p}") for p in (
+        "gate", "up", "down", "gate_bias", "up_bias", "down_bias")))
+    plain = {k: v for k, v in values.items() if "." not in k}
+    lw = LayerWeights(**{"q": None, "k": None, "v": None, **plain})
+    if i in config.dense_layers:
+        lw.dense = ffn("dense")
+    else:
+        lw.experts = [ffn(f"experts.{e}") for e in range(config.num_experts)]
+        if config.shared_ffn:
+            lw.shared = ffn("shared")
+    return lw
+
+
 # -- arithmetic -------------------------------------------------------------------------------------
+
+def rope_frequencies(config):
+    """``(inv_freq, factor)`` of ``config``'s rotary embedding: the inverse frequency of each
+    rotating pair and the factor cos and sin are multiplied by (YaRN's attention factor, else 1),
+    for plain, ``linear`` (frequencies divided by ``factor``) and ``yarn`` scaling as the
+    reference implementation (transformers' ``modeling_rope_utils``) computes them."""
+    c = config
+    d, base = c.rope_dim, c.rope_theta
+    inv = base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+    params = dict(c.rope_scaling)
+    kind = params.get("type", "default")
+    if kind == "default":
+        return inv, 1.0
+    factor = float(params["factor"])
+    if kind == "linear":
+        return inv / factor, 1.0
+    mscale = lambda scale, m=1.0: 1.0 if scale <= 1 else 0.1 * m * np.log(scale) + 1.0
+    attention = params.get("attention_factor")
+    if attention is None:
+        m, m_all = params.get("mscale"), params.get("mscale_all_dim")
+        attention = (mscale(factor, m) / mscale(factor, m_all) if m and m_all
+                     else mscale(factor))
+    fast, slow = params.get("beta_fast") or 32, params.get("beta_slow") or 1
+    original = params["original_max_position_embeddings"]
+    dim_of = lambda rotations: (d * np.log(original / (rotations * 2 * np.pi))) / (2 * np.log(base))
+    low, high = dim_of(fast), dim_of(slow)
+    if params.get("truncate", True):
+        low, high = np.floor(low), np.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(d // 2, dtype=np.float64) - low) / (high - low), 0, 1)
+    extrapolate = 1 - ramp
+    inv = (inv / factor) * (1 - extrapolate) + inv * extrapolate
+    return inv, float(attention)
+
 
 def seq_sum(a, axis=-1):
     """Sum along ``axis`` strictly left to right (a running sum's last element).
@@ -378,6 +558,14 @@ def softmax(x, axis=-1):
     return e / np.expand_dims(seq_sum(e, axis), axis)
 
 
+#: Bytes of float32 ``w_eff`` all :class:`QLinear` caches hold together.
+_CACHED = [0]
+
+
+def _release_cache(held):
+    _CACHED[0] -= held[0]
+
+
 class QLinear:
     """A linear layer ``y = x @ w (+ bias)`` in the number format of docs/number-format.md.
 
@@ -386,19 +574,37 @@ class QLinear:
     """
 
     def __init__(self, w, bias=None, keep_float=False, name="linear"):
-        w = np.asarray(w, dtype=np.float64)
         self.name = name
-        self.quant = quantize_weights(w, QUANT_GROUP)
+        self.k, self.n = np.shape(w)
+        if keep_float:
+            w = np.asarray(w, dtype=np.float64)
+        # Quantised in column blocks of about QUANT_CHUNK weights, so a large matrix (an LM head,
+        # a memory-mapped tensor) never exists as a whole float64 copy.
+        step = max(1, self.QUANT_CHUNK // max(self.k, 1))
+        parts = [quantize_weights(np.asarray(w[:, j:j + step], dtype=np.float64), QUANT_GROUP)
+                 for j in range(0, self.n, step)]
+        self.quant = parts[0] if len(parts) == 1 else QuantWeights(
+            codes=np.concatenate([q.codes for q in parts], axis=1),
+            scales=np.concatenate([q.scales for q in parts], axis=1), group=QUANT_GROUP)
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
         self.w = w if keep_float else None
-        self.k, self.n = w.shape
         self.groups = self.k // QUANT_GROUP
         self._scales = self.quant.scales.astype(np.float64)        # [G, N]
         self._cache = {}
+        self._held = [0]
+        weakref.finalize(self, _release_cache, self._held)
 
+    #: Weights quantised at once (the float64 working set of one step: 32 MiB).
+    QUANT_CHUNK = 1 << 22
     #: Layers with at most this many weights keep their float32 ``w_eff`` per mode (fast small
-    #: models); larger ones recompute it per call, so a checkpoint costs ~1 byte per weight.
+    #: models) while all such caches together stay under :data:`CACHE_BYTES`; larger ones recompute
+    #: it per call, so a checkpoint costs ~1 byte per weight plus a fixed allowance.
     CACHE_WEIGHTS = 1 << 18
+    CACHE_BYTES = 256 << 20
+
+    @property
+    def shape(self):
+        return (self.k, self.n)
 
     def effective(self, mac_mode, draft_method="augmented"):
         """``w_eff`` of the codes in ``mac_mode`` as float32 ``[G, group, N]`` (exact integers)."""
@@ -409,8 +615,11 @@ class QLinear:
             eff = (draft_weights(q, draft_method) if mac_mode is MacMode.DRAFT
                    else effective_weights(q, mac_mode))
             w = eff.astype(np.float32).reshape(self.groups, QUANT_GROUP, self.n)
-            if self.k * self.n <= self.CACHE_WEIGHTS:
+            if (self.k * self.n <= self.CACHE_WEIGHTS
+                    and _CACHED[0] + w.nbytes <= self.CACHE_BYTES):
                 self._cache[key] = w
+                self._held[0] += w.nbytes
+                _CACHED[0] += w.nbytes
         return w
 
     def group_sums(self, xq, mac_mode, draft_method="augmented"):
@@ -461,20 +670,38 @@ class QLinear:
         return 2 * self.groups * self.n
 
 
-class QFFN:
-    """A SwiGLU FFN (an expert, a shared expert or a dense FFN) of three :class:`QLinear`."""
+def as_qlinear(w, bias=None, keep_float=False, name="linear"):
+    """``w`` as a :class:`QLinear` (already one: kept, with ``bias`` attached if given)."""
+    if isinstance(w, QLinear):
+        if bias is not None:
+            w.bias = np.asarray(bias, dtype=np.float64)
+        return w
+    return QLinear(w, bias, keep_float, name)
 
-    def __init__(self, weights, keep_float=False, name="ffn"):
-        self.gate = QLinear(weights.gate, keep_float=keep_float, name=f"{name}.gate")
-        self.up = QLinear(weights.up, keep_float=keep_float, name=f"{name}.up")
-        self.down = QLinear(weights.down, keep_float=keep_float, name=f"{name}.down")
+
+class QFFN:
+    """A gated FFN (an expert, a shared expert or a dense FFN) of three :class:`QLinear`:
+    SwiGLU (``activation`` silu) or GPT-OSS's clamped form (``clamped``, with ``alpha`` and
+    ``limit``); biases if the weights carry them."""
+
+    def __init__(self, weights, keep_float=False, name="ffn", activation="silu", alpha=1.702,
+                 limit=7.0):
+        self.gate = as_qlinear(weights.gate, weights.gate_bias, keep_float, f"{name}.gate")
+        self.up = as_qlinear(weights.up, weights.up_bias, keep_float, f"{name}.up")
+        self.down = as_qlinear(weights.down, weights.down_bias, keep_float, f"{name}.down")
         self.name = name
+        self.activation, self.alpha, self.limit = activation, alpha, limit
 
     def __call__(self, xq, precision=Precision.FULL, draft_method="augmented", hidden=None):
         """``hidden``: a list that receives the down projection's quantised input, if given."""
         g = self.gate(xq, precision, draft_method)
         u = self.up(xq, precision, draft_method)
-        h = g * sigmoid(g) * u
+        if self.activation == "clamped":
+            g = np.minimum(g, self.limit)
+            u = np.clip(u, -self.limit, self.limit)
+            h = (u + 1.0) * (g * sigmoid(self.alpha * g))
+        else:
+            h = g * sigmoid(g) * u
         if precision is not Precision.REFERENCE:
             h = quantize_activations(h)
             if hidden is not None:
@@ -570,7 +797,11 @@ def top_k_route(config, scores, select, k=None, allowed=None):
 # -- KV cache and forward pass -----------------------------------------------------------------------
 
 class KVCache:
-    """Per-layer keys and values ``[batch, capacity, kv_heads, head_dim]`` and per-sequence lengths.
+    """Per-layer keys ``[batch, capacity, kv_heads, head_dim]``, values ``[..., value_dim]`` and
+    per-sequence lengths. MLA keeps the keys and values re-expanded from its latent (one per
+    query head): the same numbers as expanding the cached latent at every pass, since each
+    position's expansion depends on that position alone; :attr:`nbytes_per_token` counts what the
+    hardware holds (the latent).
 
     A forward pass appends at ``length[b]``; a caller may roll a sequence back by lowering its
     length (the slots are overwritten by the next pass).
@@ -579,11 +810,14 @@ class KVCache:
     def __init__(self, config, batch, capacity):
         _positive_int("KVCache", "batch", batch)
         _positive_int("KVCache", "capacity", capacity)
-        shape = (batch, capacity, config.num_kv_heads, config.head_dim)
-        self.k = [np.zeros(shape) for _ in range(config.num_layers)]
-        self.v = [np.zeros(shape) for _ in range(config.num_layers)]
+        heads = config.num_heads if config.attention == "mla" else config.num_kv_heads
+        self.k = [np.zeros((batch, capacity, heads, config.head_dim))
+                  for _ in range(config.num_layers)]
+        self.v = [np.zeros((batch, capacity, heads, config.value_dim))
+                  for _ in range(config.num_layers)]
         self.length = np.zeros(batch, dtype=np.int64)
         self.batch, self.capacity = batch, capacity
+        self.nbytes_per_token = config.num_layers * config.kv_bytes_per_token
 
 
 @dataclass
@@ -606,6 +840,9 @@ class PassPlan:
     route: object = None
     precision: object = None
     draft_method: str = "augmented"
+    #: Every linear layer on float64 weights and unquantised activations (needs ``keep_float``):
+    #: the float reference of the whole model.
+    reference: bool = False
 
 
 class MoEModel:
@@ -619,33 +856,41 @@ class MoEModel:
         check_weights(config, weights, layers=False)
         self.config = config
         c, kf = config, keep_float
-        self.embed = np.asarray(weights.embed, dtype=np.float64)
+        # kept in its float type (a loader hands float32, exact for bf16/fp16/fp32 checkpoints);
+        # rows become float64 on use
+        self.embed = np.asarray(weights.embed)
+        if not np.issubdtype(self.embed.dtype, np.floating):
+            self.embed = self.embed.astype(np.float64)
         self.final_norm = np.asarray(weights.final_norm, dtype=np.float64)
-        self.lm_head = QLinear(weights.lm_head, keep_float=kf, name="lm_head")
+        self.lm_head = as_qlinear(weights.lm_head, keep_float=kf, name="lm_head")
         self.layers = []
+        f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
+        ffn = lambda w, name: QFFN(w, kf, name, c.activation, c.swiglu_alpha, c.swiglu_limit)
         for i, lw in enumerate(weights.layers):
             check_layer(config, i, lw)
-            f64 = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
+            lin = lambda name, bias=None: (None if getattr(lw, name) is None else as_qlinear(
+                getattr(lw, name), bias, kf, f"layers.{i}.{name}"))
             layer = {"attn_norm": f64(lw.attn_norm), "ffn_norm": f64(lw.ffn_norm),
                      "q_norm": f64(lw.q_norm), "k_norm": f64(lw.k_norm),
-                     "q": QLinear(lw.q, lw.q_bias, kf, f"layers.{i}.q"),
-                     "k": QLinear(lw.k, lw.k_bias, kf, f"layers.{i}.k"),
-                     "v": QLinear(lw.v, lw.v_bias, kf, f"layers.{i}.v"),
-                     "o": QLinear(lw.o, None, kf, f"layers.{i}.o")}
+                     "q_a_norm": f64(lw.q_a_norm), "kv_a_norm": f64(lw.kv_a_norm),
+                     "sinks": f64(lw.sinks),
+                     "q": lin("q", lw.q_bias), "k": lin("k", lw.k_bias), "v": lin("v", lw.v_bias),
+                     "q_a": lin("q_a"), "q_b": lin("q_b"), "kv_a": lin("kv_a"),
+                     "kv_b": lin("kv_b"), "o": lin("o", lw.o_bias)}
             if i in c.dense_layers:
-                layer["dense"] = QFFN(lw.dense, kf, f"layers.{i}.dense")
+                layer["dense"] = ffn(lw.dense, f"layers.{i}.dense")
             else:
-                layer["router"] = QLinear(lw.router, None, kf, f"layers.{i}.router")
+                layer["router"] = lin("router", lw.router_logit_bias)
                 layer["router_bias"] = f64(lw.router_bias)
-                layer["experts"] = [QFFN(e, kf, f"layers.{i}.experts.{j}")
+                layer["experts"] = [ffn(e, f"layers.{i}.experts.{j}")
                                     for j, e in enumerate(lw.experts)]
-                layer["shared"] = QFFN(lw.shared, kf, f"layers.{i}.shared") if c.shared_ffn else None
-                layer["shared_gate"] = (QLinear(lw.shared_gate, None, kf, f"layers.{i}.shared_gate")
-                                        if c.shared_gate else None)
+                layer["shared"] = ffn(lw.shared, f"layers.{i}.shared") if c.shared_ffn else None
+                layer["shared_gate"] = lin("shared_gate") if c.shared_gate else None
             self.layers.append(layer)
-        half = c.head_dim // 2
-        self._inv_freq = c.rope_theta ** (-np.arange(half, dtype=np.float64) * 2 / c.head_dim)
+        self._inv_freq, self._rope_factor = rope_frequencies(c)
+        self._scale = c.softmax_scale or 1.0 / np.sqrt(c.head_dim)
         self._target = PassPlan()
+        self._reference = PassPlan(reference=True)
         #: Called with a :class:`MoECall` after every MoE block when set (the scheduler's record);
         #: None costs nothing.
         self.observer = None
@@ -668,7 +913,8 @@ class MoEModel:
         shared and dense FFNs, LM head): read from HB once per forward pass."""
         total = self.lm_head.nbytes_int8 + self.lm_head.nbytes_scales
         for layer in self.layers:
-            for name in ("q", "k", "v", "o", "router", "shared_gate"):
+            for name in ("q", "k", "v", "o", "q_a", "q_b", "kv_a", "kv_b", "router",
+                         "shared_gate"):
                 lin = layer.get(name)
                 if lin is not None:
                     total += lin.nbytes_int8 + lin.nbytes_scales
@@ -704,14 +950,16 @@ class MoEModel:
         row_seq = np.repeat(np.arange(cache.batch), lens)
         offsets = np.arange(len(row_seq)) - np.repeat(np.cumsum(lens) - lens, lens)
         pos = cache.length[row_seq] + offsets
-        x = self.embed[np.concatenate(chunks)] if len(row_seq) else np.zeros((0, c.hidden_size))
+        x = (self.embed[np.concatenate(chunks)].astype(np.float64) if len(row_seq)
+             else np.zeros((0, c.hidden_size)))
+        act = self._act if not plan.reference else (lambda h: h)
         routes, wanted = [], []
         for i, layer in enumerate(self.layers):
             h = rms_norm(x, layer["attn_norm"], c.rms_eps)
-            x = x + self._attention(i, layer, h, cache, row_seq, offsets, pos, lens)
+            x = x + self._attention(i, layer, h, cache, row_seq, pos, lens, plan)
             h = rms_norm(x, layer["ffn_norm"], c.rms_eps)
             if "dense" in layer:
-                x = x + layer["dense"](quantize_activations(h))
+                x = x + layer["dense"](act(h), self._dense_precision(plan))
                 routes.append(None)
                 wanted.append(None)
             else:
@@ -725,8 +973,8 @@ class MoEModel:
             take = ends[lens > 0] - 1
         else:
             take = np.arange(len(row_seq))
-        logits_rows = self.lm_head(quantize_activations(rms_norm(x[take], self.final_norm,
-                                                                 c.rms_eps)))
+        logits_rows = self.lm_head(act(rms_norm(x[take], self.final_norm, c.rms_eps)),
+                                   self._dense_precision(plan))
         logits, start = [], 0
         for b in range(cache.batch):
             n = (1 if lens[b] else 0) if last_only else lens[b]
@@ -734,54 +982,102 @@ class MoEModel:
             start += n
         return ForwardResult(logits=logits, routes=routes, wanted=wanted, row_seq=row_seq)
 
-    def _rope(self, x, pos):
-        ang = pos[:, None].astype(np.float64) * self._inv_freq[None, :]
-        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-        half = x.shape[-1] // 2
-        x1, x2 = x[..., :half], x[..., half:]
-        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    def reference_logits(self, prompts):
+        """Float64 logits of every position of each prompt, with every weight unquantised (the
+        model must be built with ``keep_float``): the float reference path."""
+        cache = self.new_cache(len(prompts), max(len(p) for p in prompts))
+        return self.forward(cache, prompts, self._reference).logits
 
-    def _attention(self, i, layer, h, cache, row_seq, offsets, pos, lens):
+    @staticmethod
+    def _act(h):
+        return quantize_activations(h)
+
+    @staticmethod
+    def _dense_precision(plan):
+        return Precision.REFERENCE if plan.reference else Precision.FULL
+
+    def _rope(self, x, pos):
+        """Rotate the rotary dims of ``x`` [rows, heads, dims] (the first ``rope_dim`` dims; MLA:
+        all of ``x``, which is the rotary part) for positions ``pos``."""
         c = self.config
-        nh, nkv, hd = c.num_heads, c.num_kv_heads, c.head_dim
-        hq = quantize_activations(h)
-        q, k, v = layer["q"](hq), layer["k"](hq), layer["v"](hq)
-        if c.qk_norm == "full":
-            q, k = rms_norm(q, layer["q_norm"], c.rms_eps), rms_norm(k, layer["k_norm"], c.rms_eps)
-        q, k, v = (a.reshape(len(a), -1, hd) for a in (q, k, v))
-        if c.qk_norm == "head":
-            q, k = rms_norm(q, layer["q_norm"], c.rms_eps), rms_norm(k, layer["k_norm"], c.rms_eps)
-        q, k = self._rope(q, pos), self._rope(k, pos)
+        d = len(self._inv_freq) * 2
+        ang = pos[:, None].astype(np.float64) * self._inv_freq[None, :]
+        cos = np.cos(ang)[:, None, :] * self._rope_factor
+        sin = np.sin(ang)[:, None, :] * self._rope_factor
+        rot, rest = x[..., :d], x[..., d:]
+        if c.rope_interleave:
+            # pairs (2i, 2i+1) rotate by frequency i; laid out as halves (the same dot products)
+            rot = np.concatenate([rot[..., 0::2], rot[..., 1::2]], axis=-1)
+        x1, x2 = rot[..., :d // 2], rot[..., d // 2:]
+        return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1)
+
+    def _attention(self, i, layer, h, cache, row_seq, pos, lens, plan):
+        c = self.config
+        ref = plan.reference
+        prec = self._dense_precision(plan)
+        act = (lambda a: a) if ref else self._act
+        hq = act(h)
+        n = len(h)
+        if c.attention == "mla":
+            if layer["q_a"] is not None:
+                qa = rms_norm(layer["q_a"](hq, prec), layer["q_a_norm"], LATENT_NORM_EPS)
+                q = layer["q_b"](act(qa), prec)
+            else:
+                q = layer["q"](hq, prec)
+            q = q.reshape(n, c.num_heads, c.head_dim)
+            kva = layer["kv_a"](hq, prec)
+            latent = rms_norm(kva[:, :c.kv_lora_rank], layer["kv_a_norm"], LATENT_NORM_EPS)
+            k_pe = self._rope(kva[:, None, c.kv_lora_rank:], pos)
+            nope = c.head_dim - c.qk_rope_dim
+            kvb = layer["kv_b"](act(latent), prec).reshape(n, c.num_heads, nope + c.value_dim)
+            k = np.concatenate([kvb[..., :nope],
+                                np.broadcast_to(k_pe, (n, c.num_heads, c.qk_rope_dim))], axis=-1)
+            v = kvb[..., nope:]
+            q = np.concatenate([q[..., :nope], self._rope(q[..., nope:], pos)], axis=-1)
+        else:
+            q, k, v = layer["q"](hq, prec), layer["k"](hq, prec), layer["v"](hq, prec)
+            if c.qk_norm == "full":
+                q = rms_norm(q, layer["q_norm"], c.rms_eps)
+                k = rms_norm(k, layer["k_norm"], c.rms_eps)
+            q, k = (a.reshape(n, -1, c.head_dim) for a in (q, k))
+            v = v.reshape(n, -1, c.value_dim)
+            if c.qk_norm == "head":
+                q = rms_norm(q, layer["q_norm"], c.rms_eps)
+                k = rms_norm(k, layer["k_norm"], c.rms_eps)
+            q, k = self._rope(q, pos), self._rope(k, pos)
         cache.k[i][row_seq, pos] = k
         cache.v[i][row_seq, pos] = v
-        out = np.zeros((len(row_seq), nh, hd))
+        out = np.zeros((n, c.num_heads, c.value_dim))
         active = np.flatnonzero(lens)
         if not len(active):
-            return layer["o"](quantize_activations(out.reshape(0, nh * hd)))
-        q = q * (1.0 / np.sqrt(hd))
+            return layer["o"](act(out.reshape(0, -1)), prec)
+        q = q * self._scale
         start = np.cumsum(lens) - lens
+        window = c.sliding_window if i in c.sliding_layers else 0
         # Chunks of sequences, padded to the longest query and key counts in the chunk; masked
         # keys trail the valid ones, so sequential sums see only exact zeros after the real terms.
         budget = 1 << 22
+        width = c.num_heads * max(c.head_dim, c.value_dim)
         b0 = 0
         while b0 < len(active):
             b1, nmax, lmax = b0, 0, 0
             while b1 < len(active):
                 b = active[b1]
                 n2, l2 = max(nmax, lens[b]), max(lmax, cache.length[b] + lens[b])
-                if b1 > b0 and (b1 - b0 + 1) * n2 * l2 * nh * hd > budget:
+                if b1 > b0 and (b1 - b0 + 1) * n2 * l2 * width > budget:
                     break
                 nmax, lmax, b1 = n2, l2, b1 + 1
-            self._attend(i, cache, q, out, active[b0:b1], lens, start)
+            self._attend(i, cache, q, out, active[b0:b1], lens, start, window, layer["sinks"])
             b0 = b1
-        return layer["o"](quantize_activations(out.reshape(len(out), nh * hd)))
+        return layer["o"](act(out.reshape(n, -1)), prec)
 
-    def _attend(self, i, cache, q, out, sel, lens, start):
+    def _attend(self, i, cache, q, out, sel, lens, start, window=0, sinks=None):
         c = self.config
-        nh, hd, rep = c.num_heads, c.head_dim, c.num_heads // c.num_kv_heads
+        nh = c.num_heads
+        rep = nh // cache.k[i].shape[2]
         nmax = int(lens[sel].max())
         lmax = int((cache.length[sel] + lens[sel]).max())
-        qp = np.zeros((len(sel), nmax, nh, hd))
+        qp = np.zeros((len(sel), nmax, nh, q.shape[-1]))
         qi = np.arange(nmax)
         rows = start[sel][:, None] + qi[None, :]
         valid_q = qi[None, :] < lens[sel][:, None]
@@ -791,19 +1087,31 @@ class MoEModel:
         scores = seq_sum(qp[:, :, None] * keys[:, None], axis=-1)   # [S, n, L, nh]
         last = (cache.length[sel][:, None] + qi[None, :])           # last visible key per query
         mask = np.arange(lmax)[None, None, :] <= last[:, :, None]   # [S, n, L]
+        if window:
+            mask &= np.arange(lmax)[None, None, :] > last[:, :, None] - window
         scores = np.where(mask[..., None], scores, -np.inf)
         scores[~valid_q] = 0.0                                      # padded queries: no -inf rows
-        p = softmax(scores, axis=2)
-        o = seq_sum(p[..., None] * vals[:, None], axis=2)           # [S, n, nh, hd]
+        if sinks is None:
+            p = softmax(scores, axis=2)
+        else:
+            # a learned per-head logit joins every denominator (and no numerator)
+            m = np.maximum(np.max(scores, axis=2, keepdims=True), sinks[None, None, None, :])
+            e = np.exp(scores - m)
+            p = e / (seq_sum(e, axis=2)[:, :, None, :] + np.exp(sinks[None, None, None, :] - m))
+        o = seq_sum(p[..., None] * vals[:, None], axis=2)           # [S, n, nh, vd]
         out[rows[valid_q]] = o[valid_q]
 
     def _moe(self, i, layer, h, plan):
         c = self.config
-        xq = quantize_activations(h)
-        scores, select = route_scores(c, layer["router"](xq), layer["router_bias"])
+        xq = h if plan.reference else quantize_activations(h)
+        logits = layer["router"](xq, self._dense_precision(plan))
+        scores, select = route_scores(c, logits, layer["router_bias"])
         wanted = top_k_route(c, scores, select)
         route = plan.route(i, scores, select) if plan.route is not None else wanted
-        precision = plan.precision or (lambda layer, expert: Precision.FULL)
+        if plan.reference:
+            precision = lambda layer, expert: Precision.REFERENCE
+        else:
+            precision = plan.precision or (lambda layer, expert: Precision.FULL)
         call = MoECall(i, xq, route, [], None, None) if self.observer is not None else None
         y = self._combine(layer, xq, route, lambda e: precision(i, e), plan.draft_method, call)
         if call is not None:

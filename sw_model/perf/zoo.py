@@ -10,6 +10,8 @@ are *assumed* (20 heads, q_lora 768, qk 192+64, v 256, kv_lora 512).
 """
 
 from dataclasses import dataclass
+import functools
+from pathlib import Path
 
 from hw.params import ParamsRecord, QUANT_GROUP
 from sw_model.model import zoo as model_zoo
@@ -152,6 +154,11 @@ def shape_from_config(config, name=None, attention=None, expert_bits=8.0):
     """The :class:`ModelShape` of a :class:`sw_model.model.moe.MoEConfig` (GQA attention from its
     heads unless ``attention`` = (weights, KV bytes, MACs per context position) is given)."""
     c = config
+    if attention is None and getattr(c, "attention", "gqa") == "mla":
+        attention = _mla(c.hidden_size, c.num_heads, c.q_lora_rank, c.head_dim - c.qk_rope_dim,
+                         c.qk_rope_dim, c.value_dim, c.kv_lora_rank)
+    if getattr(c, "expert_format", "int8") == "mxfp4":
+        expert_bits = MXFP4_BITS
     params, kv, macs = attention or _gqa(c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim)
     dense = tuple(c.dense_layers)
     if dense != tuple(range(len(dense))):
@@ -180,12 +187,23 @@ ZOO = {name: shape_from_config(entry.config, name, **OVERRIDES.get(name, {}))
 PAPER_MODELS = ("qwen3-30b-a3b", "glm-4.7-flash", "deepseek-v2-lite", "gpt-oss-20b")
 
 
+@functools.lru_cache(maxsize=16)
+def checkpoint_shape(path):
+    """The :class:`ModelShape` of a Hugging Face checkpoint directory (its config.json only),
+    named by the path as given; ValueError (a CheckpointError) naming what is wrong."""
+    from sw_model.model.checkpoints import read_config
+    config, _ = read_config(path)
+    return shape_from_config(config, str(path))
+
+
 def get_model(name):
     """The shape of model ``name`` (case-insensitive; ``default``: the golden model's built-in
-    shape, whose routing ``build.py sd --save-routing`` records), or ValueError listing the known
-    ones."""
+    shape, whose routing ``build.py sd --save-routing`` records; a checkpoint directory: its
+    config's shape), or ValueError listing the known ones."""
     if isinstance(name, ModelShape):
         return name
+    if (Path(str(name)) / "config.json").is_file():
+        return checkpoint_shape(str(name))
     if str(name).lower() == "default":
         from sw_model.model.moe import DEFAULT_CONFIG
         return shape_from_config(DEFAULT_CONFIG, "default")

@@ -39,7 +39,7 @@ def test_sd_on_a_checkpoint(run_build, tmp_path):
     config, extra = SCHEMES["olmoe"]
     weights = as_float32(random_weights(config, seed=2))
     write(tmp_path, "olmoe", hf_tensors("olmoe", config, weights), hf_config(config, extra))
-    code, stdout, stderr = run_build("sd", str(tmp_path), "--batch", "6", "--gamma", "2",
+    code, stdout, stderr = run_build("sd", "--checkpoint", str(tmp_path), "--batch", "6", "--gamma", "2",
                                      "--new-tokens", "6", "--policy", "specmoe", "--draft-bits",
                                      "truncation", "--cache", "lru")
     assert code == 0, stdout + stderr
@@ -53,10 +53,10 @@ def test_sd_on_a_checkpoint(run_build, tmp_path):
 
 
 def test_sd_bad_requests_are_named(run_build, tmp_path):
-    code, _, stderr = run_build("sd", str(tmp_path / "nowhere"))
+    code, _, stderr = run_build("sd", "--checkpoint", str(tmp_path / "nowhere"))
     assert code != 0
     assert f"cannot load checkpoint {tmp_path / 'nowhere'}" in stderr
-    assert "has no config.json" in stderr
+    assert "does not exist" in stderr
     code, _, stderr = run_build("sd", "--gamma", "0")
     assert code != 0 and "--gamma must be a positive integer, not 0" in stderr
     code, _, stderr = run_build("sd", "--capacity", "2")

@@ -38,23 +38,39 @@ SCHEMES = {
     "olmoe": (MoEConfig(**BASE, norm_topk_prob=False, qk_norm="full"),
               {"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "num_experts": 8,
                "intermediate_size": 32, "norm_topk_prob": False, "clip_qkv": None}),
-    "deepseek_v2": (MoEConfig(**BASE, norm_topk_prob=False, n_group=4, topk_group=2,
+    "deepseek_v2": (MoEConfig(**{**BASE, "num_kv_heads": 4, "head_dim": 24},
+                              norm_topk_prob=False, n_group=4, topk_group=2,
                               routed_scaling_factor=1.5, shared_ffn=64, dense_layers=(0,),
-                              dense_ffn=96),
+                              dense_ffn=96, attention="mla", kv_lora_rank=32, qk_rope_dim=8,
+                              v_head_dim=16, rope_interleave=True, softmax_scale=24 ** -0.5),
                     {"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
                      "n_routed_experts": 8, "moe_intermediate_size": 32, "n_shared_experts": 2,
                      "intermediate_size": 96, "first_k_dense_replace": 1, "moe_layer_freq": 1,
                      "topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2,
                      "scoring_func": "softmax", "routed_scaling_factor": 1.5,
-                     "norm_topk_prob": False, "kv_lora_rank": None, "q_lora_rank": None}),
-    "deepseek_v3": (MoEConfig(**BASE, norm_topk_prob=True, scoring="sigmoid", score_bias=True,
-                              n_group=4, topk_group=2, routed_scaling_factor=2.5, shared_ffn=32),
+                     "norm_topk_prob": False, "kv_lora_rank": 32, "q_lora_rank": None,
+                     "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16,
+                     "num_key_value_heads": 4}),
+    "deepseek_v3": (MoEConfig(**{**BASE, "num_kv_heads": 4, "head_dim": 24},
+                              norm_topk_prob=True, scoring="sigmoid", score_bias=True,
+                              n_group=4, topk_group=2, routed_scaling_factor=2.5, shared_ffn=32,
+                              attention="mla", q_lora_rank=32, kv_lora_rank=32, qk_rope_dim=8,
+                              v_head_dim=32, rope_interleave=True, softmax_scale=24 ** -0.5),
                     {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
                      "n_routed_experts": 8, "moe_intermediate_size": 32, "n_shared_experts": 1,
-                     "intermediate_size": 96, "first_k_dense_replace": 0,
-                     "topk_method": "noaux_tc", "n_group": 4, "topk_group": 2,
-                     "scoring_func": "sigmoid", "routed_scaling_factor": 2.5,
-                     "norm_topk_prob": True}),
+                     "intermediate_size": 96, "first_k_dense_replace": 0, "n_group": 4,
+                     "topk_group": 2, "routed_scaling_factor": 2.5, "norm_topk_prob": True,
+                     "kv_lora_rank": 32, "q_lora_rank": 32, "qk_nope_head_dim": 16,
+                     "qk_rope_head_dim": 8, "v_head_dim": 32, "num_key_value_heads": 4}),
+    "glm4_moe": (MoEConfig(**BASE, norm_topk_prob=True, scoring="sigmoid", score_bias=True,
+                           n_group=2, topk_group=1, routed_scaling_factor=1.5, shared_ffn=32,
+                           dense_layers=(0,), dense_ffn=96, qk_norm="head", attention_bias=True,
+                           rotary_dim=8),
+                 {"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe",
+                  "n_routed_experts": 8, "moe_intermediate_size": 32, "n_shared_experts": 1,
+                  "intermediate_size": 96, "first_k_dense_replace": 1, "n_group": 2,
+                  "topk_group": 1, "routed_scaling_factor": 1.5, "norm_topk_prob": True,
+                  "partial_rotary_factor": 0.5, "use_qk_norm": True, "attention_bias": True}),
 }
 
 
@@ -66,8 +82,21 @@ def hf_tensors(scheme, config, w):
         p = f"model.layers.{i}."
         t[p + "input_layernorm.weight"] = lw.attn_norm
         t[p + "post_attention_layernorm.weight"] = lw.ffn_norm
-        for n in "qkvo":
-            t[p + f"self_attn.{n}_proj.weight"] = getattr(lw, n).T
+        if config.attention == "mla":
+            a = p + "self_attn."
+            if config.q_lora_rank:
+                t[a + "q_a_proj.weight"] = lw.q_a.T
+                t[a + "q_a_layernorm.weight"] = lw.q_a_norm
+                t[a + "q_b_proj.weight"] = lw.q_b.T
+            else:
+                t[a + "q_proj.weight"] = lw.q.T
+            t[a + "kv_a_proj_with_mqa.weight"] = lw.kv_a.T
+            t[a + "kv_a_layernorm.weight"] = lw.kv_a_norm
+            t[a + "kv_b_proj.weight"] = lw.kv_b.T
+            t[a + "o_proj.weight"] = lw.o.T
+        else:
+            for n in "qkvo":
+                t[p + f"self_attn.{n}_proj.weight"] = getattr(lw, n).T
         if config.attention_bias:
             for n in "qkv":
                 t[p + f"self_attn.{n}_proj.bias"] = getattr(lw, f"{n}_bias")
@@ -93,7 +122,7 @@ def hf_tensors(scheme, config, w):
         if scheme == "qwen2_moe":
             swiglu(p + "mlp.shared_expert", lw.shared)
             t[p + "mlp.shared_expert_gate.weight"] = lw.shared_gate.T
-        elif scheme.startswith("deepseek") and lw.shared is not None:
+        elif lw.shared is not None:
             swiglu(p + "mlp.shared_experts", lw.shared)
         if lw.router_bias is not None:
             t[p + "mlp.gate.e_score_correction_bias"] = lw.router_bias

@@ -32,7 +32,7 @@ def test_checkpoint_gives_the_logits_of_the_direct_model(scheme, tmp_path):
     shards = 3 if scheme in ("qwen3_moe", "deepseek_v2") else 1
     write(tmp_path, scheme, hf_tensors(scheme, config, weights), hf_config(config, extra), shards)
     loaded, found = load_checkpoint(tmp_path)
-    assert found == scheme.split("_v")[0]
+    assert found == scheme
     assert dataclasses.replace(loaded.config, name=config.name) == config
     for a, b in zip(logits_of(loaded, PROMPTS), logits_of(direct, PROMPTS)):
         assert np.array_equal(a, b)
@@ -111,18 +111,33 @@ BAD = [
      "config.json lacks the field 'num_experts_per_tok'"),
     (dict(change_config=_set("moe_intermediate_size", 40)),
      r"unsupported model: MoEConfig\.expert_ffn \(40\) must be a multiple"),
-    (dict(change_config=_set("rope_scaling", {"type": "yarn"})), "field 'rope_scaling' is set"),
-    (dict(scheme="deepseek_v2", change_config=_set("kv_lora_rank", 512)),
-     r"'kv_lora_rank'/'q_lora_rank' is set: DeepSeek multi-head latent attention \(MLA\) is not "
-     r"supported"),
-    (dict(scheme="deepseek_v2",
-          change_tensors=_set("model.layers.0.self_attn.kv_a_proj_with_mqa.weight",
-                              np.zeros((4, 64)))),
-     r"tensor 'model\.layers\.0\.self_attn\.kv_a_proj_with_mqa\.weight' belongs to DeepSeek "
-     r"multi-head latent attention \(MLA\)"),
+    (dict(change_config=_set("rope_scaling", {"type": "dynamic", "factor": 2.0})),
+     r"field 'rope_scaling' has rope type 'dynamic'"),
+    (dict(change_config=_set("rope_scaling", {"type": "yarn", "factor": 4.0})),
+     r"field 'rope_scaling' \(YaRN\) lacks 'original_max_position_embeddings'"),
+    (dict(scheme="deepseek_v2", change_config=_set("kv_lora_rank", 64)),
+     r"tensor 'model\.layers\.0\.self_attn\.kv_a_proj_with_mqa\.weight' \(layer 0 kv_a\) has "
+     r"shape \(40, 64\), expected \(72, 64\)"),
+    (dict(scheme="deepseek_v3", change_config=_set("topk_method", "greedy")),
+     r"field 'topk_method' is 'greedy': deepseek_v3 routes by noaux_tc"),
+    (dict(change_config=_set("num_hidden_layers", 1)),
+     r"holds tensor 'model\.layers\.1\.[a-z_.]+' of layer 1, but config\.json declares 1 layers"),
+    (dict(change_config=_set("num_experts", 4)),
+     r"holds tensor '[a-z_.0-9]+experts\.[4-7]\.[a-z_.]+' of expert [4-7], but config\.json "
+     r"declares 4 experts"),
+    (dict(change_config=_set("num_attention_heads", 2)),
+     r"tensor 'model\.layers\.0\.self_attn\.q_proj\.weight' \(layer 0 q\) has shape"),
+    (dict(change_config=_set("model_type", "llama"), ),
+     r"not an MoE architecture"),
+    (dict(change_config=_set("attn_logit_softcapping", 30.0)),
+     r"field 'attn_logit_softcapping' \(30\.0\) is not understood by the qwen3_moe loader"),
+    (dict(change_tensors=_set("model.layers.0.self_attn.o_proj.weight",
+                              np.full((64, 64), np.nan))),
+     r"model\.safetensors: tensor 'model\.layers\.0\.self_attn\.o_proj\.weight' \(layer 0 o\) "
+     r"holds NaN"),
     (dict(scheme="deepseek_v3", change_tensors=_drop("model.layers.0.mlp.gate.e_score_correction_bias")),
      r"lacks tensor 'model\.layers\.0\.mlp\.gate\.e_score_correction_bias'"),
-    (dict(scheme="olmoe", change_config=_set("clip_qkv", 8.0)), "field 'clip_qkv' is set"),
+    (dict(scheme="olmoe", change_config=_set("clip_qkv", 8.0)), "field 'clip_qkv' is 8.0"),
 ]
 
 
@@ -145,3 +160,24 @@ def test_missing_files_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="maps tensor 'model.norm.weight' to the missing "
                                               "shard 'model-00002-of-00002.safetensors'"):
         load_checkpoint(tmp_path)
+
+
+def test_bad_files_are_named(tmp_path):
+    good = _checkpoint(tmp_path / "good")
+    data = (good / "model.safetensors").read_bytes()
+    cases = {"empty": (b"", "is empty"),
+             "garbage": (b"\x00\x01garbage" * 100, "is not a safetensors file"),
+             "truncated": (data[:len(data) // 2], "is truncated: tensor '"),
+             "header": (data[:8] + b"{not json" + data[17:], "header is not a JSON object")}
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text((good / "config.json").read_text())
+        (path / "model.safetensors").write_bytes(content)
+        with pytest.raises(CheckpointError, match=message) as info:
+            load_checkpoint(path)
+        assert str(path / "model.safetensors") in str(info.value)
+    with pytest.raises(CheckpointError, match="is a file; a checkpoint is a directory"):
+        load_checkpoint(good / "config.json")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
