@@ -35,6 +35,8 @@
     python build.py ablate          the papers' ablations on the shipped trained models: draft bits,
                                     resident-set selection, draft policies, held-out loss vs k'
     python build.py train           retrain the shipped MoE models (standard, Elastic-MoE) from seed
+    python build.py clean           remove builds and results under build/ (--keep-sim keeps the
+                                    Verilator builds)
 
 Commands that use a machine take --machine NAME|FILE and --set key=value (python build.py
 machine show paper lists the keys). Every command prints its tables and, as its last line, one

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hw.flows.heartbeat import heartbeat
 from hw.flows.verilog import BUILD_ROOT, setup_verilator
 from sim.objcache import CACHE_DIR_ENV
 
@@ -136,8 +137,10 @@ def build(top, verilog_text, waves=False, public=None, optimize=True):
         makeflags = os.environ["MAKEFLAGS"]
         os.environ["MAKEFLAGS"] = " ".join([makeflags, *make_vars])
         try:
-            runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
-                         build_args=build_args, waves=waves, log_file=build_dir / "build.log")
+            with heartbeat(f"Verilator build of {top} ({build_dir.name})"):
+                runner.build(sources=[source], hdl_toplevel=top, build_dir=build_dir,
+                             build_args=build_args, waves=waves,
+                             log_file=build_dir / "build.log")
         except (RuntimeError, SystemExit) as exc:
             raise BuildError(f"Verilator build of {top} failed ({exc}):\n"
                              f"{_tail(build_dir / 'build.log', 25)}") from None

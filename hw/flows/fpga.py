@@ -28,6 +28,7 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.flows.heartbeat import heartbeat
 from hw.component_args import CheckedComponent
 
 __all__ = ["IoHarness", "FpgaFamily", "FAMILIES", "FpgaError", "place_and_route"]
@@ -117,7 +118,8 @@ def _tool(name):
 
 
 def _run(cmd, cwd, what, log_name):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    with heartbeat(f"{what} ({Path(cmd[0]).name})"):
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     (Path(cwd) / log_name).write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise FpgaError(f"{what} failed (exit {result.returncode}); see {Path(cwd) / log_name}\n"

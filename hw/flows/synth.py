@@ -27,6 +27,8 @@ import os
 import re
 import shutil
 import subprocess
+
+from hw.flows.heartbeat import heartbeat
 import sys
 from pathlib import Path
 
@@ -141,8 +143,10 @@ def synth_stats(top, verilog_text, build_root, liberty=None):
         if liberty is not None:
             shutil.copyfile(liberty, work / liberty_name)
         logger.info("synthesising %s in %s", top, work)
-        result = subprocess.run(_yosys_command() + ["-q", "-l", "yosys.log", "-s", "synth.ys"],
-                                cwd=work, capture_output=True, text=True)
+        with heartbeat(f"Yosys synthesis of {top}"):
+            result = subprocess.run(
+                _yosys_command() + ["-q", "-l", "yosys.log", "-s", "synth.ys"],
+                cwd=work, capture_output=True, text=True)
         if result.returncode != 0 or not done.exists():
             done.unlink(missing_ok=True)
             raise SynthError(f"yosys failed on {top} (exit {result.returncode}); "

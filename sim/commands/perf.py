@@ -87,9 +87,10 @@ def add_common_arguments(p):
                    help="comma-separated model names (default: the whole zoo)")
     p.add_argument("--calibration", default="paper", choices=("paper", "rtl"),
                    help="efficiency profile: the paper's (default) or the RTL benches'")
-    p.add_argument("--bench-json", action="append", default=[], metavar="FILE",
-                   help="saved output of 'build.py bench hb|mac': its JSON line overrides the "
-                        "RTL profile (implies --calibration rtl)")
+    p.add_argument("--bench-json", action="append", default=[], metavar="PATH",
+                   help="the results of 'build.py bench hb|mac' (its folder under build/bench/, "
+                        "its result.json, or its saved output): its figures override the RTL "
+                        "profile (implies --calibration rtl; repeatable)")
     p.add_argument("--acceptance-json", default=None, metavar="FILE",
                    help="per-position acceptance rates overriding the mapping: "
                         "{\"method\": rate} or {\"model/method\": rate}")

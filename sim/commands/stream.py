@@ -6,8 +6,8 @@
 ``--set`` (default ``demo``; ``schedule`` saves the machine its streams were made for as
 ``machine.toml`` beside them).
 
-* ``validate``: every error of the stream, each with its line (text form), command index and
-  field: every line that does not assemble, every command that fails the ISA's static checks, and
+* ``validate``: every error of the stream, each with its line (text form), command index (counting
+  every command of the file, those that do not assemble too) and field: every line that does not assemble, every command that fails the ISA's static checks, and
   the first state-dependent error (cache and slot checks depend on what ran before, so the machine
   stops there). Exit status 1 when there is any.
 * ``disasm``: the text form of the stream (a text file comes back normalised).
@@ -59,26 +59,35 @@ def read_stream(path):
         raise MachineError(f"stream file {path}: not a text stream (binary streams end in "
                            ".bin)") from None
     commands, lines, errors = [], [], []
+    index = 0                     # commands in the file so far, those that do not assemble too
     for number, line in enumerate(text.splitlines(), 1):
+        if not line.split("#", 1)[0].strip():
+            continue
         try:
             # each line alone, padded so the error names the file's line number
             parsed = assemble("\n" * (number - 1) + line)
         except ValueError as exc:
             message = str(exc)
             field = re.search(r"\.(\w+) = |field '(\w+)'|^line \d+: (\w+)=", message)
-            errors.append((number, len(commands),
+            errors.append((number, index,
                            next((g for g in field.groups() if g), None) if field else None,
                            message))
-            continue
-        commands += parsed
-        lines += [number] * len(parsed)
+        else:
+            commands += parsed
+            lines += [(number, index)]
+        index += 1
     return commands, lines, errors
 
 
-def _where(lines, index):
-    if lines is not None and index is not None and index < len(lines):
-        return lines[index]
-    return None
+def _error(lines, index, err):
+    """``(line, command index in the file, field, message)`` of a :class:`StreamError` raised
+    for parsed command ``index``."""
+    line, position = (lines[index] if lines is not None and index < len(lines)
+                      else (None, index))
+    reason = str(err).split(": ", 1)[1] if ": " in str(err) else str(err)
+    where = (f"line {line}, " if line is not None else "") + f"command {position}" \
+        + (f", field {err.field}" if err.field else "")
+    return line, position, err.field, f"{where}: {reason}"
 
 
 def _validate(stream, lines, parse_errors, params):
@@ -93,11 +102,12 @@ def _validate(stream, lines, parse_errors, params):
             check_command(command, index, params)
             commands.append(command)
         except StreamError as err:
-            errors.append((_where(lines, index), index, err.field, str(err)))
+            errors.append(_error(lines, index, err))
             commands.append(None)
     if not any(c is not None and c.op is Opcode.END for c in commands):
-        errors.append((None, len(commands), "opcode",
-                       f"command {len(commands)}: NO_END: the stream has no END"))
+        end = lines[-1][1] + 1 if lines else len(commands)
+        errors.append((None, end, "opcode",
+                       f"command {end}: NO_END: the stream has no END"))
     if not errors:
         cache = ExpertCacheModel(params.cache)
         for index, command in enumerate(commands):
@@ -106,7 +116,7 @@ def _validate(stream, lines, parse_errors, params):
             try:
                 check_dynamic(command, index, cache)
             except StreamError as err:
-                errors.append((_where(lines, index), index, err.field, str(err)))
+                errors.append(_error(lines, index, err))
                 break
     return commands, errors
 

@@ -41,17 +41,14 @@ class PolicyError(ValueError):
 
 
 def _locality_text(text):
-    """Whether ``text`` has the form of a locality (the performance model checks its values)."""
+    """Whether ``text`` has the form of a locality (its values are checked where it is used,
+    :meth:`sw_model.perf.workload.Locality.parse`)."""
     text = text.strip()
     if text in ("measured", "assumed"):
         return True
     for part in text.split(","):
         key, eq, value = part.partition("=")
         if not eq or key.strip() not in ("zipf", "reuse", "top_share", "seed"):
-            return False
-        try:
-            float(value)
-        except ValueError:
             return False
     return True
 
@@ -82,7 +79,7 @@ class DecodingPolicy(ParamsRecord):
             raise PolicyError(f"decoding.temperature must be a number >= 0, not {t!r}")
         if not isinstance(self.locality, str) or not _locality_text(self.locality):
             raise PolicyError(f"decoding.locality must be 'measured', 'assumed' or "
-                              f"comma-separated zipf=, top_share=, reuse=, seed= numbers, not "
+                              f"comma-separated zipf=, top_share=, reuse=, seed= values, not "
                               f"{self.locality!r}")
 
     def describe(self):

@@ -85,16 +85,27 @@ def anchor_rows(path=ANCHOR_CSV):
 
 def calibration_from_bench(paths):
     """A calibration profile: :data:`RTL_CALIBRATION` updated with every known key found in the
-    last-line JSON of the bench outputs at ``paths`` (a bench's whole stdout may be given)."""
+    JSON of the bench results at ``paths``: a bench's results folder (``build/bench/<run>/``, its
+    ``result.json``), that file, or a saved stdout (its last line). ValueError names a path that
+    is missing, unreadable or holds no figures."""
     profile = dict(RTL_CALIBRATION)
     for path in paths:
-        text = Path(path).read_text().strip()
+        path = Path(path)
+        if path.is_dir():
+            path = path / "result.json"
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such file (a bench's results folder, its result.json, "
+                             "or its saved output)") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot be read ({exc})") from None
         if not text:
             raise ValueError(f"{path}: empty")
         try:
-            figures = json.loads(text.splitlines()[-1])
+            figures = json.loads(text if path.suffix == ".json" else text.splitlines()[-1])
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: the last line is not a JSON object ({exc})") from None
+            raise ValueError(f"{path}: not a bench's JSON figures ({exc})") from None
         if not isinstance(figures, dict):
             raise ValueError(f"{path}: the last line is not a JSON object")
         known = {k: v for k, v in figures.items() if k in profile}

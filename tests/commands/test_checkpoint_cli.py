@@ -23,7 +23,7 @@ def test_sd_on_every_reference_checkpoint(run_build, tmp_path, name):
     assert figures["lossless_sequences"] == 4
     assert "loading [" in stderr
     code, stdout, stderr = run_build("perf", "--checkpoint", str(path), "--trace", str(trace),
-                                     "--batches", "1,4", "--hb-gb", "8", "--no-plots")
+                                     "--batches", "1,4", "--pes", "32", "--no-plots")
     assert code == 0, stderr
     assert f"\n{path}  4" in stdout
 

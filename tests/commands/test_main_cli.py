@@ -41,6 +41,7 @@ def test_bad_requests_are_named(run_build, args, message):
 
 
 @pytest.mark.verilator
+@pytest.mark.xdist_group("demo_top")
 def test_main_job_is_the_demo(run_build):
     """The README's second command: Verilog of every block and the top, one Elastic-SD step of the
     default model scheduled and run on the Verilated accelerator, equal to the golden executor."""

@@ -27,7 +27,7 @@ def schedule(run_build):
 def test_schedule_default_model_both_modes(schedule):
     for batch, mode in ((4, "elastic_sd"), (2, "cached")):
         figures, out = schedule("--batch", str(batch), "--steps", "1", "--seed", "3")
-        assert figures["mode"] == mode and figures["machine"] == "default"
+        assert figures["mode"] == mode and figures["machine"] == "demo"
         assert figures["commands"] == figures["per_step"][0]["commands"] > 100
         phases = {"elastic_sd": {"draft", "verify"}, "cached": {"cached"}}[mode]
         assert set(figures["bytes"]) == phases

@@ -304,8 +304,16 @@ def test_bench_json_becomes_a_calibration_profile(tmp_path):
     assert hwmod.elmoe3d(P8, profile).near.efficiency == 0.95
     bad = tmp_path / "bad.txt"
     bad.write_text("no json here\n")
-    with pytest.raises(ValueError, match="not a JSON object"):
+    with pytest.raises(ValueError, match="not a bench's JSON figures"):
         calibration_from_bench([bad])
+    # a bench's results folder, or its result.json
+    folder = tmp_path / "bench-hb"
+    folder.mkdir()
+    (folder / "result.json").write_text(json.dumps({"hb_seq_read_efficiency": 0.93}, indent=1))
+    assert calibration_from_bench([folder])["hb_seq_read_efficiency"] == 0.93
+    assert calibration_from_bench([folder / "result.json"])["hb_seq_read_efficiency"] == 0.93
+    with pytest.raises(ValueError, match="no/such: no such file"):
+        calibration_from_bench(["no/such"])
     unrelated = tmp_path / "other.txt"
     unrelated.write_text(json.dumps({"block": "x"}) + "\n")
     with pytest.raises(ValueError, match="none of the calibration keys"):
