@@ -20,8 +20,9 @@
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
                                     fmax); --board ulx3s: the self-test bitstream
-    python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
-                                    MoE: acceptance, experts touched, bytes per memory tier
+    python build.py sd              Elastic-SD and cached decoding on the built-in MoE or a
+                                    checkpoint (--checkpoint DIR): acceptance, experts touched,
+                                    bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
     python build.py perf            performance and energy model: ELMoE-3D vs every baseline per
                                     model and batch, headline averages, plots under build/perf

@@ -107,15 +107,18 @@ def write_atomically(path, text):
     os.replace(tmp, path)
 
 
-def write_verilog(machines, do_lint=True, progress=None, root=None):
-    """Write ``<root>/<machine>/<block>.v`` (``root`` default ``build/verilog``) for every block
-    of every machine of ``machines`` (a dict name -> :class:`hw.params.TopParams`), each linted
-    unless ``do_lint`` is false; returns one row (a dict) per block, with ``path`` None and the
-    ``reason`` where the block cannot be built for that machine. ``progress(text)`` hears of
-    each file before it is written."""
+def write_verilog(machines, do_lint=True, progress=None, root=None, flat=False):
+    """Write ``<root>/<machine>/<block>.v`` (``root`` default ``build/verilog``; ``flat``, for one
+    machine: ``<root>/<block>.v``) for every block of every machine of ``machines`` (a dict name ->
+    :class:`hw.params.TopParams`), each linted unless ``do_lint`` is false; returns one row (a
+    dict) per block, with ``path`` None and the ``reason`` where the block cannot be built for that
+    machine. ``progress(text)`` hears of each file before it is written."""
+    if flat and len(machines) != 1:
+        raise ValueError(f"flat Verilog folders hold one machine, not {len(machines)}")
     rows = []
     for machine_name, machine in machines.items():
-        out_dir = Path(root or BUILD_ROOT / "verilog") / machine_name
+        out_dir = Path(root or BUILD_ROOT / "verilog")
+        out_dir = out_dir if flat else out_dir / machine_name
         out_dir.mkdir(parents=True, exist_ok=True)
         for block in BLOCKS.values():
             params = block.of_machine(machine)

@@ -124,7 +124,7 @@ def bench_fuzz(args):
     params = args.params
     reason = BLOCKS["top"].buildable(params)
     if reason:
-        raise SystemExit(f"bench fuzz: {args.run_name} has no RTL top: {reason}")
+        raise SystemExit(f"bench fuzz: {args.machine_label} has no RTL top: {reason}")
     progress(f"differential fuzzing: {args.streams} random streams (seed {args.seed}) on the "
              f"Verilated top ({params.describe()}) and the golden executor ...")
     figures = fuzz(params, args.streams, args.seed)

@@ -92,6 +92,7 @@ def resolve_args(handler, args):
             args.params, run = resolve_machine(spec, args.set)
     else:
         args.params, run = None, "run"
+    args.machine_label = run
     what = getattr(args, "what", None)
     if isinstance(what, str) and re.fullmatch(r"[a-z]+", what):
         run = f"{what}-{run}"

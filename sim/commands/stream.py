@@ -143,6 +143,9 @@ def _error_result(args, errors, count):
              field or "-", message] for line, index, field, message in errors]
     verdict = (f"{args.file}: {count} commands, valid on {args.run_name}" if not errors else
                f"{args.file}: {len(errors)} error(s)")
+    if count > args.params.command_words:
+        verdict += (f"\n(longer than the command memory, {args.params.command_words} commands: "
+                    "the host loads it in parts; run --rtl needs a stream that fits)")
     tables = [verdict]
     if errors:
         tables.append(Table(None, ["line", "command", "field", "error"], rows))
@@ -164,7 +167,10 @@ def _run(args, commands, params):
         from sim.top.run import Job, run_streams
         progress(f"running {len(commands)} commands on the Verilated top ({params.describe()}) "
                  "...")
-        (rtl,) = run_streams(params, [Job(commands)], seed=args.seed, waves=args.waves)
+        try:
+            (rtl,) = run_streams(params, [Job(commands)], seed=args.seed, waves=args.waves)
+        except ValueError as exc:
+            raise SystemExit(f"stream run --rtl: {exc}") from None
         differences = []
         if not rtl.done:
             differences.append("the RTL did not finish")

@@ -37,12 +37,16 @@ WINDOW = 4
 WARMUP = 16
 
 
-def hit_rate(trace, capacity, policy, window=WINDOW, warmup=WARMUP):
-    """Fraction of lookups that hit, after ``warmup`` steps, for ``capacity`` experts per layer."""
-    params = ExpertCacheParams(
-        slots=capacity * trace.layers, layers=trace.layers, experts=trace.num_experts,
-        ways=capacity * trace.layers, counter_width=8, policy=policy,
-        select_scope="PER_LAYER", select_capacity=capacity)
+def hit_rate(trace, capacity, policy, window=WINDOW, warmup=WARMUP, params=None):
+    """Fraction of lookups that hit, after ``warmup`` steps, for ``capacity`` experts per layer
+    in a fully associative cache; or, with ``params``, in that cache (its slots, ways, counters,
+    policy and selection; ``capacity`` and ``policy`` are then its own)."""
+    if params is None:
+        params = ExpertCacheParams(
+            slots=capacity * trace.layers, layers=trace.layers, experts=trace.num_experts,
+            ways=capacity * trace.layers, counter_width=8, policy=policy,
+            select_scope="PER_LAYER", select_capacity=capacity)
+    policy = params.policy
     cache = ExpertCacheModel(params)
     hits = lookups = 0
     for step in range(trace.steps):
@@ -82,6 +86,22 @@ def hit_rate_table(seed, steps=TRACE["steps"]):
     return rates
 
 
+def machine_trace_shape(params):
+    """The generated trace a machine's cache is measured on: its layers and experts, top-k of a
+    sixth of the experts (at most :data:`TRACE`'s 6), :data:`TRACE`'s locality."""
+    return {**TRACE, "layers": params.layers, "num_experts": params.experts,
+            "top_k": max(1, min(TRACE["top_k"], params.experts // 6))}
+
+
+def machine_hit_rates(params, seed, steps=TRACE["steps"]):
+    """``{batch: rate}`` over :data:`BATCHES`: the golden model of the cache ``params`` (its own
+    policy: LRU installs every miss, FREQUENCY selects each window) on traces of its shape
+    (:func:`machine_trace_shape`)."""
+    shape = {**machine_trace_shape(params), "steps": steps}
+    return {batch: round(hit_rate(generate_routing_trace(batch=batch, seed=seed, **shape), None,
+                                  None, params=params), 4) for batch in BATCHES}
+
+
 def recorded_hit_rates(trace):
     """``({policy: {capacity: rate}}, warmup)`` for a recorded trace (e.g. written by ``python
     build.py sd --save-routing``): the first quarter of its steps, at most :data:`WARMUP`, warm
@@ -113,6 +133,8 @@ def run_bench(params, preset, lookups, seed, waves=False, recorded=None, trace_p
                   f"{rates[batch]['frequency'][capacity]:.3f}"]
                  for batch in BATCHES for capacity in rates[batch]["lru"]]
     t = {**TRACE, "steps": trace_steps}
+    own = machine_hit_rates(params, seed, trace_steps)
+    shape = machine_trace_shape(params)
     tables = [
         (f"Verilated RTL, {params.describe()}: back-to-back LOOKUPs, no back-pressure; latency "
          "is cycles from request handshake to response handshake",
@@ -123,6 +145,12 @@ def run_bench(params, preset, lookups, seed, waves=False, recorded=None, trace_p
          f"(first {WARMUP} not counted); fully associative; frequency-set window {WINDOW} steps",
          ["batch", "capacity (of experts/layer)", "LRU hit rate (golden model)",
           "frequency-set hit rate (golden model)"], rate_rows),
+        (f"This machine's cache ({params.describe()}) in the golden model "
+         f"on generated traces of its shape: {shape['layers']} layers x {shape['num_experts']} "
+         f"experts, top-{shape['top_k']}, Zipf {shape['zipf']}, reuse {shape['reuse']}, "
+         f"{trace_steps} steps (first {WARMUP} not counted)",
+         ["batch", f"{params.policy.name} hit rate (golden model)"],
+         [[b, f"{r:.3f}"] for b, r in own.items()]),
     ]
     figures = {
         "block": "expert_cache",
@@ -135,6 +163,8 @@ def run_bench(params, preset, lookups, seed, waves=False, recorded=None, trace_p
         "hit_rates": {policy: rates[1][policy] for policy in ("lru", "frequency")},
         "hit_rates_by_batch": {str(b): r for b, r in rates.items()},
         "hit_rate_source": "golden model replaying generated traces",
+        "machine_cache_hit_rates": {str(b): r for b, r in own.items()},
+        "machine_cache_trace": shape,
         "trace": {**t, "window": WINDOW, "warmup": WARMUP, "seed": seed},
     }
     if recorded is not None:

@@ -76,12 +76,27 @@ def test_run_on_the_golden_executor(run_build, tmp_path):
     assert _figures(stdout)["golden"] == {"error": "NONE", "progress": 3}
 
 
+def test_a_stream_longer_than_the_command_memory_is_refused_by_run_rtl(run_build, scheduled):
+    machine = str(scheduled / "machine.toml")
+    code, stdout, _ = run_build("stream", "validate", str(scheduled / "step0.bin"), "--machine",
+                                machine, "--set", "command_words=64")
+    assert code == 0 and "longer than the command memory, 64 commands" in stdout
+    code, _, stderr = run_build("stream", "run", str(scheduled / "step0.bin"), "--rtl",
+                                "--machine", machine, "--set", "command_words=64")
+    assert code == 1 and "stream run --rtl: job 0: " in stderr
+    assert "do not fit in the command memory (64)" in stderr
+
+
 @pytest.mark.verilator
 @pytest.mark.xdist_group("demo_top")
-def test_run_rtl_on_the_demo_machine_matches(run_build, scheduled):
-    """The demo's Verilated top (the same build as the demo's) runs a whole scheduled step."""
-    code, stdout, stderr = run_build("stream", "run", str(scheduled / "step0.bin"), "--rtl",
-                                     "--machine", str(scheduled / "machine.toml"))
+def test_run_rtl_on_the_demo_machine_matches(run_build, tmp_path):
+    """The demo's Verilated top (the same build as the demo's) runs a whole scheduled step: a
+    cached-decoding step of two sequences, which fits the command memory."""
+    import build
+    out = tmp_path / "cached"
+    assert build.main(["schedule", "--batch", "2", "--steps", "1", "--out", str(out)]) == 0
+    code, stdout, stderr = run_build("stream", "run", str(out / "step0.bin"), "--rtl",
+                                     "--machine", str(out / "machine.toml"))
     assert code == 0, stdout + stderr
     f = _figures(stdout)
     assert f["match"] is True and f["rtl"]["done"] and f["golden"]["error"] == "NONE"

@@ -14,6 +14,7 @@ from hw.flows import synth
 from hw.bram_die import BramDie
 from hw.flows.fpga import IoHarness, place_and_route, FAMILIES
 from hw.params import HbInterfaceParams
+from hw.params import MAC_PAPER_PE
 from hw.flows.synth_report import fit_mac, synth_points, AUGMENTATION_POINTS
 from hw.flows.verilog import BUILD_ROOT, generate_verilog
 
@@ -94,7 +95,8 @@ def test_mac_fit_recovers_a_structural_model():
     cells = fit["cells"]
     assert np.allclose([cells["per_token_channel"], cells["per_token"], cells["per_channel"],
                         cells["constant"]], [a, b, c, d])
-    assert cells["paper_pe"] == pytest.approx(a * 512 + b * 16 + c * 32 + d)
+    T, C = MAC_PAPER_PE.tokens, MAC_PAPER_PE.out_channels          # 16 tokens, 16 channels
+    assert cells["paper_pe"] == pytest.approx(a * T * C + b * T + c * C + d)
     assert fit["area_um2"]["paper_pe"] == pytest.approx(24 * cells["paper_pe"])
     assert cells["holdout_error"] < 1e-9 and cells["max_residual"] < 1e-9
     with pytest.raises(ValueError, match="at least 5 ladder points, got 4"):

@@ -67,3 +67,20 @@ def test_hit_rates_grow_with_capacity_and_the_frequency_set_wins_at_large_batch(
     assert all(big["frequency"][c] > big["lru"][c] for c in ("10%", "25%", "50%"))
     with pytest.raises(ValueError, match="more than the 16 warm-up steps, not 16"):
         hit_rate_table(seed, steps=16)
+
+
+def test_the_bench_measures_the_machines_own_cache():
+    """``bench cache``'s last table is the machine's cache, not the study's: its slots, ways and
+    policy decide the hit rates on traces of its shape."""
+    from dataclasses import replace
+    from hw.machines import MACHINES
+    from sim.expert_cache.bench import machine_hit_rates, machine_trace_shape
+    paper = MACHINES["paper"].cache
+    shape = machine_trace_shape(paper)
+    assert (shape["layers"], shape["num_experts"], shape["top_k"]) == (4, 64, 6)
+    frequency = machine_hit_rates(paper, seed=1, steps=48)
+    lru = machine_hit_rates(replace(paper, policy="LRU"), seed=1, steps=48)
+    smaller = machine_hit_rates(replace(paper, slots=32, ways=8, select_capacity=8), seed=1,
+                                steps=48)
+    assert set(frequency) == {1, 4, 16} and frequency != lru
+    assert all(smaller[b] < frequency[b] for b in (4, 16))

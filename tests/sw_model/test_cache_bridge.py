@@ -198,9 +198,10 @@ def short_traces(tiny, prompts):
               "elastic_sd": ControllerExpertCache(TINY_CONFIG, 4, policy="FREQUENCY"),
               "elastic_sd_lru": ControllerExpertCache(TINY_CONFIG, 3, policy="LRU")}
     cached_decode(tiny, prompts[:3], 8, cache=traces["cached"])
-    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(capacity=4),
+    # draft length 3: enough steps in 6 tokens that each trace holds 100 requests or more
+    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(gamma=3, capacity=4),
                cache=traces["elastic_sd"])
-    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(capacity=3),
+    elastic_sd(tiny, prompts[:6], 6, make_policy("resident"), SDConfig(gamma=3, capacity=3),
                cache=traces["elastic_sd_lru"])
     return traces
 

@@ -130,9 +130,9 @@ def test_elastic_sd_step_accounting(tiny, prompts):
         fills = s.hb_write_bytes // msb_s
         assert s.hb_write_bytes == fills * msb_s
         assert s.lpddr_bytes - s.hits * lsb - s.misses * full_s <= fills * msb_s
-        assert s.proposed == 3 * s.sequences and 0 <= s.accepted <= s.proposed
+        assert s.proposed == SDConfig().gamma * s.sequences and 0 <= s.accepted <= s.proposed
         assert s.emitted <= s.accepted + s.sequences               # the tail past NEW is dropped
-        assert s.hb_dense_bytes == 4 * tiny.dense_bytes           # gamma drafts + 1 verification
+        assert s.hb_dense_bytes == (SDConfig().gamma + 1) * tiny.dense_bytes   # drafts + verify
     assert len(cache.log) == n_layers * (1 + len(result.steps))  # start + one per step
     assert result.prefill.emitted + sum(s.emitted for s in result.steps) == 30 * NEW
 
