@@ -1,0 +1,85 @@
+"""Formal proofs of the block contracts: small harnesses around the blocks, one module per block.
+
+Each harness (:class:`hw.formal.harness.FormalHarness`) instantiates one block at a small
+configuration, assumes what its contract promises about the inputs, asserts what it promises about
+the outputs and covers each property's interesting case. :data:`PROOFS` lists every proof with its
+method and depth; :func:`hw.flows.formal.run_proof` runs one with SymbiYosys, and ``python
+build.py formal`` runs them all. docs/formal.md states every property.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+from hw.formal import mac_array, mem_channel
+
+__all__ = ["Proof", "PROOFS", "BLOCKS", "proofs_of"]
+
+
+@dataclass(frozen=True)
+class Proof:
+    """One SymbiYosys run: ``harness(broken=False)`` builds the harness (``broken=True`` its
+    deliberately broken variant, described by ``breaks``); ``method`` is "k-induction" (unbounded)
+    or "bmc" (bounded to ``depth`` cycles, and ``why`` says why that depth covers the block's
+    latency); ``cover_depth`` bounds the search for the covers; ``slow`` proofs stay out of the
+    default test run. ``known_failure`` names a known bug of the block that makes the proof fail
+    today (the property stays as the contract states it)."""
+    block: str
+    name: str
+    harness: object
+    method: str
+    depth: int
+    cover_depth: int
+    states: str
+    breaks: str
+    slow: bool = False
+    why: str = ""
+    known_failure: str = ""
+
+
+PROOFS = (
+    Proof("mac_array", "streams", partial(mac_array.MacStreams, mac_array.SMALL),
+          "k-induction", 5, 8,
+          "stream rules on op/act/weights/results; operations in = results out + in flight "
+          "(at most 3); 3 ready cycles drain the pipeline",
+          "the result payload changes while stalled"),
+    Proof("mac_array", "modes", partial(mac_array.MacModes, mac_array.SMALL),
+          "k-induction", 2, 10,
+          "every result equals the integer reference (FULL q, DRAFT 16h+8, MSB 16h, LSB l) with "
+          "its operation's tag and mode, in order, with activation reuse (1x4x1, 2 lanes)",
+          "the array built without the augmentation bit (DRAFT = 16h)"),
+    Proof("mac_array", "full-is-msb-plus-lsb", partial(mac_array.MacSplit, mac_array.SMALL),
+          "k-induction", 2, 8,
+          "FULL = MSB + LSB: three arrays in lock step on codes q, upper and lower slices",
+          "the LSB array given the upper slices"),
+    Proof("mac_array", "modes-2x8x2", partial(mac_array.MacModes, mac_array.LARGER),
+          "k-induction", 2, 10,
+          "as modes, at 2 tokens x 8-weight group x 2 channels, 4 lanes",
+          "the array built without the augmentation bit (DRAFT = 16h)", slow=True),
+)
+
+_MEM_BMC = ("14 cycles from reset hold every request kind end to end: a malformed 4-beat write "
+            "(header, 3 dropped beats, its ERROR beat), 2 requests in flight, a 4-word read cut "
+            "into 2 die bursts through a 2-word read buffer")
+
+PROOFS += (
+    Proof("mem_channel", "die-commands",
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, False), "bmc", 14, 16,
+          "stream rules on req/resp/die; every die command belongs to the well-formed request "
+          "being issued (op, address, at most its words); answers in request order with their "
+          "tags, one ERROR beat per malformed request",
+          "a request past the device's end taken for well-formed", why=_MEM_BMC),
+    Proof("mem_channel", "answers",
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, True), "bmc", 14, 16,
+          "as die-commands, and a malformed request's ERROR beat carries the tag of its first "
+          "beat (also for a write of several beats)",
+          "a request past the device's end taken for well-formed", why=_MEM_BMC,
+          known_failure="a malformed write of several beats answers with its last beat's tag"),
+)
+
+#: The blocks with proofs, in the order they run.
+BLOCKS = tuple(dict.fromkeys(p.block for p in PROOFS))
+
+
+def proofs_of(block=None, slow=True):
+    """The proofs of ``block`` (all when None); without the slow ones unless ``slow``."""
+    return [p for p in PROOFS if (block is None or p.block == block) and (slow or not p.slow)]
