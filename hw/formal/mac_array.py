@@ -28,7 +28,8 @@ from hw.formal.harness import FormalHarness
 from hw.mac_array import MacArray, act_layout, weight_layout
 from hw.params import MacArrayParams, MacMode
 
-__all__ = ["SMALL", "LARGER", "MacStreams", "MacModes", "MacSplit", "reference_weight"]
+__all__ = ["SMALL", "LARGER", "MacStreams", "MacModes", "MacSplit", "MacLanes", "reference_weight",
+           "lane_lemma"]
 
 #: 1 token, 1 channel, 2 lanes, a group of 4 (2 beats per operation: accumulation is exercised).
 SMALL = MacArrayParams(tokens=1, group_size=4, out_channels=1, lanes=2, tag_width=2)
@@ -70,6 +71,66 @@ def _reference(m, p, mode, act, weights, name):
                 m.d.comb += sums[t][second * p.out_channels + n].eq(
                     sum(act[t][k] * per_lane[k] for k in range(p.lanes)))
     return sums
+
+
+def lane_lemma(harness, m, p, kind, mode, act, weights, fields):
+    """The lane lemma, asserted or assumed (``kind``): for every token, lane and channel, the two
+    lane products ``x * U`` and ``x * L`` (``fields``: the array's ``s1_upper_<k>_<n>`` and
+    ``s1_lower_<k>_<n>``) combine per ``mode`` to the reference products ``x * w``: FULL
+    ``8 xU + xL = xq``; DRAFT and MSB ``8 xU = x w0``, ``8 xL = x w1``; LSB ``xU = x w0``,
+    ``xL = x w1``."""
+    name = "lane lemma: the lane products combine to the reference products"
+    for k in range(p.lanes):
+        for n in range(p.out_channels):
+            refs = [reference_weight(weights[k][n], second) for second in (0, 1)]
+            for t in range(p.tokens):
+                x = act[t][k]
+                pu, pl = x * fields[f"s1_upper_{k}_{n}"], x * fields[f"s1_lower_{k}_{n}"]
+                with m.Switch(mode):
+                    for case in MacMode:
+                        w0, w1 = x * refs[0][case], x * refs[1][case]
+                        with m.Case(case):
+                            if case is MacMode.FULL:
+                                harness.check(m, kind, pu * 8 + pl == w0, name)
+                            elif case is MacMode.LSB:
+                                harness.check(m, kind, (pu == w0) & (pl == w1), name)
+                            else:
+                                harness.check(m, kind, (pu * 8 == w0) & (pl * 8 == w1), name)
+
+
+class MacLanes(FormalHarness):
+    """The lane lemma for every activation, weight byte and mode, on the array's own lane-field
+    logic (combinational: one cycle covers it); broken: the fields of the array built without the
+    augmentation bit."""
+
+    def __init__(self, params=SMALL, broken=False):
+        super().__init__(broken)
+        self.params = params
+
+    def build(self, m, platform):
+        p = self.params
+        params = MacArrayParams(**{**p.to_dict(), "augmented": not self.broken})
+        mode = Signal(MacMode, name="mode")
+        m.d.comb += mode.eq(self.free(2, "mode_in"))
+        act = act_layout(p)(self.free(act_layout(p).size, "act"))
+        weights = weight_layout(p)(self.free(weight_layout(p).size, "weights"))
+        # the array's own field logic (its method, on these signals)
+        upper, lower = MacArray._lane_fields(_Params(params), m, mode, weights)
+        fields = {}
+        for k in range(p.lanes):
+            for n in range(p.out_channels):
+                fields[f"s1_upper_{k}_{n}"], fields[f"s1_lower_{k}_{n}"] = upper[k][n], lower[k][n]
+        lane_lemma(self, m, p, "assert", mode, act, weights, fields)
+        for case in MacMode:
+            self.check(m, "cover", (mode == case) & (act.as_value() != 0) &
+                       (weights.as_value() != 0), f"a {case.name} lane with nonzero operands")
+
+
+class _Params:
+    """Stands for the array when its lane-field method runs on the lemma's signals."""
+
+    def __init__(self, params):
+        self.params = params
 
 
 class _MacHarness(FormalHarness):
@@ -223,31 +284,15 @@ class MacModes(_MacHarness):
                        (internal["s1_beat"] == r1["beat"]) &
                        (internal["s1_first"] == (r1["beat"] == 0)) &
                        (internal["s1_last"] == (r1["beat"] == B - 1)), "invariant: stage 1")
-        # per lane: the array's two lane products combine to the reference product (the sums
-        # of stage 2 then follow by adding; a solver cannot find distributivity over a sum of
-        # products by itself)
+        # the lane lemma (proved for every input by MacLanes) for the array's stage 1: with it,
+        # stage 2's sums follow by adding; a solver does not find distributivity over a sum of
+        # products by itself
         with m.If(r1["valid"]):
-            s1_act = data.View(act_layout(p), internal["s1_act"])
-            for k in range(p.lanes):
-                for n in range(p.out_channels):
-                    weights = [reference_weight(r1_w[k][n], second) for second in (0, 1)]
-                    for t in range(p.tokens):
-                        a = s1_act[t][k]
-                        pu = a * internal[f"s1_upper_{k}_{n}"]
-                        pl = a * internal[f"s1_lower_{k}_{n}"]
-                        name = "lemma: lane products equal the reference products"
-                        with m.Switch(r1["mode"]):
-                            for mode in MacMode:
-                                r0 = r1_x[t][k] * weights[0][mode]
-                                r1v = r1_x[t][k] * weights[1][mode]
-                                with m.Case(mode):
-                                    if mode is MacMode.FULL:
-                                        self.check(m, "assert", pu * 8 + pl == r0, name)
-                                    elif mode is MacMode.LSB:
-                                        self.check(m, "assert", (pu == r0) & (pl == r1v), name)
-                                    else:
-                                        self.check(m, "assert", (pu * 8 == r0) & (pl * 8 == r1v),
-                                                   name)
+            fields = {name: internal[name] for name in internal if name.startswith("s1_upper_")
+                      or name.startswith("s1_lower_")}
+            lane_lemma(self, m, p, "assume", internal["s1_mode"],
+                       data.View(act_layout(p), internal["s1_act"]),
+                       data.View(weight_layout(p), internal["s1_weights"]), fields)
         slice_sums = data.ArrayLayout(data.ArrayLayout(signed(p.slice_sum_width),
                                                        p.out_channels), p.tokens)
         accs = data.ArrayLayout(data.ArrayLayout(signed(p.slice_acc_width), p.out_channels),

@@ -41,11 +41,11 @@ def test_the_broken_variant_fails_with_a_counterexample(proof, tmp_path):
     assert counterexamples and all(t.endswith(".vcd") for t in counterexamples)
 
 
-def test_sby_config_names_method_depth_and_the_z3_engine():
+def test_sby_config_names_method_depth_and_the_boolector_engine():
     text = sby_config("k-induction", 5, 8)
     assert "prove: mode prove" in text and "prove: depth 5" in text
     assert "cover: mode cover" in text and "cover: depth 8" in text
-    assert "smtbmc z3" in text
+    assert "smtbmc boolector" in text
     assert "prove: mode bmc" in sby_config("bmc", 14, 16)
 
 
