@@ -118,15 +118,18 @@ _REACHED = re.compile(r"[Rr]eached cover statement .*?(property:\d+)")
 _UNREACHED = re.compile(r"Unreached cover statement .*?(property:\d+)")
 
 
-def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeout=None):
+def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeout=None,
+              covers=None):
     """Run ``proof`` (a :class:`hw.formal.Proof`), its deliberately broken variant if ``broken``,
-    in ``build_root/formal/``; returns a :class:`ProofResult`. ``progress(text)`` hears the elapsed
-    time at least every ``every`` seconds; after ``timeout`` seconds the run is stopped and the
-    result is ``unknown``."""
+    in ``build_root/formal/``; returns a :class:`ProofResult`. ``covers`` (default: not
+    ``broken``) runs the cover task too. ``progress(text)`` hears the elapsed time at least every
+    ``every`` seconds; after ``timeout`` seconds the run is stopped and the result is
+    ``unknown``."""
+    covers = not broken if covers is None else covers
     formal_root = Path(build_root) / "formal"
     env = tool_environment(formal_root)
     label = f"{proof.block}/{proof.name}" + (" (broken)" if broken else "")
-    workdir = formal_root.resolve() / (f"{proof.block}-{proof.name}" + ("-broken" if broken else ""))
+    workdir = formal_root.resolve() / f"{proof.block}-{proof.name}{'-broken' if broken else ''}"
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     harness = proof.harness(broken=broken)
@@ -139,8 +142,9 @@ def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeou
     start = time.monotonic()
     log = open(workdir / "sby.log", "w")
     with log:
+        tasks = ["prove", "cover"] if covers else ["prove"]
         proc = subprocess.Popen([sys.executable, _command("yowasp-sby"), "-f", "--sequential",
-                                 "config.sby"], cwd=workdir, env=env, stdout=log,
+                                 "config.sby", *tasks], cwd=workdir, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         last = start
         while proc.poll() is None:

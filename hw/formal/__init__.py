@@ -10,7 +10,7 @@ build.py formal`` runs them all. docs/formal.md states every property.
 from dataclasses import dataclass
 from functools import partial
 
-from hw.formal import mac_array, mem_channel
+from hw.formal import expert_cache, mac_array, mem_channel
 
 __all__ = ["Proof", "PROOFS", "BLOCKS", "proofs_of"]
 
@@ -42,24 +42,15 @@ PROOFS = (
           "stream rules on op/act/weights/results; operations in = results out + in flight "
           "(at most 3); 3 ready cycles drain the pipeline",
           "the result payload changes while stalled"),
-    Proof("mac_array", "lanes", partial(mac_array.MacLanes, mac_array.SMALL),
-          "k-induction", 1, 1,
-          "lane lemma: the lane products combine to the reference products, every activation, "
-          "weight byte and mode (FULL 8xU + xL = xq, DRAFT 8xU = x(16h+8), MSB, LSB)",
-          "the lane fields of the array built without the augmentation bit"),
-    Proof("mac_array", "modes", partial(mac_array.MacModes, mac_array.SMALL),
-          "k-induction", 2, 10,
-          "every result equals the integer reference (FULL q, DRAFT 16h+8, MSB 16h, LSB l) with "
-          "its operation's tag and mode, in order, with activation reuse (1x4x1, 2 lanes)",
-          "the array built without the augmentation bit (DRAFT = 16h)"),
-    Proof("mac_array", "full-is-msb-plus-lsb", partial(mac_array.MacSplit, mac_array.SMALL),
-          "k-induction", 2, 8,
-          "FULL = MSB + LSB: three arrays in lock step on codes q, upper and lower slices",
-          "the LSB array given the upper slices"),
-    Proof("mac_array", "modes-2x8x2", partial(mac_array.MacModes, mac_array.LARGER),
-          "k-induction", 2, 10,
-          "as modes, at 2 tokens x 8-weight group x 2 channels, 4 lanes",
-          "the array built without the augmentation bit (DRAFT = 16h)", slow=True),
+)
+
+PROOFS += (
+    Proof("expert_cache", "contract", partial(expert_cache.CacheContract, expert_cache.SMALL),
+          "k-induction", 3, 12,
+          "stream rules on req/resp; one answer per request in order with its tag (SELECT: last "
+          "on its final beat only); no key resident twice; a pinned entry is never the victim; "
+          "counters never decrease but by RESET_COUNTS and saturate (2 slots, 1x3 keys)",
+          "the harness expects a counter at its maximum to wrap when counted"),
 )
 
 _MEM_BMC = ("14 cycles from reset hold every request kind end to end: a malformed 4-beat write "
