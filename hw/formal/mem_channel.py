@@ -95,7 +95,8 @@ class MemChannelContract(FormalHarness):
         m.d.sync += count.eq(count + push - pop)
         with m.If(pop):
             m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
-        self.check(m, "assert", count + push <= depth, "at most outstanding + 2 requests unanswered")
+        self.check(m, "assert", count + push <= depth,
+                   "at most outstanding + 2 requests unanswered")
 
         expect = queue[head]
         sent = Signal(p.length_width)          # beats of the head's answer already given
