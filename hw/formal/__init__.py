@@ -10,7 +10,7 @@ build.py formal`` runs them all. docs/formal.md states every property.
 from dataclasses import dataclass
 from functools import partial
 
-from hw.formal import expert_cache, mac_array, mem_channel
+from hw.formal import command_processor, expert_cache, mac_array, mem_channel
 
 __all__ = ["Proof", "PROOFS", "BLOCKS", "proofs_of"]
 
@@ -70,6 +70,16 @@ PROOFS += (
           "beat (also for a write of several beats)",
           "a request past the device's end taken for well-formed", why=_MEM_BMC,
           known_failure="a malformed write of several beats answers with its last beat's tag"),
+)
+
+PROOFS += (
+    Proof("command_processor", "illegal-stops",
+          partial(command_processor.ProcessorContract, command_processor.SMALL),
+          "k-induction", 4, 12,
+          "stream rules on pe_cmd/cache_req/cache_resp; after an illegal command nothing reaches a "
+          "PE or the cache until the next start; what reaches a PE has a PE opcode, its PE index, "
+          "no bit outside its fields and a nonzero count (1 PE, 4 commands)",
+          "the harness demands a count of at least 2"),
 )
 
 #: The blocks with proofs, in the order they run.

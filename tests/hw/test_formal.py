@@ -19,7 +19,7 @@ def _param(proof, slow):
 
 #: Proofs fast enough for the default suite (the MAC array's streams proof runs there through
 #: tests/commands/test_formal_cli.py); the bounded memory-channel proofs take minutes.
-_FAST = {("expert_cache", "contract")}
+_FAST = {("expert_cache", "contract"), ("command_processor", "illegal-stops")}
 
 
 @pytest.mark.parametrize("proof", [_param(p, (p.block, p.name) not in _FAST) for p in PROOFS])
