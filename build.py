@@ -17,6 +17,8 @@
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
                                     fmax); --board ulx3s: the self-test bitstream
+    python build.py formal [BLOCK]  formal proofs of the block contracts with SymbiYosys
+                                    (k-induction / BMC, covers); reports, VCDs under build/formal
     python build.py sd [CHECKPOINT] Elastic-SD and cached decoding on a checkpoint or the built-in
                                     MoE: acceptance, experts touched, bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
