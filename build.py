@@ -20,6 +20,8 @@
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,
                                     fmax); --board ulx3s: the self-test bitstream
+    python build.py formal [BLOCK]  formal proofs of the block contracts with SymbiYosys
+                                    (k-induction / BMC, covers); reports, VCDs under build/formal
     python build.py sd              Elastic-SD and cached decoding on the built-in MoE or a
                                     checkpoint (--checkpoint DIR): acceptance, experts touched,
                                     bytes per memory tier

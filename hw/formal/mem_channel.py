@@ -1,0 +1,162 @@
+"""Formal harness of one memory channel (:mod:`hw.mem_channel`) at a small configuration.
+
+:class:`MemChannelContract`: the user request stream and the die's read-data stream obey the
+stream rules (assumed; the die sends only read words it owes), and the channel promises:
+
+* ``resp``, ``die.cmd`` and ``die.wdata`` obey the stream rules;
+* every accepted request is answered in request order with its tag: a read with ``length`` OK
+  beats, ``last`` on the final one; a write with one OK beat; a malformed request (``length`` 0 or
+  above ``max_length``, ``address`` beyond the device or ``address + length`` past its end) with
+  exactly one ERROR beat carrying the tag of its first beat (the header), also when it is a write
+  of several beats;
+* a malformed request issues no die command: every die command belongs to the well-formed request
+  being issued, covers its next words in order (op and address) and never more words than it has.
+
+The harness keeps its own queue of the answers it expects, filled as headers are taken, and checks
+each response beat against the queue's head.
+"""
+
+from amaranth import *
+from amaranth.lib import data
+
+from hw.formal.harness import FormalHarness
+from hw.mem_channel import MemoryChannel, request_layout
+from hw.params import MemOp, MemPortParams, MemStatus
+
+__all__ = ["SMALL", "MemChannelContract"]
+
+#: 16 words of 8 bits, a 5-bit address (so requests may point past the device), requests of up to
+#: 4 words cut into die bursts of 2, 2 requests outstanding, buffers of 2 words.
+SMALL = MemPortParams(channels=1, data_width=8, words=16, address_width=5, max_length=4,
+                      die_burst=2, outstanding=2, read_buffer=2, write_buffer=2, tag_width=2)
+
+_READ, _WRITE, _ERROR = 0, 1, 2
+
+
+class MemChannelContract(FormalHarness):
+    """The channel's contract. ``error_tag``: check the tag of ERROR beats (the proof "answers");
+    without it, ERROR beats are checked for status, ``last`` and their place in the order only.
+    Broken: the harness takes a request that runs past the device's end for a well-formed one, so
+    it expects an OK answer where the channel (rightly) answers ERROR."""
+
+    def __init__(self, params=SMALL, error_tag=True, broken=False):
+        super().__init__(broken)
+        self.params = params
+        self.error_tag = error_tag
+
+    def build(self, m, platform):
+        p = self.params
+        dut = MemoryChannel(p)
+        self.instantiate(m, "dut", dut, platform)
+        req, resp, die = dut.req, dut.resp, dut.die
+        self.stream_in(m, req, "req")
+        self.stream_out(m, resp, "resp")
+        self.stream_out(m, die.cmd, "die.cmd")
+        self.stream_out(m, die.wdata, "die.wdata")
+
+        # -- the die: sends read words only while it owes some
+        owed = Signal(range(4 * p.read_buffer + 1))
+        rdata_valid = self.free(1, "die_rdata_valid")
+        self.stream_in(m, die.rdata, "die.rdata", valid=rdata_valid & (owed != 0))
+        cmd_fire = die.cmd.valid & die.cmd.ready
+        rdata_fire = die.rdata.valid & die.rdata.ready
+        read_cmd = cmd_fire & (die.cmd.payload.op == MemOp.READ)
+        m.d.sync += owed.eq(owed + Mux(read_cmd, die.cmd.payload.length, 0) - rdata_fire)
+
+        # -- headers: a request beat taken while no write data are due
+        hdr = req.payload
+        req_fire = req.valid & req.ready
+        data_due = Signal(p.length_width)
+        is_header = req_fire & (data_due == 0)
+        bad = Signal()
+        past_end = (hdr.address + hdr.length > p.words) if not self.broken else C(0)
+        m.d.comb += bad.eq((hdr.length == 0) | (hdr.length > p.max_length) |
+                           (hdr.address >= p.words) | past_end)
+        with m.If(is_header):
+            with m.If((hdr.op == MemOp.WRITE) & (hdr.length > 1)):
+                m.d.sync += data_due.eq(hdr.length - 1)
+        with m.Elif(req_fire):
+            m.d.sync += data_due.eq(data_due - 1)
+
+        # -- the answers expected, in order
+        depth = p.outstanding + 2
+        entry = data.StructLayout({"kind": 2, "tag": p.tag_width, "length": p.length_width})
+        queue = Signal(data.ArrayLayout(entry, depth))
+        head = Signal(range(depth))
+        count = Signal(range(depth + 1))
+        push, pop = Signal(), Signal()
+        new = Signal(entry)
+        m.d.comb += [push.eq(is_header), new.tag.eq(hdr.tag), new.length.eq(hdr.length),
+                     new.kind.eq(Mux(bad, _ERROR, Mux(hdr.op == MemOp.WRITE, _WRITE, _READ)))]
+        tail = Signal(range(depth))
+        m.d.comb += tail.eq((head + count) % depth)
+        with m.If(push):
+            m.d.sync += queue[tail].eq(new)
+        m.d.sync += count.eq(count + push - pop)
+        with m.If(pop):
+            m.d.sync += head.eq(Mux(head == depth - 1, 0, head + 1))
+        self.check(m, "assert", count + push <= depth,
+                   "at most outstanding + 2 requests unanswered")
+
+        expect = queue[head]
+        sent = Signal(p.length_width)          # beats of the head's answer already given
+        resp_fire = resp.valid & resp.ready
+        out = resp.payload
+        name = "answered in request order with their tags"
+        with m.If(resp.valid):
+            self.check(m, "assert", count != 0, "no answer without a request")
+            with m.If(count != 0):
+                with m.Switch(expect.kind):
+                    with m.Case(_ERROR):
+                        if self.error_tag:
+                            self.check(m, "assert", (out.status == MemStatus.ERROR) & out.last &
+                                       (out.tag == expect.tag), "a malformed request gets "
+                                       "exactly one ERROR beat, with the tag of its first beat")
+                        else:
+                            self.check(m, "assert", (out.status == MemStatus.ERROR) & out.last,
+                                       "a malformed request gets exactly one ERROR beat")
+                    with m.Case(_WRITE):
+                        self.check(m, "assert", (out.status == MemStatus.OK) & out.last &
+                                   (out.tag == expect.tag), name)
+                    with m.Case(_READ):
+                        self.check(m, "assert", (out.status == MemStatus.OK) &
+                                   (out.tag == expect.tag) &
+                                   (out.last == (sent == expect.length - 1)), name)
+        with m.If(resp_fire):
+            with m.If(out.last):
+                m.d.comb += pop.eq(1)
+                m.d.sync += sent.eq(0)
+            with m.Else():
+                m.d.sync += sent.eq(sent + 1)
+
+        # -- die commands: only for the well-formed request being issued, its words in order
+        issue_op = Signal(MemOp)
+        issue_addr = Signal(p.address_width + 1)
+        issue_left = Signal(p.length_width)
+        with m.If(is_header & ~bad):
+            m.d.sync += [issue_op.eq(hdr.op), issue_addr.eq(hdr.address),
+                         issue_left.eq(hdr.length)]
+        with m.If(cmd_fire):
+            m.d.sync += [issue_addr.eq(issue_addr + die.cmd.payload.length),
+                         issue_left.eq(issue_left - die.cmd.payload.length)]
+        with m.If(die.cmd.valid):
+            self.check(m, "assert", (die.cmd.payload.length != 0) &
+                       (die.cmd.payload.length <= issue_left) &
+                       (die.cmd.payload.op == issue_op) &
+                       (die.cmd.payload.address == issue_addr),
+                       "a die command belongs to the well-formed request being issued")
+
+        # -- covers
+        bad_write = is_header & bad & (hdr.op == MemOp.WRITE) & (hdr.length > 1)
+        saw_bad_write = Signal()
+        with m.If(bad_write):
+            m.d.sync += saw_bad_write.eq(1)
+        self.check(m, "cover", saw_bad_write & resp_fire & (out.status == MemStatus.ERROR),
+                   "a malformed write of several beats is answered with ERROR")
+        self.check(m, "cover", resp_fire & out.last & (expect.kind == _READ) &
+                   (expect.length == 3), "a read of 3 words is answered")
+        self.check(m, "cover", resp_fire & (expect.kind == _WRITE) & (expect.length == 3),
+                   "a write of 3 words is answered")
+        self.check(m, "cover", cmd_fire & (issue_left > die.cmd.payload.length),
+                   "a request is cut into several die commands")
+        self.check(m, "cover", count == p.outstanding, f"{p.outstanding} requests in flight")
