@@ -111,8 +111,10 @@ def main(argv=None):
         raise
     if getattr(handler, "SAVES_RESULTS", True):
         folder = save_results(result, args)
-        result.tables.append(f"\nresults: {folder}/ (tables as CSV, result.json"
-                             + (", machine.toml" if args.params is not None else "") + ")")
+        kept = ["tables as CSV", "result.json"] + [
+            name for name, there in (("machine.toml", args.params is not None),
+                                     ("decoding.toml", hasattr(args, "decoding_policy"))) if there]
+        result.tables.append(f"\nresults: {folder}/ ({', '.join(kept)})")
     emit(result)
     return result.status
 
