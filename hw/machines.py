@@ -37,7 +37,7 @@ from hw.params import (MacArrayParams, MacMode, TOP_DEFAULT, TOP_PAPER, TopParam
 
 __all__ = ["MachineError", "MACHINES", "DEMO_MACHINE", "machine_names", "load_machine",
            "apply_sets", "resolve_machine", "machine_toml", "write_machine", "machine_figures",
-           "machine_keys", "run_name"]
+           "machine_keys", "run_name", "read_table_file"]
 
 
 class MachineError(ValueError):
@@ -68,26 +68,30 @@ def _choices():
     return f"choose from {', '.join(MACHINES)}, or a .toml or .json machine file"
 
 
-def _read_file(path):
+def read_table_file(path, what, error=ValueError):
+    """The table of a TOML file (a ``.json`` name: JSON), as a dict; ``error`` (a ValueError
+    class) names ``what`` file it is and what is wrong with it: missing, a directory, unreadable,
+    not valid, not a table."""
     path = Path(path)
     if not path.is_file():
-        raise MachineError(f"machine file {path}: "
-                           + ("is a directory" if path.is_dir() else "no such file"))
+        raise error(f"{what} {path}: " + ("is a directory" if path.is_dir() else "no such file"))
+    kind = "JSON" if path.suffix == ".json" else "TOML"
     try:
         text = path.read_text()
-        if path.suffix == ".json":
-            values = json.loads(text)
-        else:
-            values = tomllib.loads(text)
+        values = json.loads(text) if kind == "JSON" else tomllib.loads(text)
     except OSError as exc:
-        raise MachineError(f"machine file {path}: cannot be read ({exc.strerror})") from None
+        raise error(f"{what} {path}: cannot be read ({exc.strerror})") from None
     except UnicodeDecodeError:
-        raise MachineError(f"machine file {path}: not a text file") from None
+        raise error(f"{what} {path}: not a text file") from None
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "TOML"
-        raise MachineError(f"machine file {path}: not valid {kind} ({exc})") from None
+        raise error(f"{what} {path}: not valid {kind} ({exc})") from None
     if not isinstance(values, dict):
-        raise MachineError(f"machine file {path}: expected a table of machine fields")
+        raise error(f"{what} {path}: expected a table of fields")
+    return values
+
+
+def _read_file(path):
+    values = read_table_file(path, "machine file", MachineError)
     values = dict(values)
     base = values.pop("base", "tiny")
     if base not in MACHINES:

@@ -47,9 +47,7 @@ class ProcessorContract(FormalHarness):
     """The processor's contract; broken: the harness demands that a PE command's ``count`` be at
     least 2, which legal commands need not meet."""
 
-    def __init__(self, params=SMALL, broken=False):
-        super().__init__(broken)
-        self.params = params
+    SMALL = SMALL
 
     def build(self, m, platform):
         p = self.params

@@ -37,9 +37,7 @@ class CacheContract(FormalHarness):
     """The controller's contract; broken: the harness expects a counter to wrap to 0 past its
     maximum, where the controller (rightly) saturates."""
 
-    def __init__(self, params=SMALL, broken=False):
-        super().__init__(broken)
-        self.params = params
+    SMALL = SMALL
 
     def build(self, m, platform):
         p = self.params

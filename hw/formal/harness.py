@@ -35,10 +35,15 @@ def internal_signals(fragment):
 
 
 class FormalHarness(Elaboratable):
-    """Base of the harnesses. ``broken`` selects the harness's deliberately broken variant (each
+    """Base of the harnesses: ``params`` the block's parameters (default the harness's
+    :attr:`SMALL`). ``broken`` selects the harness's deliberately broken variant (each
     harness says what it breaks), which must fail with a counterexample."""
 
-    def __init__(self, broken=False):
+    #: The block's parameters when the harness is built without any (set by each harness).
+    SMALL = None
+
+    def __init__(self, params=None, broken=False):
+        self.params = self.SMALL if params is None else params
         self.broken = bool(broken)
         #: ``{"property:<index>": (kind, name)}`` of every assertion, assumption and cover.
         self.properties = {}

@@ -25,9 +25,7 @@ LATENCY = 3
 
 
 class _MacHarness(FormalHarness):
-    def __init__(self, params=SMALL, broken=False):
-        super().__init__(broken)
-        self.params = params
+    SMALL = SMALL
 
     def _dut(self, m, platform, name="dut", params=None):
         dut = MacArray(params or self.params)

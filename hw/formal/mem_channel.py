@@ -39,9 +39,10 @@ class MemChannelContract(FormalHarness):
     Broken: the harness takes a request that runs past the device's end for a well-formed one, so
     it expects an OK answer where the channel (rightly) answers ERROR."""
 
-    def __init__(self, params=SMALL, error_tag=True, broken=False):
-        super().__init__(broken)
-        self.params = params
+    SMALL = SMALL
+
+    def __init__(self, params=None, error_tag=True, broken=False):
+        super().__init__(params, broken)
         self.error_tag = error_tag
 
     def build(self, m, platform):

@@ -173,3 +173,17 @@ def policy_from_flags(args, **flags):
     for field, flag in flags.items():
         setattr(args, flag, getattr(args.decoding_policy, field))
     return args.decoding_policy
+
+
+def decoding_flags_or_exit(args, *positive, **flags):
+    """:func:`policy_from_flags`, then every argument named in ``positive`` must be a positive
+    integer; a bad one stops the command with its one-line message."""
+    try:
+        policy_from_flags(args, **flags)
+    except PolicyError as exc:
+        raise SystemExit(str(exc)) from None
+    for name in positive:
+        value = getattr(args, name)
+        if value < 1:
+            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, not "
+                             f"{value}")

@@ -114,13 +114,13 @@ def add_common_arguments(p):
     p.add_argument("--trace", default=None, metavar="PATH",
                    help="routing from a recorded trace (python build.py sd --save-routing PATH; "
                         "for --models default) instead of generated traces")
+    localities = (f"'measured' (the trained model's on the held-out text, top-quarter share "
+                  f"{MEASURED_TOP_SHARE} scaled to each model's experts, reuse "
+                  f"{GENERATOR_REUSE}), 'assumed' (the earlier zipf=1.0,reuse=0.5), or "
+                  "zipf=X,reuse=R / top_share=S,reuse=R")
     p.add_argument("--locality", default=None, metavar="SPEC",
-                   help="routing locality of generated traces (default: the decoding policy's): "
-                        "'measured' (the trained "
-                        f"model's on the held-out text, top-quarter share {MEASURED_TOP_SHARE} "
-                        f"scaled to each model's experts, reuse {GENERATOR_REUSE}), 'assumed' "
-                        "(the earlier zipf=1.0,reuse=0.5), or zipf=X,reuse=R / top_share=S,"
-                        "reuse=R")
+                   help=f"routing locality of generated traces: {localities} (default: the "
+                        "decoding policy's)")
     p.add_argument("--zipf", type=float, default=None,
                    help="a fixed Zipf popularity exponent for every model (overrides --locality's)")
     p.add_argument("--reuse", type=float, default=None,

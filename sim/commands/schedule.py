@@ -30,8 +30,7 @@ from pathlib import Path
 
 from hw.isa import Command, Opcode, assemble, disassemble, encode
 from hw.machines import resolve_machine
-from sim.commands.options import policy_from_flags, rename_run
-from sw_model.decode.policy import PolicyError
+from sim.commands.options import decoding_flags_or_exit, rename_run
 from sim.commands.output import Result, Table, progress, progress_bar
 
 __all__ = ["NAME", "HELP", "MACHINE", "add_arguments", "run"]
@@ -61,27 +60,18 @@ def add_arguments(p):
     p.add_argument("--capacity", type=int, default=None,
                    help="HB-resident experts per MoE layer (default: what HB holds on the paper "
                         "machine, a quarter of the experts on the default machine)")
-    p.add_argument("--acceptance", type=float, default=None,
-                   help="zoo models: probability that a draft token is accepted (default: the "
-                        "performance model's, from the decoding policy's acceptance mapping at "
-                        "the resident share of the experts)")
-    p.add_argument("--zipf", type=float, default=None,
-                   help="zoo models: Zipf exponent of expert popularity (default: the decoding "
-                        "policy's locality)")
-    p.add_argument("--reuse", type=float, default=None,
-                   help="zoo models: probability a sequence keeps an expert from its previous "
-                        "token (default: the decoding policy's locality)")
+    zoo = {"acceptance": "probability that a draft token is accepted (default: the performance "
+                         "model's, from the decoding policy's acceptance mapping at the resident "
+                         "share of the experts)",
+           "zipf": "Zipf exponent of expert popularity (default: the decoding policy's locality)",
+           "reuse": "probability a sequence keeps an expert from its previous token (default: "
+                    "the decoding policy's locality)"}
+    for name, text in zoo.items():
+        p.add_argument(f"--{name}", type=float, default=None, help=f"zoo models: {text}")
 
 
 def _check(args):
-    try:
-        policy_from_flags(args, gamma="gamma", threshold="threshold")
-    except PolicyError as exc:
-        raise SystemExit(str(exc)) from None
-    for name in ("batch", "steps"):
-        v = getattr(args, name)
-        if v < 1:
-            raise SystemExit(f"--{name} must be a positive integer, not {v}")
+    decoding_flags_or_exit(args, "batch", "steps", gamma="gamma", threshold="threshold")
     if args.acceptance is not None and not 0 <= args.acceptance <= 1:
         raise SystemExit(f"--acceptance must be a probability in [0, 1], not {args.acceptance}")
     if args.reuse is not None and not 0 <= args.reuse <= 1:

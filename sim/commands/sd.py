@@ -16,8 +16,7 @@ import time
 
 import numpy as np
 
-from sim.commands.options import policy_from_flags
-from sw_model.decode.policy import PolicyError
+from sim.commands.options import decoding_flags_or_exit
 from sim.commands.output import Result, Table, progress, progress_bar
 from sw_model.golden.mac_array import DRAFT_METHODS
 from sw_model.decode.decoding import CACHE_MODELS
@@ -71,15 +70,8 @@ def _cache_name(cache):
 
 
 def _check(args):
-    try:
-        policy_from_flags(args, gamma="gamma", threshold="threshold", draft_policy="policy",
-                          temperature="temperature")
-    except PolicyError as exc:
-        raise SystemExit(str(exc)) from None
-    for name in ("batch", "new_tokens"):
-        v = getattr(args, name)
-        if v < 1:
-            raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, not {v}")
+    decoding_flags_or_exit(args, "batch", "new_tokens", gamma="gamma", threshold="threshold",
+                           draft_policy="policy", temperature="temperature")
     lo, hi = args.prompt_len
     if not 1 <= lo <= hi:
         raise SystemExit(f"--prompt-len must be 1 <= MIN <= MAX, not {lo} {hi}")

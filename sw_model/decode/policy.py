@@ -23,9 +23,9 @@ A policy file is TOML (or ``.json``) holding any of these fields; the others kee
 
 from dataclasses import dataclass, fields, replace
 import json
-from pathlib import Path
 import tomllib
 
+from hw.machines import read_table_file
 from hw.params import ParamsRecord
 
 __all__ = ["DecodingPolicy", "DEFAULT_POLICY", "PolicyError", "DRAFT_POLICIES", "RESIDENT_SETS",
@@ -122,18 +122,7 @@ def _from_values(values, where, base=DEFAULT_POLICY):
 
 def load_policy(path):
     """The policy of a file (TOML, or JSON by its ``.json`` name)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PolicyError(f"decoding policy file {path}: "
-                          + ("is a directory" if path.is_dir() else "no such file"))
-    try:
-        text = path.read_text()
-        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise PolicyError(f"decoding policy file {path}: not valid "
-                          f"{'JSON' if path.suffix == '.json' else 'TOML'} ({exc})") from None
-    if not isinstance(values, dict):
-        raise PolicyError(f"decoding policy file {path}: expected a table of fields")
+    values = read_table_file(path, "decoding policy file", PolicyError)
     return _from_values(values, f"decoding policy file {path}")
 
 

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sw_model.model.moe import (ExpertWeights, LayerWeights, MoEConfig, ModelWeights, MoEModel,
-                                QLinear, check_weights, linear_names)
+from sw_model.model.moe import (MoEConfig, ModelWeights, MoEModel, QLinear, check_weights,
+                                layer_of, linear_names)
 
 __all__ = ["CheckpointError", "read_config", "TensorStore", "load_weights", "load_checkpoint",
            "ARCHITECTURES", "MODEL_TYPES", "DEFAULT_MODEL_DIR", "default_model", "INERT_FIELDS"]
@@ -742,17 +742,7 @@ def load_weights(path, progress=None, keep_float=False, info=None):
             values[ours] = tensor(hf[ours], quantise=len(shape) == 2)
         if scheme == "gpt_oss" and i not in c.dense_layers:
             values.update(_gpt_oss_experts(store, i, c, expected, keep_float, err))
-        ffn = lambda prefix: ExpertWeights(*(values.get(f"{prefix}.{p}") for p in (
-            "gate", "up", "down", "gate_bias", "up_bias", "down_bias")))
-        lw = LayerWeights(**{"q": None, "k": None, "v": None,
-                             **{k: v for k, v in values.items() if "." not in k}})
-        if i in c.dense_layers:
-            lw.dense = ffn("dense")
-        else:
-            lw.experts = [ffn(f"experts.{e}") for e in range(c.num_experts)]
-            if c.shared_ffn:
-                lw.shared = ffn("shared")
-        return lw
+        return layer_of(c, i, values)
 
     embed = tensor("model.embed_tokens.weight").astype(np.float32)
     final = tensor("model.norm.weight")

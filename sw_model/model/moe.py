@@ -37,7 +37,7 @@ from sw_model.golden.quant import (QuantActivations, QuantWeights, quantize_acti
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
            "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
-           "random_weights", "MoECall", "ExpertCall",
+           "random_weights", "layer_of", "MoECall", "ExpertCall",
            "seq_sum", "route_scores", "rope_frequencies", "as_qlinear", "DEFAULT_CONFIG", "TINY_CONFIG", "TINY_VARIANT_CONFIG",
            "linear_names"]
 
@@ -92,31 +92,37 @@ class MoEConfig(ParamsRecord):
     num_experts: int
     top_k: int
     expert_ffn: int
+    # routing
     norm_topk_prob: bool = True
     scoring: str = "softmax"
     score_bias: bool = False
     n_group: int = 1
     topk_group: int = 1
     routed_scaling_factor: float = 1.0
+    # shared and dense feed-forward layers
     shared_ffn: int = 0
     shared_gate: bool = False
     dense_layers: tuple = ()
     dense_ffn: int = 0
+    # attention
     qk_norm: str = "none"
     attention_bias: bool = False
     rms_eps: float = 1e-6
     rope_theta: float = 10000.0
     tie_embeddings: bool = False
     name: str = "moe"
+    # multi-head latent attention (DeepSeek-V2/V3)
     attention: str = "gqa"
     q_lora_rank: int = 0
     kv_lora_rank: int = 0
     qk_rope_dim: int = 0
     v_head_dim: int = 0
+    # rotary positions
     rotary_dim: int = 0
     rope_interleave: bool = False
     rope_scaling: tuple = ()
     softmax_scale: float = 0.0
+    # GPT-OSS: output bias, sliding window, sinks, router bias, clamped SwiGLU, expert biases
     o_bias: bool = False
     sliding_window: int = 0
     sliding_layers: tuple = ()
@@ -464,7 +470,7 @@ def random_weights(config, seed=0, logit_scale=4.0, residual_scale=0.5):
                 values[name] = 0.1 * rng.standard_normal(shape)
             else:
                 values[name] = lin(*shape, branch if last in ("o", "down") else 1.0)
-        layers.append(_layer_of(c, i, values))
+        layers.append(layer_of(c, i, values))
     embed = rng.standard_normal((c.vocab_size, h))
     lm_head = embed.T.copy() if c.tie_embeddings else lin(h, c.vocab_size, logit_scale)
     if c.tie_embeddings:
@@ -478,7 +484,7 @@ _DRAW_FIRST = ("attn_norm", "q", "k", "v", "o", "ffn_norm", "q_bias", "k_bias", 
                "k_norm")
 
 
-def _layer_of(config, i, values):
+def layer_of(config, i, values):
     """A :class:`LayerWeights` from ``{name: value}`` named as :func:`linear_names` names them."""
     ffn = lambda prefix: ExpertWeights(*(values.get(f"{prefix}.{p}") for p in (
         "gate", "up", "down", "gate_bias", "up_bias", "down_bias")))

@@ -66,21 +66,10 @@ class RoutingTrace:
         object.__setattr__(self, "experts", e.astype(np.int64))
         object.__setattr__(self, "num_experts", int(self.num_experts))
 
-    @property
-    def steps(self):
-        return self.experts.shape[0]
-
-    @property
-    def batch(self):
-        return self.experts.shape[1]
-
-    @property
-    def layers(self):
-        return self.experts.shape[2]
-
-    @property
-    def top_k(self):
-        return self.experts.shape[3]
+    steps = property(lambda self: self.experts.shape[0], doc="Decode steps.")
+    batch = property(lambda self: self.experts.shape[1], doc="Sequences.")
+    layers = property(lambda self: self.experts.shape[2], doc="MoE layers.")
+    top_k = property(lambda self: self.experts.shape[3], doc="Experts per token and layer.")
 
     def needed(self, step, layer):
         """Experts any sequence of the batch needs at ``step`` in ``layer``, distinct, in order of

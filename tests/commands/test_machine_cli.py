@@ -5,6 +5,7 @@ land under ``build/<command>/<run>/``; ``clean`` removes them; long runs say the
 
 import io
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -117,26 +118,30 @@ def test_a_bad_machine_file_is_named_and_nothing_is_written(run_build, tmp_path,
     assert after == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bench", "mac", "--ops", "0"], "bench mac: --ops must be at least 1, not 0"),
-    (["bench", "hb", "--words", "0"], "bench hb: --words must be at least 1, not 0"),
-    (["bench", "fuzz", "--streams", "0"], "bench fuzz: --streams must be at least 1, not 0"),
-    (["bench", "fuzz", "--machine", "paper"], "bench fuzz: paper has no RTL top"),
-    (["perf", "--bench-json", "no/such.json"], "no/such.json"),
-    (["perf", "--pes", "0"], "perf: expected positive integers"),
-    (["perf", "--pes", "65"], "perf: --pes: at most 64 PEs"),
-    (["sd", "--set", "decoding.gamma=0"], "decoding.gamma must be a positive integer, not 0"),
-    (["sd", "--set", "decoding.nosuch=1"], "unknown decoding key 'nosuch'; keys: gamma"),
-    (["sd", "--set", "decoding.draft_policy=magic"], "decoding.draft_policy must be one of"),
-    (["sd", "--set", "pes=4"], "build.py sd uses no machine: --set pes=4"),
-    (["verilog", "--set", "decoding.gamma=4"], "build.py verilog has no decoding settings"),
-    (["verilog", "--set", "pes=4"], "--set needs one machine: name it with --machine"),
-    (["sd", "--decoding", "no/such.toml"], "decoding policy file no/such.toml: no such file"),
-    (["stream", "validate", "no/such.txt"], "stream: stream file no/such.txt: no such file"),
-    (["perf", "--out", ""], "--out ''"),
-])
-def test_bad_requests_are_one_line(run_build, args, message):
-    code, stdout, stderr = run_build(*args)
+#: One bad request a line, "arguments | what it says" (a single line on stderr).
+BAD_REQUESTS = dict(reversed(line.split(" | ", 1)) for line in """
+bench mac --ops 0 | bench mac: --ops must be at least 1, not 0
+bench hb --words 0 | bench hb: --words must be at least 1, not 0
+bench fuzz --streams 0 | bench fuzz: --streams must be at least 1, not 0
+bench fuzz --machine paper | bench fuzz: paper has no RTL top
+perf --bench-json no/such.json | no/such.json
+perf --pes 0 | perf: expected positive integers
+perf --pes 65 | perf: --pes: at most 64 PEs
+sd --set decoding.gamma=0 | decoding.gamma must be a positive integer, not 0
+sd --set decoding.nosuch=1 | unknown decoding key 'nosuch'; keys: gamma
+sd --set decoding.draft_policy=magic | decoding.draft_policy must be one of
+sd --set pes=4 | build.py sd uses no machine: --set pes=4
+verilog --set decoding.gamma=4 | build.py verilog has no decoding settings
+verilog --set pes=4 | --set needs one machine: name it with --machine
+sd --decoding no/such.toml | decoding policy file no/such.toml: no such file
+stream validate no/such.txt | stream: stream file no/such.txt: no such file
+perf --out '' | --out ''
+""".strip().splitlines())
+
+
+@pytest.mark.parametrize("message", list(BAD_REQUESTS))
+def test_bad_requests_are_one_line(run_build, message):
+    code, stdout, stderr = run_build(*shlex.split(BAD_REQUESTS[message]))
     assert code != 0
     assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
 
