@@ -11,9 +11,13 @@ table is printed as soon as it is measured; plots go to the results folder (``--
 import time
 from pathlib import Path
 
+from sw_model.perf.measured import ABLATE_GAMMA
 from sim.commands.output import Result, Table, progress, show
 
 NAME = "ablate"
+#: Reads the decoding policy (``--decoding``, ``--set decoding.*``): its draft length must be a
+#: point of the measured curves; the runs are greedy and compare every draft policy and set.
+DECODING = True
 HELP = ("the papers' ablations (draft bits, resident sets, draft policies, loss vs k') on the "
         "shipped trained models")
 
@@ -27,7 +31,11 @@ def add_arguments(p):
     p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
     p.add_argument("--prompt-len", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
                    help="prompt lengths in bytes (default 24 48)")
-    p.add_argument("--gamma", type=int, default=6, help="draft length of the runs (default 6)")
+    p.add_argument("--gamma", type=int, default=ABLATE_GAMMA,
+                   help="the longest draft the runs measure acceptance at: every draft length "
+                        f"up to it is a point of the curves (default {ABLATE_GAMMA}, the curves "
+                        "the performance model reads; the decoding policy's draft length, 4, is "
+                        "one of their points)")
     p.add_argument("--draft-cost", type=float, default=0.1,
                    help="draft pass time / verification pass time for gamma* (default 0.1)")
     p.add_argument("--windows", type=int, default=16,
@@ -37,10 +45,13 @@ def add_arguments(p):
                    help="largest inference k' for the loss sweep (default 3x the trained k)")
     p.add_argument("--models", default=None, metavar="DIR",
                    help="directory holding standard/ and elastic/ checkpoints (python build.py "
-                        "train --out DIR; default: the shipped models)")
+                        "train --models-dir DIR; default: the shipped models)")
 
 
 def _check(args):
+    if args.decoding_policy.gamma > args.gamma:
+        raise SystemExit(f"ablate: --gamma ({args.gamma}) must reach the decoding policy's draft "
+                         f"length ({args.decoding_policy.gamma}), a point of the curves")
     for name in ("batch", "new_tokens", "gamma", "windows", "window_len"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be a positive integer, not "
@@ -127,6 +138,7 @@ def run(args):
     figures = {
         "models": {v: str(p) for v, p in dirs.items()},
         "batch": args.batch, "new_tokens": args.new_tokens, "gamma": args.gamma,
+        "decoding": args.decoding_policy.to_dict(),
         "draft_cost": args.draft_cost,
         "acceptance_by_bit_policy": {m: bits[f"{m}:4"]["acceptance_rate"]
                                      for m in ablate.BIT_METHODS},

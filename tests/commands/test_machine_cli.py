@@ -136,6 +136,7 @@ verilog --set pes=4 | --set needs one machine: name it with --machine
 sd --decoding no/such.toml | decoding policy file no/such.toml: no such file
 stream validate no/such.txt | stream: stream file no/such.txt: no such file
 perf --out '' | --out ''
+ablate --set decoding.gamma=8 | ablate: --gamma (6) must reach the decoding policy's draft length (8)
 """.strip().splitlines())
 
 
