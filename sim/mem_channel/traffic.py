@@ -21,8 +21,12 @@ __all__ = ["encode", "decode", "PortDriver", "sequential",
            "requests_from_json", "expected_count"]
 
 
-def encode(params, request):
-    """The request's beats as ints, packed with :func:`hw.mem_channel.request_layout`."""
+def encode(params, request, scramble=None):
+    """The request's beats as ints, packed with :func:`hw.mem_channel.request_layout`.
+
+    A write's beats after the first repeat its header unless ``scramble`` (a ``random.Random``)
+    is given: then they carry random ``op``, ``address``, ``length`` and ``tag``, which the channel
+    must ignore (a write's fields come from its first beat)."""
     layout = request_layout(params)
     header = {"op": request.op, "address": request.address, "length": request.length,
               "tag": request.tag}
@@ -31,11 +35,14 @@ def encode(params, request):
     beats = max(request.length, 1)
     if len(request.data) != beats:
         raise ValueError(f"write request carries {len(request.data)} words for {beats} beats")
-    first = layout.const({**header, "data": request.data[0]}).as_bits()
-    data_lsb = layout["data"].offset
-    rest = [(first & ~(((1 << params.data_width) - 1) << data_lsb)) | (word << data_lsb)
-            for word in request.data[1:]]
-    return [first] + rest
+    later = [header] * (beats - 1)
+    if scramble is not None:
+        later = [{"op": scramble.choice(list(MemOp)),
+                  "address": scramble.getrandbits(params.address_width),
+                  "length": scramble.getrandbits(params.length_width),
+                  "tag": scramble.getrandbits(layout["tag"].shape.width)} for _ in later]
+    return [layout.const({**fields, "data": word}).as_bits()
+            for fields, word in zip([header] + later, request.data)]
 
 
 def decode(params, bits):
@@ -49,14 +56,18 @@ class PortDriver:
     Each cycle the simulator adapter calls :meth:`drive` (what to put on the port now) and, after
     the values have settled, :meth:`observe` (what happened at the clock edge). With ``idle`` the
     source waits a random cycle before offering a beat, with ``stall`` the sink withholds ready;
-    both from ``random.Random(seed)``, called in the same order in every simulator.
+    both from ``random.Random(seed)``, called in the same order in every simulator. A write's
+    beats after the first carry random header fields (from their own generator seeded by
+    ``seed``) unless ``repeat_header``.
     """
 
-    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0, serial=False):
+    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0, serial=False,
+                 repeat_header=False):
         self.params = params
         self.requests = list(requests)
+        scramble = None if repeat_header else random.Random(f"header {seed}")
         self.beats = [(r_index, beat) for r_index, r in enumerate(self.requests)
-                      for beat in encode(params, r)]
+                      for beat in encode(params, r, scramble)]
         self.first_beat = {}
         for index, (r_index, _) in enumerate(self.beats):
             self.first_beat.setdefault(r_index, index)
