@@ -14,6 +14,7 @@ import cocotb
 from hw.params import MemOp
 from sim.mem_channel.harness import system_from_env, start, run_ports, Backdoor
 from sim.cocotb_streams import seed_from_env
+from sim import funcov
 from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
                                      requests_from_json)
 from sw_model.golden.mem_channel import GoldenMemory, Request
@@ -28,6 +29,10 @@ async def _run(dut, params, requests_per_port, seeds, idle, stall, golden):
     await run_ports(dut, drivers, [expected_count(params, d.requests) for d in drivers], cycles)
     for driver, memory in zip(drivers, golden):
         driver.check(memory)
+        for request in driver.requests:
+            funcov.sample("memory", request.op.name.lower(), funcov.memory_error(params, request),
+                          "pressure" if idle or stall else "free")
+    funcov.flush()
     return drivers
 
 

@@ -14,7 +14,7 @@ from sim.top.run import Job, run_streams
 from sw_model.golden.mac_array import reference_group_sums
 from sw_model.golden.top import execute
 from sw_model.model.checkpoints import default_model
-from sim.top.cases import split_verification_job
+from sim.top.cases import opcode_cases, split_verification_job
 
 pytestmark = pytest.mark.verilator
 
@@ -43,6 +43,20 @@ def test_split_verification_stream_bit_exact(rng):
     assert rtl.phase_cycles[2] > 0                  # after BARRIER phase=2
     assert [r.error for r in results] == [ErrorCode.NONE, ErrorCode.NO_END,
                                           ErrorCode.BAD_ADDRESS]
+
+
+def test_every_opcode_with_every_error_it_can_stop_with():
+    """Each opcode run legally, with a reserved bit set, beyond its memory, LOAD_SLOT/WRITE_SLOT
+    of an absent key, a refused cache request, an unknown opcode, no END: the RTL stops where,
+    and with the code, the golden executor says, with the same memories."""
+    cases = opcode_cases(P)
+    results = run_streams(P, [Job(stream) for _, _, stream in cases])
+    for (name, code, stream), rtl in zip(cases, results):
+        gold = execute(stream, P)
+        assert gold.error == code, (name, code, gold.error)
+        assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress), name
+        assert rtl.images == gold.images, (name, rtl.images.differences(gold.images))
+        assert rtl.slot_table == gold.slot_table(), name
 
 
 def test_fuzz_default_suite(seed):
