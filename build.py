@@ -13,6 +13,10 @@
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py bench fuzz      random command streams on the RTL top and the golden executor
                                     (--streams N, --pes P): mismatches must be 0
+    python build.py coverage        line and toggle coverage of every block's Verilog and
+                                    functional bins, from the cocotb tests (build/coverage)
+    python build.py mutate          mutants of the RTL against each block's fast tests: killed /
+                                    survived per block (build/mutate)
     python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,

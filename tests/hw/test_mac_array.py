@@ -47,7 +47,14 @@ def simulate(params, jobs, seed, idle, stall):
             _, _, valid = await ctx.tick().sample(dut.results.valid)
             assert not valid, "a result beyond the expected ones"
 
+    async def watchdog(ctx):
+        deadline = 20 * len(jobs) * params.beats_per_group + 100
+        for _ in range(deadline):
+            await ctx.tick()
+        raise AssertionError(f"{len(received)} of {len(jobs)} results within {deadline} cycles")
+
     sim.add_testbench(receiver)
+    sim.add_testbench(watchdog, background=True)
     sim.run()
     return check_results(params, jobs, [decode_result(params, r) for r in received])
 

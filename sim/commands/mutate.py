@@ -1,0 +1,91 @@
+"""``python build.py mutate``: mutation testing of the RTL (:mod:`sim.mutate`).
+
+Generates the mutants of every block (or ``--block``), picks ``--count`` of each block spread
+over the operators (seeded by ``--seed``), runs each against the block's fast tests, ``--jobs`` at
+a time, and prints killed / survived per block and every survivor with its edit. Results, one per
+mutant, go to ``build/mutate/results.json``; the mutant sources of survivors to
+``build/mutate/survivors/``. Exit status 1 if fewer than ``--target`` percent are killed.
+"""
+
+import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from hw.flows.verilog import BUILD_ROOT, REPO_ROOT
+from sim.commands.output import Result, Table, progress_bar
+
+NAME = "mutate"
+HELP = "mutation testing of the RTL: mutants killed / survived per block"
+
+#: Mutants per block by default (at least 100 in all).
+DEFAULT_COUNTS = {"mac_array": 25, "expert_cache": 30, "mem_channel": 25, "lpddr_port": 10,
+                  "command_processor": 20}
+
+
+def add_arguments(p):
+    p.add_argument("--block", action="append", help="a block to mutate (repeatable; default all)")
+    p.add_argument("--count", type=int, help="mutants per block (default: per block, 110 in all)")
+    p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    p.add_argument("--target", type=float, default=90.0,
+                   help="required percentage of killed mutants (default 90)")
+    p.add_argument("--timeout", type=int, default=None,
+                   help="seconds per mutant before it counts as a hang (default: per block)")
+
+
+def run(args):
+    from sim.mutate import BLOCKS, mutants, run_mutant, select
+    blocks = args.block or list(BLOCKS)
+    for name in blocks:
+        if name not in BLOCKS:
+            raise SystemExit(f"unknown block {name!r}; choose from {', '.join(BLOCKS)}")
+    if args.count is not None and args.count < 1:
+        raise SystemExit(f"--count must be at least 1, not {args.count}")
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, not {args.jobs}")
+    if args.timeout is not None and args.timeout < 1:
+        raise SystemExit(f"--timeout must be at least 1 second, not {args.timeout}")
+    seed = args.seed if args.seed is not None else 1
+    chosen = []
+    for name in blocks:
+        count = args.count or DEFAULT_COUNTS[name]
+        chosen += select(mutants(name, REPO_ROOT), count, seed)
+    out = BUILD_ROOT / "mutate"
+    (out / "survivors").mkdir(parents=True, exist_ok=True)
+    results = {}
+    bar = progress_bar("mutants")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run_mutant, REPO_ROOT, m, args.timeout): m for m in chosen}
+        for done, future in enumerate(as_completed(futures), 1):
+            results[futures[future].key] = future.result()
+            bar(done, len(chosen))
+    rows, survivors, figures = [], [], {"blocks": {}, "mutants": []}
+    for name in blocks:
+        mine = [m for m in chosen if m.block == name]
+        killed = sum(results[m.key][0] for m in mine)
+        hangs = sum(results[m.key][2].startswith("hang") for m in mine)
+        rows.append([name, len(mine), killed, hangs, len(mine) - killed,
+                     f"{100.0 * killed / len(mine):.1f}" if mine else "-"])
+        figures["blocks"][name] = {"mutants": len(mine), "killed": killed,
+                                   "survived": len(mine) - killed}
+        for m in mine:
+            killed_m, seconds, detail = results[m.key]
+            figures["mutants"].append({"block": m.block, "operator": m.operator, "line": m.line,
+                                       "edit": m.description, "killed": killed_m,
+                                       "seconds": round(seconds, 1), "detail": detail})
+            if not killed_m:
+                survivors.append([m.block, m.line, m.operator, m.description])
+                (out / "survivors" / f"{m.block}-{m.line}-{m.operator}.py").write_text(m.source)
+    total = len(chosen)
+    killed = sum(r[0] for r in results.values())
+    percent = 100.0 * killed / total if total else 0.0
+    hangs = sum(r[2].startswith("hang") for r in results.values())
+    rows.append(["all", total, killed, hangs, total - killed, f"{percent:.1f}"])
+    figures.update(total=total, killed=killed, survived=total - killed,
+                   killed_percent=round(percent, 2), seed=seed)
+    (out / "results.json").write_text(json.dumps(figures, indent=1))
+    tables = [Table("Mutants per block", ["block", "mutants", "killed", "of them by a hang", "survived",
+                                            "% killed"],
+                    rows, f"results: {out / 'results.json'}")]
+    if survivors:
+        tables.append(Table("Survivors (mutated sources in build/mutate/survivors/)",
+                            ["block", "line", "operator", "edit"], survivors))
+    return Result(tables, figures, status=0 if percent >= args.target else 1)
