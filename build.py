@@ -13,6 +13,8 @@
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py bench fuzz      random command streams on the RTL top and the golden executor
                                     (--streams N, --pes P): mismatches must be 0
+    python build.py simrate         simulated cycles per second of the long MAC, cache and memory
+                                    runs, Python per cycle vs free-running from memories
     python build.py coverage        line and toggle coverage of every block's Verilog and
                                     functional bins, from the cocotb tests (build/coverage)
     python build.py mutate          mutants of the RTL against each block's fast tests: killed /

@@ -8,12 +8,12 @@ it with ``SystemExit`` and a one-line message naming it), calls library code (``
 """
 
 from sim.commands import (ablate, bench, check, coverage, demo, fpga, mutate, perf, schedule, sd,
-                          sweep, synth, train, verilog)
+                          simrate, sweep, synth, train, verilog)
 
 __all__ = ["COMMANDS", "DEFAULT"]
 
 #: The handler modules, in the order ``build.py --help`` lists them.
-COMMANDS = (demo, check, verilog, bench, coverage, mutate, synth, fpga, sd, perf, sweep, schedule,
-            ablate, train)
+COMMANDS = (demo, check, verilog, bench, simrate, coverage, mutate, synth, fpga, sd, perf, sweep,
+            schedule, ablate, train)
 #: What ``python build.py`` runs without a subcommand.
 DEFAULT = demo.NAME
