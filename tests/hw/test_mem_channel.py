@@ -142,10 +142,15 @@ def _send_and_receive(system, beats, responses, idle, stall, seed):
         got.extend(await stream_recv(ctx, system.resp[0], responses, random.Random(seed + 1),
                                      stall))
 
-    sim.add_testbench(source)
+    async def watchdog(ctx):
+        for _ in range(5000):
+            await ctx.tick()
+        raise AssertionError(f"{len(got)} of {responses} responses after 5000 cycles")
+
+    sim.add_process(source)
     sim.add_testbench(sink)
-    sim.run_until(1e-9 * 5000)
-    assert len(got) == responses, f"{len(got)} of {responses} responses"
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
     return [(int(r.tag), MemStatus(int(r.status)), int(r.last), int(r.data)) for r in got]
 
 
