@@ -77,8 +77,8 @@ async def integrity(dut):
 @cocotb.test()
 async def errors(dut):
     """Every malformed request gets one ERROR beat with its tag, writes nothing (the array is
-    compared through the back door), and the next request is served normally; without and with
-    random idle cycles and back-pressure."""
+    compared through the back door), and the next request is served normally; on every port in
+    turn, without and with random idle cycles and back-pressure."""
     name, params, timing, ports = system_from_env()
     seed = seed_from_env()
     rng = random.Random(seed + 5)
@@ -89,21 +89,27 @@ async def errors(dut):
     for channel in range(params.channels):
         for address, word in image.items():
             backdoor.write(channel, address, [word])
-    for idle, stall in ((0.0, 0.0), (0.3, 0.4)):
-        golden = GoldenMemory(params, image)
-        requests = []
-        for i, (case, bad) in enumerate(error_requests(params, rng)):
-            near = min(bad.address, params.words - 4)
-            word = rng.getrandbits(params.data_width)
-            requests += [bad, Request(MemOp.WRITE, near, 1, 100 + i, (word,)),
-                         Request(MemOp.READ, near, 2, 200 + i)]
-        await _run(dut, params, [requests], [seed], idle, stall, [golden])
-        for address in image:
-            (stored,) = backdoor.read(0, address, 1)
-            assert stored == golden.words.get(address, 0), f"word {address} changed wrongly"
-        image = dict(golden.words)
-        log.info("%d error cases, each followed by a served write and read (idle %.1f, "
-                 "stall %.1f)", len(requests) // 3, idle, stall)
+    images = [dict(image) for _ in range(params.channels)]
+    for port in range(ports):
+        # an HB port has a channel of its own; the LPDDR port's clients share its one channel
+        channel = port if name == "hb" else 0
+        for idle, stall in ((0.0, 0.0), (0.3, 0.4)):
+            golden = GoldenMemory(params, images[channel])
+            requests = []
+            for i, (case, bad) in enumerate(error_requests(params, rng)):
+                near = min(bad.address, params.words - 4)
+                word = rng.getrandbits(params.data_width)
+                requests += [bad, Request(MemOp.WRITE, near, 1, 100 + i, (word,)),
+                             Request(MemOp.READ, near, 2, 200 + i)]
+            traffic = [requests if k == port else [] for k in range(ports)]
+            await _run(dut, params, traffic, [seed + k for k in range(ports)], idle, stall,
+                       [golden if k == port else GoldenMemory(params) for k in range(ports)])
+            for address in images[channel]:
+                (stored,) = backdoor.read(channel, address, 1)
+                assert stored == golden.words.get(address, 0), f"word {address} changed wrongly"
+            images[channel] = dict(golden.words)
+            log.info("port %d: %d error cases, each followed by a served write and read (idle "
+                     "%.1f, stall %.1f)", port, len(requests) // 3, idle, stall)
 
 
 @cocotb.test()

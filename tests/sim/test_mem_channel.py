@@ -28,8 +28,12 @@ def test_integrity(seed):
     assert tests == 1
 
 
-def test_errors_then_normal_requests(seed):
-    tests, _ = run_mem_bench("hb", HB_DEFAULT, HbBankTiming(), testcase="errors", seed=seed)
+@pytest.mark.parametrize("system, params, timing", [
+    ("hb", HB_DEFAULT, HbBankTiming()), ("lpddr", LPDDR_DEFAULT, Lpddr5Timing())],
+    ids=["hb", "lpddr"])
+def test_errors_then_normal_requests(system, params, timing, seed):
+    """Every error case on every port in turn, each followed by a served write and read."""
+    tests, _ = run_mem_bench(system, params, timing, testcase="errors", seed=seed)
     assert tests == 1
 
 
