@@ -113,6 +113,35 @@ async def errors(dut):
 
 
 @cocotb.test()
+async def write_buffer_full(dut):
+    """Back-to-back longest writes, each to another row of bank 0 of every port (a precharge and
+    an activate per die burst), with no idle cycles: the write buffer fills, a write header must
+    wait for room, and every word still lands; then all are read back."""
+    name, params, timing, ports = system_from_env()
+    seed = seed_from_env()
+    rng = random.Random(seed + 7)
+    stride = timing.row_words * timing.banks            # the next row of the same bank
+    per_port = []
+    for port in range(ports):
+        base = 0 if name == "hb" else port * (params.words // ports)
+        rows = [base + i * stride for i in range(16)
+                if base + i * stride + params.max_length <= min(params.words, base + (
+                    params.words if name == "hb" else params.words // ports))]
+        writes = [Request(MemOp.WRITE, a, params.max_length, i % (1 << params.tag_width),
+                          tuple(rng.getrandbits(params.data_width)
+                                for _ in range(params.max_length)))
+                  for i, a in enumerate(rows)]
+        reads = [Request(MemOp.READ, a, params.max_length, i % (1 << params.tag_width))
+                 for i, a in enumerate(rows)]
+        per_port.append(writes + reads)
+    await start(dut, ports)
+    drivers = await _run(dut, params, per_port, [seed + k for k in range(ports)], 0.0, 0.0,
+                         [GoldenMemory(params) for _ in range(ports)])
+    log.info("%d back-to-back longest writes per port, row after row of one bank, read back",
+             len(per_port[0]) // 2)
+
+
+@cocotb.test()
 async def trace(dut):
     """Replay the access trace in ``ELMOE_TRACE`` and write the cycle of every response and every
     accepted request beat to ``ELMOE_TRACE_OUT`` (compared with Amaranth's simulator by pytest)."""

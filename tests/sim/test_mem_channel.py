@@ -37,6 +37,14 @@ def test_errors_then_normal_requests(system, params, timing, seed):
     assert tests == 1
 
 
+def test_write_buffer_fills_and_drains(seed):
+    """Back-to-back longest writes row after row of one bank: write headers wait for room in the
+    write buffer, every word lands and reads back."""
+    tests, _ = run_mem_bench("hb", HB_DEFAULT, HbBankTiming(), testcase="write_buffer_full",
+                             seed=seed)
+    assert tests == 1
+
+
 def _trace(p, rng, first):
     """A short mixed trace in ``[first, first + 4096)`` plus one out-of-range read."""
     reqs = sequential(p, MemOp.WRITE, first, 128, p.max_length, rng)
