@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from hw.isa import ErrorCode, Opcode, Command
-from hw.params import MacMode
+from hw.params import CacheOp, MacMode
 from sim.commands.demo import DEMO_PES
 from sim.top.e2e import e2e_machine
 from sim.top.fuzz import fuzz
 from sim.top.run import Job, run_streams
 from sw_model.golden.mac_array import reference_group_sums
-from sw_model.golden.top import execute
+from sw_model.golden.top import Images, execute
 from sw_model.model.checkpoints import default_model
 from sim.top.cases import opcode_cases, split_verification_job
 
@@ -57,6 +57,32 @@ def test_every_opcode_with_every_error_it_can_stop_with():
         assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress), name
         assert rtl.images == gold.images, (name, rtl.images.differences(gold.images))
         assert rtl.slot_table == gold.slot_table(), name
+
+
+def test_every_slot_through_the_slot_table_and_a_long_hb_load():
+    """Every slot installed, pinned, unpinned and invalidated (each branch of the processor's
+    slot table), a COUNT of the last vector chunk, and loads long enough that each PE's HB
+    channel holds back its requests: the RTL ends as the golden executor does."""
+    c = P.cache
+    keys = [(0, e) for e in range(c.experts)][:c.slots]
+    stream = [Command(Opcode.CACHE, cop=CacheOp.INSTALL, layer=l, expert=e) for l, e in keys]
+    for cop in (CacheOp.PIN, CacheOp.UNPIN, CacheOp.INVALIDATE):
+        stream += [Command(Opcode.CACHE, cop=cop, layer=l, expert=e) for l, e in keys]
+    stream += [Command(Opcode.CACHE, cop=CacheOp.COUNT, layer=1, chunk=3, vector=0)]
+    stream += [Command(Opcode.LOAD_HB, pe=pe, count=P.weight_words, hb=P.slot_region_words)
+               for pe in range(P.pes)]
+    stream += [Command(Opcode.END)]
+    assert len(stream) <= P.command_words
+    images = Images.empty(P)
+    for pe in range(P.pes):
+        images.hb[pe].update({P.slot_region_words + i: 1000 * pe + i + 1
+                              for i in range(P.weight_words)})
+    (rtl,) = run_streams(P, [Job(stream, images)])
+    gold = execute(stream, P, images)
+    assert gold.error == ErrorCode.NONE and gold.slot_table() == {}
+    assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress)
+    assert rtl.images == gold.images, rtl.images.differences(gold.images)
+    assert rtl.slot_table == gold.slot_table()
 
 
 def test_fuzz_default_suite(seed):
