@@ -27,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
     p.add_argument("--target", type=float, default=90.0,
                    help="required percentage of killed mutants (default 90)")
+    p.add_argument("--rerun-survivors", action="store_true",
+                   help="run only the survivors of the last run (build/mutate/results.json) "
+                        "again, after tests were added, and update the results")
     p.add_argument("--timeout", type=int, default=None,
                    help="seconds per mutant before it counts as a hang (default: per block)")
 
@@ -51,12 +54,18 @@ def run(args):
     out = BUILD_ROOT / "mutate"
     (out / "survivors").mkdir(parents=True, exist_ok=True)
     results = {}
+    if args.rerun_survivors:
+        previous = _previous(out / "results.json", chosen)
+        results = {k: v for k, v in previous.items() if v[0]}
+        for path in (out / "survivors").glob("*.py"):
+            path.unlink()
+    to_run = [m for m in chosen if m.key not in results]
     bar = progress_bar("mutants")
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(run_mutant, REPO_ROOT, m, args.timeout): m for m in chosen}
+        futures = {pool.submit(run_mutant, REPO_ROOT, m, args.timeout): m for m in to_run}
         for done, future in enumerate(as_completed(futures), 1):
             results[futures[future].key] = future.result()
-            bar(done, len(chosen))
+            bar(done, len(to_run))
     rows, survivors, figures = [], [], {"blocks": {}, "mutants": []}
     for name in blocks:
         mine = [m for m in chosen if m.block == name]
@@ -89,3 +98,18 @@ def run(args):
         tables.append(Table("Survivors (mutated sources in build/mutate/survivors/)",
                             ["block", "line", "operator", "edit"], survivors))
     return Result(tables, figures, status=0 if percent >= args.target else 1)
+
+
+def _previous(path, chosen):
+    """``{mutant key: (killed, seconds, detail)}`` of the last run for the ``chosen`` mutants;
+    a clear error if there is none or it was of other mutants."""
+    if not path.exists():
+        raise SystemExit(f"no previous run at {path}: run without --rerun-survivors first")
+    figures = json.loads(path.read_text())
+    by_key = {f"{m['block']}:{m['line']}:{m['operator']}:{m['edit']}":
+              (m["killed"], m["seconds"], m["detail"]) for m in figures["mutants"]}
+    missing = [m.key for m in chosen if m.key not in by_key]
+    if missing:
+        raise SystemExit(f"the last run at {path} had other mutants ({len(missing)} of these "
+                         f"missing, e.g. {missing[0]}): run without --rerun-survivors")
+    return {m.key: by_key[m.key] for m in chosen}
