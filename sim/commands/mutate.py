@@ -60,12 +60,16 @@ def run(args):
         for path in (out / "survivors").glob("*.py"):
             path.unlink()
     to_run = [m for m in chosen if m.key not in results]
+    (out / "progress.jsonl").unlink(missing_ok=True)
     bar = progress_bar("mutants")
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_mutant, REPO_ROOT, m, args.timeout): m for m in to_run}
         for done, future in enumerate(as_completed(futures), 1):
-            results[futures[future].key] = future.result()
+            mutant = futures[future]
+            results[mutant.key] = future.result()
             bar(done, len(to_run))
+            with open(out / "progress.jsonl", "a") as f:      # readable while the run goes on
+                f.write(json.dumps({"key": mutant.key, "result": results[mutant.key]}) + "\n")
     rows, survivors, figures = [], [], {"blocks": {}, "mutants": []}
     for name in blocks:
         mine = [m for m in chosen if m.block == name]
