@@ -45,24 +45,10 @@ def test_split_verification_stream_bit_exact(rng):
                                           ErrorCode.BAD_ADDRESS]
 
 
-def test_every_opcode_with_every_error_it_can_stop_with():
-    """Each opcode run legally, with a reserved bit set, beyond its memory, LOAD_SLOT/WRITE_SLOT
-    of an absent key, a refused cache request, an unknown opcode, no END: the RTL stops where,
-    and with the code, the golden executor says, with the same memories."""
-    cases = opcode_cases(P)
-    results = run_streams(P, [Job(stream) for _, _, stream in cases])
-    for (name, code, stream), rtl in zip(cases, results):
-        gold = execute(stream, P)
-        assert gold.error == code, (name, code, gold.error)
-        assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress), name
-        assert rtl.images == gold.images, (name, rtl.images.differences(gold.images))
-        assert rtl.slot_table == gold.slot_table(), name
-
-
-def test_every_slot_through_the_slot_table_and_a_long_hb_load():
+def _every_slot_stream():
     """Every slot installed, pinned, unpinned and invalidated (each branch of the processor's
-    slot table), a COUNT of the last vector chunk, and loads long enough that each PE's HB
-    channel holds back its requests: the RTL ends as the golden executor does."""
+    slot table), a COUNT of the last vector chunk, and a load of a whole weight memory per PE
+    from HB, over an image of distinct words."""
     c = P.cache
     keys = [(0, e) for e in range(c.experts)][:c.slots]
     stream = [Command(Opcode.CACHE, cop=CacheOp.INSTALL, layer=l, expert=e) for l, e in keys]
@@ -77,12 +63,23 @@ def test_every_slot_through_the_slot_table_and_a_long_hb_load():
     for pe in range(P.pes):
         images.hb[pe].update({P.slot_region_words + i: 1000 * pe + i + 1
                               for i in range(P.weight_words)})
-    (rtl,) = run_streams(P, [Job(stream, images)])
-    gold = execute(stream, P, images)
-    assert gold.error == ErrorCode.NONE and gold.slot_table() == {}
-    assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress)
-    assert rtl.images == gold.images, rtl.images.differences(gold.images)
-    assert rtl.slot_table == gold.slot_table()
+    return stream, images
+
+
+def test_every_opcode_with_every_error_and_every_slot():
+    """Each opcode run legally, with a reserved bit set, beyond its memory, LOAD_SLOT/WRITE_SLOT
+    of an absent key, a refused cache request, an unknown opcode, no END; and a stream through
+    every slot of the slot table: the RTL stops where, and with the code, the golden executor
+    says, with the same memories and slot table."""
+    cases = [(name, code, stream, None) for name, code, stream in opcode_cases(P)]
+    cases.append(("every slot", ErrorCode.NONE, *_every_slot_stream()))
+    results = run_streams(P, [Job(stream, images) for _, _, stream, images in cases])
+    for (name, code, stream, images), rtl in zip(cases, results):
+        gold = execute(stream, P, images)
+        assert gold.error == code, (name, code, gold.error)
+        assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress), name
+        assert rtl.images == gold.images, (name, rtl.images.differences(gold.images))
+        assert rtl.slot_table == gold.slot_table(), name
 
 
 def test_fuzz_default_suite(seed):
