@@ -35,7 +35,7 @@ def add_arguments(p):
 
 
 def run(args):
-    from sim.mutate import BLOCKS, mutants, run_mutant, select
+    from sim.mutate import BLOCKS, mutants, run_mutant, same_verilog, select
     blocks = args.block or list(BLOCKS)
     for name in blocks:
         if name not in BLOCKS:
@@ -85,7 +85,10 @@ def run(args):
                                        "edit": m.description, "killed": killed_m,
                                        "seconds": round(seconds, 1), "detail": detail})
             if not killed_m:
-                survivors.append([m.block, m.line, m.operator, m.description])
+                verdict = ("equivalent: the same Verilog at the default parameters"
+                           if same_verilog(REPO_ROOT, m) else "examine (see the report)")
+                figures["mutants"][-1]["verdict"] = verdict
+                survivors.append([m.block, m.line, m.operator, m.description, verdict])
                 (out / "survivors" / f"{m.block}-{m.line}-{m.operator}.py").write_text(m.source)
     total = len(chosen)
     killed = sum(r[0] for r in results.values())
@@ -100,7 +103,7 @@ def run(args):
                     rows, f"results: {out / 'results.json'}")]
     if survivors:
         tables.append(Table("Survivors (mutated sources in build/mutate/survivors/)",
-                            ["block", "line", "operator", "edit"], survivors))
+                            ["block", "line", "operator", "edit", "verdict"], survivors))
     return Result(tables, figures, status=0 if percent >= args.target else 1)
 
 

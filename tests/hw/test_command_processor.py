@@ -155,6 +155,37 @@ def test_processor_equals_the_isa(seed, pressure):
             assert _fields(payload) == {**dict.fromkeys(PE_FIELDS, 0), **fields}
 
 
+def test_slot_table_follows_only_ok_responses_and_whole_keys(seed):
+    """The slot table changes only on OK responses and matches a slot by valid bit, layer and
+    expert together: UNPIN clears the pin; a refused PIN (ABSENT) pins nothing; a refused
+    INVALIDATE (PINNED) keeps the slot; a key of another layer with the same expert, and an
+    invalidated key, hold no slot."""
+    I, Pn, U, V = CacheOp.INSTALL, CacheOp.PIN, CacheOp.UNPIN, CacheOp.INVALIDATE
+    cache_op = lambda cop, layer, expert: Command(Opcode.CACHE, cop=cop, layer=layer,
+                                                  expert=expert)
+    end = Command(Opcode.END)
+    load = lambda layer, expert: Command(Opcode.LOAD_SLOT, layer=layer, expert=expert, count=1)
+    streams = [
+        [cache_op(I, 0, 3), cache_op(Pn, 0, 3), cache_op(U, 0, 3), end],
+        [cache_op(Pn, 1, 5), end],                                  # ABSENT: CACHE_ERROR
+        [cache_op(Pn, 0, 3), cache_op(V, 0, 3), end],               # PINNED: CACHE_ERROR
+        [cache_op(U, 0, 3), load(1, 3), end],                       # SLOT_NOT_INSTALLED
+        [cache_op(I, 0, 4), cache_op(V, 0, 4), load(0, 4), end],    # SLOT_NOT_INSTALLED
+        [load(0, 3), end],
+    ]
+    cache = ExpertCacheModel(P.cache)
+    got = run_processor(streams, seed, False)
+    codes = []
+    for (error, progress, dispatched, table), stream in zip(got, streams):
+        gold = execute(stream, P, cache=cache)
+        cache = gold.cache                       # the processor keeps its cache too
+        assert (error, progress) == (gold.error, gold.progress)
+        assert table == gold.slot_table()
+        codes.append(error)
+    assert codes == [ErrorCode.NONE, ErrorCode.CACHE_ERROR, ErrorCode.CACHE_ERROR,
+                     ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.NONE]
+
+
 def test_status_cycles_and_phase_cycles_in_every_state():
     """After reset every status field and counter is 0; a start while busy is ignored; busy falls
     as done rises; cycles counts the busy cycles and the phase counters split them by the

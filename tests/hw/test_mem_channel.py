@@ -174,6 +174,26 @@ def test_multi_beat_write_answers_with_its_first_beat(system_class, params, pres
                    (0x16, MemStatus.OK, 1, 9)]
 
 
+def test_lpddr_grants_round_robin_request_by_request(seed):
+    """Three clients always offering one-word writes (and one four-word write each): the port
+    takes whole requests from the clients in turn, 0, 1, 2, 0, ..., a longer write keeping the
+    grant only for its own beats."""
+    p = LPDDR_SMALL
+    rng = random.Random(seed)
+    traffic = []
+    for k in range(p.clients):
+        reqs = [Request(MemOp.WRITE, 1024 * k + i, 1, i, (rng.getrandbits(8),)) for i in range(8)]
+        reqs.insert(3, Request(MemOp.WRITE, 1024 * k + 100, 4, 9,
+                               tuple(rng.getrandbits(8) for _ in range(4))))
+        traffic.append(reqs)
+    drivers, _ = _run(LpddrSystem(p), traffic, seed, 0.0, 0.0)
+    firsts = sorted((d.request_cycle(i), k) for k, d in enumerate(drivers)
+                    for i in range(len(d.requests)))
+    assert [k for _, k in firsts] == [i % p.clients for i in range(len(firsts))]
+    for driver in drivers:
+        driver.check(GoldenMemory(p))
+
+
 def test_die_timing_shows_in_latency():
     """Single reads on an idle channel: a closed bank costs exactly t_rcd more than an open-row
     hit, a row conflict exactly t_rp more than a closed bank; the hit itself is at least t_cl."""
