@@ -16,6 +16,12 @@
     python build.py bench hb        HB interface and LPDDR port bandwidth and latency (Verilator)
     python build.py bench fuzz      random command streams on the RTL top and the golden executor
                                     (--streams N): mismatches must be 0
+    python build.py simrate         simulated cycles per second of the long MAC, cache and memory
+                                    runs, Python per cycle vs free-running from memories
+    python build.py coverage        line and toggle coverage of every block's Verilog and
+                                    functional bins, from the cocotb tests (build/coverage)
+    python build.py mutate          mutants of the RTL against each block's fast tests: killed /
+                                    survived per block (build/mutate)
     python build.py synth           Yosys synthesis of every block at a ladder of sizes: generic
                                     cells, OSU 0.18 um area, augmentation overhead, paper PE fit
     python build.py fpga            place and route of every block on ECP5 and iCE40 (utilisation,

@@ -17,6 +17,31 @@ The processor mirrors the cache's slot assignment in a slot table (``slot_valid`
 LOAD_SLOT/WRITE_SLOT to an HB address and reports SLOT_NOT_INSTALLED. A PE command is only
 dispatched once it passed every check, and on an error the processor stops dispatching and waits
 for the PEs to finish what they have: the memories are as after the command before the bad one.
+
+Output fields, every case:
+
+* ``host.status``: after reset ``busy``, ``done``, ``error``, ``progress``, ``phase`` are all 0.
+  A ``start`` while idle sets ``busy`` 1 and ``done``, ``error``, ``phase`` 0 (and ``cycles``,
+  ``phase_cycles``) from the next cycle; a ``start`` while ``busy`` is ignored. While running,
+  ``progress`` is the index of the command being fetched, checked or executed. When the stream
+  stops and every PE is idle, ``busy`` falls and ``done`` rises together, and every field then holds
+  until the next ``start``: ``error`` the :class:`hw.isa.ErrorCode` (``NONE`` after END);
+  ``progress`` END's index (the commands completed), the failing command's index on an error, or
+  ``length`` with ``NO_END``; ``phase`` the last BARRIER's ``phase`` (0 if none ran).
+* ``host.cycles``: the cycles ``busy`` was 1 in the last run (counting on while it runs);
+  ``host.phase_cycles[k]``: those of them in phase ``k``, so they sum to ``cycles``.
+* ``pe_cmd[p]``: ``valid`` only for a PE command addressed to PE ``p`` that passed every check;
+  ``payload`` (:func:`hw.pe.pe_command_layout`): ``op`` (LOAD for LOAD_HB/LOAD_LPDDR/LOAD_SLOT,
+  WRITE_HB for WRITE_SLOT, LOAD_ACT, MAC, COMBINE) and ``count``; LOAD_HB: ``ext`` = ``hb``,
+  ``wmem``; LOAD_LPDDR: ``ext`` = ``lpddr``, ``wmem``, ``lpddr`` = 1; LOAD_SLOT / WRITE_SLOT:
+  ``ext`` = ``slot * slot_words + offset``, ``wmem``; LOAD_ACT: ``amem``, ``imem``; MAC:
+  ``mode``, ``reuse``, ``wmem``, ``amem``, ``omem``; COMBINE: ``a``, ``b``, ``omem`` = ``dst``;
+  every field an opcode does not list is 0.
+* ``cache_req``: one request per CACHE command, ``op`` = ``cop``, ``layer``, ``expert``,
+  ``vector`` = the command's ``vector`` shifted left by ``64 * chunk`` (cut to the controller's
+  ``experts`` bits; the controller reads it for COUNT only), ``tag`` 0. ``cache_resp.ready`` is
+  high while a CACHE command waits for its response beats; the last beat's status decides:
+  ``BAD_OPCODE`` and above stop the stream with ``CACHE_ERROR``, anything else retires it.
 """
 
 from amaranth import *

@@ -1,24 +1,70 @@
 """The expert-cache controller: tag store (layer, expert) -> HB slot, LRU / frequency-set policy.
 
-The behaviour, slot for slot and victim for victim, is :mod:`sw_model.golden.expert_cache`'s (its
-module docstring states the rules). Streams (``lib.stream``; ready may depend on valid, never the
-reverse):
+Streams (``lib.stream``; ready may depend on valid, never the reverse):
 
-* ``req`` (in): ``op`` (:class:`hw.params.CacheOp`), ``tag`` (returned on every response beat),
-  ``layer``, ``expert`` and, for COUNT, ``vector`` (k-hot over the layer's experts).
-* ``resp`` (out): ``tag``, ``op``, ``status`` (:class:`hw.params.CacheStatus`), ``slot``, the
-  ``layer``/``expert`` concerned, ``victim_valid``/``victim_layer``/``victim_expert`` (what an
-  install evicted) and ``last``. SELECT answers with one beat per picked key (``last = 0``) and a
-  final beat (``last = 1``); every other request with one beat.
+* ``req`` (in): ``op`` (:class:`hw.params.CacheOp`), ``tag``, ``layer``, ``expert`` and, for COUNT,
+  ``vector`` (k-hot over the layer's experts). ``layer`` and ``expert`` are one bit wider than
+  their ranges, so an out-of-range index reaches the controller and is rejected, not wrapped.
+* ``resp`` (out): ``tag``, ``op``, ``status`` (:class:`hw.params.CacheStatus`), ``last``,
+  ``slot``, ``layer``, ``expert``, ``victim_valid``, ``victim_layer``, ``victim_expert``. SELECT
+  answers one beat per picked key (``last = 0``) and a final beat (``last = 1``); every other
+  request one beat (``last = 1``).
 
-Micro-architecture: the tag store, pin bits, recency ages and counters are flip-flops, so every
-request but SELECT completes in the cycle it is accepted and its response is registered: one
-request per cycle, response one cycle after the request is taken. Recency is a true-LRU age per way
-(a permutation of ``0..ways-1`` within each set; 0 = most recent). The victim is the candidate way
-with the highest score ``{free, inverted count (FREQUENCY only), age}``; ages are distinct, so there
-are no ties. SELECT runs as a small FSM, two cycles per picked key: PICK (an argmax tree over the
-counters, ties to the lowest key index) and PLACE (the same probe and victim logic as a request,
-with the ways already chosen by this SELECT excluded); the request stream stalls meanwhile.
+State and rules. Key ``k = layer * experts + expert`` lives in set ``k % sets``, slot
+``set * ways + way``. Each set orders its ways by recency; after reset way 0 is the least recently
+used and way ``ways - 1`` the most recently used, every way is free and unpinned, every counter is
+0. Only a LOOKUP that hits and an install (INSTALL ``OK``, a SELECT pick answered ``OK``) make a
+way the most recently used; nothing else (PIN, UNPIN, INVALIDATE, INVALIDATE_ALL, a SELECT pick
+answered ``HIT``, errors) changes the order, and a freed way keeps its place in it.
+
+* The victim of an install is chosen among the set's ways that are unpinned and (during SELECT)
+  not already chosen by this SELECT: the least recently used free way if one is free, under both
+  policies (counts are not looked at for free ways); otherwise with ``LRU`` the least recently
+  used way, with ``FREQUENCY`` the way whose key has the lowest count, ties to the least recently
+  used. An installed key is unpinned.
+* LOOKUP: ``HIT`` or ``MISS``. INSTALL: ``OK``; ``PRESENT`` if the key is resident; ``PINNED`` if
+  no way is a candidate. PIN / UNPIN: set / clear the pin bit (``OK`` also when it already had
+  that value), ``ABSENT`` if not resident. INVALIDATE: free the way, ``PINNED`` if it is pinned,
+  ``ABSENT`` if not resident. INVALIDATE_ALL: free every unpinned way. COUNT: add one to the
+  saturating ``counter_width``-bit counter of every expert of ``layer`` set in ``vector``.
+  RESET_COUNTS: clear every counter.
+* SELECT repeatedly picks, among keys with a non-zero count (a zero count is never picked) not yet
+  picked by this SELECT whose quota is not full (``select_capacity`` picks per layer, or over all
+  layers with ``select_scope = GLOBAL``), the highest count, ties to the lowest key ``k``. A
+  resident pick answers ``HIT`` (recency unchanged); otherwise it is installed (``OK``) or, with no
+  candidate way, answered ``NO_ROOM``. Every pick counts against its quota, ``NO_ROOM`` included.
+  Keys not picked stay resident unless displaced. Counters are unchanged.
+* ``BAD_RANGE``: ``layer`` or ``expert`` out of range (COUNT: ``layer``); ``BAD_OPCODE``: codes 9
+  to 15. ``BAD_RANGE``, ``BAD_OPCODE``, ``ABSENT``, ``PRESENT`` and ``PINNED`` are errors: the
+  state is exactly as before the request.
+
+Response fields, every case:
+
+* ``tag`` and ``op``: the request's (every SELECT beat: the SELECT's).
+* ``layer``, ``expert``: the request's (also on errors and on key-less operations); a SELECT pick
+  beat: the picked key; SELECT's final beat: 0, 0.
+* ``slot``: the key's slot whenever the key is resident at the request (LOOKUP ``HIT``; INSTALL
+  ``PRESENT``; PIN, UNPIN, INVALIDATE ``OK``; INVALIDATE ``PINNED``; a SELECT ``HIT``); the slot
+  installed into on ``OK`` installs; 0 otherwise (``MISS``, ``ABSENT``, INSTALL ``PINNED``,
+  ``NO_ROOM``, ``BAD_RANGE``, ``BAD_OPCODE``, COUNT, INVALIDATE_ALL, RESET_COUNTS, SELECT's final
+  beat).
+* ``victim_valid``, ``victim_layer``, ``victim_expert``: on an ``OK`` install that displaced a
+  key, 1 and that key; 0, 0, 0 in every other case (installs into free ways included).
+
+Timing: the tag store, pin bits, recency ages and counters are flip-flops, so every request but
+SELECT is taken in one cycle and answered in the next: with ``resp`` ready, one request per cycle.
+SELECT is a small FSM: after the cycle it is taken, two cycles per picked key (PICK: an argmax tree
+over the counters; PLACE: the same probe and victim logic as a request, the ways chosen by this
+SELECT excluded; its beat leaves after PLACE) and one more PICK that finds nothing and sends the
+final beat, so with ``resp`` always ready a SELECT of ``k`` picks answers its final beat ``2k + 2``
+cycles after it is taken and the next request is taken ``2k + 2`` cycles after it (``req.ready``
+is low from the cycle after SELECT is taken until then); back-pressure on ``resp`` stretches PLACE
+and the final PICK. Recency is a true-LRU age per way (a permutation of ``0..ways-1`` per set,
+0 = most recent); the victim is the candidate way with the highest ``{free, inverted count
+(FREQUENCY only), age}``, and ages are distinct, so there are no ties.
+
+:mod:`sw_model.golden.expert_cache` implements the same rules naively; the tests compare the two
+beat for beat.
 """
 
 from amaranth import *
@@ -247,7 +293,8 @@ class ExpertCache(ParamsComponent):
                     m.d.comb += nxt.status.eq(CacheStatus.BAD_RANGE)
                 with m.Elif(req.op == CacheOp.INSTALL):
                     with m.If(hit):
-                        m.d.comb += nxt.status.eq(CacheStatus.PRESENT)
+                        m.d.comb += [nxt.status.eq(CacheStatus.PRESENT),
+                                     nxt.slot.eq(probe["hit_slot"])]
                     with m.Elif(~probe["victim_ok"]):
                         m.d.comb += nxt.status.eq(CacheStatus.PINNED)
                     with m.Else():

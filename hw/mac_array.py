@@ -14,13 +14,27 @@ set only in DRAFT, which turns ``16h`` into ``16h + 8``.
 Streams (``lib.stream``, ``valid``/``ready``; ready may depend on valid, never the reverse):
 
 * ``op`` (in): one beat per group operation: ``mode``, ``tag`` (returned with the result) and
-  ``load_act`` (take this operation's activations from ``act``; otherwise reuse the last ones).
-  Held for the ``beats_per_group`` weight beats of the operation, accepted with the last.
+  ``load_act``. Held for the ``beats_per_group`` weight beats of the operation, accepted with the
+  last. ``load_act = 1``: the operation takes its activations from ``act``; ``load_act = 0``: it
+  reuses the activations of the most recent operation that loaded them, or, if none has since
+  reset, all-zero activations (every sum of such an operation is 0).
 * ``act`` (in): ``[tokens][lanes]`` signed INT8 activations, one beat per weight beat of an
-  operation with ``load_act``.
-* ``weights`` (in): ``[lanes][out_channels]`` slice-lane bytes ``{lo, hi}`` (packing per mode in
-  :meth:`sw_model.golden.mac_array.SliceLevelMac.pack_weights`).
-* ``results`` (out): one beat per operation: ``tag``, ``mode`` and ``sums[tokens][2*out_channels]``.
+  operation with ``load_act``; beat ``b`` holds reduction positions ``b*lanes ... b*lanes +
+  lanes - 1``.
+* ``weights`` (in): ``[lanes][out_channels]`` slice-lane bytes ``{lo, hi}``, beat ``b`` lane
+  ``k`` for reduction position ``b*lanes + k``. FULL: pair ``n`` holds the INT8 code of channel
+  ``n`` (``hi`` its upper nibble, ``lo`` its lower). DRAFT, MSB (upper nibbles) and LSB (lower
+  nibbles): pair ``n`` holds two weights' nibbles, channel ``n`` in ``hi`` and channel
+  ``out_channels + n`` in ``lo`` (:meth:`sw_model.golden.mac_array.SliceLevelMac.pack_weights`
+  packs exactly this).
+* ``results`` (out): one beat per operation, in operation order: ``tag`` and ``mode`` of its
+  ``op`` beat, and ``sums[tokens][2*out_channels]`` (``result_width``-bit two's complement; every
+  slot defined in every mode). With ``SH``/``SL`` the sums over the group of activation times the
+  upper / lower lane field of pair ``n``: FULL: slot ``n`` = ``8*SH + SL`` (channel ``n``'s dot
+  product) and slots ``out_channels ... 2*out_channels - 1`` are 0; DRAFT and MSB: slot ``n`` =
+  ``8*SH`` (channel ``n``, from ``hi``) and slot ``out_channels + n`` = ``8*SL`` (channel
+  ``out_channels + n``, from ``lo``); LSB: slot ``n`` = ``SH`` and slot ``out_channels + n`` =
+  ``SL``. So in every mode slot ``s`` is the operation's channel ``s``.
 
 Pipeline: input join -> stage 1 (weights and the activation tile registered) -> stage 2 (lane products
 summed per beat) -> output (accumulate over the group, combine per mode). All stages advance

@@ -3,14 +3,19 @@
 User side (``lib.stream``, ``valid``/``ready``):
 
 * ``req`` (in): ``op`` (:class:`MemOp`), ``address`` and ``length`` in words, ``tag``, ``data``.
-  A read is one beat. A write is ``max(length, 1)`` beats, each carrying one word of ``data``; the
-  other fields are taken from its first beat.
-* ``resp`` (out): ``tag``, ``status`` (:class:`MemStatus`), ``last``, ``data``. A read answers
-  ``length`` beats of data, ``last`` on the final one; a write answers one beat once all its data
-  are handed to the die (later requests are served after it, so they see it). A malformed request
+  A read is one beat (its ``data`` is ignored). A write is ``max(length, 1)`` beats, each carrying
+  one word of ``data`` (beat ``i`` for word ``address + i``); ``op``, ``address``, ``length`` and
+  ``tag`` are taken from its first beat only, whatever its later beats carry.
+* ``resp`` (out): ``tag``, ``status`` (:class:`MemStatus`), ``last``, ``data``. Every beat carries
+  the ``tag`` of its request's first beat. A valid read answers ``length`` beats, ``status`` OK,
+  ``data`` the words at ``address``, ``address + 1``, ... (a word never written reads as whatever
+  the die holds; the simulation dies start at 0), ``last`` 1 on the final beat and 0 before. A
+  valid write answers one beat, ``status`` OK, ``last`` 1, ``data`` 0, once all its data are handed
+  to the die (later requests are served after it, so they see it). A malformed request
   (``length`` 0 or above ``max_length``, ``address`` beyond the device, or ``address + length``
-  past its end) answers one ``ERROR`` beat with its tag and touches nothing; its write data beats are
-  consumed and dropped. Responses come in request order.
+  past its end) answers one beat, ``status`` ERROR, ``last`` 1, ``data`` 0, and touches nothing;
+  a malformed write's data beats are all consumed and dropped first. Responses come in request
+  order; up to ``outstanding`` requests are in flight.
 
 Die side (simulation models in ``sim/dram_model.py`` sit here; the logic has no DRAM timing, the die
 does): ``die_cmd`` carries column-access commands of at most ``die_burst`` words that never cross a
@@ -193,7 +198,8 @@ class MemoryChannel(CheckedComponent):
                     with m.If(bad):
                         m.d.comb += [req.ready.eq(1), push.reply.eq(_Reply.ERROR)]
                         with m.If((hdr.op == MemOp.WRITE) & (hdr.length > 1)):
-                            m.d.sync += data_left.eq(hdr.length - 1)
+                            # the ERROR beat waits for the last data beat but answers the first
+                            m.d.sync += [data_left.eq(hdr.length - 1), cur_tag.eq(hdr.tag)]
                             m.next = "drop write data"
                         with m.Else():
                             m.d.comb += pending.w_en.eq(1)
@@ -214,7 +220,8 @@ class MemoryChannel(CheckedComponent):
                 with m.If(req.valid):
                     m.d.sync += data_left.eq(data_left - 1)
                     with m.If(data_left == 1):
-                        m.d.comb += [pending.w_en.eq(1), push.reply.eq(_Reply.ERROR)]
+                        m.d.comb += [pending.w_en.eq(1), push.reply.eq(_Reply.ERROR),
+                                     push.tag.eq(cur_tag)]
                         m.next = "take header"
             with m.State("issue read"):
                 m.d.comb += cmd.valid.eq(credits >= chunk)

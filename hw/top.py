@@ -8,6 +8,10 @@ channel and ``lpddr_die`` that of the LPDDR port (in simulation :class:`sim.dram
 models sit there). Memories for the host: ``processor.cmem`` (commands), ``imem.imem`` (inputs),
 ``pe<p>.wmem/amem/omem``.
 
+Every output field has the value its owner's contract states: ``host`` is the command
+processor's (:mod:`hw.command_processor` lists each status field and counter in every case), the
+die links are the memory channels' (:mod:`hw.mem_channel`).
+
 The RTL moves one memory word per weight word: it needs ``hb_ratio == lpddr_ratio == 1`` (the ISA
 and the golden executor handle any ratio).
 """

@@ -16,13 +16,15 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hw.flows.heartbeat import heartbeat
 from hw.flows.verilog import BUILD_ROOT, setup_verilator
 from sim.objcache import CACHE_DIR_ENV
 
-__all__ = ["build", "run_cocotb", "waves_requested", "CocotbFailure", "BuildError", "PORTS_ONLY"]
+__all__ = ["build", "run_cocotb", "waves_requested", "CocotbFailure", "BuildError", "PORTS_ONLY",
+           "COVERAGE_ENV", "coverage_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ VERILATOR_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 #: them as ``public``: ``(module glob, signal glob)`` pairs; then only those and the top's ports are
 #: visible. ``PORTS_ONLY`` is for benches that drive and watch the ports alone.
 PORTS_ONLY = ()
+
+
+#: With this variable naming a directory, every build is instrumented for line and toggle coverage
+#: and every run leaves its ``coverage.dat`` there (``python build.py coverage`` sets it).
+COVERAGE_ENV = "ELMOE_COVERAGE"
+COVERAGE_ARGS = ["--coverage-line", "--coverage-toggle", "--coverage-max-width", "4096"]
+
+
+def coverage_dir():
+    """The directory coverage data are collected in, or None (see :data:`COVERAGE_ENV`)."""
+    value = os.environ.get(COVERAGE_ENV)
+    return Path(value) if value else None
 
 
 class CocotbFailure(AssertionError):
@@ -116,7 +130,7 @@ def build(top, verilog_text, waves=False, public=None, optimize=True):
         if trace[0] == "--trace":
             logger.warning("FST waveforms need the lz4 headers (Debian: liblz4-dev); "
                            "writing VCD instead")
-    build_args = VERILATOR_ARGS + trace
+    build_args = VERILATOR_ARGS + trace + (COVERAGE_ARGS if coverage_dir() else [])
     config = None if public is None else _public_config(top, public)
     make_vars = list(OPTIMISED if optimize else UNOPTIMISED)
     key = hashlib.sha256(
@@ -156,6 +170,16 @@ def _have_lz4():
     return probe.returncode == 0
 
 
+def _keep_coverage(coverage_file, build_dir):
+    """Move a run's coverage data into :func:`coverage_dir`, named after the build, unique."""
+    target = coverage_dir()
+    if target is None or not coverage_file.exists():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    name = f"{build_dir.name}-{os.getpid()}-{time.monotonic_ns()}.dat"
+    shutil.move(str(coverage_file), str(target / name))
+
+
 def waves_requested():
     """Whether the environment asks for waveforms (``ELMOE_WAVES`` set, and not to 0)."""
     return os.environ.get("ELMOE_WAVES", "0") not in ("", "0")
@@ -186,6 +210,9 @@ def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=No
     if results_xml.exists():
         results_xml.unlink()
     log_file = run_dir / "sim.log"
+    coverage_file = run_dir / "coverage.dat"
+    if coverage_file.exists():
+        coverage_file.unlink()
     try:
         runner.test(test_module=test_module, hdl_toplevel=top, testcase=testcase,
                     build_dir=build_dir, test_dir=run_dir, results_xml=results_xml,
@@ -193,6 +220,8 @@ def run_cocotb(top, verilog_text, test_module, testcase=None, env=None, waves=No
     except SystemExit as exc:   # the cocotb runner exits on failures when run under pytest
         raise CocotbFailure(f"cocotb tests in {test_module} failed on {top} "
                             f"(exit {exc.code}):\n{_tail(log_file)}") from None
+    finally:
+        _keep_coverage(coverage_file, build_dir)
     if not results_xml.exists():
         raise CocotbFailure(f"{test_module} on {top} wrote no results (simulator crashed?):\n"
                             f"{_tail(log_file)}")

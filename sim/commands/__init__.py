@@ -7,13 +7,13 @@ it with ``SystemExit`` and a one-line message naming it), calls library code (``
 ``sim``), and hands back tables and figures for :func:`sim.commands.output.emit` to print.
 """
 
-from sim.commands import (ablate, bench, check, clean, demo, formal, fpga, machine, perf, schedule,
-                          sd, stream, sweep, synth, train, verilog)
+from sim.commands import (ablate, bench, check, clean, coverage, demo, formal, fpga, machine,
+                          mutate, perf, schedule, sd, simrate, stream, sweep, synth, train, verilog)
 
 __all__ = ["COMMANDS", "DEFAULT"]
 
 #: The handler modules, in the order ``build.py --help`` lists them.
-COMMANDS = (demo, machine, check, verilog, bench, synth, fpga, formal, sd, perf, sweep, schedule,
-            stream, ablate, train, clean)
+COMMANDS = (demo, machine, check, verilog, bench, simrate, coverage, mutate, synth, fpga, formal,
+            sd, perf, sweep, schedule, stream, ablate, train, clean)
 #: What ``python build.py`` runs without a subcommand.
 DEFAULT = demo.NAME

@@ -20,9 +20,11 @@ from sim.expert_cache.ops import (FastCodec, mixed_requests, expected_responses,
                                   expected_per_request, compare_responses, lookup_sweep)
 from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
 from sim.cocotb_streams import seed_from_env
+from sim import funcov
 from sw_model.golden.expert_cache import Request
 
 log = logging.getLogger("cocotb.tb_expert_cache")
+_OPS = set(int(op) for op in CacheOp)
 
 PARAMS_ENV = "ELMOE_CACHE_PARAMS"
 PRESSURE = [("idle 30% / back-pressure 30%", 0.3, 0.3), ("no pressure", 0.0, 0.0)]
@@ -56,6 +58,11 @@ class CacheHarness:
         self.req.send(self.codec.encode(r) for r in requests)
         raw = await self.resp.recv(len(expected), timeout_cycles=40 * len(expected) + 200)
         compared = compare_responses([self.codec.decode(r) for r in raw], expected)
+        policy = self.params.policy.name
+        for beat in expected:
+            op = CacheOp(beat.op).name if beat.op in _OPS else "unknown"
+            funcov.sample("cache", op, CacheStatus(beat.status).name, policy)
+        funcov.flush()
         await ClockCycles(self.dut.clk, 8)
         assert self.req.empty, f"req: {len(self.req.queue)} requests never accepted"
         assert not self.resp.received, f"{len(self.resp.received)} beats beyond the expected"

@@ -13,6 +13,7 @@ import random
 from cocotb.triggers import ClockCycles
 
 from hw.params import MacArrayParams
+from sim import funcov
 from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
 from sim.mac_array.jobs import encode_job, decode_result, check_results
 
@@ -68,6 +69,11 @@ class MacHarness:
         results = [decode_result(self.params, r) for r in raw]
         checked = check_results(self.params, jobs, results)
         self.checked += checked
+        pressure = "pressure" if self.op.idle or self.results.stall else "free"
+        for job in jobs:
+            funcov.sample("mac", job.mode.name, "load" if job.load_act else "reuse", pressure,
+                          funcov.mac_values(job.x, job.q))
+        funcov.flush()
         await ClockCycles(self.dut.clk, 2 * self.params.beats_per_group + 8)
         for source in (self.op, self.act, self.weights):
             assert source.empty, f"{source.prefix}: {len(source.queue)} beats never accepted"

@@ -62,7 +62,9 @@ def random_jobs(params, rng, count, modes=tuple(MacMode), reuse=0.3):
 
 def edge_jobs(params, rng, modes=tuple(MacMode)):
     """Jobs built from extremes: every pair of edge values as constant tiles, alternating signs,
-    and random picks among the edge values, in every mode."""
+    and random picks among the edge values, in every mode; the tiles of activations 0, -128 and
+    127 and the mixed ones are followed by a job reusing them (``load_act = 0``) with random edge
+    weights."""
     model = SliceLevelMac(params)
     t, g = params.tokens, params.group_size
     tiles = []
@@ -78,7 +80,7 @@ def edge_jobs(params, rng, modes=tuple(MacMode)):
     jobs = []
     for mode in modes:
         c = params.channels(mode)
-        for x, w in tiles:
+        for i, (x, w) in enumerate(tiles):
             if w == "alternating":
                 q = np.where((np.arange(g)[:, None] + np.arange(c)[None, :]) % 2 == 0, -128, 127)
             elif w == "random-edge":
@@ -86,6 +88,11 @@ def edge_jobs(params, rng, modes=tuple(MacMode)):
             else:
                 q = np.full((g, c), w)
             jobs.append(_finish(model, mode, len(jobs) % (1 << params.tag_width), True, x, q))
+            if x.flat[0] in (0, -128, 127) or i >= len(EDGE_VALUES) ** 2:
+                # the same extreme activations again, reused (load_act = 0), with other weights
+                q2 = edges[rng.integers(len(edges), size=(g, c))]
+                jobs.append(_finish(model, mode, len(jobs) % (1 << params.tag_width), False, x,
+                                    q2))
     return jobs
 
 

@@ -14,6 +14,7 @@ import cocotb
 from hw.params import MemOp
 from sim.mem_channel.harness import system_from_env, start, run_ports, Backdoor
 from sim.cocotb_streams import seed_from_env
+from sim import funcov
 from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
                                      requests_from_json)
 from sw_model.golden.mem_channel import GoldenMemory, Request
@@ -28,6 +29,10 @@ async def _run(dut, params, requests_per_port, seeds, idle, stall, golden):
     await run_ports(dut, drivers, [expected_count(params, d.requests) for d in drivers], cycles)
     for driver, memory in zip(drivers, golden):
         driver.check(memory)
+        for request in driver.requests:
+            funcov.sample("memory", request.op.name.lower(), funcov.memory_error(params, request),
+                          "pressure" if idle or stall else "free")
+    funcov.flush()
     return drivers
 
 
@@ -72,8 +77,8 @@ async def integrity(dut):
 @cocotb.test()
 async def errors(dut):
     """Every malformed request gets one ERROR beat with its tag, writes nothing (the array is
-    compared through the back door), and the next request is served normally; without and with
-    random idle cycles and back-pressure."""
+    compared through the back door), and the next request is served normally; on every port in
+    turn, without and with random idle cycles and back-pressure."""
     name, params, timing, ports = system_from_env()
     seed = seed_from_env()
     rng = random.Random(seed + 5)
@@ -84,21 +89,56 @@ async def errors(dut):
     for channel in range(params.channels):
         for address, word in image.items():
             backdoor.write(channel, address, [word])
-    for idle, stall in ((0.0, 0.0), (0.3, 0.4)):
-        golden = GoldenMemory(params, image)
-        requests = []
-        for i, (case, bad) in enumerate(error_requests(params, rng)):
-            near = min(bad.address, params.words - 4)
-            word = rng.getrandbits(params.data_width)
-            requests += [bad, Request(MemOp.WRITE, near, 1, 100 + i, (word,)),
-                         Request(MemOp.READ, near, 2, 200 + i)]
-        await _run(dut, params, [requests], [seed], idle, stall, [golden])
-        for address in image:
-            (stored,) = backdoor.read(0, address, 1)
-            assert stored == golden.words.get(address, 0), f"word {address} changed wrongly"
-        image = dict(golden.words)
-        log.info("%d error cases, each followed by a served write and read (idle %.1f, "
-                 "stall %.1f)", len(requests) // 3, idle, stall)
+    images = [dict(image) for _ in range(params.channels)]
+    for port in range(ports):
+        # an HB port has a channel of its own; the LPDDR port's clients share its one channel
+        channel = port if name == "hb" else 0
+        for idle, stall in ((0.0, 0.0), (0.3, 0.4)):
+            golden = GoldenMemory(params, images[channel])
+            requests = []
+            for i, (case, bad) in enumerate(error_requests(params, rng)):
+                near = min(bad.address, params.words - 4)
+                word = rng.getrandbits(params.data_width)
+                requests += [bad, Request(MemOp.WRITE, near, 1, 100 + i, (word,)),
+                             Request(MemOp.READ, near, 2, 200 + i)]
+            traffic = [requests if k == port else [] for k in range(ports)]
+            await _run(dut, params, traffic, [seed + k for k in range(ports)], idle, stall,
+                       [golden if k == port else GoldenMemory(params) for k in range(ports)])
+            for address in images[channel]:
+                (stored,) = backdoor.read(channel, address, 1)
+                assert stored == golden.words.get(address, 0), f"word {address} changed wrongly"
+            images[channel] = dict(golden.words)
+            log.info("port %d: %d error cases, each followed by a served write and read (idle "
+                     "%.1f, stall %.1f)", port, len(requests) // 3, idle, stall)
+
+
+@cocotb.test()
+async def write_buffer_full(dut):
+    """Back-to-back longest writes, each to another row of bank 0 of every port (a precharge and
+    an activate per die burst), with no idle cycles: the write buffer fills, a write header must
+    wait for room, and every word still lands; then all are read back."""
+    name, params, timing, ports = system_from_env()
+    seed = seed_from_env()
+    rng = random.Random(seed + 7)
+    stride = timing.row_words * timing.banks            # the next row of the same bank
+    per_port = []
+    for port in range(ports):
+        base = 0 if name == "hb" else port * (params.words // ports)
+        rows = [base + i * stride for i in range(16)
+                if base + i * stride + params.max_length <= min(params.words, base + (
+                    params.words if name == "hb" else params.words // ports))]
+        writes = [Request(MemOp.WRITE, a, params.max_length, i % (1 << params.tag_width),
+                          tuple(rng.getrandbits(params.data_width)
+                                for _ in range(params.max_length)))
+                  for i, a in enumerate(rows)]
+        reads = [Request(MemOp.READ, a, params.max_length, i % (1 << params.tag_width))
+                 for i, a in enumerate(rows)]
+        per_port.append(writes + reads)
+    await start(dut, ports)
+    drivers = await _run(dut, params, per_port, [seed + k for k in range(ports)], 0.0, 0.0,
+                         [GoldenMemory(params) for _ in range(ports)])
+    log.info("%d back-to-back longest writes per port, row after row of one bank, read back",
+             len(per_port[0]) // 2)
 
 
 @cocotb.test()

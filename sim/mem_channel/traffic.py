@@ -16,13 +16,17 @@ from hw.mem_channel import request_layout, response_layout
 from hw.params import MemOp, MemStatus
 from sw_model.golden.mem_channel import GoldenMemory, Request, Response
 
-__all__ = ["encode", "decode", "PortDriver", "sequential",
+__all__ = ["encode", "decode", "MemCodec", "PortDriver", "sequential",
            "random_bursts", "error_requests", "run_in_amaranth", "covering", "requests_to_json",
            "requests_from_json", "expected_count"]
 
 
-def encode(params, request):
-    """The request's beats as ints, packed with :func:`hw.mem_channel.request_layout`."""
+def encode(params, request, scramble=None):
+    """The request's beats as ints, packed with :func:`hw.mem_channel.request_layout`.
+
+    A write's beats after the first repeat its header unless ``scramble`` (a ``random.Random``)
+    is given: then they carry random ``op``, ``address``, ``length`` and ``tag``, which the channel
+    must ignore (a write's fields come from its first beat)."""
     layout = request_layout(params)
     header = {"op": request.op, "address": request.address, "length": request.length,
               "tag": request.tag}
@@ -31,11 +35,61 @@ def encode(params, request):
     beats = max(request.length, 1)
     if len(request.data) != beats:
         raise ValueError(f"write request carries {len(request.data)} words for {beats} beats")
-    first = layout.const({**header, "data": request.data[0]}).as_bits()
-    data_lsb = layout["data"].offset
-    rest = [(first & ~(((1 << params.data_width) - 1) << data_lsb)) | (word << data_lsb)
-            for word in request.data[1:]]
-    return [first] + rest
+    later = [header] * (beats - 1)
+    if scramble is not None:
+        later = [{"op": scramble.choice(list(MemOp)),
+                  "address": scramble.getrandbits(params.address_width),
+                  "length": scramble.getrandbits(params.length_width),
+                  "tag": scramble.getrandbits(layout["tag"].shape.width)} for _ in later]
+    return [layout.const({**fields, "data": word}).as_bits()
+            for fields, word in zip([header] + later, request.data)]
+
+
+class MemCodec:
+    """Whole-run packing (``layout.const`` costs ~0.1 ms a beat): the field offsets and widths are
+    read from :func:`hw.mem_channel.request_layout` and :func:`response_layout`, and the tests
+    check the results equal :func:`encode` / :func:`decode` bit for bit."""
+
+    def __init__(self, params):
+        self.params = params
+        req, resp = request_layout(params), response_layout(params)
+        self.req = {name: (req[name].offset, req[name].width) for name in
+                    ("op", "address", "length", "tag", "data")}
+        self.resp = {name: (resp[name].offset, resp[name].width) for name in
+                     ("tag", "status", "last", "data")}
+
+    def _word(self, fields):
+        word = 0
+        for name, value in fields.items():
+            offset, width = self.req[name]
+            if not 0 <= value < (1 << width):
+                raise ValueError(f"request field {name}={value} does not fit {width} bits")
+            word |= value << offset
+        return word
+
+    def encode(self, request, scramble=None):
+        """As :func:`encode`."""
+        header = {"op": int(request.op), "address": request.address, "length": request.length,
+                  "tag": request.tag}
+        if request.op == MemOp.READ:
+            return [self._word({**header, "data": 0})]
+        beats = max(request.length, 1)
+        if len(request.data) != beats:
+            raise ValueError(f"write request carries {len(request.data)} words for {beats} beats")
+        later = [header] * (beats - 1)
+        if scramble is not None:
+            widths = {name: self.req[name][1] for name in ("address", "length", "tag")}
+            later = [{"op": int(scramble.choice(list(MemOp))),
+                      "address": scramble.getrandbits(widths["address"]),
+                      "length": scramble.getrandbits(widths["length"]),
+                      "tag": scramble.getrandbits(widths["tag"])} for _ in later]
+        return [self._word({**fields, "data": word})
+                for fields, word in zip([header] + later, request.data)]
+
+    def decode(self, bits):
+        """As :func:`decode`."""
+        v = {name: (bits >> off) & ((1 << width) - 1) for name, (off, width) in self.resp.items()}
+        return Response(v["tag"], MemStatus(v["status"]), bool(v["last"]), v["data"])
 
 
 def decode(params, bits):
@@ -49,14 +103,18 @@ class PortDriver:
     Each cycle the simulator adapter calls :meth:`drive` (what to put on the port now) and, after
     the values have settled, :meth:`observe` (what happened at the clock edge). With ``idle`` the
     source waits a random cycle before offering a beat, with ``stall`` the sink withholds ready;
-    both from ``random.Random(seed)``, called in the same order in every simulator.
+    both from ``random.Random(seed)``, called in the same order in every simulator. A write's
+    beats after the first carry random header fields (from their own generator seeded by
+    ``seed``) unless ``repeat_header``.
     """
 
-    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0, serial=False):
+    def __init__(self, params, requests, seed=0, idle=0.0, stall=0.0, serial=False,
+                 repeat_header=False):
         self.params = params
         self.requests = list(requests)
+        scramble = None if repeat_header else random.Random(f"header {seed}")
         self.beats = [(r_index, beat) for r_index, r in enumerate(self.requests)
-                      for beat in encode(params, r)]
+                      for beat in encode(params, r, scramble)]
         self.first_beat = {}
         for index, (r_index, _) in enumerate(self.beats):
             self.first_beat.setdefault(r_index, index)

@@ -8,7 +8,7 @@ from hw.params import CacheOp, MacMode
 from sw_model.golden.mac_array import SliceLevelMac
 from sw_model.golden.top import Images, pack_act_beat, pack_weight_beat
 
-__all__ = ["error_cases", "random_codes", "store_weights", "store_acts", "SPLIT",
+__all__ = ["error_cases", "opcode_cases", "random_codes", "store_weights", "store_acts", "SPLIT",
            "split_verification_job"]
 
 
@@ -76,6 +76,51 @@ def error_cases(params):
         ("SELECT evicts a slot verification still reads", _hazard_stream(P),
          ErrorCode.SLOT_NOT_INSTALLED, P.cache.slots + 3, "expert"),
     ]
+
+
+def opcode_cases(params):
+    """One stream per (opcode, error code) pair a stream can stop with: every opcode run legally
+    (the stream ends with END), every opcode with a reserved bit set (BAD_FIELD), every opcode
+    with an address beyond its memory (BAD_ADDRESS), LOAD_SLOT and WRITE_SLOT of a key not
+    installed, a cache request the controller refuses, an unknown opcode and a stream without
+    END; as ``(opcode name, ErrorCode, stream)``."""
+    P = params
+    ok = {
+        Opcode.END: [],
+        Opcode.BARRIER: [Command(Opcode.BARRIER, phase=3)],
+        Opcode.LOAD_HB: [Command(Opcode.LOAD_HB, pe=1, hb=P.slot_region_words, count=2)],
+        Opcode.LOAD_LPDDR: [Command(Opcode.LOAD_LPDDR, lpddr=5, count=2)],
+        Opcode.LOAD_SLOT: [Command(Opcode.CACHE, cop=CacheOp.INSTALL, expert=1),
+                           Command(Opcode.LOAD_SLOT, expert=1, count=1)],
+        Opcode.WRITE_SLOT: [Command(Opcode.CACHE, cop=CacheOp.INSTALL, expert=1),
+                            Command(Opcode.WRITE_SLOT, pe=1, expert=1, count=1)],
+        Opcode.LOAD_ACT: [Command(Opcode.LOAD_ACT, count=1)],
+        Opcode.MAC: [Command(Opcode.MAC, mode=MacMode.LSB, count=1)],
+        Opcode.COMBINE: [Command(Opcode.COMBINE, a=0, b=1, dst=2, count=1)],
+        Opcode.CACHE: [Command(Opcode.CACHE, cop=CacheOp.COUNT, layer=1, vector=3)],
+    }
+    beyond = {
+        Opcode.LOAD_HB: Command(Opcode.LOAD_HB, hb=P.hb.words - 1, count=2),
+        Opcode.LOAD_LPDDR: Command(Opcode.LOAD_LPDDR, lpddr=P.lpddr.words - 1, count=2),
+        Opcode.LOAD_SLOT: Command(Opcode.LOAD_SLOT, expert=1, offset=P.slot_words, count=1),
+        Opcode.WRITE_SLOT: Command(Opcode.WRITE_SLOT, wmem=P.weight_words - 1, count=2),
+        Opcode.LOAD_ACT: Command(Opcode.LOAD_ACT, amem=P.act_words - 1, count=2),
+        Opcode.MAC: Command(Opcode.MAC, omem=P.output_words - 1, count=2),
+        Opcode.COMBINE: Command(Opcode.COMBINE, b=P.output_words - 1, count=2),
+    }
+    end = Command(Opcode.END)
+    cases = [(op.name, ErrorCode.NONE, stream + [end]) for op, stream in ok.items()]
+    cases += [(op.name, ErrorCode.BAD_FIELD,
+               stream[:-1] + [encode_word(stream[-1] if stream else end) | (1 << 127), end])
+              for op, stream in ok.items()]
+    cases += [(op.name, ErrorCode.BAD_ADDRESS, [command, end]) for op, command in beyond.items()]
+    cases += [(op.name, ErrorCode.SLOT_NOT_INSTALLED, [Command(op, expert=2, count=1), end])
+              for op in (Opcode.LOAD_SLOT, Opcode.WRITE_SLOT)]
+    cases += [("CACHE", ErrorCode.CACHE_ERROR,
+               [Command(Opcode.CACHE, cop=CacheOp.UNPIN, layer=1, expert=1), end]),
+              ("unknown", ErrorCode.BAD_OPCODE, [Command(Opcode.BARRIER), 30, end]),
+              ("past the end", ErrorCode.NO_END, [Command(Opcode.MAC, count=1)])]
+    return cases
 
 
 def _hazard_stream(P):

@@ -23,8 +23,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hw.isa import ErrorCode, as_words
+from hw.isa import OPCODE_BITS, ErrorCode, Opcode, as_words
 from hw.params import TopParams
+from sim import funcov
 from sim.runner import run_cocotb
 from hw.flows.verilog import BUILD_ROOT, REPO_ROOT, cached_verilog
 from sw_model.golden.top import Images
@@ -124,8 +125,32 @@ def run_streams(params, jobs, seed=None, waves=False):
                    public=TOP_PUBLIC)
         raw = json.loads(out_file.read_text())
         shutil.rmtree(run_dir, ignore_errors=True)     # kept (with its log) when the run failed
-    return [RtlResult(bool(r["done"]), ErrorCode(r["error"]) if r["error"] in set(ErrorCode)
-                      else r["error"], r["progress"], r["cycles"], r["phase_cycles"],
-                      _images_from_json(params, r["images"]),
-                      {int(s): tuple(v[:2]) + (bool(v[2]),) for s, v in r["slots"].items()})
-            for r in raw]
+    results = [RtlResult(bool(r["done"]), ErrorCode(r["error"]) if r["error"] in set(ErrorCode)
+                         else r["error"], r["progress"], r["cycles"], r["phase_cycles"],
+                         _images_from_json(params, r["images"]),
+                         {int(s): tuple(v[:2]) + (bool(v[2]),) for s, v in r["slots"].items()})
+               for r in raw]
+    for job, result in zip(jobs, results):
+        _sample_isa(job.stream, result)
+    funcov.flush()
+    return results
+
+
+_OPCODES = set(int(op) for op in Opcode)
+
+
+def _sample_isa(stream, result):
+    """Functional coverage: each command run as (opcode, NONE), the one that stopped the stream
+    as (opcode, its error)."""
+    words = as_words(stream)
+    for index in range(min(result.progress, len(words))):
+        funcov.sample("isa", Opcode(words[index] & ((1 << OPCODE_BITS) - 1)).name, "NONE")
+    if result.error is ErrorCode.NONE:
+        funcov.sample("isa", "END", "NONE")
+    elif result.error is ErrorCode.NO_END:
+        funcov.sample("isa", "past the end", "NO_END")
+    elif isinstance(result.error, ErrorCode):
+        code = words[result.progress] & ((1 << OPCODE_BITS) - 1)
+        name = Opcode(code).name if code in _OPCODES else "unknown"
+        funcov.sample("isa", name, result.error.name)
+

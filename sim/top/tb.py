@@ -15,12 +15,12 @@ import logging
 import os
 
 import cocotb
-from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
+from cocotb.triggers import ReadOnly, RisingEdge, Timer
 
 from hw.command_processor import HostControlSignature
 from hw.isa import PHASES
 from hw.params import TopParams
-from sim.cocotb_streams import clock_and_reset, reset
+from sim.cocotb_streams import CLOCK_PERIOD_NS, clock_and_reset, reset
 
 log = logging.getLogger("cocotb.tb_top")
 
@@ -107,7 +107,8 @@ async def run_jobs(dut):
         dut.host__start.value = 0
         waited = 0
         while True:
-            await ClockCycles(dut.clk, STEP)
+            # one timer, not ClockCycles (which wakes Python at every edge)
+            await Timer(STEP * CLOCK_PERIOD_NS, "ns")
             waited += STEP
             await ReadOnly()
             status = status_shape.from_bits(dut.host__status.value.to_unsigned())
@@ -122,7 +123,7 @@ async def run_jobs(dut):
             if not any(die.count.value.to_unsigned() for die in dies):
                 break
             await RisingEdge(dut.clk)
-            await ClockCycles(dut.clk, 16)
+            await Timer(16 * CLOCK_PERIOD_NS, "ns")
             await ReadOnly()
         else:
             raise AssertionError(f"stream {number}: the DRAM dies did not drain")

@@ -23,6 +23,8 @@ shows it). The rules, which the RTL (``hw/expert_cache.py``) follows to the slot
   count, ties to the least recently used. No candidate: INSTALL answers ``PINNED``.
 * PIN/UNPIN set and clear a pin bit (idempotent on a resident key; ``ABSENT`` otherwise).
   INVALIDATE of a pinned entry answers ``PINNED``; INVALIDATE_ALL empties every unpinned way.
+  ``slot`` is the key's slot whenever the key is resident (INSTALL's ``PRESENT`` and
+  INVALIDATE's ``PINNED`` included), the installed slot on an install, else None.
 * COUNT adds one to the saturating counter (``counter_width`` bits) of every expert of the layer in
   the k-hot vector. RESET_COUNTS clears every counter.
 * SELECT repeatedly picks, among keys with a non-zero count not yet picked whose quota (per layer or
@@ -131,8 +133,9 @@ class ExpertCacheModel:
     def install(self, layer, expert):
         if not self._in_range(layer, expert):
             return CacheResult(CacheStatus.BAD_RANGE)
-        if self._find(layer, expert) is not None:
-            return CacheResult(CacheStatus.PRESENT)
+        resident = self._find(layer, expert)
+        if resident is not None:
+            return CacheResult(CacheStatus.PRESENT, resident)
         slot = self._victim(layer, expert, exclude=())
         if slot is None:
             return CacheResult(CacheStatus.PINNED)
@@ -265,7 +268,8 @@ class ExpertCacheModel:
 #: One raw request as the hardware sees it: ``vector`` is COUNT's k-hot bit mask over experts.
 Request = namedtuple("Request", "op tag layer expert vector", defaults=(0, 0, 0, 0))
 
-#: One response beat, every field defined: ``slot``/``victim_*`` are 0 when not meaningful; ``layer``
+#: One response beat, every field defined (``hw/expert_cache.py`` states each case): ``slot``/``victim_*``
+#: are 0 when not meaningful; ``layer``
 #: and ``expert`` echo the request (SELECT entries: the picked key; SELECT's final beat: 0, 0);
 #: ``last`` is 0 only on SELECT's per-key beats.
 Response = namedtuple("Response", "tag op status last slot layer expert victim_valid victim_layer "

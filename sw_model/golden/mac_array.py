@@ -233,6 +233,45 @@ class SliceLevelMac:
             out[:, :n], out[:, n:] = 8 * acc_h, 8 * acc_l
         return _check_width("result", out, p.result_width)
 
+    def operate_packed_many(self, mode, x, wbytes):
+        """:meth:`operate_packed` of ``N`` operations at once (``x`` ``[N, tokens, group_size]``,
+        ``wbytes`` ``[N, group_size, out_channels]``), vectorised over the operations with the
+        same arithmetic and the same width checks (every beat sum and every partial
+        accumulation); returns ``[N, tokens, result_channels]``."""
+        p, mode = self.params, parse_mode(mode)
+        x = np.asarray(x, dtype=np.int64)
+        wbytes = np.asarray(wbytes, dtype=np.int64)
+        n_ops = x.shape[0]
+        if x.shape[1:] != (p.tokens, p.group_size) or x.min(initial=0) < -128 \
+                or x.max(initial=0) > 127:
+            raise ValueError(f"activations must be [N, {p.tokens}, {p.group_size}] INT8 codes")
+        if wbytes.shape != (n_ops, p.group_size, p.out_channels) or wbytes.min(initial=0) < 0 \
+                or wbytes.max(initial=0) > 255:
+            raise ValueError(f"weight bytes must be [{n_ops}, {p.group_size}, {p.out_channels}] "
+                             f"in [0, 255]")
+        beats, lanes, n = p.beats_per_group, p.lanes, p.out_channels
+        upper, lower = self.lane_fields(mode, wbytes)
+        xb = x.reshape(n_ops, p.tokens, beats, lanes)[..., None]
+        lo, hi = p.lane_product_range
+        accs = []
+        for name, field in (("upper", upper), ("lower", lower)):
+            prod = xb * field.reshape(n_ops, 1, beats, lanes, n)
+            if prod.min(initial=0) < lo or prod.max(initial=0) > hi:
+                raise OverflowError(f"{name} lane product left its range [{lo}, {hi}]")
+            beat_sums = _check_width(f"{name} beat sum", prod.sum(axis=3), p.slice_sum_width)
+            partial = _check_width(f"{name} slice accumulator", np.cumsum(beat_sums, axis=2),
+                                   p.slice_acc_width)
+            accs.append(partial[:, :, -1, :])
+        acc_h, acc_l = accs
+        out = np.zeros((n_ops, p.tokens, p.result_channels), dtype=np.int64)
+        if mode is MacMode.FULL:
+            out[..., :n] = 8 * acc_h + acc_l
+        elif mode is MacMode.LSB:
+            out[..., :n], out[..., n:] = acc_h, acc_l
+        else:
+            out[..., :n], out[..., n:] = 8 * acc_h, 8 * acc_l
+        return _check_width("result", out, p.result_width)
+
     def channel_sums(self, mode, sums):
         """The meaningful slots of an operation's result: ``[tokens, channels(mode)]``."""
         mode = parse_mode(mode)

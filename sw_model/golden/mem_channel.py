@@ -4,9 +4,11 @@ request must be answered with, naively.
 A :class:`Request` is what a user puts on a channel's ``req`` stream (:mod:`hw.mem_channel` says
 how it is packed into beats); :class:`GoldenMemory` is the contract: a dict of words (an absent
 word reads as 0), requests applied strictly in order, a malformed request (length 0 or above
-``max_length``, or a range outside the channel) answered by one ERROR beat with its tag and no
-change to the memory, a write by one OK beat, a read of ``length`` words by ``length`` OK beats,
-``last`` on the final one.
+``max_length``, or a range outside the channel) answered by one ERROR beat with its tag (the tag
+of a write's first beat), ``last`` 1, ``data`` 0, and no change to the memory; a write by one OK
+beat, ``last`` 1, ``data`` 0; a read of ``length`` words by ``length`` OK beats of data, ``last``
+on the final one. A :class:`Request` holds one header: a write's later beats cannot disagree with
+it here, and the channel ignores whatever they carry.
 """
 
 from dataclasses import dataclass

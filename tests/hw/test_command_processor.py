@@ -13,9 +13,10 @@ from amaranth.sim import Simulator
 
 from hw.command_processor import CommandProcessor
 from hw.expert_cache import ExpertCache
-from hw.isa import ErrorCode, Opcode, as_words, check_command, StreamError
+from hw.isa import Command, ErrorCode, Opcode, as_words, check_command, StreamError
+from hw.params import CacheOp
 from hw.params import TOP_DEFAULT
-from hw.pe import PeOp
+from hw.pe import PeOp, pe_command_layout
 from sim.top.fuzz import random_stream
 from sw_model.golden.top import check_dynamic, execute
 from sw_model.golden.expert_cache import ExpertCacheModel
@@ -127,8 +128,12 @@ def run_processor(streams, seed, pressure):
     return results
 
 
-def _fields(payload, names):
-    return {name: int(getattr(payload, name)) for name in names}
+#: Every field of a PE command but ``op``: an opcode's unlisted fields must be 0.
+PE_FIELDS = [name for name, _ in pe_command_layout(P) if name != "op"]
+
+
+def _fields(payload):
+    return {name: int(getattr(payload, name)) for name in PE_FIELDS}
 
 
 @pytest.mark.parametrize("pressure", [False, True], ids=["no pressure", "pressure"])
@@ -147,4 +152,91 @@ def test_processor_equals_the_isa(seed, pressure):
         assert len(dispatched) == len(expected)
         for (pe, payload), (want_pe, op, fields) in zip(dispatched, expected):
             assert pe == want_pe and int(payload.op) == op
-            assert _fields(payload, fields) == fields
+            assert _fields(payload) == {**dict.fromkeys(PE_FIELDS, 0), **fields}
+
+
+def test_slot_table_follows_only_ok_responses_and_whole_keys(seed):
+    """The slot table changes only on OK responses and matches a slot by valid bit, layer and
+    expert together: UNPIN clears the pin; a refused PIN (ABSENT) pins nothing; a refused
+    INVALIDATE (PINNED) keeps the slot; a key of another layer with the same expert, and an
+    invalidated key, hold no slot."""
+    I, Pn, U, V = CacheOp.INSTALL, CacheOp.PIN, CacheOp.UNPIN, CacheOp.INVALIDATE
+    cache_op = lambda cop, layer, expert: Command(Opcode.CACHE, cop=cop, layer=layer,
+                                                  expert=expert)
+    end = Command(Opcode.END)
+    load = lambda layer, expert: Command(Opcode.LOAD_SLOT, layer=layer, expert=expert, count=1)
+    streams = [
+        [cache_op(I, 0, 3), cache_op(Pn, 0, 3), cache_op(U, 0, 3), end],
+        [cache_op(Pn, 1, 5), end],                                  # ABSENT: CACHE_ERROR
+        [cache_op(Pn, 0, 3), cache_op(V, 0, 3), end],               # PINNED: CACHE_ERROR
+        [cache_op(U, 0, 3), load(1, 3), end],                       # SLOT_NOT_INSTALLED
+        [cache_op(I, 0, 4), cache_op(V, 0, 4), load(0, 4), end],    # SLOT_NOT_INSTALLED
+        [load(0, 3), end],
+    ]
+    cache = ExpertCacheModel(P.cache)
+    got = run_processor(streams, seed, False)
+    codes = []
+    for (error, progress, dispatched, table), stream in zip(got, streams):
+        gold = execute(stream, P, cache=cache)
+        cache = gold.cache                       # the processor keeps its cache too
+        assert (error, progress) == (gold.error, gold.progress)
+        assert table == gold.slot_table()
+        codes.append(error)
+    assert codes == [ErrorCode.NONE, ErrorCode.CACHE_ERROR, ErrorCode.CACHE_ERROR,
+                     ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.NONE]
+
+
+def test_status_cycles_and_phase_cycles_in_every_state():
+    """After reset every status field and counter is 0; a start while busy is ignored; busy falls
+    as done rises; cycles counts the busy cycles and the phase counters split them by the
+    BARRIER phase; everything holds after done until the next start, which clears it."""
+    stream = [Command(Opcode.BARRIER, phase=2), Command(Opcode.CACHE, cop=CacheOp.RESET_COUNTS),
+              Command(Opcode.BARRIER, phase=1), Command(Opcode.END)]
+    dut = Harness(P)
+    seen = {}
+
+    async def testbench(ctx):
+        status = dut.host.status
+        ctx.set(dut.pe_idle, (1 << P.pes) - 1)
+        await ctx.tick()
+        seen["reset"] = [int(getattr(ctx.get(status), f)) for f in
+                         ("busy", "done", "error", "progress", "phase")] + [
+            ctx.get(dut.host.cycles), *[ctx.get(dut.host.phase_cycles[k]) for k in range(4)]]
+        for i, w in enumerate(as_words(stream)):
+            ctx.set(dut.cp.cmem.data[i], w)
+        ctx.set(dut.host.length, len(stream))
+        busy_cycles = 0
+        for cycle in range(200):
+            ctx.set(dut.host.start, cycle in (0, 3))      # the second start comes while busy
+            await ctx.tick()
+            st = ctx.get(status)
+            busy_cycles += int(st.busy)
+            if st.done:
+                break
+        ctx.set(dut.host.start, 0)
+        seen["busy"] = busy_cycles
+        for _ in range(5):
+            await ctx.tick()
+        st = ctx.get(status)
+        seen["done"] = [int(getattr(st, f)) for f in ("busy", "done", "error", "progress",
+                                                      "phase")]
+        seen["cycles"] = ctx.get(dut.host.cycles)
+        seen["phases"] = [ctx.get(dut.host.phase_cycles[k]) for k in range(4)]
+        ctx.set(dut.host.start, 1)
+        await ctx.tick()
+        ctx.set(dut.host.start, 0)
+        await ctx.tick()
+        st = ctx.get(status)
+        seen["restart"] = [int(st.busy), int(st.done), int(st.phase), ctx.get(dut.host.cycles)]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen["reset"] == [0] * 10
+    assert seen["done"] == [0, 1, int(ErrorCode.NONE), 3, 1]
+    assert seen["cycles"] == seen["busy"] > 0
+    phases = seen["phases"]
+    assert sum(phases) == seen["cycles"] and phases[0] > 0 and phases[2] > 0 and phases[1] > 0
+    assert phases[3] == 0
+    assert seen["restart"] == [1, 0, 0, 1]

@@ -12,7 +12,7 @@ from sim.amaranth_streams import PRESSURE
 from sim.expert_cache.ops import (FastCodec, run_in_amaranth, encode_request, decode_response,
                                   expected_responses, compare_responses, mixed_requests,
                                   bad_requests, lookup_sweep)
-from sw_model.golden.expert_cache import ExpertCacheModel, Request, apply_request
+from sw_model.golden.expert_cache import ExpertCacheModel, Request, Response, apply_request
 
 CONFIGS = {
     "lru-4way": ExpertCacheParams(),
@@ -119,6 +119,129 @@ def test_frequency_victim_is_the_least_counted(config, pressure):
     reqs += [Request(L, 2, *keys[1]), Request(I, 3, *keys[p.ways])]
     beats = check(p, reqs, pressure)
     assert (beats[-1].victim_layer, beats[-1].victim_expert) == keys[1]
+
+
+# -- the contract's stated values, field by field ----------------------------------------------
+OK, HIT, MISS, NO_ROOM = CacheStatus.OK, CacheStatus.HIT, CacheStatus.MISS, CacheStatus.NO_ROOM
+
+
+def beat(tag, op, status, slot=0, layer=0, expert=0, victim=(0, 0, 0), last=1):
+    """A response beat as the contract states it (``Response`` field order)."""
+    return Response(tag, int(op), status, last, slot, layer, expert, *victim)
+
+
+@pytest.mark.parametrize("pressure", PRESSURE)
+def test_every_response_field_in_every_case(pressure):
+    """``slot`` is the resident slot whenever the key is resident (PRESENT and INVALIDATE's
+    PINNED alike), the installed slot on OK installs, else 0; the victim fields are 0 except on an
+    install that displaced a key; ``layer``/``expert``/``op``/``tag`` echo the request, errors
+    included; ``last`` is 1."""
+    bad_op = len(CacheOp) + 3
+    reqs = [Request(L, 0, 0, 0), Request(I, 1, 0, 0), Request(I, 2, 0, 0), Request(P, 3, 0, 0),
+            Request(P, 4, 0, 0), Request(V, 5, 0, 0), Request(I, 6, 0, 2), Request(U, 7, 0, 2),
+            Request(P, 8, 1, 5), Request(U, 9, 1, 5), Request(V, 10, 1, 5), Request(L, 11, 3, 0),
+            Request(I, 12, 0, 12), Request(bad_op, 13, 2, 7), Request(C, 14, 1, 4, 0b101),
+            Request(V, 15, 0, 2), Request(A, 16, 2, 7), Request(R, 17, 1, 1),
+            Request(L, 18, 0, 0), Request(C, 19, 3, 1, 1)]
+    got = check(P0, reqs, pressure)
+    Sx = CacheStatus
+    assert got == [
+        beat(0, L, MISS), beat(1, I, OK, 0), beat(2, I, Sx.PRESENT, 0), beat(3, P, OK, 0),
+        beat(4, P, OK, 0), beat(5, V, Sx.PINNED, 0), beat(6, I, OK, 1, 0, 2),
+        beat(7, U, OK, 1, 0, 2), beat(8, P, Sx.ABSENT, 0, 1, 5), beat(9, U, Sx.ABSENT, 0, 1, 5),
+        beat(10, V, Sx.ABSENT, 0, 1, 5), beat(11, L, Sx.BAD_RANGE, 0, 3, 0),
+        beat(12, I, Sx.BAD_RANGE, 0, 0, 12), beat(13, bad_op, Sx.BAD_OPCODE, 0, 2, 7),
+        beat(14, C, OK, 0, 1, 4), beat(15, V, OK, 1, 0, 2), beat(16, A, OK, 0, 2, 7),
+        beat(17, R, OK, 0, 1, 1), beat(18, L, HIT, 0), beat(19, C, Sx.BAD_RANGE, 0, 3, 1)]
+
+
+@pytest.mark.parametrize("pressure", PRESSURE)
+def test_recency_from_reset_and_what_touches_it(pressure):
+    """After reset way 0 is the least recently used; PIN, UNPIN, COUNT, a SELECT hit,
+    RESET_COUNTS and errors leave the order; a LOOKUP hit and an install refresh a way; a freed
+    way keeps its place, so the least recently used free way is refilled first."""
+    keys = [(0, 0), (0, 2), (0, 4), (0, 6)]          # set 0 of P0
+    reqs = [Request(I, i, *k) for i, k in enumerate(keys)]
+    reqs += [Request(P, 4, 0, 0), Request(U, 5, 0, 0), Request(C, 6, 0, 0, 1), Request(S, 7),
+             Request(R, 8), Request(I, 9, 0, 2), Request(L, 10, 3, 3), Request(I, 11, 0, 8)]
+    reqs += [Request(L, 12, 0, 2), Request(I, 13, 0, 10)]           # way 1 refreshed: way 2 goes
+    reqs += [Request(V, 14, 0, 6), Request(V, 15, 0, 10), Request(I, 16, 1, 0), Request(I, 17, 1, 2)]
+    got = check(P0, reqs, pressure)
+    assert [b.slot for b in got[:4]] == [0, 1, 2, 3]
+    assert got[7] == beat(7, S, HIT, 0, 0, 0, last=0)               # SELECT picks (0, 0): a hit
+    assert got[12] == beat(11, I, OK, 0, 0, 8, (1, 0, 0))           # still way 0 (its LRU)
+    assert got[14] == beat(13, I, OK, 2, 0, 10, (1, 0, 4))
+    # ways 3 (freed first, older) and 2 are free: way 3 is less recently used than way 2
+    assert got[17:] == [beat(16, I, OK, 3, 1, 0), beat(17, I, OK, 2, 1, 2)]
+
+
+@pytest.mark.parametrize("pressure", PRESSURE)
+def test_frequency_fills_the_least_recent_free_way_whatever_the_counts(pressure):
+    """FREQUENCY looks at counts only among occupied ways: with ways 0 (stale key counted high)
+    and 2 (stale key never counted) freed, the next install takes way 0, the least recent."""
+    p = CONFIGS["frequency-3way"]                   # 2 sets x 3 ways; key (0, e) in set e % 2
+    reqs = [Request(I, 0, 0, 0), Request(I, 1, 0, 2), Request(I, 2, 0, 4),
+            Request(C, 3, 0, 0, 1 << 0), Request(C, 4, 0, 0, 1 << 0), Request(C, 5, 0, 0, 1 << 2),
+            Request(V, 6, 0, 0), Request(V, 7, 0, 4), Request(I, 8, 0, 6), Request(I, 9, 0, 8)]
+    got = check(p, reqs, pressure)
+    assert [b.slot for b in got[-2:]] == [0, 2]
+    assert not any(b.victim_valid for b in got[-2:])
+
+
+@pytest.mark.parametrize("pressure", PRESSURE)
+def test_select_skips_zero_counts_and_no_room_uses_quota(pressure):
+    """Direct mapped, two picks per layer: (0, 4) has the highest count but its only way holds a
+    pinned key, so it answers NO_ROOM and still uses one of layer 0's two picks; (0, 1) takes the
+    other; (0, 2) is not picked; (0, 3), never counted, is never picked; a SELECT with every
+    count zero answers its final beat only."""
+    p = CONFIGS["direct-mapped"]                    # 4 sets x 1 way; key (0, e) in set e % 4
+    reqs = [Request(S, 0, 1, 2), Request(I, 1, 0, 0), Request(P, 2, 0, 0)]
+    reqs += [Request(C, 3, 0, 0, 0b10110), Request(C, 4, 0, 0, 0b10010),
+             Request(C, 5, 0, 0, 0b10000), Request(S, 6, 3, 3)]      # counts 3, 2, 1
+
+    got = check(p, reqs, pressure)
+    assert got[0] == beat(0, S, OK)                                 # final beat: layer, expert 0
+    sel = [b for b in got if b.tag == 6]
+    assert sel == [beat(6, S, NO_ROOM, 0, 0, 4, last=0), beat(6, S, OK, 1, 0, 1, last=0),
+                   beat(6, S, OK)]
+
+
+@pytest.mark.parametrize("picks", [0, 1, 3])
+def test_select_holds_the_request_stream_2k_plus_2_cycles(picks):
+    """With both streams always ready, a SELECT of ``k`` picks is answered by pick beats at
+    cycles 3, 5, ... after it is taken, the final beat at ``2k + 2``, and the next request is
+    taken ``2k + 2`` cycles after it."""
+    p = P0
+    per_layer = min(picks, p.select_capacity)
+    reqs = [Request(C, 0, 0, 0, (1 << per_layer) - 1),
+            Request(C, 1, 1, 0, (1 << (picks - per_layer)) - 1)]
+    reqs += [Request(S, 2), Request(L, 3, 0, 0)]
+    dut = ExpertCache(p)
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    taken, answered = [], []
+
+    async def driver(ctx):
+        ctx.set(dut.resp.ready, 1)
+        pending = list(reqs)
+        for cycle in range(4 * picks + 12):
+            if pending:
+                ctx.set(dut.req.payload, encode_request(p, pending[0]))
+            ctx.set(dut.req.valid, bool(pending))
+            _, _, ready, valid, payload = await ctx.tick().sample(dut.req.ready, dut.resp.valid,
+                                                                  dut.resp.payload)
+            if pending and ready:
+                taken.append(cycle)
+                pending.pop(0)
+            if valid:
+                answered.append((cycle, decode_response(p, payload).tag))
+
+    sim.add_testbench(driver)
+    sim.run()
+    select = taken[2]
+    assert taken[3] - select == 2 * picks + 2
+    beats = [c - select for c, tag in answered if tag == 2]
+    assert beats == [3 + 2 * i for i in range(picks)] + [2 * picks + 2]
 
 
 # -- bad requests: error status, state unchanged ---------------------------------------------------

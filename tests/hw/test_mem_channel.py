@@ -9,8 +9,10 @@ import pytest
 
 from hw.hb_interface import HbInterface
 from hw.lpddr_port import LpddrPort
+from hw.mem_channel import request_layout
 from hw.params import (HbInterfaceParams, LpddrPortParams, HbBankTiming, Lpddr5Timing, MemOp,
                        MemStatus, ns_to_cycles)
+from sim.amaranth_streams import stream_recv, stream_send
 from sim.dram_model import DramDie, HbSystem, LpddrSystem
 from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
                                      random_bursts, run_in_amaranth, sequential)
@@ -112,6 +114,84 @@ def test_every_error_case_then_a_normal_request(system_class, params, pressure, 
     assert [r.tag for r in errors] == [bad.tag for _, bad in cases]
     assert arrays[0] == {a: golden.words[a] for a in range(params.words)}, \
         "an error request wrote"
+
+
+def _beats(params, op, address, length, tags, words):
+    """A request's beats with a different tag (and, after the first, other header fields) on
+    each beat, packed with the hardware's layout."""
+    layout = request_layout(params)
+    beats = []
+    for i, (tag, word) in enumerate(zip(tags, words)):
+        later = dict(op=MemOp(1 - op), address=(address * 7 + i) % params.words,
+                     length=(length + i) % (params.max_length + 1))
+        header = dict(op=op, address=address, length=length) if i == 0 else later
+        beats.append(layout.const({**header, "tag": tag, "data": word}))
+    return beats
+
+
+def _send_and_receive(system, beats, responses, idle, stall, seed):
+    from amaranth.sim import Simulator
+    sim = Simulator(system)
+    sim.add_clock(1e-9)
+    got = []
+
+    async def source(ctx):
+        await stream_send(ctx, system.req[0], beats, random.Random(seed), idle)
+
+    async def sink(ctx):
+        got.extend(await stream_recv(ctx, system.resp[0], responses, random.Random(seed + 1),
+                                     stall))
+
+    async def watchdog(ctx):
+        for _ in range(5000):
+            await ctx.tick()
+        raise AssertionError(f"{len(got)} of {responses} responses after 5000 cycles")
+
+    sim.add_process(source)
+    sim.add_testbench(sink)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
+    return [(int(r.tag), MemStatus(int(r.status)), int(r.last), int(r.data)) for r in got]
+
+
+@pytest.mark.parametrize("system_class, params", [
+    (HbSystem, HB_SMALL), (LpddrSystem, dataclasses.replace(LPDDR_SMALL, tag_width=6))],
+    ids=["hb", "lpddr"])
+@pytest.mark.parametrize("pressure", PRESSURE, ids=["free", "pressure"])
+def test_multi_beat_write_answers_with_its_first_beat(system_class, params, pressure, seed):
+    """A write's fields come from its first beat, whatever the later beats carry: a malformed
+    two-beat write (beat 0 ``tag=0x11``, beat 1 ``tag=0x22`` and another op, address and length)
+    answers ``ERROR tag=0x11``; a valid three-beat write with different later headers writes all
+    its words where its first beat says and answers ``OK`` with the first tag; the read back sees
+    them; ``last`` is 1 and ``data`` 0 on the ERROR and the write acknowledgement."""
+    p = params
+    bad = _beats(p, MemOp.WRITE, p.words, 2, [0x11, 0x22], [5, 6])
+    good = _beats(p, MemOp.WRITE, 40, 3, [0x13, 0x24, 0x35], [7, 8, 9])
+    read = _beats(p, MemOp.READ, 40, 3, [0x16], [0])
+    got = _send_and_receive(system_class(p), bad + good + read, 5, *pressure, seed)
+    assert got == [(0x11, MemStatus.ERROR, 1, 0), (0x13, MemStatus.OK, 1, 0),
+                   (0x16, MemStatus.OK, 0, 7), (0x16, MemStatus.OK, 0, 8),
+                   (0x16, MemStatus.OK, 1, 9)]
+
+
+def test_lpddr_grants_round_robin_request_by_request(seed):
+    """Three clients always offering one-word writes (and one four-word write each): the port
+    takes whole requests from the clients in turn, 0, 1, 2, 0, ..., a longer write keeping the
+    grant only for its own beats."""
+    p = LPDDR_SMALL
+    rng = random.Random(seed)
+    traffic = []
+    for k in range(p.clients):
+        reqs = [Request(MemOp.WRITE, 1024 * k + i, 1, i, (rng.getrandbits(8),)) for i in range(8)]
+        reqs.insert(3, Request(MemOp.WRITE, 1024 * k + 100, 4, 9,
+                               tuple(rng.getrandbits(8) for _ in range(4))))
+        traffic.append(reqs)
+    drivers, _ = _run(LpddrSystem(p), traffic, seed, 0.0, 0.0)
+    firsts = sorted((d.request_cycle(i), k) for k, d in enumerate(drivers)
+                    for i in range(len(d.requests)))
+    assert [k for _, k in firsts] == [i % p.clients for i in range(len(firsts))]
+    for driver in drivers:
+        driver.check(GoldenMemory(p))
 
 
 def test_die_timing_shows_in_latency():

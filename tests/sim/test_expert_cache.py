@@ -9,7 +9,7 @@ import pytest
 
 from hw.params import CACHE_DEFAULT, CACHE_FREQUENCY, CACHE_PAPER
 from sim.expert_cache.bench import hit_rate_table
-from sim.expert_cache.run import run_cache_bench
+from sim.expert_cache.run import run_cache_batch, run_cache_bench
 
 
 
@@ -18,8 +18,7 @@ def _summary(tmp_path):
 
 
 @pytest.mark.verilator
-@pytest.mark.parametrize("requests", [pytest.param(10000, id="10000"),
-                                      pytest.param(100000, id="100000", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("requests", [pytest.param(10000, id="10000")])
 def test_default_preset(seed, tmp_path, requests):
     """``requests`` mixed requests (three fifths under idle cycles and back-pressure), every
     response beat equal to the golden model's, every status seen; plus the pinning and throughput
@@ -53,6 +52,19 @@ def test_bench_detects_a_wrong_golden_model(bench_must_fail):
 def test_paper_preset(seed):
     tests, _ = run_cache_bench(CACHE_PAPER, seed=seed, env={"ELMOE_CACHE_OPS": "20000"})
     assert tests == 3
+
+
+@pytest.mark.verilator
+@pytest.mark.slow
+@pytest.mark.parametrize("params", [CACHE_DEFAULT, CACHE_FREQUENCY], ids=["lru", "frequency"])
+def test_long_run_free_running(params, seed, tmp_path):
+    """The long run: 100,000 mixed requests (three fifths under idle cycles and back-pressure)
+    played from a simulation memory, every response beat equal to the golden model's."""
+    tests, _ = run_cache_batch(params, 100000, seed=seed,
+                               env={"ELMOE_SUMMARY": str(tmp_path / "summary.jsonl")})
+    assert tests == 1
+    summary = _summary(tmp_path)
+    assert summary["requests"] >= 100000 and summary["beats"] >= summary["requests"]
 
 
 def test_hit_rates_grow_with_capacity_and_the_frequency_set_wins_at_large_batch(seed):

