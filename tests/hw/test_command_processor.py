@@ -167,7 +167,7 @@ def test_slot_table_follows_only_ok_responses_and_whole_keys(seed):
     load = lambda layer, expert: Command(Opcode.LOAD_SLOT, layer=layer, expert=expert, count=1)
     streams = [
         [cache_op(I, 0, 3), cache_op(Pn, 0, 3), cache_op(U, 0, 3), end],
-        [cache_op(Pn, 1, 5), end],                                  # ABSENT: CACHE_ERROR
+        [cache_op(I, 0, 0), cache_op(Pn, 1, 5), end],               # ABSENT (slot 0 in use)
         [cache_op(Pn, 0, 3), cache_op(V, 0, 3), end],               # PINNED: CACHE_ERROR
         [cache_op(U, 0, 3), load(1, 3), end],                       # SLOT_NOT_INSTALLED
         [cache_op(I, 0, 4), cache_op(V, 0, 4), load(0, 4), end],    # SLOT_NOT_INSTALLED
@@ -182,6 +182,7 @@ def test_slot_table_follows_only_ok_responses_and_whole_keys(seed):
         assert (error, progress) == (gold.error, gold.progress)
         assert table == gold.slot_table()
         codes.append(error)
+    assert got[1][3][0] == (0, 0, False)     # the refused PIN answered slot 0: still unpinned
     assert codes == [ErrorCode.NONE, ErrorCode.CACHE_ERROR, ErrorCode.CACHE_ERROR,
                      ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.SLOT_NOT_INSTALLED, ErrorCode.NONE]
 
