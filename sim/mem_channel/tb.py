@@ -15,7 +15,7 @@ from hw.params import MemOp
 from sim.mem_channel.harness import system_from_env, start, run_ports, Backdoor
 from sim.cocotb_streams import seed_from_env
 from sim import funcov
-from sim.mem_channel.traffic import (PortDriver, covering, error_requests, expected_count,
+from sim.mem_channel.traffic import (PortDriver, integrity_traffic, error_requests, expected_count,
                                      requests_from_json)
 from sw_model.golden.mem_channel import GoldenMemory, Request
 
@@ -46,16 +46,8 @@ async def integrity(dut):
     seed = seed_from_env()
     words = int(os.environ.get("ELMOE_MEM_WORDS", params.words))
     rng = random.Random(seed)
-    # on the LPDDR port every client gets its own slice of the one channel
-    span = words if name == "hb" else words // ports
-    traffic = []
-    for port in range(ports):
-        first = 0 if name == "hb" else port * span
-        writes = covering(params, MemOp.WRITE, span, rng, first=first)
-        mixed = covering(params, MemOp.READ, span, rng, first=first)
-        mixed += covering(params, MemOp.WRITE, span // 8, rng, first=first)
-        rng.shuffle(mixed)
-        traffic.append(writes + mixed + covering(params, MemOp.READ, span, rng, first=first))
+    traffic = integrity_traffic(params, name, ports, words, rng)
+    span = words if name == "hb" else words // ports     # each port's words (LPDDR: a slice)
     golden = [GoldenMemory(params) for _ in range(ports)]
     await start(dut, ports)
     drivers = await _run(dut, params, traffic, [seed + p for p in range(ports)], 0.3, 0.4, golden)

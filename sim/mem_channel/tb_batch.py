@@ -14,12 +14,11 @@ import random
 import cocotb
 
 from hw.mem_channel import request_layout, response_layout
-from hw.params import MemOp
 from sim import funcov
 from sim.cocotb_batch import BatchDriver
 from sim.cocotb_streams import clock_and_reset, seed_from_env
 from sim.mem_channel.harness import system_from_env
-from sim.mem_channel.traffic import MemCodec, covering
+from sim.mem_channel.traffic import MemCodec, integrity_traffic
 from sw_model.golden.mem_channel import GoldenMemory
 
 log = logging.getLogger("cocotb.tb_mem_batch")
@@ -38,17 +37,11 @@ async def long_integrity(dut):
     seed = seed_from_env()
     words = int(os.environ.get("ELMOE_MEM_WORDS", params.words))
     rng = random.Random(seed)
-    span = words if name == "hb" else words // ports
+    span = words if name == "hb" else words // ports     # each port's words (LPDDR: a slice)
     codec = MemCodec(params)
     golden = [GoldenMemory(params) for _ in range(ports)]
     beats, expected = {}, {}
-    for port in range(ports):
-        first = 0 if name == "hb" else port * span
-        writes = covering(params, MemOp.WRITE, span, rng, first=first)
-        mixed = covering(params, MemOp.READ, span, rng, first=first)
-        mixed += covering(params, MemOp.WRITE, span // 8, rng, first=first)
-        rng.shuffle(mixed)
-        requests = writes + mixed + covering(params, MemOp.READ, span, rng, first=first)
+    for port, requests in enumerate(integrity_traffic(params, name, ports, words, rng)):
         scramble = random.Random(f"header {seed + port}")
         beats[f"req{port}"] = [b for r in requests for b in codec.encode(r, scramble)]
         expected[f"resp{port}"] = [resp for r in requests for resp in golden[port].apply(r)]

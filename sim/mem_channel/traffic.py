@@ -295,3 +295,19 @@ def run_in_amaranth(system, drivers, responses, max_cycles, backdoor=None):
     sim.add_testbench(bench)
     sim.run()
     return outcome.get("backdoor")
+
+
+def integrity_traffic(params, name, ports, words, rng):
+    """The integrity run's requests per port: every word of the port's span written, a shuffled
+    mix of reads of all of it and writes of an eighth, then all of it read back (on the LPDDR port
+    every client gets its own slice of the one channel: ``name`` "lpddr")."""
+    span = words if name == "hb" else words // ports
+    traffic = []
+    for port in range(ports):
+        first = 0 if name == "hb" else port * span
+        writes = covering(params, MemOp.WRITE, span, rng, first=first)
+        mixed = covering(params, MemOp.READ, span, rng, first=first)
+        mixed += covering(params, MemOp.WRITE, span // 8, rng, first=first)
+        rng.shuffle(mixed)
+        traffic.append(writes + mixed + covering(params, MemOp.READ, span, rng, first=first))
+    return traffic
