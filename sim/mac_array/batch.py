@@ -70,6 +70,7 @@ class MacCodec:
         res = result_layout(p)
         self.res_tag, self.res_mode = res["tag"], res["mode"]
         self.sums = [off + res["sums"].offset for off, _ in _array_offsets(res["sums"].shape)]
+        self._model = SliceLevelMac(p)
 
     def op_beats(self, batch, tags):
         return [int(batch.mode) << self.op["mode"] | int(load) << self.op["load_act"]
@@ -115,6 +116,19 @@ class MacCodec:
         p = self.params
         return [self._pack(w[b * p.lanes:(b + 1) * p.lanes].reshape(-1), self.weights, 8)
                 for w in batch.wbytes for b in range(p.beats_per_group)]
+
+    def job_beats(self, job):
+        """One :class:`sim.mac_array.jobs.MacJob` as ``(op, [act beats] or [], [weight beats])``
+        integers: the same payloads as :func:`sim.mac_array.jobs.encode_job` builds with the
+        layouts, packed here directly (a cocotb bench encodes thousands of jobs)."""
+        p, model = self.params, self._model
+        op = (int(job.mode) << self.op["mode"] | int(job.load_act) << self.op["load_act"]
+              | int(job.tag) << self.op["tag"])
+        acts = ([self._pack(xb.reshape(-1), self.act, 8) for xb in model.act_beats(job.x)]
+                if job.load_act else [])
+        wbytes = model.pack_weights(job.mode, job.q)
+        weights = [self._pack(wb.reshape(-1), self.weights, 8) for wb in model.weight_beats(wbytes)]
+        return op, acts, weights
 
     def results(self, words):
         """``(tags [N], modes [N], sums [N, tokens, result_channels])`` of result words."""

@@ -15,7 +15,9 @@ from cocotb.triggers import ClockCycles
 from hw.params import MacArrayParams
 from sim import funcov
 from sim.cocotb_streams import StreamSource, StreamSink, clock_and_reset
-from sim.mac_array.jobs import encode_job, decode_result, check_results
+from hw.params import MacMode
+from sim.mac_array.batch import MacCodec
+from sim.mac_array.jobs import check_results
 
 __all__ = ["PARAMS_ENV", "SUMMARY_ENV", "params_from_env", "MacHarness", "read_summary"]
 
@@ -38,6 +40,7 @@ class MacHarness:
         self.rng = random.Random(seed)
         self.checked = 0      # group dot products compared with the golden model so far
         self.serial = next(_serials)
+        self.codec = MacCodec(params)
         self.op = StreamSource(dut, "op", self.rng)
         self.act = StreamSource(dut, "act", self.rng)
         self.weights = StreamSource(dut, "weights", self.rng)
@@ -60,13 +63,14 @@ class MacHarness:
         model, and check every stream is drained with nothing extra produced. Returns the number
         of group dot products checked and the decoded results ``(tag, mode, sums)``."""
         for job in jobs:
-            op, acts, weights = encode_job(self.params, job)
-            self.op.send([op.as_bits()])
-            self.act.send(a.as_bits() for a in acts)
-            self.weights.send(w.as_bits() for w in weights)
+            op, acts, weights = self.codec.job_beats(job)
+            self.op.send([op])
+            self.act.send(acts)
+            self.weights.send(weights)
         beats = len(jobs) * self.params.beats_per_group
         raw = await self.results.recv(len(jobs), timeout_cycles=20 * beats + 100)
-        results = [decode_result(self.params, r) for r in raw]
+        tags, modes, sums = self.codec.results([int(r) for r in raw])
+        results = [(tag, MacMode(mode), s) for tag, mode, s in zip(tags, modes, sums)]
         checked = check_results(self.params, jobs, results)
         self.checked += checked
         pressure = "pressure" if self.op.idle or self.results.stall else "free"

@@ -90,13 +90,15 @@ def test_a_stream_longer_than_the_command_memory_is_refused_by_run_rtl(run_build
 @pytest.mark.verilator
 @pytest.mark.xdist_group("demo_top")
 def test_run_rtl_on_the_demo_machine_matches(run_build, tmp_path):
-    """The demo's Verilated top (the same build as the demo's: same machine, same Verilog) runs a
-    whole scheduled step: a cached-decoding step of two sequences, which fits the command
+    """The demo's Verilated top (the same build as the demo's: the demo machine fitted to the
+    built-in model, with the FREQUENCY cache of Elastic-SD) runs a whole scheduled step: an
+    Elastic-SD step of one sequence (threshold 1), draft and verification, which fits the command
     memory."""
     import build
-    out = tmp_path / "cached"
-    assert build.main(["schedule", "--batch", "2", "--steps", "1", "--machine", "demo",
-                       "--out", str(out)]) == 0
+    out = tmp_path / "elastic_sd"
+    assert build.main(["schedule", "--batch", "1", "--steps", "1", "--machine", "demo",
+                       "--set", "decoding.threshold=1", "--out", str(out)]) == 0
+    assert json.loads((out / "result.json").read_text())["mode"] == "elastic_sd"
     code, stdout, stderr = run_build("stream", "run", str(out / "step0.bin"), "--rtl",
                                      "--machine", str(out / "machine.toml"))
     assert code == 0, stdout + stderr

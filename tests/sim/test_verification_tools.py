@@ -7,11 +7,12 @@ import random
 import numpy as np
 import pytest
 
+from hw.mac_array import result_layout
 from hw.params import (CACHE_DEFAULT, HB_DEFAULT, LPDDR_DEFAULT, MAC_DEFAULT, MacArrayParams,
                        MacMode, MemOp)
 from sim import coverage, funcov
 from sim.mac_array.batch import MacCodec, random_batch
-from sim.mac_array.jobs import encode_job, job_for
+from sim.mac_array.jobs import decode_result, encode_job, job_for
 from sim.mem_channel.traffic import MemCodec, covering, decode, encode, error_requests
 from sim.mutate import BLOCKS, OPERATORS, mutants, select
 from sw_model.golden.mem_channel import Request
@@ -108,11 +109,20 @@ def test_mac_codec_and_batch_golden_equal_the_layouts_and_the_model(params, rng)
             assert np.array_equal(job.expected, batch.expected[i])
             op, a, w = encode_job(params, job)
             assert ops[i] == op.as_bits()
+            assert codec.job_beats(job) == (op.as_bits(), [b.as_bits() for b in a],
+                                            [b.as_bits() for b in w])
             ref_acts += [b.as_bits() for b in a]
             ref_ws += [b.as_bits() for b in w]
         assert codec.act_beats(batch) == ref_acts and codec.weight_beats(batch) == ref_ws
         assert [int(x, 16) for x in codec.act_hex(batch).split()] == ref_acts
         assert [int(x, 16) for x in codec.weight_hex(batch).split()] == ref_ws
+    width = result_layout(params).size
+    words = [int(rng.integers(0, 1 << 62)) << (width - 62) | int(rng.integers(0, 1 << 62))
+             for _ in range(20)] + [0, (1 << width) - 1]
+    tags, modes, sums = codec.results(words)
+    for word, tag, mode, s in zip(words, tags, modes, sums):
+        ref_tag, ref_mode, ref_sums = decode_result(params, word)
+        assert (tag, mode) == (ref_tag, int(ref_mode)) and np.array_equal(s, ref_sums)
 
 
 @pytest.mark.parametrize("params", [HB_DEFAULT, LPDDR_DEFAULT], ids=["hb", "lpddr"])
