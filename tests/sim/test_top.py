@@ -85,11 +85,12 @@ def test_every_opcode_with_every_error_and_every_slot():
 def test_fuzz_default_suite(seed):
     """Two rounds of every target (legal, and each error the fuzzer aims at), 24 streams: every
     target twice; the 2,000-stream run is the slow test below."""
-    figures = fuzz(P, 2 * len(TARGETS), seed)
+    streams = 2 * len(TARGETS)
+    figures = fuzz(P, streams, seed)
     assert figures["mismatches"] == 0, figures["first_mismatches"]
     assert set(figures["by_target"]) == {"legal"} | {c.name for c in ErrorCode
                                                       if c is not ErrorCode.NONE}
-    assert figures["commands_executed"] > 500
+    assert figures["commands_executed"] > 25 * streams // 3     # streams run, not stop at once
 
 
 @pytest.mark.slow
