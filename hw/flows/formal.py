@@ -32,6 +32,8 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
+from hw.flows import memory_init
+
 __all__ = ["FormalToolMissing", "ProofResult", "tool_environment", "sby_config", "run_proof"]
 
 #: The SMT solver every proof uses (smtbmc's solver name; the executable SymbiYosys runs).
@@ -133,6 +135,7 @@ def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeou
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     harness = proof.harness(broken=broken)
+    memory_init.install()
     (workdir / "harness.il").write_text(rtlil.convert(harness, ports=[]))
     names = harness.properties
     (workdir / "config.sby").write_text(sby_config(proof.method, proof.depth, proof.cover_depth))

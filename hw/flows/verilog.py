@@ -17,6 +17,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.blocks import BLOCKS
+from hw.flows import memory_init
 from hw.flows.heartbeat import heartbeat
 
 __all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "cached_verilog",
@@ -47,6 +48,7 @@ def setup_verilator():
 def generate_verilog(component, top):
     """Verilog text of an Amaranth component, with ``top`` as the module name (a conversion
     that takes more than ten seconds says so, :func:`hw.flows.heartbeat.heartbeat`)."""
+    memory_init.install()
     with heartbeat(f"Amaranth conversion of {top}"):
         return verilog.convert(component, name=top, emit_src=False)
 

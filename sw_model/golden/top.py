@@ -38,13 +38,19 @@ __all__ = ["Images", "ExecResult", "execute", "validate", "check_dynamic", "pack
 # -- word formats ------------------------------------------------------------------------------------
 
 def _pack(values, width):
+    values = np.asarray(values, dtype=np.int64).ravel()
+    if width == 8:          # bytes, element 0 the least significant (the common case, fast)
+        return int.from_bytes((values & 0xFF).astype(np.uint8).tobytes(), "little")
     word = 0
-    for i, v in enumerate(np.asarray(values, dtype=np.int64).ravel()):
+    for i, v in enumerate(values):
         word |= (int(v) & ((1 << width) - 1)) << (i * width)
     return word
 
 
 def _unpack(word, count, width, signed):
+    if width == 8 and 0 <= word < 1 << (8 * count):
+        out = np.frombuffer(word.to_bytes(count, "little"), dtype=np.int8 if signed else np.uint8)
+        return out.astype(np.int64)
     mask = (1 << width) - 1
     out = np.array([(word >> (i * width)) & mask for i in range(count)], dtype=np.int64)
     if signed:
@@ -303,10 +309,13 @@ class _Machine:
     def _mac(self, c):
         p, im = self.p, self.images
         mac, B = p.mac, p.mac.beats_per_group
-        for i in range(c.count):
-            wbytes = np.concatenate([unpack_weight_beat(mac, im.wmem[c.pe].get(c.wmem + i * B + b, 0))
-                                     for b in range(B)])
-            a0 = c.amem + (0 if c.reuse else i * B)
-            x = np.concatenate([unpack_act_beat(mac, im.amem[c.pe].get(a0 + b, 0))
-                                for b in range(B)], axis=1)
-            im.omem[c.pe][c.omem + i] = pack_result(mac, self.mac.operate_packed(c.mode, x, wbytes))
+        # every operation of the command at once (the same arithmetic and width checks as one at
+        # a time: SliceLevelMac.operate_packed_many)
+        wbytes = np.stack([np.concatenate([
+            unpack_weight_beat(mac, im.wmem[c.pe].get(c.wmem + i * B + b, 0)) for b in range(B)])
+            for i in range(c.count)])
+        x = np.stack([np.concatenate([
+            unpack_act_beat(mac, im.amem[c.pe].get(c.amem + (0 if c.reuse else i * B) + b, 0))
+            for b in range(B)], axis=1) for i in range(c.count)])
+        for i, sums in enumerate(self.mac.operate_packed_many(c.mode, x, wbytes)):
+            im.omem[c.pe][c.omem + i] = pack_result(mac, sums)

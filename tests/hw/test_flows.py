@@ -158,3 +158,44 @@ def test_verilog_is_converted_once_per_design_and_sources(tmp_path, monkeypatch)
     assert flows_verilog.cached_verilog("other", MAC_DEFAULT, make("d")) == "d"
     assert made == ["a", "c", "d"]
     assert len(list((tmp_path / "verilog-cache").glob("*.v"))) == 3
+
+
+def _memory_rtlil(depth, width, init):
+    from amaranth.back import rtlil
+    from amaranth.lib.memory import Memory
+
+    class Mem(wiring.Component):
+        addr: In(range(depth))
+        data: Out(width)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = Memory(shape=width, depth=depth, init=init)
+            port = mem.read_port(domain="comb")
+            m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data)]
+            return m
+
+    return rtlil.convert(Mem(), name="mem", emit_src=False)
+
+
+def test_fast_memory_contents_write_exactly_amaranths_rtlil(monkeypatch):
+    """The conversions' fast writer of memory contents is in use, and writes what Amaranth's own
+    does on memories other than the one it checks itself on; a writer that differs is refused and
+    Amaranth's own stays."""
+    from amaranth.back import rtlil
+    from hw.flows import memory_init
+    assert memory_init.install() and memory_init.installed()
+    rng = np.random.default_rng(5)
+    cases = [(1, 1, [1]), (3, 64, [2**64 - 1, 0, 2**63]), (17, 9, rng.integers(0, 512, 17).tolist()),
+             (256, 40, rng.integers(0, 2**40, 200).tolist())]
+    fast = [_memory_rtlil(*case) for case in cases]
+    monkeypatch.setattr(rtlil.ModuleEmitter, "emit_memory", memory_init._ORIGINAL)
+    assert fast == [_memory_rtlil(*case) for case in cases]
+
+    def wrong(self, cell_idx, cell):      # rows in the wrong order
+        cell.init = list(reversed(cell.init))
+        return memory_init._ORIGINAL(self, cell_idx, cell)
+    monkeypatch.setattr(memory_init, "_emit_memory", wrong)
+    monkeypatch.setattr(memory_init, "_state", {"checked": False, "installed": False})
+    assert not memory_init.install()
+    assert rtlil.ModuleEmitter.emit_memory is memory_init._ORIGINAL
