@@ -7,7 +7,6 @@ unchanged design reuses the directory and takes well under a second. Waveforms (
 asked for.
 """
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -20,7 +19,7 @@ import time
 from pathlib import Path
 
 from hw.flows.heartbeat import heartbeat
-from hw.flows.verilog import BUILD_ROOT, setup_verilator
+from hw.flows.verilog import BUILD_ROOT, locked, setup_verilator
 from sim.objcache import CACHE_DIR_ENV
 
 __all__ = ["build", "run_cocotb", "waves_requested", "CocotbFailure", "BuildError", "PORTS_ONLY",
@@ -66,13 +65,6 @@ def _tail(path, lines=60):
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text[-lines:]) + f"\n(full log: {path})"
-
-
-def _locked(path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "w")
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    return handle
 
 
 def _public_config(top, public):
@@ -136,7 +128,7 @@ def build(top, verilog_text, waves=False, public=None, optimize=True):
     key = hashlib.sha256(
         json.dumps([verilog_text, build_args, config, make_vars]).encode()).hexdigest()[:16]
     build_dir = BUILD_ROOT / "sim" / f"{top}-{key}"
-    with _locked(BUILD_ROOT / "sim" / f".{top}-{key}.lock"):
+    with locked(BUILD_ROOT / "sim" / f".{top}-{key}.lock"):
         build_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
             (build_dir / "public.vlt").write_text(config)

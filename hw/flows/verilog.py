@@ -6,6 +6,7 @@ Everything generated lives under :data:`BUILD_ROOT` (``build/`` beside the sourc
 anything.
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from hw.flows import memory_init
 from hw.flows.heartbeat import heartbeat
 
 __all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "cached_verilog",
-           "lint", "write_verilog", "write_atomically"]
+           "lint", "write_verilog", "write_atomically", "locked"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ROOT = Path(os.environ.get("ELMOE_BUILD_DIR", REPO_ROOT / "build"))
@@ -65,11 +66,23 @@ def cached_verilog(name, params, make, sources=()):
         digest.update(str(path.relative_to(REPO_ROOT)).encode())
         digest.update(path.read_bytes())
     cache = BUILD_ROOT / "verilog-cache" / f"{name}-{digest.hexdigest()[:16]}.v"
-    if cache.exists():
-        return cache.read_text()
-    text = make()
-    write_atomically(cache, text)
+    # one process converts, another that wants the same design at the same time waits for it
+    with locked(cache.with_name(f".{cache.name}.lock")):
+        if cache.exists():
+            return cache.read_text()
+        text = make()
+        write_atomically(cache, text)
     return text
+
+
+def locked(path):
+    """An exclusive lock on the file ``path`` (created with its folder), held until the returned
+    handle is closed (use it in a ``with``): processes building the same artefact take turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def lint(path, top):
