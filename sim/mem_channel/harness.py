@@ -97,3 +97,17 @@ class Backdoor:
         array = self.arrays[channel]
         for i, word in enumerate(words):
             array[first + i].value = word
+
+    def check_against(self, name, golden, words):
+        """Assert every channel's first ``words`` words equal the golden memories': on the HB
+        interface channel ``c`` is ``golden[c]``; on the LPDDR port every client's golden memory
+        is the one shared device (their words merged)."""
+        merged = {}
+        for memory in golden:
+            merged.update(memory.words)
+        for channel in range(len(self.arrays)):
+            image = golden[channel].words if name == "hb" else merged
+            stored = self.read(channel, 0, words)
+            bad = [i for i in range(words) if stored[i] != image.get(i, 0)]
+            assert not bad, (f"channel {channel}: {len(bad)} words differ in the array, "
+                             f"first {bad[0]}")

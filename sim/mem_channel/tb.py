@@ -51,16 +51,7 @@ async def integrity(dut):
     golden = [GoldenMemory(params) for _ in range(ports)]
     await start(dut, ports)
     drivers = await _run(dut, params, traffic, [seed + p for p in range(ports)], 0.3, 0.4, golden)
-    backdoor = Backdoor(dut, params.channels)
-    image = {}
-    for memory in golden:
-        image.update(memory.words)
-    for channel in range(params.channels):
-        if name == "hb":
-            image = golden[channel].words
-        stored = backdoor.read(channel, 0, words)
-        bad = [i for i in range(words) if stored[i] != image.get(i, 0)]
-        assert not bad, f"channel {channel}: {len(bad)} words differ in the array, first {bad[0]}"
+    Backdoor(dut, params.channels).check_against(name, golden, words)
     log.info("%s: %d words x %d ports written and read back byte-exactly in %d cycles "
              "(%d bytes per port)", name, span, ports, drivers[0].cycle,
              span * params.bytes_per_word)

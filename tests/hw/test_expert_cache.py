@@ -206,16 +206,9 @@ def test_select_skips_zero_counts_and_no_room_uses_quota(pressure):
                    beat(6, S, OK)]
 
 
-@pytest.mark.parametrize("picks", [0, 1, 3])
-def test_select_holds_the_request_stream_2k_plus_2_cycles(picks):
-    """With both streams always ready, a SELECT of ``k`` picks is answered by pick beats at
-    cycles 3, 5, ... after it is taken, the final beat at ``2k + 2``, and the next request is
-    taken ``2k + 2`` cycles after it."""
-    p = P0
-    per_layer = min(picks, p.select_capacity)
-    reqs = [Request(C, 0, 0, 0, (1 << per_layer) - 1),
-            Request(C, 1, 1, 0, (1 << (picks - per_layer)) - 1)]
-    reqs += [Request(S, 2), Request(L, 3, 0, 0)]
+def _always_ready(p, reqs, cycles):
+    """Offer ``reqs`` back to back with the response stream always ready, for ``cycles`` cycles;
+    returns the cycles each request was taken, and ``(cycle, tag)`` of each response beat."""
     dut = ExpertCache(p)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -224,7 +217,7 @@ def test_select_holds_the_request_stream_2k_plus_2_cycles(picks):
     async def driver(ctx):
         ctx.set(dut.resp.ready, 1)
         pending = list(reqs)
-        for cycle in range(4 * picks + 12):
+        for cycle in range(cycles):
             if pending:
                 ctx.set(dut.req.payload, encode_request(p, pending[0]))
             ctx.set(dut.req.valid, bool(pending))
@@ -238,6 +231,20 @@ def test_select_holds_the_request_stream_2k_plus_2_cycles(picks):
 
     sim.add_testbench(driver)
     sim.run()
+    return taken, answered
+
+
+@pytest.mark.parametrize("picks", [0, 1, 3])
+def test_select_holds_the_request_stream_2k_plus_2_cycles(picks):
+    """With both streams always ready, a SELECT of ``k`` picks is answered by pick beats at
+    cycles 3, 5, ... after it is taken, the final beat at ``2k + 2``, and the next request is
+    taken ``2k + 2`` cycles after it."""
+    p = P0
+    per_layer = min(picks, p.select_capacity)
+    reqs = [Request(C, 0, 0, 0, (1 << per_layer) - 1),
+            Request(C, 1, 1, 0, (1 << (picks - per_layer)) - 1)]
+    reqs += [Request(S, 2), Request(L, 3, 0, 0)]
+    taken, answered = _always_ready(p, reqs, 4 * picks + 12)
     select = taken[2]
     assert taken[3] - select == 2 * picks + 2
     beats = [c - select for c, tag in answered if tag == 2]
@@ -295,27 +302,8 @@ def test_one_lookup_per_cycle_and_latency():
     """Both streams always ready: a LOOKUP is taken every cycle and answered the next."""
     p = P0
     reqs = [Request(I, 0, 0, e) for e in range(4)] + [Request(L, i, 0, i % 8) for i in range(40)]
-    dut = ExpertCache(p)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    taken, answered = [], []
-
-    async def driver(ctx):
-        ctx.set(dut.resp.ready, 1)
-        pending = list(reqs)
-        for cycle in range(len(reqs) + 6):
-            if pending:
-                ctx.set(dut.req.payload, encode_request(p, pending[0]))
-            ctx.set(dut.req.valid, bool(pending))
-            _, _, ready, valid = await ctx.tick().sample(dut.req.ready, dut.resp.valid)
-            if pending and ready:
-                taken.append(cycle)
-                pending.pop(0)
-            if valid:
-                answered.append(cycle)
-
-    sim.add_testbench(driver)
-    sim.run()
+    taken, answered = _always_ready(p, reqs, len(reqs) + 6)
+    answered = [cycle for cycle, _ in answered]
     assert taken == list(range(len(reqs)))
     assert [b - a for a, b in zip(taken, answered)] == [1] * len(reqs)
 
