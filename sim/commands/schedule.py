@@ -19,8 +19,11 @@ and text forms of step i's stream, each self-contained: the CACHE commands that 
 controller to the step's starting state, then the step; the text re-assembles to the binary,
 checked here), ``prologue.*`` (those CACHE commands for step 0 alone), ``plan.json`` (layout and
 byte plan) and ``machine.toml`` (the machine the streams were scheduled for, the expert cache and
-slots fitted to the model: ``python build.py stream validate FILE --machine <it>`` reads it). Every stream is checked with the ISA's validator from its step's cache state. Prints a table
-of commands and bytes per memory tier per phase, and a last-line JSON object.
+slots fitted to the model: ``python build.py stream validate FILE --machine <it>`` reads it).
+A ``--set`` of a field the fit decides (``cache.*``; on the demo machine also the HB and LPDDR
+sizes) is refused rather than silently replaced. Every stream is checked with the ISA's validator
+from its step's cache state. Prints a table of commands and bytes per memory tier per phase, and a
+last-line JSON object.
 """
 
 from dataclasses import replace
@@ -29,7 +32,6 @@ import time
 from pathlib import Path
 
 from hw.isa import Command, Opcode, assemble, disassemble, encode
-from hw.machines import resolve_machine
 from sim.commands.options import decoding_flags_or_exit, rename_run
 from sim.commands.output import Result, Table, progress, progress_bar
 
@@ -70,8 +72,30 @@ def add_arguments(p):
         p.add_argument(f"--{name}", type=float, default=None, help=f"zoo models: {text}")
 
 
+#: Machine fields ``schedule`` sets itself from the model (``machine_for``): the expert cache (LRU for
+#: cached decoding, FREQUENCY for Elastic-SD, sized by ``--capacity``) and, on the demo machine, the
+#: HB and LPDDR sizes. An override of one would be silently replaced, so it is refused.
+FITTED = ("cache.",)
+FITTED_ON_DEMO = ("hb.words", "hb.address_width", "lpddr.words", "lpddr.address_width")
+
+
+def machine_default(args):
+    """The machine without ``--machine``: the paper machine for a zoo model (only its shape is
+    scheduled), the demo machine for the built-in model or a checkpoint (simulated)."""
+    zoo = not args.checkpoint and args.model.lower() != "default"
+    return "paper" if zoo else "demo"
+
+
 def _check(args):
     decoding_flags_or_exit(args, "batch", "steps", gamma="gamma", threshold="threshold")
+    demo = (args.machine or machine_default(args)) == "demo"
+    for item in args.set or []:
+        key = item.split("=", 1)[0].strip()
+        if key.startswith(FITTED) or (demo and key in FITTED_ON_DEMO):
+            raise SystemExit(f"--set {item}: schedule fits {key} to the model itself (the expert "
+                             f"cache: LRU for cached decoding, FREQUENCY for Elastic-SD, "
+                             f"--capacity experts per layer; on the demo machine also the HB and "
+                             f"LPDDR sizes), so it cannot be overridden here")
     if args.acceptance is not None and not 0 <= args.acceptance <= 1:
         raise SystemExit(f"--acceptance must be a probability in [0, 1], not {args.acceptance}")
     if args.reuse is not None and not 0 <= args.reuse <= 1:
@@ -107,9 +131,8 @@ def run(args):
         except ValueError as exc:
             raise SystemExit(f"--model: {exc}") from None
         model, config, name = None, entry.config, entry.name
-    machine = args.machine or ("paper" if model is None else "demo")
-    base = args.params if args.machine or model is None else resolve_machine(machine,
-                                                                              args.set)[0]
+    machine = args.machine or machine_default(args)
+    base = args.params
     try:
         params = machine_for(config, mode, base, args.capacity, base.pes,
                              grow=machine == "demo")

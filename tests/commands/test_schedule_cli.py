@@ -51,3 +51,26 @@ def test_schedule_every_zoo_model(schedule, model, batch):
     figures, _ = schedule("--model", model, "--batch", str(batch), "--steps", "1")
     assert figures["mode"] == ("cached" if batch < 4 else "elastic_sd")
     assert figures["commands"] > 0 and figures["plan"]["fits"] == {"HB": True, "LPDDR": True}
+
+
+@pytest.mark.parametrize("args, key", [
+    (["--set", "cache.policy=FREQUENCY"], "cache.policy"),
+    (["--set", "cache.slots=16"], "cache.slots"),
+    (["--set", "hb.words=2097152"], "hb.words"),                     # demo machine: HB fitted
+    (["--model", "olmoe-1b-7b", "--set", "cache.ways=4"], "cache.ways")])
+def test_an_override_schedule_would_replace_is_refused(run_build, args, key):
+    """The expert cache (and on the demo machine the HB and LPDDR sizes) is fitted to the model;
+    an override of it is refused with its key, before any work, instead of silently dropped."""
+    code, stdout, stderr = run_build("schedule", "--batch", "2", "--steps", "1", *args)
+    assert code == 1 and stdout == ""
+    assert f"schedule fits {key} to the model itself" in stderr
+
+
+def test_other_overrides_reach_the_scheduled_machine(schedule):
+    """Without --machine the built-in model is scheduled on the demo machine, with the overrides
+    checked against it (not against the paper machine)."""
+    figures, _ = schedule("--batch", "2", "--steps", "1", "--set", "pes=1",
+                          "--set", "hb_timing.t_cl=30")
+    assert figures["machine"] == "demo" and figures["pes"] == 1
+    machine = (Path(figures["out_dir"]) / "machine.toml").read_text()
+    assert "t_cl = 30" in machine and "pes = 1" in machine
