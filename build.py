@@ -83,12 +83,13 @@ def main(argv=None):
     """Parse ``argv`` (default: the command line), run the command, print its result; returns
     the exit status. A bad request exits with its one-line message."""
     parser = argparse.ArgumentParser(prog="build.py", description=__doc__, parents=[_common(False)],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)        # --mode is not --model
     sub = parser.add_subparsers(dest="command")
     handlers = {}
     for handler in COMMANDS:
         sp = sub.add_parser(handler.NAME, parents=[_common(True)], help=handler.HELP,
-                            description=handler.HELP)
+                            description=handler.HELP, allow_abbrev=False)
         handler.add_arguments(sp)
         machine, decoding = hasattr(handler, "MACHINE"), getattr(handler, "DECODING", False)
         if machine:

@@ -74,3 +74,10 @@ def test_other_overrides_reach_the_scheduled_machine(schedule):
     assert figures["machine"] == "demo" and figures["pes"] == 1
     machine = (Path(figures["out_dir"]) / "machine.toml").read_text()
     assert "t_cl = 30" in machine and "pes = 1" in machine
+
+
+def test_an_abbreviated_option_is_not_taken_for_a_longer_one(run_build):
+    """``--mode`` is no option of schedule: it is refused (exit 2), not read as ``--model``."""
+    code, stdout, stderr = run_build("schedule", "--mode", "elastic_sd")
+    assert code == 2 and stdout == ""
+    assert "unrecognized arguments: --mode elastic_sd" in stderr
