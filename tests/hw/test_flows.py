@@ -199,3 +199,25 @@ def test_fast_memory_contents_write_exactly_amaranths_rtlil(monkeypatch):
     monkeypatch.setattr(memory_init, "_state", {"checked": False, "installed": False})
     assert not memory_init.install()
     assert rtlil.ModuleEmitter.emit_memory is memory_init._ORIGINAL
+
+
+def test_lint_verdicts_are_kept_for_the_same_text_only(tmp_path, monkeypatch):
+    """A clean lint is not run again for the same text; other text, or an error, runs Verilator."""
+    from hw.flows import verilog as flows_verilog
+    monkeypatch.setattr(flows_verilog, "BUILD_ROOT", tmp_path / "build")
+    calls = []
+    real_run = flows_verilog.subprocess.run
+    monkeypatch.setattr(flows_verilog.subprocess, "run",
+                        lambda *a, **k: calls.append(a[0]) or real_run(*a, **k))
+    good = tmp_path / "adder.v"
+    good.write_text(generate_verilog(_Adder(), "adder"))
+    first = flows_verilog.lint(good, "adder")
+    assert first[0] == [] and len(calls) == 1
+    assert flows_verilog.lint(good, "adder") == first and len(calls) == 1
+    good.write_text(good.read_text() + "\n// changed\n")
+    assert flows_verilog.lint(good, "adder")[0] == [] and len(calls) == 2
+    bad = tmp_path / "bad.v"
+    bad.write_text("module bad(input a, output b); assign b = ; endmodule\n")
+    for expected_calls in (3, 4):
+        errors, _ = flows_verilog.lint(bad, "bad")
+        assert errors and len(calls) == expected_calls
