@@ -6,8 +6,22 @@
   register), at most 3, and after 3 cycles of ``results.ready`` without a new operation none is
   left (the latency bound).
 
-The array's pipeline registers are read by name (stage 1, stage 2) to state the invariant that
-makes the proof inductive: the operations in flight are those the pipeline holds.
+* :class:`MacLanes`: the lane identities on one weight byte, for every byte, activation and mode:
+  the array's lane fields are the contract's, and scaled by the mode's factor they are the
+  effective weights (FULL ``8*H5 + L5 = q``, DRAFT ``8*H5 = 16h + 8``, MSB ``16h``, LSB ``l``);
+  with ``products``, the lane products add up to the activation times the effective weight.
+* :class:`MacSums`: every result is its operation's lane sums ``SH = sum x*H5``, ``SL = sum
+  x*L5`` (over the group, with the contract's fields) combined per mode, for every input
+  sequence.
+
+Together they give the integer reference: a result slot is ``sum x*w_eff`` over its operation
+(:class:`MacSums` states it as a sum of the lane products, :class:`MacLanes` equates each lane
+product with ``x*w_eff``, and a sum of equal terms is equal). Stated whole, the same equality is
+an equivalence of sums of differently built multipliers that the SMT solvers do not decide in
+minutes; split this way, each part takes seconds (the lane products one minute).
+
+The array's pipeline registers are read by name (stage 1, stage 2, the accumulators) to state the
+invariants that make the proofs inductive.
 """
 
 from amaranth import *
@@ -17,7 +31,8 @@ from hw.formal.harness import FormalHarness
 from hw.mac_array import MacArray, act_layout, weight_layout
 from hw.params import ACT_BITS, MacArrayParams, MacMode
 
-__all__ = ["SMALL", "MacStreams"]
+__all__ = ["SMALL", "MacStreams", "MacLanes", "MacSums", "contract_fields",
+           "effective_weight"]
 
 #: 1 token, 1 channel, 2 lanes, a group of 4 (2 beats per operation: accumulation is exercised).
 SMALL = MacArrayParams(tokens=1, group_size=4, out_channels=1, lanes=2, tag_width=2)
@@ -104,7 +119,7 @@ class MacLanes(_MacHarness):
     gives the contract's fields (:func:`contract_fields`) on every lane pair; scaled by the
     mode's factor, the contract's fields are the effective weights: FULL ``8*H5 + L5 = q``,
     DRAFT ``8*H5 = 16h + 8`` (and ``8*L5`` for the second weight), MSB ``8*H5 = 16h``, LSB
-    ``H5 = l``. With ``products``, for every activation ``x`` too: the lane products add up to
+    ``H5 = l``; and FULL's effective weight is MSB's plus LSB's. With ``products``, for every activation ``x`` too: the lane products add up to
     ``x`` times the effective weight (``8*(x*H5) + x*L5 = x*q`` in FULL, ``8*(x*F) = x*w_eff``
     in DRAFT and MSB, ``x*F = x*l`` in LSB), the distributive law the solver takes a minute
     for. Broken: the harness expects a DRAFT weight of ``16h + 7``."""
@@ -135,6 +150,9 @@ class MacLanes(_MacHarness):
         # the 4-bit modes: the first weight's nibble is hi, the second's lo
         w_first = effective_weight(mode, Cat(pair.hi, pair.hi), p.augmented)
         w_second = effective_weight(mode, Cat(pair.lo, pair.lo), p.augmented)
+        eff = lambda mode_: effective_weight(C(mode_, 2), Cat(pair.lo, pair.hi), p.augmented)
+        self.check(m, "assert", eff(MacMode.FULL) == eff(MacMode.MSB) + eff(MacMode.LSB),
+                   "FULL = MSB + LSB: q = 16h + l")
         if self.broken:
             w_first = Mux(mode == MacMode.DRAFT, w_first - 1, w_first)
         for mode_ in MacMode:
