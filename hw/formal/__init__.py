@@ -63,6 +63,11 @@ PROOFS = (
           "SL and 0, DRAFT/MSB 8*SH and 8*SL, LSB SH and SL; SH = sum x*H5 over the group with "
           "the contract's fields, activations reused after load_act = 0), with its mode and tag",
           "the harness leaves out the augmentation bit (DRAFT as 16h)", broken_depth=3),
+    Proof("mac_array", "sums-wide", partial(mac_array.MacSums, mac_array.WIDE),
+          "k-induction", 2, 10,
+          "as sums, at 2 tokens x 2 channels x 4 lanes (a group of 8 in 2 beats)",
+          "the harness leaves out the augmentation bit (DRAFT as 16h)", slow=True,
+          broken_depth=3),
 )
 
 PROOFS += (
@@ -90,6 +95,13 @@ PROOFS += (
           "as die-commands, and a malformed request's ERROR beat carries the tag of its first "
           "beat (also for a write of several beats)",
           "a request past the device's end taken for well-formed", why=_MEM_BMC),
+    Proof("mem_channel", "die-commands-unbounded",
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, False, answers=False,
+                  inductive=True), "k-induction", 4, 16,
+          "stream rules on req/resp/die; every die command belongs to the well-formed request "
+          "being issued (so a malformed request issues none); the read buffer takes every word "
+          "the die sends",
+          "a request of max_length words taken for malformed"),
 )
 
 PROOFS += (

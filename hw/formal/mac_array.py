@@ -31,11 +31,13 @@ from hw.formal.harness import FormalHarness
 from hw.mac_array import MacArray, act_layout, weight_layout
 from hw.params import ACT_BITS, MacArrayParams, MacMode
 
-__all__ = ["SMALL", "MacStreams", "MacLanes", "MacSums", "contract_fields",
+__all__ = ["SMALL", "WIDE", "MacStreams", "MacLanes", "MacSums", "contract_fields",
            "effective_weight"]
 
 #: 1 token, 1 channel, 2 lanes, a group of 4 (2 beats per operation: accumulation is exercised).
 SMALL = MacArrayParams(tokens=1, group_size=4, out_channels=1, lanes=2, tag_width=2)
+#: The top of the small range: 2 tokens, 2 channels, 4 lanes, a group of 8 (2 beats).
+WIDE = MacArrayParams(tokens=2, group_size=8, out_channels=2, lanes=4, tag_width=2)
 #: Cycles from the operation's last beat being taken to its result being valid, all stages moving.
 LATENCY = 3
 

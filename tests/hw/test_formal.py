@@ -21,7 +21,8 @@ def _param(proof, slow):
 #: tests/commands/test_formal_cli.py); the bounded memory-channel proofs and the MAC array's
 #: lane products take minutes.
 _FAST = {("expert_cache", "contract"), ("command_processor", "illegal-stops"),
-         ("mac_array", "lanes"), ("mac_array", "sums")}
+         ("mac_array", "lanes"), ("mac_array", "sums"),
+         ("mem_channel", "die-commands-unbounded")}
 
 
 @pytest.mark.parametrize("proof", [_param(p, (p.block, p.name) not in _FAST) for p in PROOFS])
@@ -35,7 +36,8 @@ def test_the_proof_holds_and_every_cover_is_reached(proof, tmp_path):
 #: One broken variant per block runs in the default suite (a broken variant stops at its
 #: counterexample and runs no covers, so it is quick); the others are slow.
 _BROKEN_FAST = {("expert_cache", "contract"), ("mem_channel", "die-commands"),
-                ("mac_array", "lanes"), ("mac_array", "sums")}
+                ("mac_array", "lanes"), ("mac_array", "sums"),
+                ("mem_channel", "die-commands-unbounded")}
 
 
 @pytest.mark.parametrize("proof", [
