@@ -256,12 +256,12 @@ class MacSums(_MacHarness):
         grid = lambda name: [[Signal(_wide(), name=f"{name}_{t}_{n}") for n in range(C)]
                              for t in range(T)]
         s2_h, s2_l = grid("m2_sh"), grid("m2_sl")
+        sums_h, sums_l = lane_sums(0), lane_sums(1)
         with m.If(advance):
             m.d.sync += [s2[key].eq(s1[key]) for key in s1]
             for t in range(T):
                 for n in range(C):
-                    m.d.sync += [s2_h[t][n].eq(lane_sums(0)[t][n]),
-                                 s2_l[t][n].eq(lane_sums(1)[t][n])]
+                    m.d.sync += [s2_h[t][n].eq(sums_h[t][n]), s2_l[t][n].eq(sums_l[t][n])]
 
         # -- output: accumulate the operation's beats, combine per mode
         acc_h, acc_l = grid("m_acc_h"), grid("m_acc_l")
