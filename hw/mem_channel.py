@@ -126,7 +126,13 @@ class MemoryChannel(CheckedComponent):
         m = Module()
         m.submodules.wbuf = wbuf = fifo.SyncFIFOBuffered(width=p.data_width,
                                                          depth=p.write_buffer)
-        m.submodules.rbuf = rbuf = fifo.SyncFIFOBuffered(width=p.data_width, depth=p.read_buffer)
+        # One entry more than the credits allow: a SyncFIFOBuffered is not ready for a write in
+        # the cycle after its first write into an empty FIFO (the word is still moving to its
+        # output register), and at depth 2 that cycle came with one free entry, so a die answering
+        # a 2-word read back to back lost its second word. One spare entry keeps w_rdy high
+        # whenever the credits leave room (the inner memory then holds read_buffer words).
+        m.submodules.rbuf = rbuf = fifo.SyncFIFOBuffered(width=p.data_width,
+                                                         depth=p.read_buffer + 1)
         pending_shape = _pending_layout(p, self.tag_width)
         m.submodules.pending = pending = fifo.SyncFIFOBuffered(
             width=pending_shape.size, depth=p.outstanding)

@@ -123,7 +123,8 @@ _UNREACHED = re.compile(r"Unreached cover statement .*?(property:\d+)")
 def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeout=None,
               covers=None):
     """Run ``proof`` (a :class:`hw.formal.Proof`), its deliberately broken variant if ``broken``,
-    in ``build_root/formal/``; returns a :class:`ProofResult`. ``covers`` (default: not
+    in ``build_root/formal/`` (the broken variant to the proof's ``broken_depth`` when it has
+    one); returns a :class:`ProofResult`. ``covers`` (default: not
     ``broken``) runs the cover task too. ``progress(text)`` hears the elapsed time at least every
     ``every`` seconds; after ``timeout`` seconds the run is stopped and the result is
     ``unknown``."""
@@ -138,7 +139,8 @@ def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeou
     memory_init.install()
     (workdir / "harness.il").write_text(rtlil.convert(harness, ports=[]))
     names = harness.properties
-    (workdir / "config.sby").write_text(sby_config(proof.method, proof.depth, proof.cover_depth))
+    depth = proof.broken_depth if broken and proof.broken_depth else proof.depth
+    (workdir / "config.sby").write_text(sby_config(proof.method, depth, proof.cover_depth))
     (workdir / "properties.txt").write_text(
         "".join(f"{loc}  {kind:6}  {name}\n" for loc, (kind, name) in names.items()))
 
@@ -164,7 +166,7 @@ def run_proof(proof, build_root, broken=False, progress=None, every=10.0, timeou
                 proc.wait()
                 break
     seconds = time.monotonic() - start
-    return _read_result(proof, workdir, names, seconds)
+    return _read_result(proof, workdir, names, seconds, depth)
 
 
 def _status(taskdir):
@@ -174,7 +176,7 @@ def _status(taskdir):
     return "ERROR"
 
 
-def _read_result(proof, workdir, names, seconds):
+def _read_result(proof, workdir, names, seconds, depth):
     prove_dir, cover_dir = workdir / "config_prove", workdir / "config_cover"
     prove_log = (prove_dir / "logfile.txt").read_text() if prove_dir.exists() else ""
     cover_log = (cover_dir / "logfile.txt").read_text() if cover_dir.exists() else ""
@@ -192,5 +194,5 @@ def _read_result(proof, workdir, names, seconds):
     unreached = sorted(name(loc) for loc in covers - reached)
     traces = sorted(str(p) for p in prove_dir.rglob("*.vcd")) if result == "FAILED" else []
     traces += sorted(str(p) for p in cover_dir.rglob("*.vcd"))
-    return ProofResult(proof.block, proof.name, proof.method, proof.depth, result,
+    return ProofResult(proof.block, proof.name, proof.method, depth, result,
                        len(reached), len(covers), seconds, workdir, failed, unreached, traces)

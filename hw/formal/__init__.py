@@ -22,7 +22,9 @@ class Proof:
     or "bmc" (bounded to ``depth`` cycles, and ``why`` says why that depth covers the block's
     latency); ``cover_depth`` bounds the search for the covers; ``slow`` proofs stay out of the
     default test run. ``known_failure`` names a known bug of the block that makes the proof fail
-    today (the property stays as the contract states it)."""
+    today (the property stays as the contract states it). ``broken_depth`` (when nonzero) is the
+    depth the broken variant runs to: a k-induction that closes at a depth too shallow for the
+    base case to reach the broken property's counterexample needs a deeper base case there."""
     block: str
     name: str
     harness: object
@@ -34,6 +36,7 @@ class Proof:
     slow: bool = False
     why: str = ""
     known_failure: str = ""
+    broken_depth: int = 0
 
 
 PROOFS = (
@@ -42,6 +45,29 @@ PROOFS = (
           "stream rules on op/act/weights/results; operations in = results out + in flight "
           "(at most 3); 3 ready cycles drain the pipeline",
           "the result payload changes while stalled"),
+    Proof("mac_array", "lanes", partial(mac_array.MacLanes, mac_array.SMALL),
+          "k-induction", 1, 1,
+          "for every weight beat and mode: the array's lane fields are the contract's, and "
+          "FULL 8*H5 + L5 = q, DRAFT 8*H5 = 16h + 8, MSB 8*H5 = 16h, LSB H5 = l (both lanes)",
+          "the harness expects a DRAFT weight of 16h + 7"),
+    Proof("mac_array", "lane-products",
+          partial(mac_array.MacLanes, mac_array.SMALL, products=True), "bmc", 1, 1,
+          "as lanes, and for every activation x: 8*(x*H5) + x*L5 = x*q (FULL), 8*(x*F) = "
+          "x*w_eff (DRAFT, MSB), x*F = x*l (LSB)",
+          "the harness expects a DRAFT weight of 16h + 7", slow=True,
+          why="the harness has no state: each cycle's properties read that cycle's free inputs "
+              "only, so the one cycle checked stands for every cycle"),
+    Proof("mac_array", "sums", partial(mac_array.MacSums, mac_array.SMALL),
+          "k-induction", 2, 10,
+          "every result slot equals its operation's lane sums combined per mode (FULL 8*SH + "
+          "SL and 0, DRAFT/MSB 8*SH and 8*SL, LSB SH and SL; SH = sum x*H5 over the group with "
+          "the contract's fields, activations reused after load_act = 0), with its mode and tag",
+          "the harness leaves out the augmentation bit (DRAFT as 16h)", broken_depth=3),
+    Proof("mac_array", "sums-wide", partial(mac_array.MacSums, mac_array.WIDE),
+          "k-induction", 2, 10,
+          "as sums, at 2 tokens x 2 channels x 4 lanes (a group of 8 in 2 beats)",
+          "the harness leaves out the augmentation bit (DRAFT as 16h)", slow=True,
+          broken_depth=3),
 )
 
 PROOFS += (
@@ -69,6 +95,13 @@ PROOFS += (
           "as die-commands, and a malformed request's ERROR beat carries the tag of its first "
           "beat (also for a write of several beats)",
           "a request past the device's end taken for well-formed", why=_MEM_BMC),
+    Proof("mem_channel", "die-commands-unbounded",
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, False, answers=False,
+                  inductive=True), "k-induction", 4, 16,
+          "stream rules on req/resp/die; every die command belongs to the well-formed request "
+          "being issued (so a malformed request issues none); the read buffer takes every word "
+          "the die sends",
+          "a request of max_length words taken for malformed"),
 )
 
 PROOFS += (

@@ -10,7 +10,13 @@ stream rules (assumed; the die sends only read words it owes), and the channel p
   exactly one ERROR beat carrying the tag of its first beat (the header), also when it is a write
   of several beats;
 * a malformed request issues no die command: every die command belongs to the well-formed request
-  being issued, covers its next words in order (op and address) and never more words than it has.
+  being issued, covers its next words in order (op and address) and never more words than it has;
+* the read buffer takes every word the die sends (``die.rdata.ready`` is always high, so a word it
+  could not take would be lost and its read never answered).
+
+Without the answers, the properties are proved by k-induction: the invariants state that the
+channel's intake state (read by name) is the harness's record of the request being taken, and
+that read credits, words in the read buffer and words the die owes add up to the buffer's size.
 
 The harness keeps its own queue of the answers it expects, filled as headers are taken, and checks
 each response beat against the queue's head.
@@ -19,7 +25,9 @@ each response beat against the queue's head.
 from amaranth import *
 from amaranth.lib import data
 
-from hw.formal.harness import FormalHarness
+from amaranth.hdl import Fragment
+
+from hw.formal.harness import FormalHarness, internal_signals
 from hw.mem_channel import MemoryChannel, request_layout
 from hw.params import MemOp, MemPortParams, MemStatus
 
@@ -37,18 +45,31 @@ class MemChannelContract(FormalHarness):
     """The channel's contract. ``error_tag``: check the tag of ERROR beats (the proof "answers");
     without it, ERROR beats are checked for status, ``last`` and their place in the order only.
     Broken: the harness takes a request that runs past the device's end for a well-formed one, so
-    it expects an OK answer where the channel (rightly) answers ERROR."""
+    it expects an OK answer where the channel (rightly) answers ERROR; without ``answers``, it
+    takes a request of ``max_length`` words for a malformed one, so it expects no die command
+    where the channel (rightly) sends one.
+
+    ``answers`` (default): check the answers; without, only the stream rules, the die commands
+    and the read buffer. ``inductive``: add the invariants that make that (without
+    ``answers``) a k-induction proof."""
 
     SMALL = SMALL
 
-    def __init__(self, params=None, error_tag=True, broken=False):
+    def __init__(self, params=None, error_tag=True, broken=False, answers=True,
+                 inductive=False):
         super().__init__(params, broken)
         self.error_tag = error_tag
+        self.answers = bool(answers)
+        self.inductive = bool(inductive)
 
     def build(self, m, platform):
         p = self.params
         dut = MemoryChannel(p)
-        self.instantiate(m, "dut", dut, platform)
+        fragment = Fragment.get(dut, platform)
+        m.submodules["dut"] = fragment
+        internal = internal_signals(fragment)
+        fifos = {name: sub.origins[0] for sub, name, _ in fragment.subfragments}
+        rbuf_fragment = next(sub for sub, name, _ in fragment.subfragments if name == "rbuf")
         req, resp, die = dut.req, dut.resp, dut.die
         self.stream_in(m, req, "req")
         self.stream_out(m, resp, "resp")
@@ -63,6 +84,10 @@ class MemChannelContract(FormalHarness):
         rdata_fire = die.rdata.valid & die.rdata.ready
         read_cmd = cmd_fire & (die.cmd.payload.op == MemOp.READ)
         m.d.sync += owed.eq(owed + Mux(read_cmd, die.cmd.payload.length, 0) - rdata_fire)
+        # rdata.ready is always high (the credits reserve room): no word the die sends is lost
+        with m.If(die.rdata.valid):
+            self.check(m, "assert", fifos["rbuf"].w_rdy,
+                       "the read buffer takes every word the die sends")
 
         # -- headers: a request beat taken while no write data are due
         hdr = req.payload
@@ -70,16 +95,67 @@ class MemChannelContract(FormalHarness):
         data_due = Signal(p.length_width)
         is_header = req_fire & (data_due == 0)
         bad = Signal()
-        past_end = (hdr.address + hdr.length > p.words) if not self.broken else C(0)
-        m.d.comb += bad.eq((hdr.length == 0) | (hdr.length > p.max_length) |
-                           (hdr.address >= p.words) | past_end)
+        past_end = hdr.address + hdr.length > p.words
+        too_long = hdr.length > p.max_length
+        if self.broken and self.answers:
+            past_end = C(0)                  # expects OK where the channel answers ERROR
+        elif self.broken:
+            too_long = hdr.length >= p.max_length    # expects no die command where one comes
+        m.d.comb += bad.eq((hdr.length == 0) | too_long | (hdr.address >= p.words) | past_end)
         with m.If(is_header):
             with m.If((hdr.op == MemOp.WRITE) & (hdr.length > 1)):
                 m.d.sync += data_due.eq(hdr.length - 1)
         with m.Elif(req_fire):
             m.d.sync += data_due.eq(data_due - 1)
 
-        # -- the answers expected, in order
+        resp_fire = resp.valid & resp.ready
+        out = resp.payload
+        if self.answers:
+            expect, count = self._answers(m, hdr, is_header, bad, resp, resp_fire)
+
+        # -- die commands: only for the well-formed request being issued, its words in order
+        issue_op = Signal(MemOp)
+        issue_addr = Signal(p.address_width + 1)
+        issue_left = Signal(p.length_width)
+        with m.If(is_header & ~bad):
+            m.d.sync += [issue_op.eq(hdr.op), issue_addr.eq(hdr.address),
+                         issue_left.eq(hdr.length)]
+        with m.If(cmd_fire):
+            m.d.sync += [issue_addr.eq(issue_addr + die.cmd.payload.length),
+                         issue_left.eq(issue_left - die.cmd.payload.length)]
+        with m.If(die.cmd.valid):
+            self.check(m, "assert", (die.cmd.payload.length != 0) &
+                       (die.cmd.payload.length <= issue_left) &
+                       (die.cmd.payload.op == issue_op) &
+                       (die.cmd.payload.address == issue_addr),
+                       "a die command belongs to the well-formed request being issued")
+
+        # -- covers
+        bad_write = is_header & bad & (hdr.op == MemOp.WRITE) & (hdr.length > 1)
+        saw_bad_write = Signal()
+        with m.If(bad_write):
+            m.d.sync += saw_bad_write.eq(1)
+        self.check(m, "cover", saw_bad_write & resp_fire & (out.status == MemStatus.ERROR),
+                   "a malformed write of several beats is answered with ERROR")
+        self.check(m, "cover", cmd_fire & (issue_left > die.cmd.payload.length),
+                   "a request is cut into several die commands")
+        if self.answers:
+            self.check(m, "cover", resp_fire & out.last & (expect.kind == _READ) &
+                       (expect.length == 3), "a read of 3 words is answered")
+            self.check(m, "cover", resp_fire & (expect.kind == _WRITE) & (expect.length == 3),
+                       "a write of 3 words is answered")
+            self.check(m, "cover", count == p.outstanding, f"{p.outstanding} requests in flight")
+        else:
+            self.check(m, "cover", saw_bad_write & cmd_fire & (die.cmd.payload.op == MemOp.WRITE),
+                       "a well-formed write reaches the die after a malformed one")
+        if self.inductive:
+            self._invariants(m, internal, fifos, rbuf_fragment, data_due, issue_op, issue_addr,
+                             issue_left, owed)
+
+    def _answers(self, m, hdr, is_header, bad, resp, resp_fire):
+        """The answers expected, in request order: returns the queue's head and its count."""
+        p = self.params
+        out = resp.payload
         depth = p.outstanding + 2
         entry = data.StructLayout({"kind": 2, "tag": p.tag_width, "length": p.length_width})
         queue = Signal(data.ArrayLayout(entry, depth))
@@ -101,8 +177,6 @@ class MemChannelContract(FormalHarness):
 
         expect = queue[head]
         sent = Signal(p.length_width)          # beats of the head's answer already given
-        resp_fire = resp.valid & resp.ready
-        out = resp.payload
         name = "answered in request order with their tags"
         with m.If(resp.valid):
             self.check(m, "assert", count != 0, "no answer without a request")
@@ -130,34 +204,32 @@ class MemChannelContract(FormalHarness):
             with m.Else():
                 m.d.sync += sent.eq(sent + 1)
 
-        # -- die commands: only for the well-formed request being issued, its words in order
-        issue_op = Signal(MemOp)
-        issue_addr = Signal(p.address_width + 1)
-        issue_left = Signal(p.length_width)
-        with m.If(is_header & ~bad):
-            m.d.sync += [issue_op.eq(hdr.op), issue_addr.eq(hdr.address),
-                         issue_left.eq(hdr.length)]
-        with m.If(cmd_fire):
-            m.d.sync += [issue_addr.eq(issue_addr + die.cmd.payload.length),
-                         issue_left.eq(issue_left - die.cmd.payload.length)]
-        with m.If(die.cmd.valid):
-            self.check(m, "assert", (die.cmd.payload.length != 0) &
-                       (die.cmd.payload.length <= issue_left) &
-                       (die.cmd.payload.op == issue_op) &
-                       (die.cmd.payload.address == issue_addr),
-                       "a die command belongs to the well-formed request being issued")
+        return expect, count
 
-        # -- covers
-        bad_write = is_header & bad & (hdr.op == MemOp.WRITE) & (hdr.length > 1)
-        saw_bad_write = Signal()
-        with m.If(bad_write):
-            m.d.sync += saw_bad_write.eq(1)
-        self.check(m, "cover", saw_bad_write & resp_fire & (out.status == MemStatus.ERROR),
-                   "a malformed write of several beats is answered with ERROR")
-        self.check(m, "cover", resp_fire & out.last & (expect.kind == _READ) &
-                   (expect.length == 3), "a read of 3 words is answered")
-        self.check(m, "cover", resp_fire & (expect.kind == _WRITE) & (expect.length == 3),
-                   "a write of 3 words is answered")
-        self.check(m, "cover", cmd_fire & (issue_left > die.cmd.payload.length),
-                   "a request is cut into several die commands")
-        self.check(m, "cover", count == p.outstanding, f"{p.outstanding} requests in flight")
+    def _invariants(self, m, internal, fifos, rbuf_fragment, data_due, issue_op, issue_addr,
+                    issue_left, owed):
+        """What makes the die-command property inductive: the channel's intake state (read by
+        name) is the harness's record of the request being taken, and the read credits account
+        for every word the die owes or the read buffer holds."""
+        p = self.params
+        state = internal["fsm_state"]
+        code = {state.decoder(v).rsplit("/", 1)[0]: v for v in range(1 << len(state))}
+        cur_op, cur_addr = internal["cur_op"], internal["cur_addr"]
+        cur_left, data_left = internal["cur_left"], internal["data_left"]
+        in_range = (cur_left <= p.max_length) & (cur_addr + cur_left <= p.words)
+        issuing = (issue_op == cur_op) & (issue_left == cur_left) & \
+            ((cur_left == 0) | (issue_addr == cur_addr)) & in_range
+        at = lambda name: state == code[name]
+        ok = (at("take header") & (data_due == 0)) | \
+            (at("drop write data") & (data_due == data_left) & (data_left != 0)) | \
+            (at("issue read") & (data_due == 0) & (cur_op == MemOp.READ) & (cur_left != 0) &
+             issuing) | \
+            (at("issue write") & (data_due == data_left) & (cur_op == MemOp.WRITE) & issuing)
+        self.check(m, "assert", ok, "invariant: the intake state is the request being taken")
+        rbuf = fifos["rbuf"]
+        inner = internal_signals(rbuf_fragment)["inner_level"]
+        self.check(m, "assert", (inner <= rbuf.depth - 1) & (rbuf.r_rdy | (inner <= 1)),
+                   "invariant: the read buffer's inner level (at most 1 while its output "
+                   "register is empty)")
+        self.check(m, "assert", internal["credits"] + rbuf.level + owed == p.read_buffer,
+                   "invariant: read credits + words buffered + words the die owes = buffer")

@@ -49,7 +49,8 @@ def run(args):
     results = []
     for i, proof in enumerate(proofs, 1):
         label = f"{proof.block}/{proof.name}" + (" (broken)" if args.broken else "")
-        progress(f"[{i}/{len(proofs)}] {label}: {proof.method}, depth {proof.depth} ...")
+        depth = proof.broken_depth if args.broken and proof.broken_depth else proof.depth
+        progress(f"[{i}/{len(proofs)}] {label}: {proof.method}, depth {depth} ...")
         try:
             result = run_proof(proof, BUILD_ROOT, broken=args.broken, timeout=args.timeout,
                                progress=lambda text: progress("  " + text))
@@ -70,7 +71,7 @@ def run(args):
             verdict = r.result if r.ok else f"{r.result} (covers missing)" \
                 if r.result in ("proved", "passed") else r.result
             failures += not r.ok
-        rows.append([proof.block, proof.name, proof.method, proof.depth, verdict,
+        rows.append([proof.block, proof.name, proof.method, r.depth, verdict,
                      f"{r.covers_reached}/{r.covers_total}", f"{r.seconds:.1f}"])
         per_block[proof.block] = per_block.get(proof.block, 0.0) + r.seconds
     notes = [f"time per block: " + ", ".join(f"{b} {s:.0f} s" for b, s in per_block.items())]
@@ -88,7 +89,7 @@ def run(args):
                   "\n".join(notes))
     figures = {"broken": args.broken, "seconds": round(time.monotonic() - start, 1),
                "proofs": [{"block": p.block, "proof": p.name, "method": p.method,
-                           "depth": p.depth, "result": r.result,
+                           "depth": r.depth, "result": r.result,
                            "covers_reached": r.covers_reached, "covers_total": r.covers_total,
                            "failed": r.failed, "known_failure": p.known_failure or None,
                            "seconds": round(r.seconds, 1), "workdir": str(r.workdir)}
