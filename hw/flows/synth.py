@@ -15,6 +15,13 @@ library used is OSU's 0.18 um standard cells (Debian package ``qflow-tech-osu018
 time by :func:`find_liberty`. Its only flip-flop has neither enable nor reset, so enables and
 synchronous resets become logic in front of it, as they would with such a library.
 
+The liberty mapping is followed by ABC's ``topo; buffer; upsize; dnsize`` (``topo`` first: without
+it these commands fail on larger designs under WebAssembly): without buffers, a register
+driving hundreds of gates through one minimum-size cell dominates every path (hundreds of ns), as
+no real flow would leave it; with them the area grows by a few per cent. The mapped netlist
+(``netlist.v``, flip-flops named ``<signal>_reg``, RAM cells cut out) is then timed by
+:func:`hw.flows.timing.timing_of` (OpenSTA): ``timing`` in the result.
+
 Memories (``lib.memory``, e.g. the FIFO buffers of the memory channels) are not mapped to
 flip-flops: a chip would use SRAM macros for them, and OSU's library has none. They are left as RAM
 cells, excluded from both the cell counts and the area, and reported separately as ``ram_bits``.
@@ -28,8 +35,10 @@ import re
 import shutil
 import subprocess
 
-from hw.flows.heartbeat import heartbeat
 import sys
+
+from hw.flows.heartbeat import heartbeat
+from hw.flows.timing import timing_of
 from pathlib import Path
 
 __all__ = ["SynthError", "LibertyNotFound", "synth_stats", "find_liberty", "LIBERTY_PATHS",
@@ -61,10 +70,23 @@ _FRONT = ("read_verilog -sv {source}\n"
 _LIBERTY = ("design -load generic\n"
             "dfflegalize -cell $_DFF_P_ 01\n"
             "dfflibmap -liberty {lib}\n"
-            "abc -liberty {lib} -script +strash;dc2;map\n"
+            "abc -liberty {lib} -script +strash;dc2;map;topo;buffer;upsize;dnsize\n"
             "opt_clean\n"
             "tee -q -o stat_liberty.json stat -json -liberty {lib}\n"
-            "tee -q -o stat_liberty.txt stat -liberty {lib}\n")
+            "tee -q -o stat_liberty.txt stat -liberty {lib}\n"
+            # the netlist OpenSTA times: flip-flops named after their signals, RAM cells cut out
+            # (read data in, the other pins out), constants as assignments
+            "read_liberty -lib {lib}\n"
+            "rename -wire -suffix _reg t:DFFPOSX1\n"
+            "select -set rdata t:$mem_v2 %x:+[RD_DATA] t:$mem_v2 %d\n"
+            "expose -input @rdata\n"
+            "select -set rin t:$mem_v2 %x:+[RD_ADDR,RD_EN,WR_ADDR,WR_DATA,WR_EN] t:$mem_v2 %d\n"
+            "expose @rin\n"
+            "delete t:$mem_v2\n"
+            "setundef -zero\n"
+            "splitnets -ports\n"
+            "opt_clean -purge\n"
+            "write_verilog -noattr -noexpr -nohex -nodec netlist.v\n")
 
 
 class SynthError(RuntimeError):
@@ -119,12 +141,18 @@ def _ram_bits(dump):
     return bits
 
 
+def _clock(verilog_text):
+    """``"clk"`` if the design has that input port, else None."""
+    return "clk" if re.search(r"^\s*input\s+clk;", verilog_text, re.M) else None
+
+
 def synth_stats(top, verilog_text, build_root, liberty=None):
     """Synthesise ``verilog_text`` (module ``top``).
 
     Returns ``{"cells": int, "cells_by_type": {...}, "flip_flops": int, "ram_bits": int, "dir":
     Path}`` (generic gates; RAM cells not counted), and with ``liberty`` (a path) also
-    ``"area_um2"``, ``"sequential_area_um2"`` and ``"liberty_cells"`` (the mapped cell count).
+    ``"area_um2"``, ``"sequential_area_um2"``, ``"liberty_cells"`` (the mapped cell count) and
+    ``"timing"`` (the critical path: :func:`hw.flows.timing.parse_report`).
     """
     liberty_name = None
     liberty_text = ""
@@ -165,5 +193,6 @@ def synth_stats(top, verilog_text, build_root, liberty=None):
                      if not kind.startswith("$")}
         stats.update(area_um2=float(lib["area"]),
                      sequential_area_um2=float(lib.get("sequential_area", 0.0)),
-                     liberty_cells=sum(lib_cells.values()))
+                     liberty_cells=sum(lib_cells.values()),
+                     timing=timing_of(work, top, liberty_name, clock=_clock(verilog_text)))
     return stats
