@@ -170,7 +170,8 @@ def run_synth(build_root, quick=False, progress=None, reports=None, points=None)
                      "params": point.params.to_dict(), "describe": point.params.describe(),
                      "cells": stats["cells"], "flip_flops": stats["flip_flops"],
                      "ram_bits": stats["ram_bits"], "liberty_cells": stats["liberty_cells"],
-                     "area_um2": stats["area_um2"], **_timing_fields(stats["timing"]),
+                     "area_um2": stats["area_um2"], "timed_area_um2": stats["timed_area_um2"],
+                     **_timing_fields(stats["timing"]),
                      "seconds": round(time.monotonic() - start, 1)})
     return rows, _figures(rows, liberty)
 
@@ -268,7 +269,8 @@ def fit_mac_timing(rows):
 #: How the timing was found and what it assumes (printed under the critical paths).
 TIMING_NOTE = (
     "Timing: OpenSTA (Debian package opensta) on the netlist mapped to the OSU 0.18 um cells "
-    "(ABC buffers and sizes it), the liberty's delay tables at its typical corner.\nNo wire "
+    "again, buffered and sized by ABC (its area: 'timed area'), the liberty's delay tables at "
+    "its typical corner.\nNo wire "
     "load (the library has none; nothing is placed): net load = pin capacitances only, so fmax "
     f"is optimistic. Ideal clock; input ports switch at the clock edge with a "
     f"{INPUT_SLEW_NS} ns transition, output ports are due at the next edge with a "
@@ -299,10 +301,10 @@ def report_tables(rows, figures):
                area_note)]
     tables.append((
         "Critical paths (OpenSTA on the mapped netlist):",
-        ["block", "config", "from", "to", "cells on path", "delay (ns)"],
+        ["block", "config", "from", "to", "cells on path", "delay (ns)", "timed area (um2)"],
         [[r["block"], r["config"], _point(r["path"]["start"], r["path"]["start_kind"]),
           _point(r["path"]["end"], r["path"]["end_kind"]), r["path"]["cells"],
-          f"{r['critical_path_ns']:.3f}"] for r in rows],
+          f"{r['critical_path_ns']:.3f}", f"{r['timed_area_um2']:.0f}"] for r in rows],
         TIMING_NOTE))
     if figures["augmentation"]:
         tables.append((
