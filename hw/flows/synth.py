@@ -22,8 +22,8 @@ dominates every path (hundreds of ns), as no real flow would leave it. That netl
 (``netlist.v``, flip-flops named ``<signal>_reg``, RAM cells cut out) is timed by
 :func:`hw.flows.timing.timing_of` (OpenSTA): ``timing`` in the result, with its own area
 (``timed_area_um2``: a few per cent above the plain mapping's). The area figures stay those of the
-plain mapping: the sizing is timing-driven, so small differences between two designs' buffered
-areas (the augmentation bit's, about 1 %) follow their critical paths more than their logic.
+plain mapping, the same as without timing; the buffered netlist's area depends on ABC's
+timing-driven sizing as well as on the logic.
 
 Memories (``lib.memory``, e.g. the FIFO buffers of the memory channels) are not mapped to
 flip-flops: a chip would use SRAM macros for them, and OSU's library has none. They are left as RAM
