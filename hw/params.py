@@ -713,6 +713,10 @@ class TopParams(ParamsRecord):
         if self.lpddr.clients != self.pes:
             raise ValueError(f"{owner}.lpddr.clients ({self.lpddr.clients}) must equal pes "
                              f"({self.pes}): every PE is a client of the LPDDR port")
+        if self.mac.lanes < 4:
+            raise ValueError(f"{owner}.mac.lanes ({self.mac.lanes}) must be at least 4: a weight "
+                             f"word holds the FP16 scales of a weight group and an activation "
+                             f"word the binary32 scales of its tokens (the dequantising unit)")
         beat = self.mac.weight_beat_bits
         for name in ("hb", "lpddr"):
             width = getattr(self, name).data_width
@@ -758,6 +762,22 @@ class TopParams(ParamsRecord):
     def slot_region_words(self):
         """HB words at the bottom of every channel that hold the cache's slots."""
         return self.cache.slots * self.slot_words
+
+    @property
+    def scale_slots(self):
+        """Weight groups whose FP16 scales one weight word holds: ``2 * out_channels`` scales of
+        16 bits per group (a *scale slot*), the largest power of two that fits (``lanes / 4``
+        rounded down to a power of two). Slot ``j`` of WMEM is word ``j // scale_slots``, bits
+        ``[(j % scale_slots) * 32 * out_channels, ...)``."""
+        fit = self.mac.weight_beat_bits // (16 * self.mac.result_channels)
+        return 1 << (fit.bit_length() - 1)
+
+    @property
+    def dq_words(self):
+        """OMEM words of one dequantised result (``MAC_DQ``): ``tokens x 2*out_channels``
+        binary32 values, element ``(t, s)`` at bit ``32 * (t * 2*out_channels + s)`` of the words
+        taken together, the lowest word first."""
+        return -(-32 * self.mac.tokens * self.mac.result_channels // self.result_bits)
 
     @property
     def result_bits(self):
