@@ -152,10 +152,12 @@ assert max(Opcode) < (1 << OPCODE_BITS)
 
 
 class Slice(enum.IntEnum):
-    """What a weight load moves (2-bit field; 3 is out of range)."""
+    """What a weight load moves (2-bit field): INT8 codes, the upper or lower slices, or the
+    FP16 scale words ``MAC_DQ`` reads. The move is verbatim whatever it says."""
     WHOLE = 0
     MSB = 1
     LSB = 2
+    SCALES = 3
 
 
 class ErrorCode(enum.IntEnum):
