@@ -36,7 +36,7 @@ Output fields, every case:
   ``wmem``; LOAD_LPDDR: ``ext`` = ``lpddr``, ``wmem``, ``lpddr`` = 1; LOAD_SLOT / WRITE_SLOT:
   ``ext`` = ``slot * slot_words + offset``, ``wmem``; LOAD_ACT: ``amem``, ``imem``; MAC:
   ``mode``, ``reuse``, ``wmem``, ``amem``, ``omem``; MAC_DQ: as MAC and ``split``, ``first``,
-  ``last``, ``scales``, ``tscale``; COMBINE: ``a``, ``b``, ``omem`` = ``dst``;
+  ``last``, ``acc``, ``scales``, ``tscale``; COMBINE: ``a``, ``b``, ``omem`` = ``dst``;
   every field an opcode does not list is 0.
 * ``cache_req``: one request per CACHE command, ``op`` = ``cop``, ``layer``, ``expert``,
   ``vector`` = the command's ``vector`` shifted left by ``64 * chunk`` (cut to the controller's
@@ -264,6 +264,8 @@ class CommandProcessor(ParamsComponent):
                 terms.append(v.slice > max(Slice).value)
             if "split" in names:
                 terms.append(v.split & (v.mode != MacMode.FULL))
+            if "acc" in names:
+                terms.append(v.acc >= p.accumulators)
             if "count" in names:
                 terms.append(v.count == 0)
             if "layer" in names:
@@ -372,7 +374,8 @@ class CommandProcessor(ParamsComponent):
                                      out.omem.eq(v.omem)]
                         if op is Opcode.MAC_DQ:
                             m.d.comb += [out.split.eq(v.split), out.first.eq(v.first),
-                                         out.last.eq(v.last), out.scales.eq(v.scales),
+                                         out.last.eq(v.last), out.acc.eq(v.acc),
+                                         out.scales.eq(v.scales),
                                          out.tscale.eq(v.tscale)]
                     else:
                         m.d.comb += [out.a.eq(v.a), out.b.eq(v.b), out.omem.eq(v.dst)]

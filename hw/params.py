@@ -659,7 +659,9 @@ class TopParams(ParamsRecord):
     activation memory of ``act_words`` activation beats, an output memory of ``output_words`` MAC
     results, and HB channel ``p`` of ``hb`` (so ``hb.channels == pes``). The PEs are the ``clients``
     of the one LPDDR port ``lpddr``. ``input_words`` activation beats of host-written input memory
-    are shared; the command memory holds ``command_words`` commands. The expert cache ``cache``
+    are shared; the command memory holds ``command_words`` commands. Each PE's dequantising unit
+    keeps ``accumulators`` binary32 accumulators of ``tokens x 2*out_channels`` values (MAC_DQ's
+    ``acc``), so the scheduler can run that many token tiles over weights loaded once. The expert cache ``cache``
     maps keys to HB slots of ``slot_words`` HB words each, at the bottom of every HB channel.
     A weight beat must be a whole number of HB words and of LPDDR words (``hb_ratio``,
     ``lpddr_ratio``).
@@ -684,6 +686,7 @@ class TopParams(ParamsRecord):
     input_words: int = 64
     slot_words: int = 16
     command_words: int = 256
+    accumulators: int = 4
     clock_mhz: int = 1000
     gather_gbps: float = 32.0
     stream_gbps: float = 128.0
@@ -695,8 +698,11 @@ class TopParams(ParamsRecord):
     def __post_init__(self):
         owner = type(self).__name__
         for name in ("pes", "weight_words", "act_words", "output_words", "input_words",
-                     "slot_words", "command_words", "clock_mhz"):
+                     "slot_words", "command_words", "accumulators", "clock_mhz"):
             _check_positive_int(owner, name, getattr(self, name))
+        if self.accumulators > 4:
+            raise ValueError(f"{owner}.accumulators ({self.accumulators}) is more than the ISA's "
+                             f"2-bit acc field selects (4)")
         for name in ("gather_gbps", "stream_gbps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -24,7 +24,7 @@ starts; per command kind (:class:`PeOp`):
   word after the other, so overlapping ranges behave as in the ISA.
 * ``MAC_DQ``: as ``MAC``, or with ``split`` an MSB and an LSB operation per group (the LSB beats
   ``weight_words // 2`` further up); the results go through the dequantising unit (below) instead
-  of OMEM: FP16 scale slot ``scales + i`` from WMEM, the accumulator started at +0.0 with
+  of OMEM: FP16 scale slot ``scales + i`` from WMEM, accumulator ``acc`` started at +0.0 with
   ``first``, and with ``last`` the accumulator times the token scales of AMEM[``tscale``] written to
   OMEM[``omem`` ...] as ``dq_words`` words.
 
@@ -36,7 +36,7 @@ always end as in-order execution leaves them.
 
 The dequantising unit (:mod:`hw.fp32`; the arithmetic of :mod:`sw_model.golden.dequant`) takes one
 MAC result per cycle: a register stage converts every sum to binary32 and multiplies it by its
-group's scale, the next adds the product to the accumulator, and after the last operation of a
+group's scale, the next adds the product to the command's accumulator (``accumulators`` of them), and after the last operation of a
 ``last`` command one stage multiplies by the token scales and a writer stores ``dq_words`` words. In
 ``split`` mode the MSB result is held and the LSB result of the same group added to it as integers
 first. Every lane (``tokens x 2*out_channels``) has its own multipliers and adder.
@@ -92,6 +92,7 @@ def pe_command_layout(params):
         "split": unsigned(1),
         "first": unsigned(1),
         "last": unsigned(1),
+        "acc": unsigned(2),
         "scales": unsigned(16),
         "tscale": _addr(p.act_words),
     })
@@ -110,6 +111,7 @@ def _desc_layout(p):
         "kind": unsigned(2),
         "first": unsigned(1),               # the first operation of a ``first`` command
         "last": unsigned(1),                # the last operation of a ``last`` command
+        "bank": unsigned(2),                # the accumulator
         "addr": _addr(p.output_words),
         "scales": data.ArrayLayout(unsigned(16), p.mac.result_channels),
         "ts": data.ArrayLayout(unsigned(32), p.mac.tokens),
@@ -238,11 +240,12 @@ class ProcessingElement(CheckedComponent):
             m.d.sync += held.eq(sums)
         scaled = mac.results.valid & ((kind == _Desc.SCALE) | (kind == _Desc.ADD))
         a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        a_bank = Signal(2)
         a_addr = Signal.like(desc.addr)
         a_ts = Signal.like(desc.ts)
         products = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
         m.d.sync += [a_valid.eq(scaled), a_first.eq(desc.first), a_last.eq(desc.last),
-                     a_addr.eq(desc.addr), a_ts.eq(desc.ts)]
+                     a_bank.eq(desc.bank), a_addr.eq(desc.addr), a_ts.eq(desc.ts)]
         scale32 = [f16_to_f32(m, desc.scales[s], name=f"dq_scale{s}") for s in range(R)]
         for t in range(T):
             for s in range(R):
@@ -253,20 +256,31 @@ class ProcessingElement(CheckedComponent):
                 with m.If(scaled):
                     m.d.sync += products[t][s].eq(product)
 
-        # stage A: accumulate
-        acc = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
+        # stage A: accumulate into accumulator ``a_bank``
+        lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T)
+        banks = [Signal(lanes, name=f"dq_acc{b}") for b in range(p.accumulators)]
+        acc = Signal(lanes)
+        with m.Switch(a_bank):
+            for b in range(p.accumulators):
+                with m.Case(b):
+                    m.d.comb += acc.eq(banks[b])
+        total = Signal(lanes)
+        for t in range(T):
+            for s in range(R):
+                m.d.comb += total[t][s].eq(f32_add(m, Mux(a_first, 0, acc[t][s]),
+                                                   products[t][s], name=f"dq_add_{t}_{s}"))
+        with m.If(a_valid):
+            with m.Switch(a_bank):
+                for b in range(p.accumulators):
+                    with m.Case(b):
+                        m.d.sync += banks[b].eq(total)
         f_valid = Signal()
         f_addr = Signal.like(desc.addr)
         f_ts = Signal.like(desc.ts)
+        f_acc = Signal(lanes)               # the accumulator as its last operation left it
         m.d.sync += f_valid.eq(a_valid & a_last)
         with m.If(a_valid & a_last):
-            m.d.sync += [f_addr.eq(a_addr), f_ts.eq(a_ts)]
-        for t in range(T):
-            for s in range(R):
-                total = f32_add(m, Mux(a_first, 0, acc[t][s]), products[t][s],
-                                name=f"dq_add_{t}_{s}")
-                with m.If(a_valid):
-                    m.d.sync += acc[t][s].eq(total)
+            m.d.sync += [f_addr.eq(a_addr), f_ts.eq(a_ts), f_acc.eq(total)]
 
         # stage F: times the token scale, into the output register; then the writer
         D, width = p.dq_words, p.result_bits
@@ -279,7 +293,7 @@ class ProcessingElement(CheckedComponent):
                 for s in range(R):
                     lane = 32 * (t * R + s)
                     m.d.sync += out[lane:lane + 32].eq(
-                        f32_mul(m, acc[t][s], f_ts[t], name=f"dq_out_{t}_{s}"))
+                        f32_mul(m, f_acc[t][s], f_ts[t], name=f"dq_out_{t}_{s}"))
         with m.If(left != 0):
             words = Array(out[k * width:(k + 1) * width] for k in range(D))
             m.d.comb += [self.o_wr.addr.eq(w_addr + done), self.o_wr.data.eq(words[done]),
@@ -431,6 +445,7 @@ class ProcessingElement(CheckedComponent):
                                    _Desc.PLAIN)),
                 s_desc.first.eq(dq & cur.first & (i == 0)),
                 s_desc.last.eq(dq & cur.last & last_op),
+                s_desc.bank.eq(cur.acc),
                 s_desc.addr.eq(Mux(dq, cur.omem, cur.omem + i)),
             ]
             with m.If(j == B - 1):

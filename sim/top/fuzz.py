@@ -103,6 +103,7 @@ def _candidate(params, rng, cache):
         v["mode"] = MacMode.FULL if v["split"] else rng.choice(list(MacMode))
         v["reuse"] = rng.randrange(2)
         v["first"], v["last"] = rng.randrange(2), int(rng.random() < 0.7)
+        v["acc"] = rng.randrange(p.accumulators)
         v["count"] = rng.randint(1, 4)
         top = (W // 2 if v["split"] else W) - v["count"] * B
         v["wmem"] = rng.randint(0, top)

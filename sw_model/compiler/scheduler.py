@@ -14,8 +14,8 @@ IMEM, token tile by token tile), the PE loads the activations (LOAD_ACT: the who
 fits the activation memory, else one chunk at a time), and for each column block and token tile
 runs MAC_DQ over the block's weight groups, a chunk of groups at a time (MSB words in the lower half
 of WMEM, LSB words in the upper half, scale words at its top), the first chunk with ``first``, the
-last with ``last``: one binary32 value per token and channel goes to OMEM. When a block's groups fit
-one chunk its weights are loaded once for every tile:
+last with ``last``: one binary32 value per token and channel goes to OMEM. Each chunk is loaded once
+for up to ``P.accumulators`` token tiles, each accumulating in its own accumulator (``acc``):
 
 =============== =========================================================================
 ``draft``        MSB slices and scales from the expert's HB slot (LOAD_SLOT), MAC_DQ in DRAFT
@@ -298,47 +298,57 @@ class _Emitter:
                     self._input(index, job, key, pe, name, units, tiles)
 
     def _input(self, index, job, key, pe, name, units, tiles):
-        """The blocks of one input of a job on PE ``pe`` (module docstring)."""
+        """The blocks of one input of a job on PE ``pe`` (module docstring). Up to
+        ``P.accumulators`` token tiles run over each chunk of weights loaded once, each tile in
+        its own accumulator."""
         lay, p = self.layout, self.p
-        B, k, W = lay.B, lay.k, p.weight_words
+        B = lay.B
         G = lay.groups["gate" if name == "x" else "down"]
         base = self.inputs[(index, name)]
         ts_imem = base + tiles * G * B              # the tiles' token-scale words
-        window = min(G, (p.act_words - tiles) // (tiles * B))
-        if window < 1:
-            raise ValueError(f"act_words ({p.act_words}) cannot hold one weight group of "
-                             f"{tiles} token tiles and their token scales ({tiles * B + tiles} "
-                             "words)")
-        whole = window == G             # the whole input stays in AMEM
-        step = self.chunk_groups if whole else min(self.chunk_groups, window)
+        whole = tiles * G * B + tiles <= p.act_words    # the whole input stays in AMEM
+        group = min(tiles, p.accumulators)              # tiles sharing one load of weights
+        step = self.chunk_groups
         if whole:
             for t in range(tiles):
                 self.emit(Opcode.LOAD_ACT, pe=pe, amem=t * G * B, count=G * B,
                           imem=base + t * G * B)
             self.emit(Opcode.LOAD_ACT, pe=pe, amem=tiles * G * B, count=tiles, imem=ts_imem)
+        else:           # per chunk, the chunk's activations of the group's tiles, then their scales
+            step = min(step, (p.act_words - group) // (group * B))
+            if step < 1:
+                raise ValueError(f"act_words ({p.act_words}) cannot hold one weight group of "
+                                 f"{group} token tiles and their token scales "
+                                 f"({group * B + group} words)")
         dq = dict(mode=MacMode.DRAFT) if job.kind.startswith("draft") else \
             dict(mode=MacMode.FULL, split=1)
+        chunks = [(c0, min(step, G - c0)) for c0 in range(0, G, step)]
         for u in units:
-            chunks = [(c0, min(step, G - c0)) for c0 in range(0, G, step)]
             loaded = None
-            for t in range(tiles):
+            for g0 in range(0, tiles, group):
+                batch = range(g0, min(tiles, g0 + group))
                 if not whole:
-                    self.emit(Opcode.LOAD_ACT, pe=pe, amem=step * B, count=1, imem=ts_imem + t)
+                    for i, t in enumerate(batch):
+                        self.emit(Opcode.LOAD_ACT, pe=pe, amem=group * step * B + i, count=1,
+                                  imem=ts_imem + t)
                 for ci, (c0, cn) in enumerate(chunks):
-                    if not whole:
-                        self.emit(Opcode.LOAD_ACT, pe=pe, amem=0, count=cn * B,
-                                  imem=base + (t * G + c0) * B)
                     if loaded != ci:
-                        slots = self._load_chunk(pe, job, key, u, c0, cn, write=t == 0)
+                        slots = self._load_chunk(pe, job, key, u, c0, cn, write=g0 == 0)
                         loaded = ci
                     last = ci == len(chunks) - 1
-                    out = self._omem(pe) if last else 0
-                    self.emit(Opcode.MAC_DQ, pe=pe, **dq, first=int(ci == 0), last=int(last),
-                              wmem=0, amem=(t * G + c0) * B if whole else 0, omem=out,
-                              count=cn, scales=slots,
-                              tscale=tiles * G * B + t if whole else step * B)
-                    if last:
-                        self._record(index, pe, out, u, t)
+                    for i, t in enumerate(batch):
+                        if whole:
+                            amem, tscale = (t * G + c0) * B, tiles * G * B + t
+                        else:
+                            amem, tscale = i * step * B, group * step * B + i
+                            self.emit(Opcode.LOAD_ACT, pe=pe, amem=amem, count=cn * B,
+                                      imem=base + (t * G + c0) * B)
+                        out = self._omem(pe) if last else 0
+                        self.emit(Opcode.MAC_DQ, pe=pe, **dq, first=int(ci == 0),
+                                  last=int(last), acc=i, wmem=0, amem=amem, omem=out, count=cn,
+                                  scales=slots, tscale=tscale)
+                        if last:
+                            self._record(index, pe, out, u, t)
 
     def _record(self, index, pe, omem, unit, tile):
         k = len(self.part_starts) - 1

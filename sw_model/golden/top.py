@@ -266,8 +266,8 @@ class _Machine:
         self.p, self.images, self.cache = params, images, cache
         self.mac = SliceLevelMac(params.mac)
         # the dequantising unit's accumulator of every PE (+0.0 after reset)
-        self.acc = [np.zeros((params.mac.tokens, params.mac.result_channels), np.float32)
-                    for _ in range(params.pes)]
+        self.acc = [[np.zeros((params.mac.tokens, params.mac.result_channels), np.float32)
+                     for _ in range(params.accumulators)] for _ in range(params.pes)]
 
     def result(self, error, index, message, progress):
         return ExecResult(self.p, ErrorCode(error), index, message, progress, self.images,
@@ -344,8 +344,8 @@ class _Machine:
                  for j in range(c.scales, c.scales + c.count)]
         scales = np.frombuffer(b"".join(s.to_bytes(2 * rc, "little") for s in slots),
                                dtype="<u2").view(np.float16).reshape(c.count, rc)
-        acc = dequant.accumulate(sums, scales, None if c.first else self.acc[c.pe])
-        self.acc[c.pe] = acc
+        acc = dequant.accumulate(sums, scales, None if c.first else self.acc[c.pe][c.acc])
+        self.acc[c.pe][c.acc] = acc
         if c.last:
             word = im.amem[c.pe].get(c.tscale, 0)
             ts = np.frombuffer(word.to_bytes(p.mac.act_beat_bits // 8, "little")[:4 * p.mac.tokens],
