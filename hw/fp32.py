@@ -19,14 +19,33 @@ __all__ = ["F32_NAN", "f16_to_f32", "int_to_f32", "f32_mul", "f32_add", "leading
 F32_NAN = 0x7FC00000
 
 
+def normalize(m, value, width, name):
+    """``(lz, shifted)``: the leading zeros of the ``width``-bit ``value`` (``width`` when it is
+    zero) and ``value << lz``, by stages that shift by 32, 16, ..., 1 when that many top bits are
+    zero."""
+    lz = Signal(range(width + 1), name=f"{name}_lz")
+    stage = value[:width]
+    count = []
+    step = 1 << (width - 1).bit_length()
+    while step >= 1:
+        if step < width:
+            zero = Signal(name=f"{name}_z{step}")
+            m.d.comb += zero.eq(stage[width - step:] == 0)
+            nxt = Signal(width, name=f"{name}_s{step}")
+            m.d.comb += nxt.eq(Mux(zero, stage << step, stage))
+            stage = nxt
+            count.append((zero, step))
+        step //= 2
+    # the flags of the shifts by 1, 2, 4, ... are the bits of the count; all zero: the stages
+    # stop one short of the width
+    total = Cat(*(z for z, _ in reversed(count)))
+    m.d.comb += lz.eq(Mux(value[:width] == 0, width, total))
+    return lz, stage
+
+
 def leading_zeros(m, value, width, name):
     """Leading zeros of the ``width``-bit ``value`` (``width`` when it is zero), as a signal."""
-    lz = Signal(range(width + 1), name=name)
-    m.d.comb += lz.eq(width)
-    for bit in range(width):        # the highest set bit wins: it is assigned last
-        with m.If(value[bit]):
-            m.d.comb += lz.eq(width - 1 - bit)
-    return lz
+    return normalize(m, value, width, name)[0]
 
 
 def f16_to_f32(m, h, name="f16"):
@@ -56,9 +75,7 @@ def int_to_f32(m, value, name="i2f"):
     neg = value[-1]
     mag = Signal(width, name=f"{name}_mag")
     m.d.comb += mag.eq(Mux(neg, -value, value))
-    lz = leading_zeros(m, mag, width, f"{name}_lz")
-    norm = Signal(width, name=f"{name}_norm")
-    m.d.comb += norm.eq(mag << lz)                 # the leading one at the top
+    lz, norm = normalize(m, mag, width, f"{name}_n")    # the leading one at the top
     frac = Signal(23, name=f"{name}_frac")
     m.d.comb += frac.eq(norm[:width - 1] << (24 - width))
     with m.If(mag == 0):
@@ -101,9 +118,7 @@ def f32_mul(m, a, b, name="fmul"):
     sign = sa ^ sb
     prod = Signal(48, name=f"{name}_p")
     m.d.comb += prod.eq(ma * mb)
-    lz = leading_zeros(m, prod, 48, f"{name}_lz")
-    norm = Signal(48, name=f"{name}_n")
-    m.d.comb += norm.eq(prod << lz)
+    lz, norm = normalize(m, prod, 48, f"{name}_n")
     # value = norm * 2**(ea + eb - 300 - lz) = 1.f * 2**(ea + eb - 253 - lz): biased ea + eb - 126 - lz
     exp = Signal(signed(11), name=f"{name}_e")
     m.d.comb += exp.eq(ea + eb - 126 - lz)
