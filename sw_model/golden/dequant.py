@@ -22,7 +22,7 @@ encodings the hardware stores.
 import numpy as np
 
 __all__ = ["F32_NAN", "accumulate", "finish", "dequantize", "bits", "from_bits",
-           "f16_bits", "check_scales"]
+           "f16_bits", "check_scales", "float64_reference", "ErrorStats"]
 
 #: The canonical NaN of the unit (a NaN result's only encoding).
 F32_NAN = 0x7FC00000
@@ -86,3 +86,43 @@ def check_scales(scales, what="scale"):
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(f"{what}{list(index)} = {scales[index]} is not a finite FP16 value")
+
+
+def float64_reference(sums, scales, token_scales):
+    """The same rule in IEEE binary64 (groups in the same order): what the result would be without
+    binary32 rounding, ``[T, N]`` float64."""
+    scales = np.asarray(scales, dtype=np.float16).astype(np.float64)
+    acc = np.zeros(np.shape(sums)[1:], dtype=np.float64)
+    for g in range(np.shape(sums)[0]):
+        acc = acc + np.asarray(sums[g], dtype=np.float64) * scales[g]
+    return acc * np.asarray(token_scales, dtype=np.float32).astype(np.float64)[:, None]
+
+
+class ErrorStats:
+    """The binary32 rule's error against :func:`float64_reference`, gathered over many layer
+    calls: the largest error relative to the call's largest output, and over outputs of at least
+    2**-10 of that largest output, the largest and the median elementwise relative error."""
+
+    def __init__(self):
+        self.calls = self.values = 0
+        self.max_scaled = 0.0
+        self._relative = []
+
+    def add(self, sums, scales, token_scales):
+        got = dequantize(sums, scales, token_scales).astype(np.float64)
+        ref = float64_reference(sums, scales, token_scales)
+        peak = np.abs(ref).max()
+        self.calls += 1
+        self.values += ref.size
+        if peak == 0:
+            return
+        err = np.abs(got - ref)
+        self.max_scaled = max(self.max_scaled, float(err.max() / peak))
+        big = np.abs(ref) >= peak * 2.0 ** -10
+        self._relative.append(err[big] / np.abs(ref[big]))
+
+    def summary(self):
+        rel = np.concatenate(self._relative) if self._relative else np.zeros(1)
+        return {"calls": self.calls, "values": self.values,
+                "max_error_of_peak": self.max_scaled, "max_relative": float(rel.max()),
+                "median_relative": float(np.median(rel))}
