@@ -8,12 +8,15 @@ inputs carried, so the golden model can predict every bit
 
 * :func:`f16_to_f32`: an IEEE binary16 value, exactly (subnormals become normal binary32);
 * :func:`int_to_f32`: a signed integer of at most 24 bits, exactly;
-* :func:`f32_mul`, :func:`f32_add`: one correctly rounded operation each.
+* :func:`f32_mul`, :func:`f32_add`: one correctly rounded operation each;
+* :func:`int_f16_mul`: ``f32(f32(S) * f32(h))`` of a signed integer of at most 24 bits and a
+  binary16 encoding, by a narrow integer product (the dequantising unit's scaling).
 """
 
 from amaranth import *
 
-__all__ = ["F32_NAN", "f16_to_f32", "int_to_f32", "f32_mul", "f32_add", "leading_zeros"]
+__all__ = ["F32_NAN", "f16_to_f32", "int_to_f32", "int_f16_mul", "f32_mul", "f32_add",
+           "leading_zeros", "normalize"]
 
 #: The one NaN the unit produces.
 F32_NAN = 0x7FC00000
@@ -108,6 +111,41 @@ def _round_pack(m, sign, exp, sig24, guard, sticky, name):
     inc = guard & (sticky | sig24[0])
     m.d.comb += packed.eq(Cat(sig24[:23], field, sign) + inc)
     return packed
+
+
+def int_f16_mul(m, value, h, name="if16"):
+    """The binary32 encoding of ``f32(f32(value) * f32(h))``: the signed integer ``value`` (at
+    most 24 bits, so exact in binary32) times the binary16 encoding ``h``, rounded once. The exact
+    product ``|value| * significand`` has at most 34 bits and lies within the normal range, so
+    only the specials need care: an infinite scale gives an infinity (a NaN times 0), a NaN gives
+    F32_NAN, a zero gives a zero of sign ``sign(h)`` (``f32(0)`` is +0)."""
+    width = len(value)
+    assert width <= 24, "more than 24 bits would not be exact in binary32"
+    pw = width - 1 + 11                             # bits of |value| * significand
+    out = Signal(32, name=name)
+    neg = value[-1]
+    mag = Signal(width, name=f"{name}_mag")
+    m.d.comb += mag.eq(Mux(neg, -value, value))
+    exp, frac = h[10:15], h[0:10]
+    sig = Cat(frac, exp != 0)                       # 11 bits
+    eff = Mux(exp == 0, 1, exp)
+    prod = Signal(pw, name=f"{name}_p")
+    m.d.comb += prod.eq(mag * sig)
+    lz, norm = normalize(m, prod, pw, f"{name}_n")
+    # value = norm * 2**(eff - 25 - lz) = 1.f * 2**(pw - 1 + eff - 25 - lz)
+    biased = Signal(signed(10), name=f"{name}_e")
+    m.d.comb += biased.eq(101 + pw + eff - lz)
+    sign = neg ^ h[15]
+    packed = _round_pack(m, sign, biased, norm[pw - 24:pw], norm[pw - 25],
+                         norm[:pw - 25] != 0, name)
+    with m.If(exp == 31):
+        m.d.comb += out.eq(Mux((frac != 0) | (mag == 0), F32_NAN,
+                               Cat(C(0, 23), C(0xFF, 8), sign)))
+    with m.Elif(prod == 0):
+        m.d.comb += out.eq(Cat(C(0, 31), h[15] ^ (neg & (mag != 0))))
+    with m.Else():
+        m.d.comb += out.eq(packed)
+    return out
 
 
 def f32_mul(m, a, b, name="fmul"):

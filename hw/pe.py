@@ -52,7 +52,7 @@ from amaranth.lib import data, fifo, memory, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.component_args import CheckedComponent, expect_params
-from hw.fp32 import f16_to_f32, f32_add, f32_mul, int_to_f32
+from hw.fp32 import f32_add, f32_mul, int_f16_mul
 from hw.mac_array import MacArray
 from hw.mem_channel import request_layout, response_layout
 from hw.params import MacMode, MemOp, TopParams, unsigned_width
@@ -246,13 +246,11 @@ class ProcessingElement(CheckedComponent):
         products = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
         m.d.sync += [a_valid.eq(scaled), a_first.eq(desc.first), a_last.eq(desc.last),
                      a_bank.eq(desc.bank), a_addr.eq(desc.addr), a_ts.eq(desc.ts)]
-        scale32 = [f16_to_f32(m, desc.scales[s], name=f"dq_scale{s}") for s in range(R)]
         for t in range(T):
             for s in range(R):
                 total = Signal(signed(p.mac.result_width + 1), name=f"dq_sum_{t}_{s}")
                 m.d.comb += total.eq(Mux(kind == _Desc.ADD, held[t][s], 0) + res[t][s])
-                product = f32_mul(m, int_to_f32(m, total, name=f"dq_i2f_{t}_{s}"), scale32[s],
-                                  name=f"dq_mul_{t}_{s}")
+                product = int_f16_mul(m, total, desc.scales[s], name=f"dq_mul_{t}_{s}")
                 with m.If(scaled):
                     m.d.sync += products[t][s].eq(product)
 

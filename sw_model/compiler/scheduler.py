@@ -323,6 +323,19 @@ class _Emitter:
         dq = dict(mode=MacMode.DRAFT) if job.kind.startswith("draft") else \
             dict(mode=MacMode.FULL, split=1)
         chunks = [(c0, min(step, G - c0)) for c0 in range(0, G, step)]
+        if whole and len(chunks) == 1:
+            # every block is one chunk: consecutive blocks share each load (their words and scale
+            # words are consecutive in the planes), every tile of a block runs on it
+            for pack in self._packs(units, G):
+                at = self._load_pack(pe, job, key, pack, G)
+                for u, (wmem, slots) in zip(pack, at):
+                    for t in range(tiles):
+                        out = self._omem(pe)
+                        self.emit(Opcode.MAC_DQ, pe=pe, **dq, first=1, last=1, wmem=wmem,
+                                  amem=t * G * B, omem=out, count=G, scales=slots,
+                                  tscale=tiles * G * B + t)
+                        self._record(index, pe, out, u, t)
+            return
         for u in units:
             loaded = None
             for g0 in range(0, tiles, group):
@@ -349,6 +362,31 @@ class _Emitter:
                                   scales=slots, tscale=tscale)
                         if last:
                             self._record(index, pe, out, u, t)
+
+    def _packs(self, units, G):
+        """Consecutive units of ``G`` groups each in loads that fit WMEM: MSB words in the lower
+        half, LSB words in the upper half, the scale words at the top."""
+        B, k, W = self.layout.B, self.layout.k, self.p.weight_words
+        words, scales = G * B, -(-G // k)
+        per = max(1, min((W // 2) // words, (W - W // 2) // (words + scales)))
+        return [units[i:i + per] for i in range(0, len(units), per)]
+
+    def _load_pack(self, pe, job, key, pack, G):
+        """Load the whole of the units of ``pack`` (consecutive in the planes); returns each
+        unit's ``(wmem, first scale slot)``."""
+        lay, p = self.layout, self.p
+        B, k, W = lay.B, lay.k, p.weight_words
+        kind, u0 = job.kind, pack[0]
+        slot = kind in ("draft", "hit")
+        fill = kind == "miss" and job.install
+        words, scales = len(pack) * G * B, len(pack) * -(-G // k)
+        at = W - scales
+        self._move(pe, job, key, "MSB", u0.offset, words, 0, write=fill, slot=slot)
+        if not kind.startswith("draft"):
+            self._move(pe, job, key, "LSB", u0.offset, words, W // 2)
+        self._move(pe, job, key, "SCALE", u0.scale_offset, scales, at, write=fill, slot=slot)
+        return [((u.offset - u0.offset), (at + u.scale_offset - u0.scale_offset) * k)
+                for u in pack]
 
     def _record(self, index, pe, omem, unit, tile):
         k = len(self.part_starts) - 1

@@ -7,7 +7,7 @@ import numpy as np
 from amaranth import Elaboratable, Module, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.fp32 import F32_NAN, f16_to_f32, f32_add, f32_mul, int_to_f32
+from hw.fp32 import F32_NAN, f16_to_f32, f32_add, f32_mul, int_f16_mul, int_to_f32
 from sw_model.golden.dequant import bits
 
 
@@ -16,12 +16,13 @@ class _Unit(Elaboratable):
         self.a, self.b = Signal(32), Signal(32)
         self.h, self.i = Signal(16), Signal(signed(21))
         self.mul, self.add = Signal(32), Signal(32)
-        self.f16, self.i2f = Signal(32), Signal(32)
+        self.f16, self.i2f, self.scaled = Signal(32), Signal(32), Signal(32)
 
     def elaborate(self, platform):
         m = Module()
         m.d.comb += [self.mul.eq(f32_mul(m, self.a, self.b)), self.add.eq(f32_add(m, self.a, self.b)),
-                     self.f16.eq(f16_to_f32(m, self.h)), self.i2f.eq(int_to_f32(m, self.i))]
+                     self.f16.eq(f16_to_f32(m, self.h)), self.i2f.eq(int_to_f32(m, self.i)),
+                     self.scaled.eq(int_f16_mul(m, self.i, self.h))]
         return m
 
 
@@ -44,7 +45,7 @@ def _encodings(rng, n):
 
 def _run(a, b, h, i):
     unit = _Unit()
-    got = {name: [] for name in ("mul", "add", "f16", "i2f")}
+    got = {name: [] for name in ("mul", "add", "f16", "i2f", "scaled")}
 
     async def testbench(ctx):
         for k in range(len(a)):
@@ -76,19 +77,22 @@ def test_binary32_logic_equals_numpy():
     a, b = _encodings(rng, n), _encodings(rng, n)
     b[::7] = (a[::7] ^ 0x80000000) + rng.integers(-3, 4, len(a[::7])).astype(np.uint32)
     h = rng.integers(0, 2 ** 16, n).astype(np.uint16)
-    h[:4] = [0x0001, 0x03FF, 0x7C00, 0xFE01]                  # subnormals, infinity, NaN
+    h[:8] = [0x0001, 0x03FF, 0x7C00, 0xFE01, 0x8000, 0x0000, 0xFC00, 0x7BFF]
     i = rng.integers(-2 ** 20, 2 ** 20, n)
-    i[:4] = [0, -2 ** 20, 2 ** 20 - 1, -1]
+    i[:8] = [0, -2 ** 20, 2 ** 20 - 1, -1, -5, 0, 0, -2 ** 20]    # with them: 0 x inf, -5 x -0
+    i[8:40] = 0                                                    # zeros times every class
     fa, fb = a.view(np.float32), b.view(np.float32)
     with np.errstate(all="ignore"):
         want = {"mul": bits(fa * fb), "add": bits(fa + fb),
                 "f16": bits(h.view(np.float16).astype(np.float32)),
-                "i2f": bits(i.astype(np.float32))}
+                "i2f": bits(i.astype(np.float32)),
+                "scaled": bits(i.astype(np.float32) * h.view(np.float16).astype(np.float32))}
     got = _run(a, b, h, i)
     problems = [_first_difference("mul", got["mul"], want["mul"], a, b),
                 _first_difference("add", got["add"], want["add"], a, b),
                 _first_difference("f16", got["f16"], want["f16"], h),
-                _first_difference("i2f", got["i2f"], want["i2f"], i)]
+                _first_difference("i2f", got["i2f"], want["i2f"], i),
+                _first_difference("int x f16", got["scaled"], want["scaled"], i, h)]
     assert not any(problems), [p for p in problems if p]
     assert (got["mul"] == F32_NAN).any() and (got["add"] == F32_NAN).any()
     subnormal = (got["mul"] & 0x7F800000) == 0
