@@ -779,6 +779,14 @@ class TopParams(ParamsRecord):
         return 1 << (fit.bit_length() - 1)
 
     @property
+    def dq_rows(self):
+        """Token rows the dequantising unit takes a cycle: the fewest (dividing ``tokens``) that
+        finish one MAC result's rows before the next result can come (``beats_per_group``
+        cycles later), so the unit never holds the array up."""
+        tokens, beats = self.mac.tokens, self.mac.beats_per_group
+        return next(r for r in range(1, tokens + 1) if tokens % r == 0 and tokens <= r * beats)
+
+    @property
     def dq_words(self):
         """OMEM words of one dequantised result (``MAC_DQ``): ``tokens x 2*out_channels``
         binary32 values, element ``(t, s)`` at bit ``32 * (t * 2*out_channels + s)`` of the words

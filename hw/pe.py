@@ -34,12 +34,14 @@ in order). A command that reads or writes OMEM through another path (MAC, COMBIN
 pipeline is empty; loads may run at once (the beats in flight were already read). So the memories
 always end as in-order execution leaves them.
 
-The dequantising unit (:mod:`hw.fp32`; the arithmetic of :mod:`sw_model.golden.dequant`) takes one
-MAC result per cycle: a register stage converts every sum to binary32 and multiplies it by its
-group's scale, the next adds the product to the command's accumulator (``accumulators`` of them), and after the last operation of a
-``last`` command one stage multiplies by the token scales and a writer stores ``dq_words`` words. In
-``split`` mode the MSB result is held and the LSB result of the same group added to it as integers
-first. Every lane (``tokens x 2*out_channels``) has its own multipliers and adder.
+The dequantising unit (:mod:`hw.fp32`; the arithmetic of :mod:`sw_model.golden.dequant`) keeps up
+with the array: it latches a result's sums (in ``split`` mode the held MSB sums plus the LSB sums,
+as integers), then takes ``dq_rows`` token rows a cycle (``TopParams.dq_rows``: enough rows that a
+result is done before the next can come, one result per ``beats_per_group`` cycles): one stage
+multiplies each sum by its group's scale, the next adds the products to those rows of the
+command's accumulator (``accumulators`` of them) and, after the last operation of a ``last``
+command, multiplies the new rows by their token scales into the output register; then a writer
+stores ``dq_words`` words. ``dq_rows x 2*out_channels`` lanes, each with its own logic.
 
 The memories are ``lib.memory`` arrays named ``wmem``, ``amem`` and ``omem`` (the simulation
 runner's back door).
@@ -181,7 +183,7 @@ class ProcessingElement(CheckedComponent):
         self.s_valid = Signal()                  # a beat read last cycle goes to the array now
         self._results(m)
         # (a ``last`` MAC_DQ needs the output register free: with at most two output words the
-        # writer is done before the next ``last`` result can reach it, else it waits too)
+        # writer is done before the next ``last`` operation's rows reach it, else it waits too)
         waits = (head.op == PeOp.MAC) | (head.op == PeOp.COMBINE)
         if p.dq_words > 2:
             waits |= (head.op == PeOp.MAC_DQ) & head.last
@@ -231,7 +233,7 @@ class ProcessingElement(CheckedComponent):
         m.d.comb += res.eq(sums)
         kind = desc.kind
 
-        # stage R: plain results to OMEM; held MSB sums; products of the rest
+        # stage R: plain results to OMEM; held MSB sums; the sums to scale latched
         held = Signal.like(sums)
         with m.If(mac.results.valid & (kind == _Desc.PLAIN)):
             m.d.comb += [self.o_wr.addr.eq(desc.addr), self.o_wr.data.eq(sums),
@@ -239,22 +241,49 @@ class ProcessingElement(CheckedComponent):
         with m.If(mac.results.valid & (kind == _Desc.HOLD)):
             m.d.sync += held.eq(sums)
         scaled = mac.results.valid & ((kind == _Desc.SCALE) | (kind == _Desc.ADD))
-        a_valid, a_first, a_last = Signal(), Signal(), Signal()
+        wide = data.ArrayLayout(data.ArrayLayout(signed(p.mac.result_width + 1), R), T)
+        pend = Signal(wide)
+        pdesc = Signal(_desc_layout(p))
+        with m.If(scaled):
+            m.d.sync += pdesc.eq(desc)
+            for t in range(T):
+                for s in range(R):
+                    m.d.sync += pend[t][s].eq(Mux(kind == _Desc.ADD, held[t][s], 0) + res[t][s])
+
+        # stage P: ``dq_rows`` token rows a cycle, each sum times its group's scale
+        DR = p.dq_rows
+        steps = T // DR
+        p_busy = Signal()
+        p_step = Signal(range(steps))
+        with m.If(scaled):
+            m.d.sync += [p_busy.eq(1), p_step.eq(0)]
+        with m.Elif(p_busy):
+            m.d.sync += p_step.eq(p_step + 1)
+            with m.If(p_step == steps - 1):
+                m.d.sync += p_busy.eq(0)
+        rows = Array(pend[k * DR:(k + 1) * DR] for k in range(steps))
+        ts_rows = Array(pdesc.ts[k * DR:(k + 1) * DR] for k in range(steps))
+        p_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(p.mac.result_width + 1), R), DR))
+        m.d.comb += p_rows.eq(rows[p_step])
+        row_lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), DR)
+        products = Signal(row_lanes)
+        a_valid, a_first, a_last, a_final = Signal(), Signal(), Signal(), Signal()
         a_bank = Signal(2)
+        a_step = Signal(range(steps))
         a_addr = Signal.like(desc.addr)
-        a_ts = Signal.like(desc.ts)
-        products = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
-        m.d.sync += [a_valid.eq(scaled), a_first.eq(desc.first), a_last.eq(desc.last),
-                     a_bank.eq(desc.bank), a_addr.eq(desc.addr), a_ts.eq(desc.ts)]
-        for t in range(T):
+        a_ts = Signal(data.ArrayLayout(unsigned(32), DR))
+        m.d.sync += [a_valid.eq(p_busy), a_first.eq(pdesc.first), a_last.eq(pdesc.last),
+                     a_final.eq(p_busy & pdesc.last & (p_step == steps - 1)),
+                     a_bank.eq(pdesc.bank), a_step.eq(p_step), a_addr.eq(pdesc.addr),
+                     a_ts.eq(ts_rows[p_step])]
+        for t in range(DR):
             for s in range(R):
-                total = Signal(signed(p.mac.result_width + 1), name=f"dq_sum_{t}_{s}")
-                m.d.comb += total.eq(Mux(kind == _Desc.ADD, held[t][s], 0) + res[t][s])
-                product = int_f16_mul(m, total, desc.scales[s], name=f"dq_mul_{t}_{s}")
-                with m.If(scaled):
+                product = int_f16_mul(m, p_rows[t][s], pdesc.scales[s], name=f"dq_mul_{t}_{s}")
+                with m.If(p_busy):
                     m.d.sync += products[t][s].eq(product)
 
-        # stage A: accumulate into accumulator ``a_bank``
+        # stage A: those rows of accumulator ``a_bank`` += the products; after the last operation
+        # of a ``last`` command, the new rows times their token scales into the output register
         lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T)
         banks = [Signal(lanes, name=f"dq_acc{b}") for b in range(p.accumulators)]
         acc = Signal(lanes)
@@ -262,45 +291,46 @@ class ProcessingElement(CheckedComponent):
             for b in range(p.accumulators):
                 with m.Case(b):
                     m.d.comb += acc.eq(banks[b])
-        total = Signal(lanes)
-        for t in range(T):
+        acc_rows = Array(acc[k * DR:(k + 1) * DR] for k in range(steps))
+        old = Signal(row_lanes)
+        m.d.comb += old.eq(acc_rows[a_step])
+        total = Signal(row_lanes)
+        for t in range(DR):
             for s in range(R):
-                m.d.comb += total[t][s].eq(f32_add(m, Mux(a_first, 0, acc[t][s]),
+                m.d.comb += total[t][s].eq(f32_add(m, Mux(a_first, 0, old[t][s]),
                                                    products[t][s], name=f"dq_add_{t}_{s}"))
         with m.If(a_valid):
             with m.Switch(a_bank):
                 for b in range(p.accumulators):
                     with m.Case(b):
-                        m.d.sync += banks[b].eq(total)
-        f_valid = Signal()
-        f_addr = Signal.like(desc.addr)
-        f_ts = Signal.like(desc.ts)
-        f_acc = Signal(lanes)               # the accumulator as its last operation left it
-        m.d.sync += f_valid.eq(a_valid & a_last)
-        with m.If(a_valid & a_last):
-            m.d.sync += [f_addr.eq(a_addr), f_ts.eq(a_ts), f_acc.eq(total)]
-
-        # stage F: times the token scale, into the output register; then the writer
+                        bank_rows = Array(banks[b][k * DR:(k + 1) * DR] for k in range(steps))
+                        m.d.sync += bank_rows[a_step].eq(total)
         D, width = p.dq_words, p.result_bits
-        out = Signal(D * width)
+        out = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
+        out_rows = Array(out[k * DR:(k + 1) * DR] for k in range(steps))
+        scaled_rows = Signal(row_lanes)
+        for t in range(DR):
+            for s in range(R):
+                m.d.comb += scaled_rows[t][s].eq(
+                    f32_mul(m, total[t][s], a_ts[t], name=f"dq_out_{t}_{s}"))
+        with m.If(a_valid & a_last):
+            m.d.sync += out_rows[a_step].eq(scaled_rows)
+
+        # the writer: ``dq_words`` words of the output register, after its last rows
+        flat = out.as_value()
         left = Signal(range(D + 1))
         w_addr = Signal.like(desc.addr)
         done = Signal(range(D))
-        with m.If(f_valid):
-            for t in range(T):
-                for s in range(R):
-                    lane = 32 * (t * R + s)
-                    m.d.sync += out[lane:lane + 32].eq(
-                        f32_mul(m, f_acc[t][s], f_ts[t], name=f"dq_out_{t}_{s}"))
         with m.If(left != 0):
-            words = Array(out[k * width:(k + 1) * width] for k in range(D))
+            words = Array(Cat(flat, C(0, D * width - len(flat)))[k * width:(k + 1) * width]
+                          for k in range(D))
             m.d.comb += [self.o_wr.addr.eq(w_addr + done), self.o_wr.data.eq(words[done]),
                          self.o_wr.en.eq(1)]
             m.d.sync += [left.eq(left - 1), done.eq(done + 1)]
-        with m.If(f_valid):
-            m.d.sync += [left.eq(D), done.eq(0), w_addr.eq(f_addr)]
-        m.d.comb += self.results_busy.eq(inflight.r_level.any() | self.s_valid | a_valid
-                                         | f_valid | (left != 0))
+        with m.If(a_final):
+            m.d.sync += [left.eq(D), done.eq(0), w_addr.eq(a_addr)]
+        m.d.comb += self.results_busy.eq(inflight.r_level.any() | self.s_valid | p_busy
+                                         | a_valid | (left != 0))
 
     def _chunk(self, m, left):
         """The length of the next memory request: ``min(left, max_length)``."""
