@@ -116,7 +116,7 @@ def sby_config(method, depth, cover_depth):
 
 
 _FAILED = re.compile(r"Assert failed in \S+: (property:\d+)")
-_REACHED = re.compile(r"[Rr]eached cover statement .*?(property:\d+)")
+_REACHED = re.compile(r"(?<![Uu]n)[Rr]eached cover statement .*?(property:\d+)")
 _UNREACHED = re.compile(r"Unreached cover statement .*?(property:\d+)")
 
 
@@ -186,7 +186,9 @@ def _read_result(proof, workdir, names, seconds, depth):
     else:
         result = {"FAIL": "FAILED", "UNKNOWN": "unknown"}.get(status, "error")
     name = lambda loc: names.get(loc, ("", loc))[1]
-    failed = sorted({name(loc) for loc in _FAILED.findall(prove_log)})
+    # the assertions the counterexample breaks (not those an unfinished induction step reports)
+    failed = sorted({name(loc) for line in prove_log.splitlines() if ".induction:" not in line
+                     for loc in _FAILED.findall(line)})
     covers = {loc for loc, (kind, _) in names.items() if kind == "cover"}
     reached = set(_REACHED.findall(cover_log)) & covers
     if _status(cover_dir) != "PASS" and not _UNREACHED.findall(cover_log) and covers:
