@@ -44,7 +44,7 @@ PROOFS = (
     Proof("mac_array", "streams", partial(mac_array.MacStreams, mac_array.SMALL),
           "k-induction", 7, 8,
           "stream rules on op/act/weights/results; operations in = results out + in flight "
-          "(at most 3); 3 ready cycles drain the pipeline",
+          "(at most 2 at 2 beats an operation); 3 ready cycles drain the pipeline",
           "the result payload changes while stalled"),
     Proof("mac_array", "lanes", partial(mac_array.MacLanes, mac_array.SMALL),
           "k-induction", 1, 1,

@@ -66,11 +66,13 @@ class PeStreams(FormalHarness):
             self.check(m, "cover", req.valid & req.ready & (req.payload.length == 2) &
                        self.past(m, req.valid & req.ready),
                        f"{name}: requests of 2 words back to back")
-        answered = Signal()
-        with m.If(dut.hb_resp.valid & dut.hb_resp.ready):
+        wrote, answered = Signal(), Signal()
+        write = dut.hb_req.valid & (dut.hb_req.payload.op == MemOp.WRITE)
+        with m.If(write & dut.hb_req.ready):
+            m.d.sync += wrote.eq(1)
+        with m.If(wrote & dut.hb_resp.valid & dut.hb_resp.ready):
             m.d.sync += answered.eq(1)
-        self.check(m, "cover", dut.hb_req.valid & (dut.hb_req.payload.op == MemOp.WRITE) &
-                   answered, "hb_req: a write request after an answer")
+        self.check(m, "cover", write & answered, "hb_req: a write request after a write's answer")
 
     def _channel(self, m, req, resp, name):
         """A memory channel behind ``req``/``resp``: it takes request beats whenever the solver
