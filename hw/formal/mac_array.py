@@ -3,8 +3,8 @@
 * :class:`MacStreams`: the four streams obey the stream rules (inputs assumed, ``results``
   asserted), and operations are neither lost nor duplicated: the operations accepted on ``op``
   minus the results given equal the operations held in the pipeline (stage 1, stage 2, output
-  register), at most 2 (3 when an operation is one beat), and after 3 cycles of ``results.ready`` without a new operation none is
-  left (the latency bound).
+  register), at most 2 (3 when an operation is one beat), and after 3 cycles of
+  ``results.ready`` without a new operation none is left (the latency bound).
 
 * :class:`MacLanes`: the lane identities on one weight byte, for every byte, activation and mode:
   the array's lane fields are the contract's, and scaled by the mode's factor they are the
