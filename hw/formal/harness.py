@@ -16,8 +16,7 @@ one it was.
 
 from amaranth import *
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Assume, Cover, Fragment
-from amaranth.hdl._mem import MemoryInstance
+from amaranth.hdl import Assert, Assume, Cover, Fragment, MemoryInstance
 
 __all__ = ["FormalHarness", "internal_signals", "memory_words", "AnyConst", "AnySeq"]
 
@@ -44,7 +43,8 @@ def memory_words(fragment, path=()):
     clock edge; a synchronous read port, when enabled, registers the addressed word, or (when it
     is transparent for a write port writing that address) the word as written; an asynchronous
     read port reads the addressed word. Yosys's ``memory_map`` turns a memory into the same
-    registers; here they get names the harness can read."""
+    registers; here they get names the harness can read. (The ports are read from the
+    ``MemoryInstance``'s own fields: Amaranth 0.5 has no public accessor for them.)"""
     found = {}
     for index, (sub, name, src_loc) in enumerate(fragment.subfragments):
         if isinstance(sub, MemoryInstance):
