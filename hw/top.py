@@ -12,8 +12,9 @@ Every output field has the value its owner's contract states: ``host`` is the co
 processor's (:mod:`hw.command_processor` lists each status field and counter in every case), the
 die links are the memory channels' (:mod:`hw.mem_channel`).
 
-The RTL moves one memory word per weight word: it needs ``hb_ratio == lpddr_ratio == 1`` (the ISA
-and the golden executor handle any ratio).
+A weight word may be several memory words (``hb_ratio``, ``lpddr_ratio``, any whole numbers): each
+PE assembles them into WMEM words as they arrive and splits WMEM words for HB
+(:mod:`hw.pe`).
 """
 
 from amaranth import *
@@ -37,15 +38,6 @@ class Top(ParamsComponent):
     when omitted); see the module docstring."""
 
     PARAMS = TopParams
-
-    @classmethod
-    def check_arguments(cls, params=None):
-        p = super().check_arguments(params)
-        if p.hb_ratio != 1 or p.lpddr_ratio != 1:
-            raise ValueError(f"the RTL needs a weight beat ({p.mac.weight_beat_bits} bits) equal "
-                             f"to an HB word ({p.hb.data_width}) and an LPDDR word "
-                             f"({p.lpddr.data_width})")
-        return p
 
     def members(self, p):
         return {
