@@ -717,8 +717,9 @@ class TopParams(ParamsRecord):
         for name in ("hb", "lpddr"):
             width = getattr(self, name).data_width
             if beat % width:
-                raise ValueError(f"{owner}: a weight beat ({beat} bits) must be a whole number "
-                                 f"of {name} words ({width} bits)")
+                raise ValueError(f"{owner}.{name}.data_width ({width}) must divide the weight "
+                                 f"beat ({beat} bits): a weight word is a whole number of "
+                                 f"{name} words")
         if self.slot_region_words > self.hb.words:
             raise ValueError(f"{owner}: {self.cache.slots} slots of slot_words "
                              f"({self.slot_words}) do not fit in an HB channel of "

@@ -25,7 +25,7 @@ from hw.lpddr_port import LpddrPort
 from hw.mac_array import MacArray
 from hw.mem_channel import MemoryChannel
 from hw.params import (CACHE_DEFAULT, HB_DEFAULT, LPDDR_DEFAULT, MAC_DEFAULT, TOP_DEFAULT,
-                       HbBankTiming, HbInterfaceParams, Lpddr5Timing, MacArrayParams, TopParams)
+                       HbBankTiming, HbInterfaceParams, Lpddr5Timing, TopParams)
 from hw.pe import ProcessingElement
 from hw.selftest import SelfTest, SelfTestChecker
 from hw.top import Top
@@ -134,10 +134,6 @@ def test_a_rejection_after_the_object_exists_is_reported_as_unused():
     assert len(_unused_warnings(lambda: _CheckedInInit("8"))) == 1
 
 
-def _wide_top():
-    return TopParams(mac=MacArrayParams(out_channels=8))      # 512-bit weight beats
-
-
 def _long_program():
     program = selftest_program(TOP_DEFAULT)
     program.words = program.words * 20
@@ -146,10 +142,10 @@ def _long_program():
 
 @pytest.mark.parametrize("make", [
     lambda: MacArray({"tokens": 2}),
-    lambda: Top(_wide_top()),
+    lambda: Top(MAC_DEFAULT),
     lambda: HostTop(TOP_DEFAULT, commands=[0] * 257),
     lambda: HostTop(TOP_DEFAULT, inputs={64: 1}),
-    lambda: TopSystem(_wide_top()),
+    lambda: TopSystem(MAC_DEFAULT),
     lambda: BramDie(HB_DEFAULT, [0] * (HB_DEFAULT.words + 1)),
     lambda: DramDie(HbInterfaceParams(die_burst=128, read_buffer=128), HbBankTiming()),
     lambda: HbSystem(HB_DEFAULT, dies=[]),
