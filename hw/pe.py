@@ -13,9 +13,14 @@ address before it reaches a PE, so a PE never sees an illegal command. Streams (
 Commands run one at a time, in order, each to completion (its memory writes done) before the next
 starts; per command kind (:class:`PeOp`):
 
-* ``LOAD``: ``count`` words from HB (``lpddr = 0``) or LPDDR at ``ext`` into WMEM at ``wmem``, in
-  requests of at most ``max_length`` words issued back to back.
-* ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``.
+* ``LOAD``: ``count`` WMEM words at ``wmem`` from HB (``lpddr = 0``) or LPDDR at ``ext``: each is
+  ``hb_ratio`` (``lpddr_ratio``) memory words, the lowest bits first, so ``count * ratio`` memory
+  words are read (``ext`` and the request lengths count memory words), in requests of at most
+  ``max_length`` words issued back to back. Each word is written into its slice of the WMEM word
+  as it arrives (a write port with one enable per slice), so a load takes one cycle per memory
+  word, whatever the ratio.
+* ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``, each as ``hb_ratio`` HB words,
+  the lowest bits first.
 * ``LOAD_ACT``: ``count`` IMEM words from ``imem`` into AMEM at ``amem``.
 * ``MAC``: ``count`` operations: weight beats from WMEM at ``wmem``, activation beats from AMEM at
   ``amem`` (the first group only when ``reuse``: the array keeps its activations), results into

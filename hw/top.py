@@ -18,15 +18,16 @@ PE assembles them into WMEM words as they arrive and splits WMEM words for HB
 """
 
 from amaranth import *
-from amaranth.lib.wiring import In, Out, Signature, connect, flipped
+from amaranth.lib.wiring import Out, Signature, connect, flipped
 
 from hw.command_processor import CommandProcessor, HostControlSignature
 from hw.component_args import ParamsComponent
 from hw.expert_cache import ExpertCache
 from hw.hb_interface import HbInterface
+from hw.hierarchy import instance_of
 from hw.input_memory import InputMemory
 from hw.lpddr_port import LpddrPort
-from hw.mem_channel import die_signature
+from hw.mem_channel import channel_signature, die_signature
 from hw.params import TopParams
 from hw.pe import ProcessingElement, pe_command_layout
 
@@ -37,29 +38,38 @@ class Top(ParamsComponent):
     """The accelerator for ``params`` (a :class:`hw.params.TopParams`, :data:`hw.params.TOP_DEFAULT`
     when omitted); see the module docstring.
 
-    ``pe_signature``: None elaborates every PE here (simulation, one design); else the signature
-    of a :class:`hw.pe.ProcessingElement` for ``params`` whose Verilog is written once as module
-    :data:`PE_MODULE`, and every PE is an ``Instance`` of that module (:func:`hw.flows.verilog.
-    top_verilog`): a machine of 32 PEs converts one PE, not 32."""
+    ``instances``: None elaborates everything here (simulation, one design); else a dict of the
+    signatures of the parts written once as their own Verilog modules (:data:`MODULES`): ``"pe"``,
+    a :class:`hw.pe.ProcessingElement` of ``params``, and ``"hb_channel"``, a
+    :class:`hw.mem_channel.MemoryChannel` of ``params.hb``; each PE and each HB channel is then an
+    ``Instance`` of its module (:func:`hw.flows.verilog.top_verilog`), so a machine of 32 PEs
+    converts one PE and one channel, not 32 of each."""
 
     PARAMS = TopParams
-    #: The Verilog module name of the PE that :attr:`pe_signature` stands for.
-    PE_MODULE = "top_pe"
+    #: The Verilog module names of the parts :attr:`instances` stands for.
+    MODULES = {"pe": "top_pe", "hb_channel": "top_hb_channel"}
 
     @classmethod
-    def check_arguments(cls, params=None, pe_signature=None):
+    def check_arguments(cls, params=None, instances=None):
         p = super().check_arguments(params)
-        if pe_signature is not None:
-            members = getattr(pe_signature, "members", {})
+        if instances is not None:
+            if not isinstance(instances, dict) or set(instances) != set(cls.MODULES):
+                raise ValueError(f"instances must be a dict with the keys "
+                                 f"{', '.join(cls.MODULES)}, not {instances!r}")
+            pe = instances["pe"]
+            members = getattr(pe, "members", {})
             command = members["cmd"].signature.members["payload"].shape if "cmd" in members \
                 else None
-            if not isinstance(pe_signature, Signature) or command != pe_command_layout(p):
-                raise ValueError(f"pe_signature must be the signature of a ProcessingElement of "
-                                 f"these params, not {pe_signature!r}")
+            if not isinstance(pe, Signature) or command != pe_command_layout(p):
+                raise ValueError(f"instances['pe'] must be the signature of a ProcessingElement "
+                                 f"of these params, not {pe!r}")
+            if instances["hb_channel"] != channel_signature(p.hb):
+                raise ValueError(f"instances['hb_channel'] must be the signature of a "
+                                 f"MemoryChannel of params.hb, not {instances['hb_channel']!r}")
         return p
 
-    def __init__(self, params=None, pe_signature=None):
-        self.pe_signature = pe_signature
+    def __init__(self, params=None, instances=None):
+        self.instances = instances
         super().__init__(params)
 
     def members(self, p):
@@ -74,7 +84,9 @@ class Top(ParamsComponent):
         m = Module()
         m.submodules.processor = cp = CommandProcessor(p)
         m.submodules.cache = cache = ExpertCache(p.cache)
-        m.submodules.hb = hb = HbInterface(p.hb)
+        m.submodules.hb = hb = HbInterface(p.hb, None if self.instances is None else
+                                           (self.MODULES["hb_channel"],
+                                            self.instances["hb_channel"]))
         m.submodules.lpddr = lpddr = LpddrPort(p.lpddr)
         m.submodules.imem = imem = InputMemory(p)
         connect(m, flipped(self.host), cp.host)
@@ -95,14 +107,10 @@ class Top(ParamsComponent):
         return m
 
     def _pe(self, m, k):
-        """PE ``k``: elaborated here, or an instance of :data:`PE_MODULE` (its ports named as
-        Amaranth names a component's: the member path joined by ``__``)."""
-        if self.pe_signature is None:
+        """PE ``k``: elaborated here, or an instance of its module (:data:`MODULES`)."""
+        if self.instances is None:
             m.submodules[f"pe{k}"] = pe = ProcessingElement(self.params)
-            return pe
-        pe = self.pe_signature.create(path=(f"pe{k}",))
-        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
-        for path, member, value in self.pe_signature.flatten(pe):
-            ports[("i_" if member.flow == In else "o_") + "__".join(map(str, path))] = value
-        m.submodules[f"pe{k}"] = Instance(self.PE_MODULE, **ports)
+        else:
+            pe, m.submodules[f"pe{k}"] = instance_of(self.MODULES["pe"], self.instances["pe"],
+                                                     f"pe{k}")
         return pe

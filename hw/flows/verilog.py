@@ -22,6 +22,7 @@ from hw.flows import memory_init
 from hw.flows.heartbeat import heartbeat
 
 __all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "top_verilog",
+           "top_parts_verilog",
            "block_verilog", "cached_verilog", "lint", "write_verilog", "write_atomically",
            "locked"]
 
@@ -55,21 +56,30 @@ def generate_verilog(component, top):
         return verilog.convert(component, name=top, emit_src=False)
 
 
-def top_verilog(params, name="top"):
-    """Hierarchical Verilog of the accelerator (:class:`hw.top.Top`) for ``params``, with ``name``
-    as the top module: one PE is converted on its own as module :data:`hw.top.Top.PE_MODULE` and
-    the top instantiates it once per PE, so the text and the conversion time grow with what differs,
-    not with the PE count (Amaranth writes one module per instance of a submodule). Memories whose
-    initial contents are all zero are written without them
-    (:func:`hw.flows.memory_init.zero_init_left_out`)."""
+def top_parts_verilog(params):
+    """``(instances, text)``: the Verilog of the parts of the accelerator for ``params`` that
+    :class:`hw.top.Top` instantiates rather than elaborates (one PE, one HB channel, as the modules
+    :data:`hw.top.Top.MODULES` names), and the ``instances`` argument of a ``Top`` built on them."""
+    from hw.mem_channel import MemoryChannel
     from hw.pe import ProcessingElement
     from hw.top import Top
-    pe = ProcessingElement(params)
-    # the memories' all-zero initial contents are left out: Yosys writes them row by row, in time
-    # that grows faster than the bits (the paper machine's input and command memories: minutes)
+    parts = {"pe": ProcessingElement(params), "hb_channel": MemoryChannel(params.hb)}
+    text = "".join(generate_verilog(part, Top.MODULES[key]) for key, part in parts.items())
+    return {key: part.signature for key, part in parts.items()}, text
+
+
+def top_verilog(params, name="top"):
+    """Hierarchical Verilog of the accelerator (:class:`hw.top.Top`) for ``params``, with ``name``
+    as the top module: one PE and one HB channel are converted on their own
+    (:func:`top_parts_verilog`) and the top instantiates them once per PE, so the text and the
+    conversion time grow with what differs, not with the PE count (Amaranth writes one module per
+    instance of a submodule). Memories whose initial contents are all zero are written without
+    them (:func:`hw.flows.memory_init.zero_init_left_out`): Yosys writes them row by row, in time
+    that grows faster than the bits (the paper machine's input and command memories: minutes)."""
+    from hw.top import Top
     with memory_init.zero_init_left_out():
-        pe_text = generate_verilog(pe, Top.PE_MODULE)
-        return generate_verilog(Top(params, pe_signature=pe.signature), name) + pe_text
+        instances, parts = top_parts_verilog(params)
+        return generate_verilog(Top(params, instances=instances), name) + parts
 
 
 def block_verilog(block, params):
