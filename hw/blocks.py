@@ -1,5 +1,7 @@
 """Every hardware block that exists, with its parameter presets: what ``build.py verilog`` writes
-and what the simulation runner can build."""
+and what the simulation runner can build. Every block builds for every machine
+:class:`hw.params.TopParams` accepts (the PEs assemble weight words of any whole ratio of memory
+words); the top's Verilog is hierarchical (:func:`hw.flows.verilog.top_verilog`)."""
 
 from dataclasses import dataclass
 

@@ -15,6 +15,9 @@ die links are the memory channels' (:mod:`hw.mem_channel`).
 A weight word may be several memory words (``hb_ratio``, ``lpddr_ratio``, any whole numbers): each
 PE assembles them into WMEM words as they arrive and splits WMEM words for HB
 (:mod:`hw.pe`).
+
+Verilog: :func:`hw.flows.verilog.top_verilog` writes the top hierarchically, one PE module and one
+HB channel module instantiated per PE (``instances`` below), however many PEs the machine has.
 """
 
 from amaranth import *
