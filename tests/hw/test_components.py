@@ -98,6 +98,30 @@ def test_a_wrong_argument_is_a_type_error_naming_it(make, message):
         make()
 
 
+def test_a_top_of_module_instances_refuses_parts_of_another_machine():
+    """``Top(params, instances=...)`` takes the signatures of a PE and an HB channel of ``params``
+    (written once as their own modules); parts of another machine are named before anything is
+    built."""
+    from dataclasses import replace
+    from hw.mem_channel import channel_signature
+    pe, other_pe = ProcessingElement(TOP_DEFAULT), ProcessingElement(TopParams(weight_words=128))
+    for part in (pe, other_pe):
+        Fragment.get(part, None)
+    channel = channel_signature(TOP_DEFAULT.hb)
+    narrow = channel_signature(replace(TOP_DEFAULT.hb, data_width=128))
+    Fragment.get(Top(TOP_DEFAULT, instances={"pe": pe.signature, "hb_channel": channel}), None)
+    with pytest.raises(ValueError, match="instances must be a dict with the keys pe, hb_channel"):
+        Top(TOP_DEFAULT, instances={"pe": pe.signature})
+    with pytest.raises(ValueError, match=r"instances\['pe'\] must be the signature of a "
+                                         r"ProcessingElement of these params"):
+        Top(TOP_DEFAULT, instances={"pe": other_pe.signature, "hb_channel": channel})
+    with pytest.raises(ValueError, match=r"instances\['hb_channel'\] must be the signature of a "
+                                         r"MemoryChannel of params.hb"):
+        Top(TOP_DEFAULT, instances={"pe": pe.signature, "hb_channel": narrow})
+    with pytest.raises(ValueError, match="channel_module must be"):
+        HbInterface(TOP_DEFAULT.hb, ("top_hb_channel", narrow))
+
+
 # -- unused elaboratables --------------------------------------------------------------------------
 
 class _CheckedInInit(wiring.Component):
