@@ -175,8 +175,8 @@ class ProcessingElement(CheckedComponent):
 
     def _chunk(self, m, left):
         """The length of the next memory request: ``min(left, max_length)``."""
-        chunk = Signal(range(min(self.params.hb.max_length, self.params.lpddr.max_length) + 1))
         limit = min(self.params.hb.max_length, self.params.lpddr.max_length)
+        chunk = Signal(range(limit + 1))
         m.d.comb += chunk.eq(Mux(left > limit, limit, left))
         return chunk
 
@@ -194,8 +194,8 @@ class ProcessingElement(CheckedComponent):
         """Requests go out back to back (``requested`` memory words; the channel's queue of
         outstanding requests is the only limit) while response words are written as they come:
         memory word ``part`` of WMEM word ``i`` (``ratio`` of them, the lowest bits first) goes
-        straight into its slice through the write port's byte lanes, so a load takes one cycle per
-        memory word whatever the ratio, and no word is held back to be assembled."""
+        straight into its slice through the write port's per-slice enables, so a load takes one
+        cycle per memory word whatever the ratio, and no word is held back to be assembled."""
         p = self.params
         cur, i = self.cur, self.i
         hr, lr = p.hb_ratio, p.lpddr_ratio
