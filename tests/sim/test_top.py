@@ -25,7 +25,7 @@ _CONFIG = default_model()[0].config
 P = e2e_machine(_CONFIG, DEMO_PES, max(_CONFIG.top_k, _CONFIG.num_experts // 4))
 
 #: ``tiny`` with the paper's ratios of memory words to a weight word (its 256-bit beat is 16 HB
-#: words of 16 bits and 8 LPDDR words of 32 bits), through machine overrides as ``--set`` gives them.
+#: words of 16 bits and 8 LPDDR words of 32 bits), through machine overrides (as ``--set`` gives).
 #: Requests of 12 words end inside weight words; a slot holds 4 weight words.
 RATIO = apply_sets(TOP_DEFAULT, ["hb.data_width=16", "lpddr.data_width=32", "hb.max_length=12",
                                  "slot_words=64"])
