@@ -1,5 +1,7 @@
 """Every hardware block that exists, with its parameter presets: what ``build.py verilog`` writes
-and what the simulation runner can build."""
+and what the simulation runner can build. Every block builds for every machine
+:class:`hw.params.TopParams` accepts (the PEs assemble weight words of any whole ratio of memory
+words); the top's Verilog is hierarchical (:func:`hw.flows.verilog.top_verilog`)."""
 
 from dataclasses import dataclass
 
@@ -28,10 +30,8 @@ class Block:
         return getattr(machine, self.field) if self.field else machine
 
     def buildable(self, machine):
-        """None if this block of ``machine`` can be built, else the reason it cannot."""
-        if self.name == "top" and (machine.hb_ratio != 1 or machine.lpddr_ratio != 1):
-            return (f"the RTL top moves one memory word per weight beat; this machine's weight "
-                    f"beat is {machine.hb_ratio} HB and {machine.lpddr_ratio} LPDDR words")
+        """None if this block of ``machine`` can be built, else the reason it cannot (every block
+        of every machine :class:`hw.params.TopParams` accepts can be built today)."""
         return None
 
 

@@ -48,8 +48,8 @@ class MachineError(ValueError):
 #: operations are under half of what ``tiny``'s 2 x 4 array needs.
 DEMO_MAC = MacArrayParams(tokens=4, group_size=32, out_channels=8, lanes=8)
 #: The demo's machine: ``tiny``'s timings with :data:`DEMO_MAC`, a weight memory of two 64-word
-#: halves, HB and LPDDR words as wide as a weight beat (512 bits: the RTL moves one memory word per
-#: weight beat), and memories large enough that a step runs in few parts.
+#: halves, HB and LPDDR words as wide as a weight beat (512 bits: one memory word per weight word),
+#: and memories large enough that a step runs in few parts.
 DEMO_MACHINE = replace(
     TOP_DEFAULT, mac=DEMO_MAC, weight_words=128, act_words=256, input_words=4096,
     output_words=2048, command_words=8192,
@@ -254,7 +254,7 @@ def write_machine(params, path, title=None):
 
 def machine_figures(params):
     """Every figure derived from ``params``: compute per mode, bandwidth and capacity per tier,
-    the PE memories in bytes, and whether the RTL top can be built (a dict)."""
+    the PE memories in bytes (a dict)."""
     mac, hb, lp = params.mac, params.hb, params.lpddr
     gib = 1 << 30
     return {
@@ -279,5 +279,4 @@ def machine_figures(params):
         "cache": {"slots": params.cache.slots, "slot_words": params.slot_words,
                   "slot_bytes": params.slot_words * hb.bytes_per_word,
                   "policy": params.cache.policy.name},
-        "rtl_top": params.hb_ratio == 1 and params.lpddr_ratio == 1,
     }

@@ -34,7 +34,7 @@ from hw.component_args import CheckedComponent, expect_params
 from hw.params import HB_DEFAULT, MemPortParams, MemOp, MemStatus, unsigned_width
 
 __all__ = ["MemoryChannel", "request_layout", "response_layout", "die_cmd_layout",
-           "die_signature", "user_members"]
+           "die_signature", "channel_signature", "user_members"]
 
 
 def request_layout(params, tag_width=None):
@@ -70,6 +70,16 @@ def die_signature(params):
         "cmd": In(stream.Signature(die_cmd_layout(params))),
         "wdata": In(stream.Signature(params.data_width)),
         "rdata": Out(stream.Signature(params.data_width)),
+    })
+
+
+def channel_signature(params, tag_width=None):
+    """The signature of a :class:`MemoryChannel` of ``params`` (``tag_width`` as it takes it)."""
+    tag_width = params.tag_width if tag_width is None else tag_width
+    return wiring.Signature({
+        "req": In(stream.Signature(request_layout(params, tag_width))),
+        "resp": Out(stream.Signature(response_layout(params, tag_width))),
+        "die": Out(die_signature(params).flip()),
     })
 
 
@@ -115,11 +125,7 @@ class MemoryChannel(CheckedComponent):
     def __init__(self, params=None, tag_width=None):
         self.params = params = self.check_arguments(params, tag_width)
         self.tag_width = params.tag_width if tag_width is None else tag_width
-        super().__init__({
-            "req": In(stream.Signature(request_layout(params, self.tag_width))),
-            "resp": Out(stream.Signature(response_layout(params, self.tag_width))),
-            "die": Out(die_signature(params).flip()),
-        })
+        super().__init__(channel_signature(params, self.tag_width))
 
     def elaborate(self, platform):
         p = self.params

@@ -727,8 +727,9 @@ class TopParams(ParamsRecord):
         for name in ("hb", "lpddr"):
             width = getattr(self, name).data_width
             if beat % width:
-                raise ValueError(f"{owner}: a weight beat ({beat} bits) must be a whole number "
-                                 f"of {name} words ({width} bits)")
+                raise ValueError(f"{owner}.{name}.data_width ({width}) must divide the weight "
+                                 f"beat ({beat} bits): a weight word is a whole number of "
+                                 f"{name} words")
         if self.slot_region_words > self.hb.words:
             raise ValueError(f"{owner}: {self.cache.slots} slots of slot_words "
                              f"({self.slot_words}) do not fit in an HB channel of "
@@ -836,8 +837,12 @@ class TopParams(ParamsRecord):
 
 #: Small enough to simulate: 2 PEs, the default MAC array and cache, small memories.
 TOP_DEFAULT = TopParams()
-#: The paper's machine: 32 PEs of 16x32x32, 8 GB HB (32 x 256 MB), 64 GB LPDDR, the paper cache.
+#: The paper's machine: 32 PEs, each as the paper's PE: a 16x32x32 MAC array (its 4096-bit weight
+#: beat is 16 HB words and 8 LPDDR words), a 32 KB weight memory (64 weight words), a 32 KB
+#: input/output memory split into 16 KB of activations (32 beats of 4096 bits) and 15.75 KB of
+#: results (12 words of 1344 B), one 256-bit HB channel of 51.2 GB/s and 256 MB (8 GB in all),
+#: and a client of the shared 512-bit, 102.4 GB/s, 64 GB LPDDR port; the paper cache.
 TOP_PAPER = TopParams(pes=32, mac=MAC_PAPER_PE, cache=CACHE_PAPER, hb=HB_PAPER,
-                      lpddr=LPDDR_PAPER, weight_words=1024, act_words=256, output_words=4096,
+                      lpddr=LPDDR_PAPER, weight_words=64, act_words=32, output_words=12,
                       input_words=8192, slot_words=1 << 16, command_words=1 << 16)
 TOP_PRESETS = {"default": TOP_DEFAULT, "paper": TOP_PAPER}

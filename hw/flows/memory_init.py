@@ -10,23 +10,27 @@ differ (another Amaranth version), the original stays and a warning says so. Con
 otherwise untouched.
 """
 
+import contextlib
 import logging
 
 from amaranth.back import rtlil
 
-__all__ = ["install", "installed"]
+__all__ = ["install", "installed", "zero_init_left_out"]
 
 log = logging.getLogger(__name__)
 
 _ORIGINAL = rtlil.ModuleEmitter.emit_memory
-_state = {"checked": False, "installed": False}
+_state = {"checked": False, "installed": False, "omit_zero": False}
 
 
 def _emit_memory(self, cell_idx, cell):
     """``ModuleEmitter.emit_memory``, with the ``DATA`` constant (rows in order, each row least
-    significant bit first; written most significant bit first) built from the rows at once."""
+    significant bit first; written most significant bit first) built from the rows at once; no
+    constant at all for an all-zero memory inside :func:`zero_init_left_out`."""
     if not cell.depth or not cell.width:
         return _ORIGINAL(self, cell_idx, cell)
+    if _state["omit_zero"] and not any(cell.init):
+        return
     mask = (1 << cell.width) - 1
     bits = "".join(format(row & mask, f"0{cell.width}b") for row in reversed(cell.init))
     memory_info = self.memories[cell_idx]
@@ -102,3 +106,19 @@ def installed():
 def _amaranth_version():
     import amaranth
     return amaranth.__version__
+
+
+@contextlib.contextmanager
+def zero_init_left_out():
+    """Within this context (one thread), a memory whose initial contents are all zero gets no
+    initial contents in the RTLIL, so its Verilog has no ``initial`` block: the array powers up as
+    the target's memories do (zero in Verilator and in FPGA block RAM, undefined in an ASIC SRAM).
+    Yosys spends time that grows faster than the bits on writing a zero constant row by row: the
+    paper machine's 32 Mbit input memory alone takes minutes. Needs :func:`install`."""
+    if not install():
+        raise RuntimeError("zero_init_left_out needs the fast memory writer (memory_init.install)")
+    previous, _state["omit_zero"] = _state["omit_zero"], True
+    try:
+        yield
+    finally:
+        _state["omit_zero"] = previous

@@ -21,8 +21,10 @@ from hw.blocks import BLOCKS
 from hw.flows import memory_init
 from hw.flows.heartbeat import heartbeat
 
-__all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "cached_verilog",
-           "lint", "write_verilog", "write_atomically", "locked"]
+__all__ = ["REPO_ROOT", "BUILD_ROOT", "setup_verilator", "generate_verilog", "top_verilog",
+           "top_parts_verilog",
+           "block_verilog", "cached_verilog", "lint", "write_verilog", "write_atomically",
+           "locked"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_ROOT = Path(os.environ.get("ELMOE_BUILD_DIR", REPO_ROOT / "build"))
@@ -52,6 +54,40 @@ def generate_verilog(component, top):
     memory_init.install()
     with heartbeat(f"Amaranth conversion of {top}"):
         return verilog.convert(component, name=top, emit_src=False)
+
+
+def top_parts_verilog(params):
+    """``(instances, text)``: the Verilog of the parts of the accelerator for ``params`` that
+    :class:`hw.top.Top` instantiates rather than elaborates (one PE, one HB channel, as the modules
+    :data:`hw.top.Top.MODULES` names), and the ``instances`` argument of a ``Top`` built on them."""
+    from hw.mem_channel import MemoryChannel
+    from hw.pe import ProcessingElement
+    from hw.top import Top
+    parts = {"pe": ProcessingElement(params), "hb_channel": MemoryChannel(params.hb)}
+    text = "".join(generate_verilog(part, Top.MODULES[key]) for key, part in parts.items())
+    return {key: part.signature for key, part in parts.items()}, text
+
+
+def top_verilog(params, name="top"):
+    """Hierarchical Verilog of the accelerator (:class:`hw.top.Top`) for ``params``, with ``name``
+    as the top module: one PE and one HB channel are converted on their own
+    (:func:`top_parts_verilog`) and the top instantiates them once per PE, so the text and the
+    conversion time grow with what differs, not with the PE count (Amaranth writes one module per
+    instance of a submodule). Memories whose initial contents are all zero are written without
+    them (:func:`hw.flows.memory_init.zero_init_left_out`): Yosys writes them row by row, in time
+    that grows faster than the bits (the paper machine's input and command memories: minutes)."""
+    from hw.top import Top
+    with memory_init.zero_init_left_out():
+        instances, parts = top_parts_verilog(params)
+        return generate_verilog(Top(params, instances=instances), name) + parts
+
+
+def block_verilog(block, params):
+    """Verilog of ``block`` (a :class:`hw.blocks.Block`) for ``params``: the top hierarchical
+    (:func:`top_verilog`), every other block as one conversion."""
+    if block.name == "top":
+        return top_verilog(params, block.name)
+    return generate_verilog(block.build(params), block.name)
 
 
 def cached_verilog(name, params, make, sources=()):
@@ -164,8 +200,7 @@ def write_verilog(machines, do_lint=True, progress=None, root=None, flat=False):
             start = time.monotonic()
             if progress:
                 progress(f"{machine_name}: {block.name} [{params.describe()}] ...")
-            text = cached_verilog(block.name, params,
-                                  lambda: generate_verilog(block.build(params), block.name))
+            text = cached_verilog(block.name, params, lambda: block_verilog(block, params))
             path = out_dir / f"{block.name}.v"
             write_atomically(path, text)
             row = {"block": block.name, "machine": machine_name, "path": str(path),

@@ -10,7 +10,8 @@ build.py formal`` runs them all. docs/formal.md states every property.
 from dataclasses import dataclass
 from functools import partial
 
-from hw.formal import command_processor, expert_cache, mac_array, mem_channel
+from hw.formal import (command_processor, expert_cache, lpddr_port, mac_array, mem_channel,
+                       pe)
 
 __all__ = ["Proof", "PROOFS", "BLOCKS", "proofs_of"]
 
@@ -43,7 +44,7 @@ PROOFS = (
     Proof("mac_array", "streams", partial(mac_array.MacStreams, mac_array.SMALL),
           "k-induction", 7, 8,
           "stream rules on op/act/weights/results; operations in = results out + in flight "
-          "(at most 3); 3 ready cycles drain the pipeline",
+          "(at most 2 at 2 beats an operation); 3 ready cycles drain the pipeline",
           "the result payload changes while stalled"),
     Proof("mac_array", "lanes", partial(mac_array.MacLanes, mac_array.SMALL),
           "k-induction", 1, 1,
@@ -79,29 +80,21 @@ PROOFS += (
           "the harness expects a counter at its maximum to wrap when counted"),
 )
 
-_MEM_BMC = ("14 cycles from reset hold every request kind end to end: a malformed 4-beat write "
-            "(header, 3 dropped beats, its ERROR beat), 2 requests in flight, a 4-word read cut "
-            "into 2 die bursts through a 2-word read buffer")
-
 PROOFS += (
     Proof("mem_channel", "die-commands",
-          partial(mem_channel.MemChannelContract, mem_channel.SMALL, False), "bmc", 14, 16,
-          "stream rules on req/resp/die; every die command belongs to the well-formed request "
-          "being issued (op, address, at most its words); answers in request order with their "
-          "tags, one ERROR beat per malformed request",
-          "a request past the device's end taken for well-formed", why=_MEM_BMC),
-    Proof("mem_channel", "answers",
-          partial(mem_channel.MemChannelContract, mem_channel.SMALL, True), "bmc", 14, 16,
-          "as die-commands, and a malformed request's ERROR beat carries the tag of its first "
-          "beat (also for a write of several beats)",
-          "a request past the device's end taken for well-formed", why=_MEM_BMC),
-    Proof("mem_channel", "die-commands-unbounded",
-          partial(mem_channel.MemChannelContract, mem_channel.SMALL, False, answers=False,
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, answers=False,
                   inductive=True), "k-induction", 4, 16,
           "stream rules on req/resp/die; every die command belongs to the well-formed request "
           "being issued (so a malformed request issues none); the read buffer takes every word "
           "the die sends",
           "a request of max_length words taken for malformed"),
+    Proof("mem_channel", "answers",
+          partial(mem_channel.MemChannelContract, mem_channel.SMALL, inductive=True),
+          "k-induction", 4, 16,
+          "as die-commands, and answers in request order with their tags: a read with length "
+          "OK beats, last on the final one, a write with one OK beat, a malformed request with "
+          "one ERROR beat carrying the tag of its first beat (also for a write of several beats)",
+          "the harness expects a read's last on its second-to-last beat", broken_depth=8),
 )
 
 PROOFS += (
@@ -112,6 +105,34 @@ PROOFS += (
           "PE or the cache until the next start; what reaches a PE has a PE opcode, its PE index, "
           "no bit outside its fields and a nonzero count (1 PE, 4 commands)",
           "the harness demands a count of at least 2"),
+)
+
+PROOFS += (
+    Proof("lpddr_port", "contract", partial(lpddr_port.PortContract, lpddr_port.SMALL),
+          "k-induction", 4, 14,
+          "stream rules on every client's req/resp, the channel's req and the die; a beat "
+          "reaches the channel exactly when one client's is taken, with that client's payload "
+          "and index; a write's beats are not interleaved; a waiting client waits through at "
+          "most one other request; every response beat reaches the client its tag names; every "
+          "client's answers come back in its order with its tags (2 clients); the channel's own "
+          "contract inside",
+          "the harness expects a client's tag without its index"),
+)
+
+_PE_BMC = ("16 cycles from reset hold every command kind's requests and a request's whole round "
+           "trip: a command reaches its first request 4 cycles after it is taken (queue output "
+           "register, command register), a LOAD offers its requests back to back from then on, "
+           "and a WRITE_HB of 2 words sends both beats, takes its answer and offers its next "
+           "request by cycle 10, with cycles to spare for stalls; the request logic reads no PE "
+           "register but the running command's and its counters, which take the same steps at "
+           "any count")
+
+PROOFS += (
+    Proof("pe", "streams", partial(pe.PeStreams, pe.SMALL), "bmc", 16, 16,
+          "stream rules on hb_req and lpddr_req, for any commands on cmd and answers (only "
+          "those owed) on hb_resp and lpddr_resp (1 PE, 2-lane array, requests of up to 2 words)",
+          "the harness checks hb_req with its address advanced every other cycle", slow=True,
+          why=_PE_BMC),
 )
 
 #: The blocks with proofs, in the order they run.

@@ -16,9 +16,9 @@ one it was.
 
 from amaranth import *
 from amaranth.asserts import AnyConst, AnySeq
-from amaranth.hdl import Assert, Assume, Cover, Fragment
+from amaranth.hdl import Assert, Assume, Cover, Fragment, MemoryInstance
 
-__all__ = ["FormalHarness", "internal_signals", "AnyConst", "AnySeq"]
+__all__ = ["FormalHarness", "internal_signals", "memory_words", "AnyConst", "AnySeq"]
 
 
 def internal_signals(fragment):
@@ -32,6 +32,61 @@ def internal_signals(fragment):
                 other = found.get(sig.name, sig)
                 found[sig.name] = sig if other is sig else None
     return found
+
+
+def memory_words(fragment, path=()):
+    """Replace every memory in ``fragment`` (an elaborated block, before it is converted) by
+    registers with the same ports and return ``{path: [word signals]}`` (``path`` the names of
+    the submodules down to the memory), so a harness can state invariants on a memory's contents.
+
+    The registers behave as the memory does: a write port writes its enabled granules at the
+    clock edge; a synchronous read port, when enabled, registers the addressed word, or (when it
+    is transparent for a write port writing that address) the word as written; an asynchronous
+    read port reads the addressed word. Yosys's ``memory_map`` turns a memory into the same
+    registers; here they get names the harness can read. (The ports are read from the
+    ``MemoryInstance``'s own fields: Amaranth 0.5 has no public accessor for them.)"""
+    found = {}
+    for index, (sub, name, src_loc) in enumerate(fragment.subfragments):
+        if isinstance(sub, MemoryInstance):
+            model, words = _memory_as_registers(sub, name)
+            fragment.subfragments[index] = (model, name, src_loc)
+            found[path + (name,)] = words
+        else:
+            found.update(memory_words(sub, path + (name,)))
+    return found
+
+
+def _memory_as_registers(memory, name):
+    data = memory._data
+    width = Shape.cast(data.shape).width
+    words = []
+    for i, init in enumerate(data.init):
+        init = init if isinstance(init, int) else Const.cast(data.shape.const(init)).value
+        words.append(Signal(width, init=init, name=f"{name}_word_{i}"))
+    m = Module()
+
+    def written(port, address, word):
+        """``word`` as ``port`` leaves it when it writes ``address``."""
+        size = port._granularity
+        return Cat(Mux(port._en[g] & (port._addr == address), port._data[g * size:(g + 1) * size],
+                       word[g * size:(g + 1) * size]) for g in range(len(port._en)))
+
+    for i, word in enumerate(words):
+        after = {}                    # per clock domain: the word after its write ports
+        for port in memory._write_ports:
+            after[port._domain] = written(port, i, after.get(port._domain, word))
+        for domain, value in after.items():
+            m.d[domain] += word.eq(value)
+    for port in memory._read_ports:
+        read = Array(words)[port._addr] if len(words) > 1 else words[0]
+        if port._domain == "comb":
+            m.d.comb += port._data.eq(read)
+            continue
+        for idx in port._transparent_for:
+            read = written(memory._write_ports[idx], port._addr, read)
+        with m.If(port._en):
+            m.d[port._domain] += port._data.eq(read)
+    return Fragment.get(m, None), words
 
 
 class FormalHarness(Elaboratable):

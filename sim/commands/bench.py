@@ -17,7 +17,6 @@ Every bench runs the blocks of a machine (``--machine``, ``--set``; default ``ti
   (:mod:`sim.top.fuzz`; ``--streams``); exit status 1 on any mismatch.
 """
 
-from hw.blocks import BLOCKS
 from sim.commands.output import Result, Table, progress
 
 NAME = "bench"
@@ -121,10 +120,12 @@ def bench_fuzz(args):
     from sim.top.fuzz import fuzz
     if args.streams < 1:
         raise SystemExit(f"bench fuzz: --streams must be at least 1, not {args.streams}")
+    from sim.top.run import check_simulable
     params = args.params
-    reason = BLOCKS["top"].buildable(params)
-    if reason:
-        raise SystemExit(f"bench fuzz: {args.machine_label} has no RTL top: {reason}")
+    try:
+        check_simulable(params)
+    except ValueError as exc:
+        raise SystemExit(f"bench fuzz: {args.machine_label}: {exc}") from None
     progress(f"differential fuzzing: {args.streams} random streams (seed {args.seed}) on the "
              f"Verilated top ({params.describe()}) and the golden executor ...")
     figures = fuzz(params, args.streams, args.seed)

@@ -74,9 +74,8 @@ def run(args):
     derived += [[f"{name} memory", f"{size / 1024:.4g} KiB", "per PE" if "shared" not in name
                  else "one for all PEs"] for name, size in figures["pe_memories_bytes"].items()]
     derived += [["memory words per weight beat", f"HB {params.hb_ratio}, LPDDR "
-                 f"{params.lpddr_ratio}", f"weight beat {params.mac.weight_beat_bits} bits"],
-                ["RTL top", "can be built" if figures["rtl_top"] else "not built",
-                 "the RTL moves one memory word per weight beat (ratios 1)"],
+                 f"{params.lpddr_ratio}", f"weight beat {params.mac.weight_beat_bits} bits, "
+                 "assembled in each PE"],
                 ["expert cache", f"{params.cache.slots} slots of "
                  f"{figures['cache']['slot_bytes'] / 1024:.4g} KiB", params.cache.policy.name]]
     tables = [Table(f"Machine {args.run_name}: {params.describe()}", ["field", "value"], fields),

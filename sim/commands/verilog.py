@@ -2,8 +2,9 @@
 
 Writes ``build/verilog/<machine>/<block>.v`` (without ``--machine``:
 ``build/verilog/all/<machine>/<block>.v``) for the MAC array, the expert cache, the HB interface
-and the LPDDR port at the machine's parameters, and the top where the RTL can build it
-(:func:`hw.flows.verilog.write_verilog`); runs ``verilator --lint-only`` on each and prints a table
+and the LPDDR port at the machine's parameters, and the top, hierarchical: one PE module and one
+HB channel module instantiated per PE (:func:`hw.flows.verilog.write_verilog`,
+:func:`hw.flows.verilog.top_verilog`); runs ``verilator --lint-only`` on each and prints a table
 of files, lint errors and warning counts (a block that cannot be built says why). Without
 ``--machine``: every built-in machine. The JSON figures are ``{"verilog": [one row per block]}``.
 Exit status 1 when any file has lint errors.

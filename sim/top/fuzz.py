@@ -75,17 +75,21 @@ def _candidate(params, rng, cache):
     if op is Opcode.BARRIER:
         v["phase"] = rng.randrange(4)
     elif op in (Opcode.LOAD_HB, Opcode.LOAD_LPDDR, Opcode.LOAD_SLOT, Opcode.WRITE_SLOT):
+        # a weight word is hb_ratio HB words (lpddr_ratio LPDDR words): the counts shrink so
+        # the memory words stay in the regions random_images fills
+        ratio = p.lpddr_ratio if op is Opcode.LOAD_LPDDR else p.hb_ratio
+        room = {Opcode.LOAD_HB: 64, Opcode.LOAD_LPDDR: 128}.get(op, p.slot_words) // ratio
         v["slice"] = rng.choice(list(Slice))
-        v["wmem"], v["count"] = _span(rng, p.weight_words, 24)
+        v["wmem"], v["count"] = _span(rng, p.weight_words, min(24, max(1, room)))
+        words = v["count"] * ratio
         if op is Opcode.LOAD_HB:
-            v["hb"] = rng.randint(p.slot_region_words, p.slot_region_words + 64 - v["count"])
+            v["hb"] = rng.randint(p.slot_region_words, p.slot_region_words + max(0, 64 - words))
         elif op is Opcode.LOAD_LPDDR:
-            v["lpddr"] = (rng.randint(0, 128 - v["count"]) if rng.random() < 0.9
-                          else p.lpddr.words - v["count"])
+            v["lpddr"] = (rng.randint(0, max(0, 128 - words)) if rng.random() < 0.9
+                          else max(0, p.lpddr.words - words))
         else:
             v["layer"], v["expert"] = key
-            v["count"] = min(v["count"], p.slot_words)
-            v["offset"] = rng.randint(0, p.slot_words - v["count"])
+            v["offset"] = rng.randint(0, max(0, p.slot_words - words))
     elif op is Opcode.LOAD_ACT:
         v["amem"], v["count"] = _span(rng, p.act_words, 12)
         v["imem"] = rng.randint(0, p.input_words - v["count"])

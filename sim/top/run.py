@@ -30,12 +30,28 @@ from sim.runner import run_cocotb
 from hw.flows.verilog import BUILD_ROOT, REPO_ROOT, cached_verilog
 from sw_model.golden.top import Images
 
-__all__ = ["Job", "RtlResult", "run_streams", "system_verilog", "DEFAULT_MAX_CYCLES"]
+__all__ = ["Job", "RtlResult", "run_streams", "system_verilog", "check_simulable",
+           "DEFAULT_MAX_CYCLES", "MAX_SIMULATED_BYTES"]
 
 log = logging.getLogger(__name__)
 
 #: A job that has not finished after this many cycles is reported with ``done = False``.
 DEFAULT_MAX_CYCLES = 200_000
+#: The simulated system's DRAM dies hold every word of every HB channel and of LPDDR (the
+#: simulator allocates them all): a machine with more than this is refused before any build.
+MAX_SIMULATED_BYTES = 1 << 30
+
+
+def check_simulable(params):
+    """Raise ValueError, naming the fields, unless the DRAM dies of :class:`sim.top.system.
+    TopSystem` for ``params`` hold at most :data:`MAX_SIMULATED_BYTES`."""
+    total = params.hb_capacity_bytes + params.lpddr.capacity_bytes
+    if total > MAX_SIMULATED_BYTES:
+        raise ValueError(
+            f"the simulated DRAM dies would hold {total / (1 << 30):.4g} GiB (pes x hb.words = "
+            f"{params.pes} x {params.hb.words} HB words and lpddr.words = {params.lpddr.words} "
+            f"LPDDR words); at most {MAX_SIMULATED_BYTES >> 20} MiB is simulated: give the "
+            f"machine smaller memories (--set hb.words=..., lpddr.words=...)")
 
 
 @dataclass
@@ -91,9 +107,11 @@ def _images_from_json(params, values):
 def run_streams(params, jobs, seed=None, waves=False):
     """Run ``jobs`` (a list of :class:`Job`) on the RTL for ``params``, in one simulator run;
     returns one :class:`RtlResult` per job. ValueError names a job that does not fit the
-    machine (a stream longer than the command memory, images outside the memories)."""
+    machine (a stream longer than the command memory, images outside the memories), or a machine
+    too large to simulate (:func:`check_simulable`)."""
     if not isinstance(params, TopParams):
         raise TypeError(f"params must be a TopParams, not {params!r}")
+    check_simulable(params)
     payload = []
     for number, job in enumerate(jobs):
         if not isinstance(job, Job):

@@ -6,7 +6,8 @@ use. Its one port is the top's host control port ``host``
 (:class:`hw.command_processor.HostControlSignature`; in Verilog ``host__start``,
 ``host__length``, ``host__status``, ``host__cycles``, ``host__phase_cycles``).
 :func:`top_system_verilog` gives its Verilog for Verilator (dies' arrays as
-:data:`sim.dram_model.STORAGE_VERILOG`).
+:data:`sim.dram_model.STORAGE_VERILOG`), hierarchical as the written top is: the PEs and the HB
+channels are instances of one module each.
 """
 
 from amaranth import *
@@ -26,7 +27,7 @@ TOP_NAME = "top_system"
 TOP_PUBLIC = STORAGE_PUBLIC + (
     (f"{TOP_NAME}.*die*", "count"), (f"{TOP_NAME}.top.imem", "imem"),
     (f"{TOP_NAME}.top.processor", "cmem"), (f"{TOP_NAME}.top.processor", "slot_*"),
-    *((f"{TOP_NAME}.top.pe*", memory) for memory in ("wmem", "amem", "omem")))
+    *((Top.MODULES["pe"], memory) for memory in ("wmem", "amem", "omem")))
 
 
 class TopSystem(CheckedComponent):
@@ -34,12 +35,12 @@ class TopSystem(CheckedComponent):
     :data:`hw.params.TOP_DEFAULT` when omitted) with DRAM dies; see the module docstring."""
 
     @classmethod
-    def check_arguments(cls, params=None, verilog_storage=True):
-        return Top.check_arguments(params)
+    def check_arguments(cls, params=None, verilog_storage=True, instances=None):
+        return Top.check_arguments(params, instances)
 
-    def __init__(self, params=None, verilog_storage=True):
-        self.params = params = self.check_arguments(params)
-        self.top = Top(params)
+    def __init__(self, params=None, verilog_storage=True, instances=None):
+        self.params = params = self.check_arguments(params, verilog_storage, instances)
+        self.top = Top(params, instances)
         self.hb_dies = [DramDie(params.hb, params.hb_timing, verilog_storage)
                         for _ in range(params.pes)]
         self.lpddr_die = DramDie(params.lpddr, params.lpddr_timing, verilog_storage)
@@ -58,6 +59,10 @@ class TopSystem(CheckedComponent):
 
 
 def top_system_verilog(params):
-    """Verilog of :class:`TopSystem` for ``params``, named :data:`TOP_NAME`."""
-    from hw.flows.verilog import generate_verilog
-    return generate_verilog(TopSystem(params), TOP_NAME) + STORAGE_VERILOG
+    """Verilog of :class:`TopSystem` for ``params``, named :data:`TOP_NAME`: hierarchical, as
+    ``build.py verilog`` writes the top (one PE module and one HB channel module, instantiated per
+    PE: :func:`hw.flows.verilog.top_parts_verilog`), with the memories' zero initial contents."""
+    from hw.flows.verilog import generate_verilog, top_parts_verilog
+    instances, parts = top_parts_verilog(params)
+    return (generate_verilog(TopSystem(params, instances=instances), TOP_NAME) + parts
+            + STORAGE_VERILOG)

@@ -24,7 +24,7 @@ def test_formal_of_one_block_prints_the_table_and_the_json_line(run_build):
 
 @pytest.mark.parametrize("args, message", [
     (["formal", "alu"], "formal: unknown block 'alu'; blocks with proofs: mac_array, expert_cache, "
-     "mem_channel, command_processor"),
+     "mem_channel, command_processor, lpddr_port, pe"),
     (["formal", "mac_array", "--proof", "nothing"],
      "formal: no proof named 'nothing' for mac_array"),
     (["formal", "--timeout", "0"], "formal: --timeout must be a positive number, not 0.0"),

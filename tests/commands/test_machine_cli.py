@@ -123,7 +123,7 @@ BAD_REQUESTS = dict(reversed(line.split(" | ", 1)) for line in """
 bench mac --ops 0 | bench mac: --ops must be at least 1, not 0
 bench hb --words 0 | bench hb: --words must be at least 1, not 0
 bench fuzz --streams 0 | bench fuzz: --streams must be at least 1, not 0
-bench fuzz --machine paper | bench fuzz: paper has no RTL top
+bench fuzz --machine paper | bench fuzz: paper: the simulated DRAM dies would hold 72 GiB
 perf --bench-json no/such.json | no/such.json
 perf --pes 0 | perf: expected positive integers
 perf --pes 65 | perf: --pes: at most 64 PEs

@@ -25,7 +25,7 @@ from hw.lpddr_port import LpddrPort
 from hw.mac_array import MacArray
 from hw.mem_channel import MemoryChannel
 from hw.params import (CACHE_DEFAULT, HB_DEFAULT, LPDDR_DEFAULT, MAC_DEFAULT, TOP_DEFAULT,
-                       HbBankTiming, HbInterfaceParams, Lpddr5Timing, MacArrayParams, TopParams)
+                       HbBankTiming, HbInterfaceParams, Lpddr5Timing, TopParams)
 from hw.pe import ProcessingElement
 from hw.selftest import SelfTest, SelfTestChecker
 from hw.top import Top
@@ -98,6 +98,30 @@ def test_a_wrong_argument_is_a_type_error_naming_it(make, message):
         make()
 
 
+def test_a_top_of_module_instances_refuses_parts_of_another_machine():
+    """``Top(params, instances=...)`` takes the signatures of a PE and an HB channel of ``params``
+    (written once as their own modules); parts of another machine are named before anything is
+    built."""
+    from dataclasses import replace
+    from hw.mem_channel import channel_signature
+    pe, other_pe = ProcessingElement(TOP_DEFAULT), ProcessingElement(TopParams(weight_words=128))
+    for part in (pe, other_pe):
+        Fragment.get(part, None)
+    channel = channel_signature(TOP_DEFAULT.hb)
+    narrow = channel_signature(replace(TOP_DEFAULT.hb, data_width=128))
+    Fragment.get(Top(TOP_DEFAULT, instances={"pe": pe.signature, "hb_channel": channel}), None)
+    with pytest.raises(ValueError, match="instances must be a dict with the keys pe, hb_channel"):
+        Top(TOP_DEFAULT, instances={"pe": pe.signature})
+    with pytest.raises(ValueError, match=r"instances\['pe'\] must be the signature of a "
+                                         r"ProcessingElement of these params"):
+        Top(TOP_DEFAULT, instances={"pe": other_pe.signature, "hb_channel": channel})
+    with pytest.raises(ValueError, match=r"instances\['hb_channel'\] must be the signature of a "
+                                         r"MemoryChannel of params.hb"):
+        Top(TOP_DEFAULT, instances={"pe": pe.signature, "hb_channel": narrow})
+    with pytest.raises(ValueError, match="channel_module must be"):
+        HbInterface(TOP_DEFAULT.hb, ("top_hb_channel", narrow))
+
+
 # -- unused elaboratables --------------------------------------------------------------------------
 
 class _CheckedInInit(wiring.Component):
@@ -134,10 +158,6 @@ def test_a_rejection_after_the_object_exists_is_reported_as_unused():
     assert len(_unused_warnings(lambda: _CheckedInInit("8"))) == 1
 
 
-def _wide_top():
-    return TopParams(mac=MacArrayParams(out_channels=8))      # 512-bit weight beats
-
-
 def _long_program():
     program = selftest_program(TOP_DEFAULT)
     program.words = program.words * 20
@@ -146,10 +166,10 @@ def _long_program():
 
 @pytest.mark.parametrize("make", [
     lambda: MacArray({"tokens": 2}),
-    lambda: Top(_wide_top()),
+    lambda: Top(MAC_DEFAULT),
     lambda: HostTop(TOP_DEFAULT, commands=[0] * 257),
     lambda: HostTop(TOP_DEFAULT, inputs={64: 1}),
-    lambda: TopSystem(_wide_top()),
+    lambda: TopSystem(MAC_DEFAULT),
     lambda: BramDie(HB_DEFAULT, [0] * (HB_DEFAULT.words + 1)),
     lambda: DramDie(HbInterfaceParams(die_burst=128, read_buffer=128), HbBankTiming()),
     lambda: HbSystem(HB_DEFAULT, dies=[]),

@@ -86,6 +86,13 @@ def test_top_params_name_what_is_wrong():
         TopParams(lpddr=HbInterfaceParams())
     with pytest.raises(TypeError, match="from_dict takes a dict"):
         TopParams.from_dict([("mac", {})])
+    # a weight word is a whole number of memory words: a width that does not divide it is refused
+    from dataclasses import replace
+    with pytest.raises(ValueError, match=r"TopParams.hb.data_width \(96\) must divide the "
+                                         r"weight beat \(256 bits\)"):
+        TopParams(hb=replace(TopParams().hb, data_width=96))
+    with pytest.raises(ValueError, match=r"TopParams.lpddr.data_width \(24\) must divide"):
+        TopParams(lpddr=replace(TopParams().lpddr, data_width=24))
     # the blocks must agree: a die row that the port's die bursts do not tile is refused
     with pytest.raises(ValueError, match="row_words"):
         TopParams(hb_timing=HbBankTiming(row_words=TopParams().hb.die_burst + 1))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from hw.isa import ErrorCode, Opcode, Command
-from hw.params import CacheOp, MacMode
+from hw.machines import apply_sets
+from hw.params import CacheOp, MacMode, TOP_DEFAULT
 from sim.commands.demo import DEMO_PES
 from sim.top.e2e import e2e_machine
 from sim.top.fuzz import TARGETS, fuzz
@@ -22,6 +23,15 @@ pytestmark = pytest.mark.verilator
 # too), so the default suite pays one Verilator build of the top.
 _CONFIG = default_model()[0].config
 P = e2e_machine(_CONFIG, DEMO_PES, max(_CONFIG.top_k, _CONFIG.num_experts // 4))
+
+#: ``tiny`` with the paper's ratios of memory words to a weight word (its 256-bit beat is 16 HB
+#: words of 16 bits and 8 LPDDR words of 32 bits), through machine overrides (as ``--set`` gives).
+#: Requests of 12 words end inside weight words; a slot holds 4 weight words.
+RATIO = apply_sets(TOP_DEFAULT, ["hb.data_width=16", "lpddr.data_width=32", "hb.max_length=12",
+                                 "slot_words=64"])
+#: Ratios that are not powers of two: a 384-bit beat of 3 HB words and 4 LPDDR words (slow test).
+RATIO_3 = apply_sets(TOP_DEFAULT, ["mac.out_channels=6", "hb.data_width=128",
+                                   "lpddr.data_width=96"])
 
 
 def test_split_verification_stream_bit_exact(rng):
@@ -82,11 +92,88 @@ def test_every_opcode_with_every_error_and_every_slot():
         assert rtl.slot_table == gold.slot_table(), name
 
 
-def test_fuzz_default_suite(seed):
-    """Two rounds of every target (legal, and each error the fuzzer aims at), 24 streams: every
-    target twice; the 2,000-stream run is the slow test below."""
-    streams = 2 * len(TARGETS)
-    figures = fuzz(P, streams, seed)
+def _ratio_images(params, rng):
+    """Random HB words above the slot region and LPDDR words, with all-ones and zero words among
+    them (the edges of a slice)."""
+    def word(bits):
+        return [0, (1 << bits) - 1, int.from_bytes(rng.bytes(bits // 8), "little")][
+            int(rng.integers(3))]
+    images = Images.empty(params)
+    for pe in range(params.pes):
+        images.hb[pe] = {a: word(params.hb.data_width)
+                         for a in range(params.slot_region_words, params.hb.words)}
+    images.lpddr = {a: word(params.lpddr.data_width) for a in range(1024)}
+    return images
+
+
+def test_ratio_loads_and_slot_writes_bit_exact(rng):
+    """On a machine whose weight word is 16 HB and 8 LPDDR words: LOAD_HB, LOAD_LPDDR at odd
+    addresses, WRITE_SLOT to an offset inside a weight word, LOAD_SLOT back, and MACs on the
+    assembled weights give the golden executor's memories bit for bit."""
+    p = RATIO
+    assert (p.hb_ratio, p.lpddr_ratio) == (16, 8)
+    images = _ratio_images(p, rng)
+    for pe in range(p.pes):
+        images.amem[pe] = {a: int.from_bytes(rng.bytes(p.mac.act_beat_bits // 8), "little")
+                           for a in range(8)}
+    install = Command(Opcode.CACHE, cop=CacheOp.INSTALL, layer=1, expert=2)
+    streams = [
+        [Command(Opcode.LOAD_HB, pe=0, count=p.weight_words, hb=p.slot_region_words + 3),
+         Command(Opcode.LOAD_LPDDR, pe=1, wmem=5, count=37, lpddr=13),
+         install,
+         Command(Opcode.WRITE_SLOT, pe=0, wmem=9, count=3, layer=1, expert=2, offset=7),
+         Command(Opcode.LOAD_SLOT, pe=1, wmem=50, count=4, layer=1, expert=2, offset=0),
+         Command(Opcode.MAC, pe=1, mode=MacMode.FULL, wmem=48, amem=0, omem=0, count=3),
+         Command(Opcode.MAC, pe=0, mode=MacMode.DRAFT, wmem=0, amem=4, omem=2, count=1),
+         Command(Opcode.END)],
+        [Command(Opcode.LOAD_LPDDR, pe=0, count=1, lpddr=p.lpddr.words - p.lpddr_ratio),
+         Command(Opcode.LOAD_HB, pe=1, wmem=p.weight_words - 1, count=1,
+                 hb=p.hb.words - p.hb_ratio),
+         install, Command(Opcode.WRITE_SLOT, pe=1, wmem=p.weight_words - 1, count=1, layer=1,
+                          expert=2, offset=p.slot_words - p.hb_ratio),
+         Command(Opcode.END)],
+    ]
+    jobs = [Job(stream, images) for stream in streams]
+    for job, rtl in zip(jobs, run_streams(p, jobs)):
+        gold = execute(job.stream, p, job.images)
+        assert gold.error is ErrorCode.NONE
+        assert rtl.done and (rtl.error, rtl.progress) == (gold.error, gold.progress)
+        assert rtl.images == gold.images, rtl.images.differences(gold.images)
+    assert len(gold.images.wmem[1]) > 0 and gold.images.hb[1] != images.hb[1]
+
+
+def test_a_ratio_load_streams_one_memory_word_per_cycle(rng):
+    """Loads of 16 and 64 weight words from the same address: the longer one takes exactly one
+    cycle more per extra memory word (48 x 16 HB words, 48 x 8 LPDDR words), the die's peak.
+
+    The bound comes from the DRAM model: a sequential read is served one word per cycle once it
+    streams (rows open ahead in the next bank, refreshes go to banks nothing waits for), and both
+    loads start alike, so the difference is the extra words' transfer alone. A bubble per weight
+    word (a PE that stops to write an assembled word) would add 48 cycles."""
+    p = RATIO
+    images = _ratio_images(p, rng)
+    jobs, spans = [], []
+    for op, ratio, where in ((Opcode.LOAD_HB, p.hb_ratio, {"hb": p.slot_region_words}),
+                             (Opcode.LOAD_LPDDR, p.lpddr_ratio, {"lpddr": 0})):
+        for count in (16, 64):
+            jobs.append(Job([Command(op, pe=1, count=count, **where), Command(Opcode.END)],
+                            images))
+        spans.append((op, 48 * ratio))
+    results = run_streams(p, jobs)
+    for job, rtl in zip(jobs, results):
+        gold = execute(job.stream, p, job.images)
+        assert rtl.done and rtl.images == gold.images, rtl.images.differences(gold.images)
+    for (op, words), (short, long) in zip(spans, (results[0:2], results[2:4])):
+        assert long.cycles - short.cycles == words, (op.name, short.cycles, long.cycles)
+
+
+@pytest.mark.parametrize("machine", [P, RATIO], ids=["demo", "ratio 16-8"])
+def test_fuzz_default_suite(seed, machine):
+    """A round of every target (legal, and each error the fuzzer aims at) on the demo's machine
+    and on one whose weight word is 16 HB and 8 LPDDR words: 12 streams each; the 2,000-stream
+    run is the slow test below."""
+    streams = len(TARGETS)
+    figures = fuzz(machine, streams, seed)
     assert figures["mismatches"] == 0, figures["first_mismatches"]
     assert set(figures["by_target"]) == {"legal"} | {c.name for c in ErrorCode
                                                       if c is not ErrorCode.NONE}
@@ -97,4 +184,11 @@ def test_fuzz_default_suite(seed):
 @pytest.mark.parametrize("pes", [1, 2, 4])
 def test_fuzz_2000_streams(seed, pes):
     figures = fuzz(P.with_pes(pes), 2000 if pes == 2 else 300, seed)
+    assert figures["mismatches"] == 0, figures["first_mismatches"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", [RATIO, RATIO_3], ids=["ratio 16-8", "ratio 3-4"])
+def test_fuzz_ratio_machines(seed, machine):
+    figures = fuzz(machine, 300, seed)
     assert figures["mismatches"] == 0, figures["first_mismatches"]

@@ -80,3 +80,7 @@ def test_runner_rejects_bad_jobs_before_building():
     with pytest.raises(ValueError, match=r"job 0: images.omem\[1\]: address 32 outside"):
         run_streams(P, [Job([Command(Opcode.END)], images)])
     assert run_streams(P, []) == []
+    from hw.params import TOP_PAPER
+    with pytest.raises(ValueError, match=r"the simulated DRAM dies would hold 72 GiB \(pes x "
+                                         r"hb.words = 32 x 8388608 HB words"):
+        run_streams(TOP_PAPER, [Job([Command(Opcode.END)])])
