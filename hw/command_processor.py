@@ -35,7 +35,8 @@ Output fields, every case:
   WRITE_HB for WRITE_SLOT, LOAD_ACT, MAC, COMBINE) and ``count``; LOAD_HB: ``ext`` = ``hb``,
   ``wmem``; LOAD_LPDDR: ``ext`` = ``lpddr``, ``wmem``, ``lpddr`` = 1; LOAD_SLOT / WRITE_SLOT:
   ``ext`` = ``slot * slot_words + offset``, ``wmem``; LOAD_ACT: ``amem``, ``imem``; MAC:
-  ``mode``, ``reuse``, ``wmem``, ``amem``, ``omem``; COMBINE: ``a``, ``b``, ``omem`` = ``dst``;
+  ``mode``, ``reuse``, ``wmem``, ``amem``, ``omem``; MAC_DQ: as MAC and ``split``, ``first``,
+  ``last``, ``acc``, ``scales``, ``tscale``; COMBINE: ``a``, ``b``, ``omem`` = ``dst``;
   every field an opcode does not list is 0.
 * ``cache_req``: one request per CACHE command, ``op`` = ``cop``, ``layer``, ``expert``,
   ``vector`` = the command's ``vector`` shifted left by ``64 * chunk`` (cut to the controller's
@@ -53,7 +54,7 @@ from hw.expert_cache import request_layout as cache_request_layout
 from hw.expert_cache import response_layout as cache_response_layout
 from hw.isa import (COMMAND_BITS, COUNT_CHUNK_BITS, ERROR_BITS, FIELDS, OPCODE_BITS, PHASES,
                     ErrorCode, Opcode, Slice)
-from hw.params import CacheOp, CacheStatus, TopParams, unsigned_width
+from hw.params import CacheOp, CacheStatus, MacMode, TopParams, unsigned_width
 from hw.pe import PeOp, pe_command_layout
 
 __all__ = ["CommandProcessor", "HostControlSignature", "status_layout", "command_layout"]
@@ -261,6 +262,10 @@ class CommandProcessor(ParamsComponent):
                 terms.append(v.pe >= p.pes)
             if "slice" in names:
                 terms.append(v.slice > max(Slice).value)
+            if "split" in names:
+                terms.append(v.split & (v.mode != MacMode.FULL))
+            if "acc" in names:
+                terms.append(v.acc >= p.accumulators)
             if "count" in names:
                 terms.append(v.count == 0)
             if "layer" in names:
@@ -333,6 +338,14 @@ class CommandProcessor(ParamsComponent):
         elif op is Opcode.COMBINE:
             for name in ("a", "b", "dst"):
                 yield over(getattr(v, name), v.count, p.output_words)
+        elif op is Opcode.MAC_DQ:
+            W, shift = p.weight_words, p.scale_slots.bit_length() - 1
+            yield over(v.wmem, v.count * B, W)
+            yield v.split & over(v.wmem + W // 2, v.count * B, W)
+            yield over(v.amem, Mux(v.reuse, 1, v.count) * B, p.act_words)
+            yield over(v.omem, p.dq_words, p.output_words)
+            yield ((v.scales + v.count - 1) >> shift) >= W
+            yield v.tscale >= p.act_words
 
     def _pe_payload(self, m, views, op_is, slot):
         """The PE command of the current word, addresses resolved (only valid for PE opcodes)."""
@@ -342,7 +355,7 @@ class CommandProcessor(ParamsComponent):
             for op, pe_op in ((Opcode.LOAD_HB, PeOp.LOAD), (Opcode.LOAD_LPDDR, PeOp.LOAD),
                               (Opcode.LOAD_SLOT, PeOp.LOAD), (Opcode.WRITE_SLOT, PeOp.WRITE_HB),
                               (Opcode.LOAD_ACT, PeOp.LOAD_ACT), (Opcode.MAC, PeOp.MAC),
-                              (Opcode.COMBINE, PeOp.COMBINE)):
+                              (Opcode.COMBINE, PeOp.COMBINE), (Opcode.MAC_DQ, PeOp.MAC_DQ)):
                 v = views[op]
                 with m.Case(op):
                     m.d.comb += [out.op.eq(pe_op), out.count.eq(v.count)]
@@ -355,10 +368,15 @@ class CommandProcessor(ParamsComponent):
                                      out.wmem.eq(v.wmem)]
                     elif op is Opcode.LOAD_ACT:
                         m.d.comb += [out.amem.eq(v.amem), out.imem.eq(v.imem)]
-                    elif op is Opcode.MAC:
+                    elif op in (Opcode.MAC, Opcode.MAC_DQ):
                         m.d.comb += [out.mode.eq(v.mode), out.reuse.eq(v.reuse),
                                      out.wmem.eq(v.wmem), out.amem.eq(v.amem),
                                      out.omem.eq(v.omem)]
+                        if op is Opcode.MAC_DQ:
+                            m.d.comb += [out.split.eq(v.split), out.first.eq(v.first),
+                                         out.last.eq(v.last), out.acc.eq(v.acc),
+                                         out.scales.eq(v.scales),
+                                         out.tscale.eq(v.tscale)]
                     else:
                         m.d.comb += [out.a.eq(v.a), out.b.eq(v.b), out.omem.eq(v.dst)]
         return out

@@ -20,6 +20,8 @@ The machine (sizes from a :class:`hw.params.TopParams` ``P``)
   (``P.output_words`` words of one MAC result: ``tokens x 2*out_channels`` signed
   ``P.mac.result_width``-bit group partial sums, token-major, element 0 in the low bits), a MAC
   array, and HB channel ``p`` (``P.hb.words`` words of ``P.hb.data_width`` bits).
+* Per PE, the dequantising unit's ``P.accumulators`` accumulators of ``tokens x 2*out_channels``
+  binary32 values each (+0.0 after reset), read and written only by ``MAC_DQ``.
 * One shared LPDDR memory (``P.lpddr.words`` words of ``P.lpddr.data_width`` bits), read-only for
   the stream.
 * One shared input memory IMEM (``P.input_words`` activation beats), written by the host: the
@@ -41,7 +43,7 @@ previous command. The checks, in this order (the first failing one gives the cod
 1. ``BAD_OPCODE``: the opcode is not an :class:`Opcode`.
 2. ``BAD_FIELD``: a bit outside the opcode's fields is set, or a field is out of its range (``pe``
    ``< P.pes``; ``slice`` a :class:`Slice`; ``count >= 1``; ``layer < P.cache.layers``; ``expert
-   < P.cache.experts``; ``cop`` a :class:`hw.params.CacheOp`; COUNT's ``vector`` no bit at or
+   < P.cache.experts``; MAC_DQ's ``split`` only with mode FULL and ``acc < P.accumulators``; ``cop`` a :class:`hw.params.CacheOp`; COUNT's ``vector`` no bit at or
    beyond ``P.cache.experts`` after the shift by ``64 * chunk``).
 3. ``BAD_ADDRESS``: an access reaches beyond its memory (each ``address + words`` against the
    memory's size), a raw ``LOAD_HB`` touches the slot region, or a slot access leaves its slot.
@@ -109,6 +111,26 @@ class Opcode(enum.IntEnum):
     ``COMBINE``    PE ``pe``: OMEM[``dst`` + i] = OMEM[``a`` + i] + OMEM[``b`` + i] element by
                    element (wrapping at ``P.mac.result_width`` bits), for i = 0, 1, ... in order
                    (overlapping ranges see earlier results): MSB partial + LSB partial = FULL.
+    ``MAC_DQ``     PE ``pe``: ``count`` MAC operations whose integer results go through the PE's
+                   dequantising unit instead of OMEM (the arithmetic:
+                   :mod:`sw_model.golden.dequant`). Op i is group i of the command: as for MAC
+                   (``mode``, ``reuse``, weights WMEM[``wmem`` + i*B ...], activations), or with
+                   ``split`` (``mode`` must be FULL) the sum of an MSB operation on WMEM[``wmem``
+                   + i*B ...] and an LSB operation on WMEM[``wmem`` + ``P.weight_words // 2`` +
+                   i*B ...], the same activations: the INT8 target of ``2 * out_channels``
+                   channels, MSB and LSB partials added as integers before any scaling. Each op's
+                   sums ``S[t][s]`` (``tokens x 2*out_channels``) are scaled by FP16 scale slot
+                   ``scales + i`` (``P.scale_slots`` slots per WMEM word, slot ``s`` of the group
+                   at bits ``16 s``) and added to the PE's accumulator number ``acc`` (of
+                   ``P.accumulators``), one binary32 value per token and slot: ``A = f32(A +
+                   f32(f32(S) * f32(scale)))``, op 0 first. The accumulator starts at +0.0 with
+                   ``first``, else continues from the previous MAC_DQ on it (+0.0 after reset).
+                   With ``last``, ``f32(acc * ts[t])`` is
+                   written to OMEM[``omem`` ... ``omem + P.dq_words - 1``] (token ``t``'s binary32
+                   scale ``ts[t]`` at bits ``32 t`` of AMEM[``tscale``]; the values element
+                   ``(t, s)`` at bit ``32 * (t * 2*out_channels + s)`` of the words taken
+                   together, NaN as ``0x7FC00000``); without ``last`` nothing is written. Every
+                   address is checked whether or not it is used.
     ``CACHE``      one request ``cop`` (:class:`hw.params.CacheOp`) to the expert-cache controller
                    with ``layer``, ``expert`` and, for COUNT, the k-hot ``vector`` of experts
                    ``64 * chunk ...``. LOOKUP updates recency; INSTALL and SELECT (re)assign slots;
@@ -124,16 +146,19 @@ class Opcode(enum.IntEnum):
     MAC = 7
     COMBINE = 8
     CACHE = 9
+    MAC_DQ = 10
 
 
 assert max(Opcode) < (1 << OPCODE_BITS)
 
 
 class Slice(enum.IntEnum):
-    """What a weight load moves (2-bit field; 3 is out of range)."""
+    """What a weight load moves (2-bit field): INT8 codes, the upper or lower slices, or the
+    FP16 scale words ``MAC_DQ`` reads. The move is verbatim whatever it says."""
     WHOLE = 0
     MSB = 1
     LSB = 2
+    SCALES = 3
 
 
 class ErrorCode(enum.IntEnum):
@@ -178,6 +203,9 @@ FIELDS = {
     Opcode.LOAD_ACT: (_PE, _AMEM, _COUNT, _f("imem", 16)),
     Opcode.MAC: (_PE, _f("mode", 2, MacMode), _f("reuse", 1), _WMEM, _AMEM, _OMEM, _COUNT),
     Opcode.COMBINE: (_PE, _f("a", 16), _f("b", 16), _f("dst", 16), _COUNT),
+    Opcode.MAC_DQ: (_PE, _f("mode", 2, MacMode), _f("reuse", 1), _f("split", 1), _f("first", 1),
+                    _f("last", 1), _f("acc", 2), _WMEM, _AMEM, _OMEM, _COUNT, _f("scales", 16),
+                    _f("tscale", 16)),
     Opcode.CACHE: (_f("cop", 4, CacheOp), *_KEY, _f("chunk", 2),
                    _f("vector", COUNT_CHUNK_BITS)),
 }
@@ -403,6 +431,11 @@ def check_command(command, index, params):
             bad = f"PE {v} does not exist (the machine has {p.pes})"
         elif f.name == "slice" and v not in set(Slice):
             bad = f"slice {v} is not one of {', '.join(Slice.__members__)}"
+        elif f.name == "split" and v and values["mode"] != MacMode.FULL:
+            bad = (f"split reads the MSB and LSB planes as the INT8 target and needs mode FULL, "
+                   f"not {MacMode(values['mode']).name}")
+        elif f.name == "acc" and v >= p.accumulators:
+            bad = f"accumulator {v} does not exist (the PE has {p.accumulators})"
         elif f.name == "count" and v == 0:
             bad = "count must be at least 1"
         elif f.name == "layer" and v >= p.cache.layers:
@@ -448,3 +481,13 @@ def _accesses(c, p):
     elif op is Opcode.COMBINE:
         for name in ("a", "b", "dst"):
             yield name, getattr(c, name), c.count, p.output_words, "OMEM"
+    elif op is Opcode.MAC_DQ:
+        W, k = p.weight_words, p.scale_slots
+        yield "wmem", c.wmem, c.count * B, W, "WMEM"
+        if c.split:
+            yield "wmem", c.wmem + W // 2, c.count * B, W, "WMEM (LSB plane)"
+        yield "amem", c.amem, (1 if c.reuse else c.count) * B, p.act_words, "AMEM"
+        yield "omem", c.omem, p.dq_words, p.output_words, "OMEM"
+        first, last = c.scales // k, (c.scales + c.count - 1) // k
+        yield "scales", first, last - first + 1, W, "WMEM (scale words)"
+        yield "tscale", c.tscale, 1, p.act_words, "AMEM"

@@ -659,7 +659,9 @@ class TopParams(ParamsRecord):
     activation memory of ``act_words`` activation beats, an output memory of ``output_words`` MAC
     results, and HB channel ``p`` of ``hb`` (so ``hb.channels == pes``). The PEs are the ``clients``
     of the one LPDDR port ``lpddr``. ``input_words`` activation beats of host-written input memory
-    are shared; the command memory holds ``command_words`` commands. The expert cache ``cache``
+    are shared; the command memory holds ``command_words`` commands. Each PE's dequantising unit
+    keeps ``accumulators`` binary32 accumulators of ``tokens x 2*out_channels`` values (MAC_DQ's
+    ``acc``), so the scheduler can run that many token tiles over weights loaded once. The expert cache ``cache``
     maps keys to HB slots of ``slot_words`` HB words each, at the bottom of every HB channel.
     A weight beat must be a whole number of HB words and of LPDDR words (``hb_ratio``,
     ``lpddr_ratio``).
@@ -684,6 +686,7 @@ class TopParams(ParamsRecord):
     input_words: int = 64
     slot_words: int = 16
     command_words: int = 256
+    accumulators: int = 4
     clock_mhz: int = 1000
     gather_gbps: float = 32.0
     stream_gbps: float = 128.0
@@ -695,8 +698,11 @@ class TopParams(ParamsRecord):
     def __post_init__(self):
         owner = type(self).__name__
         for name in ("pes", "weight_words", "act_words", "output_words", "input_words",
-                     "slot_words", "command_words", "clock_mhz"):
+                     "slot_words", "command_words", "accumulators", "clock_mhz"):
             _check_positive_int(owner, name, getattr(self, name))
+        if self.accumulators > 4:
+            raise ValueError(f"{owner}.accumulators ({self.accumulators}) is more than the ISA's "
+                             f"2-bit acc field selects (4)")
         for name in ("gather_gbps", "stream_gbps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -713,6 +719,10 @@ class TopParams(ParamsRecord):
         if self.lpddr.clients != self.pes:
             raise ValueError(f"{owner}.lpddr.clients ({self.lpddr.clients}) must equal pes "
                              f"({self.pes}): every PE is a client of the LPDDR port")
+        if self.mac.lanes < 4:
+            raise ValueError(f"{owner}.mac.lanes ({self.mac.lanes}) must be at least 4: a weight "
+                             f"word holds the FP16 scales of a weight group and an activation "
+                             f"word the binary32 scales of its tokens (the dequantising unit)")
         beat = self.mac.weight_beat_bits
         for name in ("hb", "lpddr"):
             width = getattr(self, name).data_width
@@ -759,6 +769,30 @@ class TopParams(ParamsRecord):
     def slot_region_words(self):
         """HB words at the bottom of every channel that hold the cache's slots."""
         return self.cache.slots * self.slot_words
+
+    @property
+    def scale_slots(self):
+        """Weight groups whose FP16 scales one weight word holds: ``2 * out_channels`` scales of
+        16 bits per group (a *scale slot*), the largest power of two that fits (``lanes / 4``
+        rounded down to a power of two). Slot ``j`` of WMEM is word ``j // scale_slots``, bits
+        ``[(j % scale_slots) * 32 * out_channels, ...)``."""
+        fit = self.mac.weight_beat_bits // (16 * self.mac.result_channels)
+        return 1 << (fit.bit_length() - 1)
+
+    @property
+    def dq_rows(self):
+        """Token rows the dequantising unit takes a cycle: the fewest (dividing ``tokens``) that
+        finish one MAC result's rows before the next result can come (``beats_per_group``
+        cycles later), so the unit never holds the array up."""
+        tokens, beats = self.mac.tokens, self.mac.beats_per_group
+        return next(r for r in range(1, tokens + 1) if tokens % r == 0 and tokens <= r * beats)
+
+    @property
+    def dq_words(self):
+        """OMEM words of one dequantised result (``MAC_DQ``): ``tokens x 2*out_channels``
+        binary32 values, element ``(t, s)`` at bit ``32 * (t * 2*out_channels + s)`` of the words
+        taken together, the lowest word first."""
+        return -(-32 * self.mac.tokens * self.mac.result_channels // self.result_bits)
 
     @property
     def result_bits(self):

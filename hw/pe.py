@@ -27,6 +27,26 @@ starts; per command kind (:class:`PeOp`):
   OMEM at ``omem``; one weight beat per cycle.
 * ``COMBINE``: OMEM[``omem`` + i] = OMEM[``a`` + i] + OMEM[``b`` + i] (element-wise, wrapping), one
   word after the other, so overlapping ranges behave as in the ISA.
+* ``MAC_DQ``: as ``MAC``, or with ``split`` an MSB and an LSB operation per group (the LSB beats
+  ``weight_words // 2`` further up); the results go through the dequantising unit (below) instead
+  of OMEM: FP16 scale slot ``scales + i`` from WMEM, accumulator ``acc`` started at +0.0 with
+  ``first``, and with ``last`` the accumulator times the token scales of AMEM[``tscale``] written to
+  OMEM[``omem`` ...] as ``dq_words`` words.
+
+MAC and MAC_DQ overlap with what follows: the PE takes the next command as soon as the last beat
+has been read, while the array and the dequantising unit finish behind it (their results are written
+in order). A command that reads or writes OMEM through another path (MAC, COMBINE) waits until that
+pipeline is empty; loads may run at once (the beats in flight were already read). So the memories
+always end as in-order execution leaves them.
+
+The dequantising unit (:mod:`hw.fp32`; the arithmetic of :mod:`sw_model.golden.dequant`) keeps up
+with the array: it latches a result's sums (in ``split`` mode the held MSB sums plus the LSB sums,
+as integers), then takes ``dq_rows`` token rows a cycle (``TopParams.dq_rows``: enough rows that a
+result is done before the next can come, one result per ``beats_per_group`` cycles): one stage
+multiplies each sum by its group's scale, the next adds the products to those rows of the
+command's accumulator (``accumulators`` of them) and, after the last operation of a ``last``
+command, multiplies the new rows by their token scales into the output register; then a writer
+stores ``dq_words`` words. ``dq_rows x 2*out_channels`` lanes, each with its own logic.
 
 The memories are ``lib.memory`` arrays named ``wmem``, ``amem`` and ``omem`` (the simulation
 runner's back door).
@@ -40,6 +60,7 @@ from amaranth.lib import data, fifo, memory, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.component_args import CheckedComponent, expect_params
+from hw.fp32 import f32_add, f32_mul, int_f16_mul
 from hw.mac_array import MacArray
 from hw.mem_channel import request_layout, response_layout
 from hw.params import MacMode, MemOp, TopParams, unsigned_width
@@ -54,6 +75,7 @@ class PeOp(enum.IntEnum):
     LOAD_ACT = 2
     MAC = 3
     COMBINE = 4
+    MAC_DQ = 5
 
 
 def _addr(words):
@@ -75,6 +97,32 @@ def pe_command_layout(params):
         "count": unsigned(16),
         "mode": MacMode,
         "reuse": unsigned(1),
+        "split": unsigned(1),
+        "first": unsigned(1),
+        "last": unsigned(1),
+        "acc": unsigned(2),
+        "scales": unsigned(16),
+        "tscale": _addr(p.act_words),
+    })
+
+
+class _Desc(enum.IntEnum):
+    """What happens to one MAC result (the PE's record of an operation in flight)."""
+    PLAIN = 0       # MAC: written to OMEM at ``addr``
+    SCALE = 1       # MAC_DQ: scaled and accumulated
+    HOLD = 2        # MAC_DQ split, MSB operation: kept for the LSB operation of the same group
+    ADD = 3         # MAC_DQ split, LSB operation: added to the held sums, then as SCALE
+
+
+def _desc_layout(p):
+    return data.StructLayout({
+        "kind": unsigned(2),
+        "first": unsigned(1),               # the first operation of a ``first`` command
+        "last": unsigned(1),                # the last operation of a ``last`` command
+        "bank": unsigned(2),                # the accumulator
+        "addr": _addr(p.output_words),
+        "scales": data.ArrayLayout(unsigned(16), p.mac.result_channels),
+        "ts": data.ArrayLayout(unsigned(32), p.mac.tokens),
     })
 
 
@@ -122,6 +170,8 @@ class ProcessingElement(CheckedComponent):
                                                  init=[])
         self.w_rd, self.w_wr = wmem.read_port(), wmem.write_port(granularity=self._wmem_granularity)
         self.a_rd, self.a_wr = amem.read_port(), amem.write_port()
+        # the dequantising unit's scale words and token scales
+        self.s_rd, self.t_rd = wmem.read_port(), amem.read_port()
         self.o_rd_a, self.o_rd_b, self.o_wr = omem.read_port(), omem.read_port(), omem.write_port()
 
         m.d.comb += [queue.w_stream.payload.eq(self.cmd.payload),
@@ -132,14 +182,24 @@ class ProcessingElement(CheckedComponent):
         cur = Signal(pe_command_layout(p))       # the running command
         i = Signal(16)                           # words (operations) of it done
         j = Signal(16)                           # requests issued / beats of an operation
-        results = Signal(16)                     # MAC results written
-        self.cur, self.i, self.j, self.results = cur, i, j, results
+        self.cur, self.i, self.j = cur, i, j
+        # MAC results in flight: the commands that must wait for them (module docstring)
+        self.results_busy = Signal()
+        self.hold_take = Signal()
+        self.s_valid = Signal()                  # a beat read last cycle goes to the array now
+        self._results(m)
+        # (a ``last`` MAC_DQ needs the output register free: with at most two output words the
+        # writer is done before the next ``last`` operation's rows reach it, else it waits too)
+        waits = (head.op == PeOp.MAC) | (head.op == PeOp.COMBINE)
+        if p.dq_words > 2:
+            waits |= (head.op == PeOp.MAC_DQ) & head.last
+        m.d.comb += self.hold_take.eq(self.results_busy & waits)
 
         with m.FSM(name="pe_fsm") as fsm:
             with m.State("Take command"):
-                m.d.comb += queue.r_stream.ready.eq(1)
-                with m.If(queue.r_stream.valid):
-                    m.d.sync += [cur.eq(head), i.eq(0), j.eq(0), results.eq(0)]
+                m.d.comb += queue.r_stream.ready.eq(~self.hold_take)
+                with m.If(queue.r_stream.valid & ~self.hold_take):
+                    m.d.sync += [cur.eq(head), i.eq(0), j.eq(0)]
                     with m.Switch(head.op):
                         with m.Case(PeOp.LOAD):
                             m.next = "Load"
@@ -147,7 +207,7 @@ class ProcessingElement(CheckedComponent):
                             m.next = "Write fetch"
                         with m.Case(PeOp.LOAD_ACT):
                             m.next = "Act fetch"
-                        with m.Case(PeOp.MAC):
+                        with m.Case(PeOp.MAC, PeOp.MAC_DQ):
                             m.next = "Mac stream"
                         with m.Default():
                             m.next = "Combine fetch"
@@ -157,15 +217,126 @@ class ProcessingElement(CheckedComponent):
             self._mac(m)
             self._combine(m)
         # the queue's level, not its output: a command just written may not be visible there yet
-        m.d.comb += self.idle.eq(fsm.ongoing("Take command") & (queue.level == 0))
-        # MAC results are written as they come (only a MAC command produces them)
-        mac = self.mac
-        m.d.comb += mac.results.ready.eq(1)
-        with m.If(mac.results.valid):
-            m.d.comb += [self.o_wr.addr.eq(cur.omem + results),
-                         self.o_wr.data.eq(mac.results.payload.sums), self.o_wr.en.eq(1)]
-            m.d.sync += results.eq(results + 1)
+        m.d.comb += self.idle.eq(fsm.ongoing("Take command") & (queue.level == 0)
+                                 & ~self.results_busy)
         return m
+
+    # -- the result path: OMEM writes of MAC, the dequantising unit of MAC_DQ -----------------------
+    def _results(self, m):
+        p = self.params
+        T, R = p.mac.tokens, p.mac.result_channels
+        mac = self.mac
+        # one record per operation, written when its last beat enters the array
+        m.submodules.inflight = inflight = fifo.SyncFIFO(width=_desc_layout(p).size, depth=8)
+        self.desc_in = Signal(_desc_layout(p))
+        self.desc_push = Signal()
+        m.d.comb += [inflight.w_data.eq(self.desc_in), inflight.w_en.eq(self.desc_push)]
+        desc = Signal(_desc_layout(p))
+        m.d.comb += [desc.eq(inflight.r_data), mac.results.ready.eq(1),
+                     inflight.r_en.eq(mac.results.valid)]
+        sums = mac.results.payload.sums
+        res = Signal.like(sums)
+        m.d.comb += res.eq(sums)
+        kind = desc.kind
+
+        # stage R: plain results to OMEM; held MSB sums; the sums to scale latched
+        held = Signal.like(sums)
+        with m.If(mac.results.valid & (kind == _Desc.PLAIN)):
+            m.d.comb += [self.o_wr.addr.eq(desc.addr), self.o_wr.data.eq(sums),
+                         self.o_wr.en.eq(1)]
+        with m.If(mac.results.valid & (kind == _Desc.HOLD)):
+            m.d.sync += held.eq(sums)
+        scaled = mac.results.valid & ((kind == _Desc.SCALE) | (kind == _Desc.ADD))
+        wide = data.ArrayLayout(data.ArrayLayout(signed(p.mac.result_width + 1), R), T)
+        pend = Signal(wide)
+        pdesc = Signal(_desc_layout(p))
+        with m.If(scaled):
+            m.d.sync += pdesc.eq(desc)
+            for t in range(T):
+                for s in range(R):
+                    m.d.sync += pend[t][s].eq(Mux(kind == _Desc.ADD, held[t][s], 0) + res[t][s])
+
+        # stage P: ``dq_rows`` token rows a cycle, each sum times its group's scale
+        DR = p.dq_rows
+        steps = T // DR
+        p_busy = Signal()
+        p_step = Signal(range(steps))
+        with m.If(scaled):
+            m.d.sync += [p_busy.eq(1), p_step.eq(0)]
+        with m.Elif(p_busy):
+            m.d.sync += p_step.eq(p_step + 1)
+            with m.If(p_step == steps - 1):
+                m.d.sync += p_busy.eq(0)
+        rows = Array(pend[k * DR:(k + 1) * DR] for k in range(steps))
+        ts_rows = Array(pdesc.ts[k * DR:(k + 1) * DR] for k in range(steps))
+        p_rows = Signal(data.ArrayLayout(data.ArrayLayout(signed(p.mac.result_width + 1), R), DR))
+        m.d.comb += p_rows.eq(rows[p_step])
+        row_lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), DR)
+        products = Signal(row_lanes)
+        a_valid, a_first, a_last, a_final = Signal(), Signal(), Signal(), Signal()
+        a_bank = Signal(2)
+        a_step = Signal(range(steps))
+        a_addr = Signal.like(desc.addr)
+        a_ts = Signal(data.ArrayLayout(unsigned(32), DR))
+        m.d.sync += [a_valid.eq(p_busy), a_first.eq(pdesc.first), a_last.eq(pdesc.last),
+                     a_final.eq(p_busy & pdesc.last & (p_step == steps - 1)),
+                     a_bank.eq(pdesc.bank), a_step.eq(p_step), a_addr.eq(pdesc.addr),
+                     a_ts.eq(ts_rows[p_step])]
+        for t in range(DR):
+            for s in range(R):
+                product = int_f16_mul(m, p_rows[t][s], pdesc.scales[s], name=f"dq_mul_{t}_{s}")
+                with m.If(p_busy):
+                    m.d.sync += products[t][s].eq(product)
+
+        # stage A: those rows of accumulator ``a_bank`` += the products; after the last operation
+        # of a ``last`` command, the new rows times their token scales into the output register
+        lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T)
+        banks = [Signal(lanes, name=f"dq_acc{b}") for b in range(p.accumulators)]
+        acc = Signal(lanes)
+        with m.Switch(a_bank):
+            for b in range(p.accumulators):
+                with m.Case(b):
+                    m.d.comb += acc.eq(banks[b])
+        acc_rows = Array(acc[k * DR:(k + 1) * DR] for k in range(steps))
+        old = Signal(row_lanes)
+        m.d.comb += old.eq(acc_rows[a_step])
+        total = Signal(row_lanes)
+        for t in range(DR):
+            for s in range(R):
+                m.d.comb += total[t][s].eq(f32_add(m, Mux(a_first, 0, old[t][s]),
+                                                   products[t][s], name=f"dq_add_{t}_{s}"))
+        with m.If(a_valid):
+            with m.Switch(a_bank):
+                for b in range(p.accumulators):
+                    with m.Case(b):
+                        bank_rows = Array(banks[b][k * DR:(k + 1) * DR] for k in range(steps))
+                        m.d.sync += bank_rows[a_step].eq(total)
+        D, width = p.dq_words, p.result_bits
+        out = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
+        out_rows = Array(out[k * DR:(k + 1) * DR] for k in range(steps))
+        scaled_rows = Signal(row_lanes)
+        for t in range(DR):
+            for s in range(R):
+                m.d.comb += scaled_rows[t][s].eq(
+                    f32_mul(m, total[t][s], a_ts[t], name=f"dq_out_{t}_{s}"))
+        with m.If(a_valid & a_last):
+            m.d.sync += out_rows[a_step].eq(scaled_rows)
+
+        # the writer: ``dq_words`` words of the output register, after its last rows
+        flat = out.as_value()
+        left = Signal(range(D + 1))
+        w_addr = Signal.like(desc.addr)
+        done = Signal(range(D))
+        with m.If(left != 0):
+            words = Array(Cat(flat, C(0, D * width - len(flat)))[k * width:(k + 1) * width]
+                          for k in range(D))
+            m.d.comb += [self.o_wr.addr.eq(w_addr + done), self.o_wr.data.eq(words[done]),
+                         self.o_wr.en.eq(1)]
+            m.d.sync += [left.eq(left - 1), done.eq(done + 1)]
+        with m.If(a_final):
+            m.d.sync += [left.eq(D), done.eq(0), w_addr.eq(a_addr)]
+        m.d.comb += self.results_busy.eq(inflight.r_level.any() | self.s_valid | p_busy
+                                         | a_valid | (left != 0))
 
     @property
     def _wmem_granularity(self):
@@ -294,45 +465,80 @@ class ProcessingElement(CheckedComponent):
             with m.If(i + 1 == cur.count):
                 m.next = "Take command"
 
-    # -- MAC: operations on the array, results into OMEM --------------------------------------------
+    # -- MAC and MAC_DQ: operations on the array ---------------------------------------------------
     def _mac(self, m):
-        """One beat per cycle: the memories are read for beat (``i``, ``j``) while the beat read
-        the cycle before (operation ``s_op``) goes to the array. The array never stalls a beat:
-        its results are always taken, so its pipeline always advances."""
+        """One beat per cycle: the memories are read for beat ``j`` of operation (group ``i``, half
+        ``h``: the LSB operation of a split group) while the beat read the cycle before goes to the
+        array. The array never stalls a beat: its results are always taken, so its pipeline
+        always advances. The record of an operation (what its result is for) is pushed with its
+        last beat; the scale word and the token scales are read beside the beats (second read
+        ports of WMEM and AMEM)."""
         p = self.params
-        cur, i, j, results = self.cur, self.i, self.j, self.results
-        B = p.mac.beats_per_group
+        cur, i, j = self.cur, self.i, self.j
+        B, W, k = p.mac.beats_per_group, p.weight_words, p.scale_slots
         mac = self.mac
-        s_valid = Signal()
-        s_op = Signal(16)
+        h = Signal()
+        s_valid = self.s_valid
+        s_mode = Signal(MacMode)
+        s_load, s_last_beat = Signal(), Signal()
+        s_slot = Signal(range(k))
+        s_desc = Signal(_desc_layout(p))
+        s_tag = Signal(p.mac.tag_width)
         reading = Signal()
+        dq = cur.op == PeOp.MAC_DQ
+        split = dq & cur.split
         m.d.comb += reading.eq(i != cur.count)
+        load_act = ~h & (~cur.reuse | (i == 0))
+        last_op = (i + 1 == cur.count) & (~split | h)
+        group = cur.scales + i
 
-        def load_act(op):
-            return ~cur.reuse | (op == 0)
-
+        # the beat read last cycle, to the array; its operation's record with its last beat
+        m.d.comb += [
+            mac.op.valid.eq(s_valid), mac.op.payload.mode.eq(s_mode),
+            mac.op.payload.load_act.eq(s_load), mac.op.payload.tag.eq(s_tag),
+            mac.weights.valid.eq(s_valid), mac.weights.payload.eq(self.w_rd.data),
+            mac.act.valid.eq(s_valid & s_load), mac.act.payload.eq(self.a_rd.data),
+            self.desc_in.eq(s_desc),
+            self.desc_push.eq(s_valid & s_last_beat),
+        ]
+        scale_words = self.s_rd.data
+        ts_word = self.t_rd.data
+        slots = Array(scale_words[n * 16 * p.mac.result_channels:
+                                  (n + 1) * 16 * p.mac.result_channels] for n in range(k))
+        m.d.comb += [self.desc_in.scales.eq(slots[s_slot]),
+                     self.desc_in.ts.eq(ts_word[:32 * p.mac.tokens])]
+        m.d.sync += s_valid.eq(0)
         with m.State("Mac stream"):
             m.d.comb += [
-                self.w_rd.addr.eq(cur.wmem + i * B + j), self.w_rd.en.eq(reading),
+                self.w_rd.addr.eq(cur.wmem + Mux(h, W // 2, 0) + i * B + j),
+                self.w_rd.en.eq(reading),
                 self.a_rd.addr.eq(cur.amem + Mux(cur.reuse, 0, i * B) + j),
-                self.a_rd.en.eq(reading & load_act(i)),
-                mac.op.valid.eq(s_valid), mac.op.payload.mode.eq(cur.mode),
-                mac.op.payload.load_act.eq(load_act(s_op)), mac.op.payload.tag.eq(s_op),
-                mac.weights.valid.eq(s_valid), mac.weights.payload.eq(self.w_rd.data),
-                mac.act.valid.eq(s_valid & load_act(s_op)), mac.act.payload.eq(self.a_rd.data),
+                self.a_rd.en.eq(reading & load_act),
+                self.s_rd.addr.eq(group >> (k.bit_length() - 1)),
+                self.t_rd.addr.eq(cur.tscale),
             ]
-            m.d.sync += [s_valid.eq(reading), s_op.eq(i)]
-            with m.If(reading):
-                with m.If(j == B - 1):
-                    m.d.sync += [j.eq(0), i.eq(i + 1)]
+            m.d.sync += [
+                s_valid.eq(reading),
+                s_mode.eq(Mux(split, Mux(h, MacMode.LSB, MacMode.MSB), cur.mode)),
+                s_load.eq(load_act), s_last_beat.eq(j == B - 1), s_tag.eq(i),
+                s_slot.eq(group & (k - 1)),
+                s_desc.kind.eq(Mux(dq, Mux(split, Mux(h, _Desc.ADD, _Desc.HOLD), _Desc.SCALE),
+                                   _Desc.PLAIN)),
+                s_desc.first.eq(dq & cur.first & (i == 0)),
+                s_desc.last.eq(dq & cur.last & last_op),
+                s_desc.bank.eq(cur.acc),
+                s_desc.addr.eq(Mux(dq, cur.omem, cur.omem + i)),
+            ]
+            with m.If(j == B - 1):
+                m.d.sync += j.eq(0)
+                with m.If(split & ~h):
+                    m.d.sync += h.eq(1)
                 with m.Else():
-                    m.d.sync += j.eq(j + 1)
+                    m.d.sync += [h.eq(0), i.eq(i + 1)]
             with m.Else():
-                m.next = "Mac drain"
-        with m.State("Mac drain"):
-            m.d.sync += s_valid.eq(0)
-            with m.If((results == cur.count) |
-                      (mac.results.valid & (results + 1 == cur.count))):
+                m.d.sync += j.eq(j + 1)
+            # the next command is taken while this one's last beat goes to the array
+            with m.If(last_op & (j == B - 1)):
                 m.next = "Take command"
 
     # -- COMBINE: element-wise sums of OMEM words ---------------------------------------------------

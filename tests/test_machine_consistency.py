@@ -90,11 +90,11 @@ def test_the_scheduler_follows(machines, tiny):
         params = machine_for(TINY_CONFIG, "elastic_sd", machine, capacity=2, pes=machine.pes,
                              grow=True)
         sched = schedule_step(records[0], WeightLayout(TINY_CONFIG, params))
-        pes = {c.pe for c in sched.commands if c.op is Opcode.MAC}
+        pes = {c.pe for c in sched.commands if c.op is Opcode.MAC_DQ}
         assert pes == set(range(machine.pes))
         seen[machine.pes] = sched.commands
     # more tokens per MAC operation: fewer token tiles, so fewer MAC commands per PE
-    mac_per_pe = {p: sum(c.op is Opcode.MAC for c in s) / p for p, s in seen.items()}
+    mac_per_pe = {p: sum(c.op is Opcode.MAC_DQ for c in s) / p for p, s in seen.items()}
     assert mac_per_pe[3] < mac_per_pe[2]
 
 

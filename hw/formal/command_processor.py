@@ -29,7 +29,7 @@ SMALL = replace(TOP_DEFAULT.with_pes(1), command_words=4)
 
 #: The opcodes the processor hands to a PE.
 PE_OPCODES = (Opcode.LOAD_HB, Opcode.LOAD_LPDDR, Opcode.LOAD_SLOT, Opcode.WRITE_SLOT,
-              Opcode.LOAD_ACT, Opcode.MAC, Opcode.COMBINE)
+              Opcode.LOAD_ACT, Opcode.MAC, Opcode.COMBINE, Opcode.MAC_DQ)
 
 
 def _state_codes(state):

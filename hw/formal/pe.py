@@ -13,9 +13,12 @@ contract of the streams whatever the PE does inside: it applies unchanged to any
 these are.
 """
 
+import dataclasses
+
 from amaranth import *
 
-from hw.formal import expert_cache, mac_array
+from hw.formal.expert_cache import SMALL as CACHE_SMALL
+from hw.formal.mac_array import SMALL as MAC_SMALL
 from hw.formal.harness import FormalHarness
 from hw.params import (HbBankTiming, HbInterfaceParams, Lpddr5Timing, LpddrPortParams, MemOp,
                        TopParams)
@@ -23,14 +26,14 @@ from hw.pe import ProcessingElement
 
 __all__ = ["SMALL", "PeStreams"]
 
-_MEMORY = dict(data_width=16, words=16, address_width=5, max_length=2, die_burst=2,
+_MEMORY = dict(data_width=32, words=16, address_width=5, max_length=2, die_burst=2,
                outstanding=2, read_buffer=2, write_buffer=2, tag_width=1)
 _DIE = dict(banks=1, row_words=4)
 
-#: One PE with the MAC array's small configuration (1 token, a group of 4, 1 channel, 2 lanes:
-#: 16-bit weight beats, one memory word each), memories of 4 weight, 2 activation, 2 output and
-#: 2 input beats, memory channels of 16 words with requests of up to 2 words.
-SMALL = TopParams(pes=1, mac=mac_array.SMALL, cache=expert_cache.SMALL,
+#: One PE with a small MAC array (1 token, a group of 4, 1 channel, 4 lanes, the fewest a PE
+#: takes: 32-bit weight beats, one memory word each), memories of 4 weight, 2 activation, 2 output
+#: and 2 input beats, memory channels of 16 words with requests of up to 2 words.
+SMALL = TopParams(pes=1, mac=dataclasses.replace(MAC_SMALL, lanes=4), cache=CACHE_SMALL,
                   hb=HbInterfaceParams(channels=1, **_MEMORY), hb_timing=HbBankTiming(**_DIE),
                   lpddr=LpddrPortParams(clients=1, **_MEMORY), lpddr_timing=Lpddr5Timing(**_DIE),
                   weight_words=4, act_words=2, output_words=2, input_words=2, slot_words=2,

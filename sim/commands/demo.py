@@ -73,19 +73,21 @@ def run(args):
         f"Elastic-SD step 0 of {DEMO_BATCH} sequences on {params.describe()}\n"
         f"  acceptance: {accepted} of {proposed} draft tokens ({accepted / proposed:.2f}); "
         f"accepted per sequence {step['accepted']}\n"
-        f"  commands: {step['commands']} ({step['jobs']} expert jobs)",
+        f"  commands: {step['commands']} ({step['jobs']} expert jobs; {step['mac_dq']} MAC_DQ "
+        f"through the dequantising units, {step['outputs']} binary32 block outputs)",
         ["phase", "commands", "HB read B", "LPDDR read B", "HB write B", "cycles"],
         [[phase, b["commands"], b["HB"], b["LPDDR"], b["HB writes"],
           step["phase_cycles"].get(phase, 0)] for phase, b in step["bytes"].items()],
         f"  cycles: {step['cycles']} in total (setup: the CACHE prologue that brings a reset "
         "controller to the step's starting state)\n"
         f"  {verdict}\n"
-        f"  host float part on the RTL's sums: {floats}\n"
+        f"  host float part on the RTL's dequantised outputs: {floats}\n"
         f"  Verilog: {len(rows)} files under build/verilog/{args.run_name}, {lint_errors} lint "
         "errors\n"
         f"done in {seconds:.0f} s")
     figures = {"match": step["match"] and step["floats"], "rtl_equals_executor": step["match"],
                "floats_reproduced": step["floats"], "commands": step["commands"],
+               "mac_dq_commands": step["mac_dq"], "dequantised_outputs": step["outputs"],
                "cycles": step["cycles"], "phase_cycles": step["phase_cycles"],
                "acceptance_rate": accepted / proposed, "accepted": step["accepted"],
                "bytes": step["bytes"], "model": name, "batch": DEMO_BATCH, "pes": params.pes,

@@ -80,6 +80,28 @@ def _check(args):
                          f"the first token), not {args.new_tokens}")
 
 
+def _dequant_error(model, prompts, new_tokens=4):
+    """The PE's binary32 dequantisation against float64 on every routed expert layer a short
+    target-only decode of ``prompts`` runs (:class:`sw_model.golden.dequant.ErrorStats`)."""
+    from sw_model.decode.decoding import cached_decode
+    from sw_model.golden.dequant import ErrorStats
+    from hw.params import MacMode
+    stats = ErrorStats()
+
+    def observe(call):
+        for ec in call.experts:
+            ffn = model.layers[call.layer]["experts"][ec.expert]
+            for lin, x in ((ffn.gate, ec.x), (ffn.up, ec.x), (ffn.down, ec.hidden)):
+                stats.add(lin.group_sums(x, MacMode.FULL), lin.quant.scales, x.scales)
+
+    model.observer = observe
+    try:
+        cached_decode(model, prompts, new_tokens)
+    finally:
+        model.observer = None
+    return stats.summary()
+
+
 def run(args):
     # Imported here so that build.py's other commands do not need the checkpoint reader.
     from sw_model.model.checkpoints import CheckpointError, default_model, load_checkpoint
@@ -131,6 +153,7 @@ def run(args):
                           rng=np.random.default_rng(args.seed))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    error = _dequant_error(model, prompts)
     cs, ss = cached.summary(), spec.summary()
     touched = lambda s, p: (_fmt(float(np.mean(s["experts_touched_per_layer"][p])), 1)
                             if p in s["experts_touched_per_layer"] else "-")
@@ -145,6 +168,11 @@ def run(args):
     if args.temperature == 0:
         notes.append(f"greedy Elastic-SD output equals target (cached) decoding for {same} of "
                      f"{len(prompts)} sequences")
+    notes.append(f"binary32 dequantisation (the PE's) against float64 on the same sums, over "
+                 f"{error['calls']} expert-layer calls of the target ({error['values']} values): "
+                 f"largest error {error['max_error_of_peak']:.2e} of the call's largest output; "
+                 f"relative error of outputs above 2^-10 of it: median "
+                 f"{error['median_relative']:.1e}, largest {error['max_relative']:.1e}")
     requests = {m: len(getattr(cache, "trace", ())) for m, cache in caches.items()}
     if args.cache == "controller":
         notes.append(f"controller requests issued: {requests['cached']} (cached), "
@@ -180,6 +208,7 @@ def run(args):
         "experts_touched_per_layer": ss["experts_touched_per_layer"],
         "hit_rate": ss["hit_rate"],
         "lossless_sequences": same if args.temperature == 0 else None,
+        "dequant_error_vs_float64": error,
         "cached": {k: cs[k] for k in ("hb_bytes_per_token", "hb_expert_bytes_per_token",
                                       "lpddr_bytes_per_token", "experts_touched_per_layer",
                                       "hit_rate")},

@@ -32,8 +32,9 @@ def error_cases(params):
          ErrorCode.BAD_FIELD, 0, "reserved"),
         ("PE out of range", [Command(Opcode.LOAD_ACT, pe=P.pes, count=1), Command(Opcode.END)],
          ErrorCode.BAD_FIELD, 0, "pe"),
-        ("slice out of range", [Command(Opcode.LOAD_LPDDR, slice=3, count=1), Command(Opcode.END)],
-         ErrorCode.BAD_FIELD, 0, "slice"),
+        ("split MAC_DQ in a 4-bit mode",
+         [Command(Opcode.MAC_DQ, split=1, mode=MacMode.DRAFT, count=1), Command(Opcode.END)],
+         ErrorCode.BAD_FIELD, 0, "split"),
         ("zero count", [Command(Opcode.COMBINE, count=0), Command(Opcode.END)],
          ErrorCode.BAD_FIELD, 0, "count"),
         ("layer out of range", [Command(Opcode.CACHE, cop=CacheOp.LOOKUP, layer=P.cache.layers),
@@ -60,6 +61,18 @@ def error_cases(params):
                               Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "amem"),
         ("OMEM overrun", [Command(Opcode.COMBINE, dst=P.output_words - 1, count=2),
                           Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "dst"),
+        ("dequantised result beyond OMEM",
+         [Command(Opcode.MAC_DQ, omem=P.output_words - P.dq_words + 1, count=1),
+          Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "omem"),
+        ("split LSB plane beyond WMEM",
+         [Command(Opcode.MAC_DQ, split=1, wmem=P.weight_words // 2, count=1),
+          Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "wmem"),
+        ("scale slots beyond WMEM",
+         [Command(Opcode.MAC_DQ, scales=P.weight_words * P.scale_slots - 1, count=2),
+          Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "scales"),
+        ("token scales beyond AMEM",
+         [Command(Opcode.MAC_DQ, tscale=P.act_words, count=1), Command(Opcode.END)],
+         ErrorCode.BAD_ADDRESS, 0, "tscale"),
         ("IMEM overrun", [Command(Opcode.LOAD_ACT, imem=P.input_words, count=1),
                           Command(Opcode.END)], ErrorCode.BAD_ADDRESS, 0, "imem"),
         ("slot used before it is installed",
@@ -98,6 +111,8 @@ def opcode_cases(params):
         Opcode.MAC: [Command(Opcode.MAC, mode=MacMode.LSB, count=1)],
         Opcode.COMBINE: [Command(Opcode.COMBINE, a=0, b=1, dst=2, count=1)],
         Opcode.CACHE: [Command(Opcode.CACHE, cop=CacheOp.COUNT, layer=1, vector=3)],
+        Opcode.MAC_DQ: [Command(Opcode.MAC_DQ, pe=1, split=1, first=1, last=1, count=2,
+                                scales=1, tscale=3, omem=4)],
     }
     beyond = {
         Opcode.LOAD_HB: Command(Opcode.LOAD_HB, hb=P.hb.words - 1, count=2),
@@ -107,6 +122,7 @@ def opcode_cases(params):
         Opcode.LOAD_ACT: Command(Opcode.LOAD_ACT, amem=P.act_words - 1, count=2),
         Opcode.MAC: Command(Opcode.MAC, omem=P.output_words - 1, count=2),
         Opcode.COMBINE: Command(Opcode.COMBINE, b=P.output_words - 1, count=2),
+        Opcode.MAC_DQ: Command(Opcode.MAC_DQ, amem=P.act_words - 1, count=2),
     }
     end = Command(Opcode.END)
     cases = [(op.name, ErrorCode.NONE, stream + [end]) for op, stream in ok.items()]

@@ -150,5 +150,6 @@ def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=Non
             "commands": len(sched.commands), "cycles": sum(r.cycles for r in rtl),
             "phase_cycles": phase_cycles, "bytes": stream_bytes(sched.commands, params),
             "accepted": list(record.accepted), "proposed": record.gamma * len(record.sequences),
-            "jobs": len(sched.jobs)})
+            "jobs": len(sched.jobs), "mac_dq": sched.counts().get("MAC_DQ", 0),
+            "outputs": len(sched.results)})
     return report, params

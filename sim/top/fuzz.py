@@ -65,7 +65,7 @@ def _span(rng, size, most):
 def _candidate(params, rng, cache):
     """One command, mostly legal: fields drawn from their ranges, keys mostly resident ones."""
     p = params
-    op = rng.choices(list(Opcode)[1:], weights=[1, 2, 3, 3, 2, 3, 4, 2, 5])[0]
+    op = rng.choices(list(Opcode)[1:], weights=[1, 2, 3, 3, 2, 3, 4, 2, 5, 4])[0]
     v = {}
     if "pe" in {f.name for f in FIELDS[op]}:
         v["pe"] = rng.randrange(p.pes)
@@ -101,6 +101,20 @@ def _candidate(params, rng, cache):
         v["wmem"] = rng.randint(0, p.weight_words - v["count"] * B)
         v["amem"] = rng.randint(0, p.act_words - (1 if v["reuse"] else v["count"]) * B)
         v["omem"] = rng.randint(0, p.output_words - v["count"])
+    elif op is Opcode.MAC_DQ:
+        B, W, k = p.mac.beats_per_group, p.weight_words, p.scale_slots
+        v["split"] = int(rng.random() < 0.4)
+        v["mode"] = MacMode.FULL if v["split"] else rng.choice(list(MacMode))
+        v["reuse"] = rng.randrange(2)
+        v["first"], v["last"] = rng.randrange(2), int(rng.random() < 0.7)
+        v["acc"] = rng.randrange(p.accumulators)
+        v["count"] = rng.randint(1, 4)
+        top = (W // 2 if v["split"] else W) - v["count"] * B
+        v["wmem"] = rng.randint(0, top)
+        v["amem"] = rng.randint(0, p.act_words - (1 if v["reuse"] else v["count"]) * B)
+        v["omem"] = rng.randint(0, p.output_words - p.dq_words)
+        v["scales"] = rng.randint(0, W * k - v["count"])
+        v["tscale"] = rng.randrange(p.act_words)
     elif op is Opcode.COMBINE:
         v["count"] = rng.randint(1, 6)
         for name in ("a", "b", "dst"):

@@ -7,23 +7,25 @@ the resident sets; the scheduler only orders the work and assigns addresses, so 
 one stream (deterministic).
 
 **Experts as jobs.** Every (pass, MoE layer, expert) the record used is a *job* with the rows routed
-to it. A job runs tensor parallel on every PE over that PE's shard
+to it. A job runs tensor parallel on every PE over that PE's column blocks
 (:mod:`sw_model.compiler.weight_layout`): for each input (``x`` for gate and up, ``hidden`` for
-down; the host has written its INT8 rows into the input memory IMEM, token tile by token tile), for
-windows of weight groups whose activations fit the activation memory, the PE loads the activations
-(LOAD_ACT), then for each of its column blocks and chunk of groups loads the weights once and runs
-every token tile:
+down; the host has written its INT8 rows and its tokens' binary32 scales into the input memory
+IMEM, token tile by token tile), the PE loads the activations (LOAD_ACT: the whole input when it
+fits the activation memory, else one chunk at a time), and for each column block and token tile
+runs MAC_DQ over the block's weight groups, a chunk of groups at a time (MSB words in the lower half
+of WMEM, LSB words in the upper half, scale words at its top), the first chunk with ``first``, the
+last with ``last``: one binary32 value per token and channel goes to OMEM. Each chunk is loaded once
+for up to ``P.accumulators`` token tiles, each accumulating in its own accumulator (``acc``):
 
 =============== =========================================================================
-``draft``        MSB slices from the expert's HB slot (LOAD_SLOT), MAC in DRAFT mode; an
-                 expert that is not resident (elastic-k drafts) reads its MSB plane from LPDDR
-``hit``          MSB from the HB slot and LSB plane from LPDDR, MAC MSB and MAC LSB, COMBINE
-``miss``         all 8 bits from LPDDR: the WHOLE plane and two FULL MACs per block, or, when
-                 the expert is also installed now (or the layout has no WHOLE plane), the MSB
-                 and LSB planes, MAC MSB + MAC LSB + COMBINE, and the MSB words go on into the
-                 expert's new HB slot (WRITE_SLOT): the fill piggy-backs on the miss
+``draft``        MSB slices and scales from the expert's HB slot (LOAD_SLOT), MAC_DQ in DRAFT
+                 mode; an expert that is not resident (elastic-k drafts) reads them from LPDDR
+``hit``          MSB and scales from the HB slot, LSB plane from LPDDR, MAC_DQ ``split``
+``miss``         MSB, LSB and scales from LPDDR, MAC_DQ ``split``; when the expert is also
+                 installed now, the MSB and scale words go on into its new HB slot (WRITE_SLOT):
+                 the fill piggy-backs on the miss
 ``install``      an expert of the next resident set that verification does not stream: its MSB
-                 plane from LPDDR into its slot (LOAD_LPDDR, WRITE_SLOT)
+                 and scale planes from LPDDR into its slot (LOAD_LPDDR, WRITE_SLOT)
 =============== =========================================================================
 
 **A step.** Cached decoding (phase ``cached``): the recorded LOOKUP/INSTALL requests in order (CACHE
@@ -38,9 +40,9 @@ and the SELECT respects that hazard, and the validator would reject a violation
 END; ``cache_prologue`` gives the CACHE commands that bring a reset controller to the step's
 starting state (the requests recorded before it).
 
-Outputs: MAC results go to the output memory OMEM of each PE in issue order (the second partial of a
-split pair to a scratch word); :class:`Schedule` maps every final result word to its (job, linear,
-block, half, group, token tile), so the host's float part can read the group sums back.
+Outputs: each block's dequantised result (``P.dq_words`` OMEM words) goes to the output memory
+OMEM of its PE in issue order; :class:`Schedule` maps every result to its (job, linear, block,
+token tile), so the host reads the expert layers' outputs back.
 """
 
 from dataclasses import dataclass, field
@@ -75,16 +77,14 @@ class Job:
 
 
 class ResultSlot(NamedTuple):
-    """Where one final MAC result went: PE, OMEM word, the job (index into ``Schedule.jobs``),
-    the linear layer, column block, FULL half (0/1; None for a 4-bit result covering the whole
-    block), weight group, token tile and the part of the step (see :class:`Schedule`)."""
+    """Where one dequantised block result went: PE, first OMEM word (``P.dq_words`` words), the
+    job (index into ``Schedule.jobs``), the linear layer, column block, token tile and the part of
+    the step (see :class:`Schedule`)."""
     pe: int
     omem: int
     job: int
     linear: str
     block: int
-    half: object
-    group: int
     tile: int
     part: int = 0
 
@@ -184,14 +184,24 @@ class _Emitter:
         self.split, self.part_limit = split, part_commands
         self.part_starts, self.job_part, self.phase = [0], [], None
         self._journal = []      # (table, key, previous value) of the job being emitted
-        B = layout.B
-        # WMEM: the MSB plane of a load in the lower half, the LSB plane in the upper half (a WHOLE
-        # load uses both halves); the scratch partial of a split pair sits at the OMEM top
-        self.half = self.p.weight_words // 2
-        self.chunk_groups = max(1, self.half // B)
-        if 2 * B > self.p.weight_words:
-            raise ValueError(f"weight_words ({self.p.weight_words}) cannot hold one group of two "
-                             f"planes ({2 * B} words)")
+        B, k, W = layout.B, layout.k, self.p.weight_words
+        # WMEM: a chunk's MSB words at 0, its LSB words at W // 2 (where MAC_DQ split reads them),
+        # its scale words at the top; a chunk of a multiple of k groups starts on a scale word
+        self.chunk_groups = 0
+        for cn in range((W // 2) // B, 0, -1):
+            if cn * B + self._scale_span(cn) <= W - W // 2:
+                self.chunk_groups = cn
+                break
+        if not self.chunk_groups:
+            raise ValueError(f"weight_words ({W}) cannot hold one weight group of two planes and "
+                             f"its scale word ({2 * B + 1} words)")
+        if self.chunk_groups > k:
+            self.chunk_groups -= self.chunk_groups % k
+
+    def _scale_span(self, groups):
+        """Scale words a chunk of ``groups`` groups may touch (one more unless k divides it)."""
+        k = self.layout.k
+        return -(-groups // k) + (0 if groups % k == 0 else 1)
 
     def emit(self, op, **fields):
         self.commands.append(Command(op, **fields))
@@ -214,12 +224,9 @@ class _Emitter:
         self.imem_used = max(self.imem_used, self.imem_next)
         return addr
 
-    def _omem(self, pe, words):
-        limit = self.p.output_words - self.chunk_groups     # top: scratch partials
-        if words > limit:
-            raise ValueError(f"output_words ({self.p.output_words}) too small for a chunk of "
-                             f"{self.chunk_groups} results plus scratch")
-        if self.omem_next[pe] + words > limit:
+    def _omem(self, pe):
+        words = self.p.dq_words
+        if self.omem_next[pe] + words > self.p.output_words:
             if self.split:
                 raise _Full
             self.wrapped.add("omem")
@@ -272,141 +279,155 @@ class _Emitter:
         self.job_part.append(len(self.part_starts) - 1)
         key = dict(layer=lay.layer_index(job.layer), expert=job.expert)
         if job.kind == "install":
-            for pe, shard in enumerate(lay.shards):
-                pieces = [(u, u.g0, u.groups) for u in shard]
-                for group in self._groups(pieces, p.weight_words):
-                    self._move(pe, job, key, group, "MSB", 0, write=True)
+            for pe in range(p.pes):
+                for plane, words in (("MSB", lay.plane_words[pe]),
+                                     ("SCALE", lay.scale_words[pe])):
+                    for at in range(0, words, p.weight_words):
+                        n = min(p.weight_words, words - at)
+                        self._move(pe, job, key, plane, at, n, 0, write=True)
             return
         T, B = p.mac.tokens, lay.B
         tiles = math.ceil(len(job.rows) / T)
         for name, groups in (("x", lay.groups["gate"]), ("hidden", lay.groups["down"])):
-            self._put(self.inputs, (index, name), self._imem(tiles * groups * B))
-        window = p.act_words // (tiles * B)
-        if window < 1:
-            raise ValueError(f"act_words ({p.act_words}) cannot hold one weight group of "
-                             f"{tiles} token tiles ({tiles * B} words)")
+            self._put(self.inputs, (index, name),
+                      self._imem(tiles * groups * B + tiles))
         for pe, shard in enumerate(lay.shards):
             for name in ("x", "hidden"):
                 units = [u for u in shard if u.input == name]
-                if not units:
-                    continue
-                groups = lay.groups["gate" if name == "x" else "down"]
-                lo = min(u.g0 for u in units)
-                hi = max(u.g0 + u.groups for u in units)
-                for w0 in range(lo, hi, window):
-                    wn = min(window, hi - w0)
-                    pieces = []
-                    for u in units:
-                        a, b = max(w0, u.g0), min(w0 + wn, u.g0 + u.groups)
-                        pieces += [(u, c0, min(self.chunk_groups, b - c0))
-                                   for c0 in range(a, b, self.chunk_groups)]
-                    if not pieces:
-                        continue
-                    for t in range(tiles):
-                        self.emit(Opcode.LOAD_ACT, pe=pe, amem=t * wn * B, count=wn * B,
-                                  imem=self.inputs[(index, name)] + (t * groups + w0) * B)
-                    for group in self._groups(pieces, self.half):
-                        self._run(index, job, key, pe, group, tiles,
-                                  lambda t, c0, w0=w0, wn=wn: t * wn * B + (c0 - w0) * B)
+                if units:
+                    self._input(index, job, key, pe, name, units, tiles)
 
-    def _groups(self, pieces, budget):
-        """Consecutive pieces ``(unit, first group, groups)`` packed into loads of at most
-        ``budget`` weight words (per plane)."""
-        B, out, words = self.layout.B, [], budget
-        for piece in pieces:
-            n = piece[2] * B
-            if words + n > budget:
-                out.append([])
-                words = 0
-            out[-1].append(piece)
-            words += n
-        return out
-
-    def _segments(self, group, plane, base):
-        """``(source offset in the PE's plane, words, wmem)`` runs of a load group, contiguous
-        runs merged; each piece's WMEM address is ``base`` plus the words before it."""
-        B, segs, wmem = self.layout.B, [], base
-        for u, c0, cn in group:
-            n = cn * B
-            at = (c0 - u.g0) * B
-            halves = ([2 * u.offset + at, 2 * u.offset + u.groups * B + at]
-                      if plane == "WHOLE" else [u.offset + at])
-            for src in halves:
-                if segs and segs[-1][0] + segs[-1][1] == src and segs[-1][2] + segs[-1][1] == wmem:
-                    segs[-1][1] += n
-                else:
-                    segs.append([src, n, wmem])
-                wmem += n
-        return segs
-
-    def _move(self, pe, job, key, group, plane, base, write=False, slot=False):
-        """Load ``plane`` of a load group into WMEM at ``base`` (from the slot with ``slot``, else
-        from LPDDR); with ``write``, also write those MSB words into the key's slot."""
+    def _input(self, index, job, key, pe, name, units, tiles):
+        """The blocks of one input of a job on PE ``pe`` (module docstring). Up to
+        ``P.accumulators`` token tiles run over each chunk of weights loaded once, each tile in
+        its own accumulator."""
         lay, p = self.layout, self.p
-        for src, n, wmem in self._segments(group, plane, base):
-            if slot:
-                self.emit(Opcode.LOAD_SLOT, pe=pe, slice=Slice.MSB, wmem=wmem, count=n,
-                          offset=src * p.hb_ratio, **key)
-            else:
-                addr = lay.lpddr_plane(job.layer, job.expert, pe, plane)
-                self.emit(Opcode.LOAD_LPDDR, pe=pe, slice=Slice[plane], wmem=wmem, count=n,
-                          lpddr=addr + src * p.lpddr_ratio)
-            if write:
-                self.emit(Opcode.WRITE_SLOT, pe=pe, slice=Slice.MSB, wmem=wmem, count=n,
-                          offset=src * p.hb_ratio, **key)
-
-    def _run(self, index, job, key, pe, group, tiles, amem_of):
-        """Loads and MACs of one load group of a job on PE ``pe``."""
-        B, upper = self.layout.B, self.half
-        scratch = self.p.output_words - self.chunk_groups
-        kind = job.kind
-
-        def record(omem, u, c0, cn, half, t):
-            k = len(self.part_starts) - 1
-            results, journal, name, block = self.results, self._journal, u.name, u.block
-            for g in range(cn):     # self._put, inlined: millions of results at paper size
-                slot = (k, pe, omem + g)
-                journal.append((results, slot, results.get(slot, _ABSENT)))
-                results[slot] = ResultSlot(pe, omem + g, index, name, block, half, c0 + g, t, k)
-
-        def pieces():
-            wmem = 0
-            for u, c0, cn in group:
-                yield u, c0, cn, wmem
-                wmem += cn * B
-
-        if kind in ("draft", "draft_lpddr"):
-            self._move(pe, job, key, group, "MSB", 0, slot=kind == "draft")
-            for u, c0, cn, wmem in pieces():
-                for t in range(tiles):
-                    out = self._omem(pe, cn)
-                    self.emit(Opcode.MAC, pe=pe, mode=MacMode.DRAFT, wmem=wmem,
-                              amem=amem_of(t, c0), omem=out, count=cn)
-                    record(out, u, c0, cn, None, t)
-            return
-        if kind == "miss" and not job.install and self.layout.whole_copy:
-            self._move(pe, job, key, group, "WHOLE", 0)
-            for u, c0, cn, wmem in pieces():
-                for t in range(tiles):
-                    for half in range(2):
-                        out = self._omem(pe, cn)
-                        self.emit(Opcode.MAC, pe=pe, mode=MacMode.FULL,
-                                  wmem=2 * wmem + half * cn * B, amem=amem_of(t, c0), omem=out,
-                                  count=cn)
-                        record(out, u, c0, cn, half, t)
-            return
-        self._move(pe, job, key, group, "MSB", 0, write=kind == "miss" and job.install,
-                   slot=kind == "hit")
-        self._move(pe, job, key, group, "LSB", upper)
-        for u, c0, cn, wmem in pieces():
+        B = lay.B
+        G = lay.groups["gate" if name == "x" else "down"]
+        base = self.inputs[(index, name)]
+        ts_imem = base + tiles * G * B              # the tiles' token-scale words
+        whole = tiles * G * B + tiles <= p.act_words    # the whole input stays in AMEM
+        group = min(tiles, p.accumulators)              # tiles sharing one load of weights
+        step = self.chunk_groups
+        if whole:
             for t in range(tiles):
-                out = self._omem(pe, cn)
-                self.emit(Opcode.MAC, pe=pe, mode=MacMode.MSB, wmem=wmem, amem=amem_of(t, c0),
-                          omem=out, count=cn)
-                self.emit(Opcode.MAC, pe=pe, mode=MacMode.LSB, wmem=upper + wmem,
-                          amem=amem_of(t, c0), omem=scratch, count=cn)
-                self.emit(Opcode.COMBINE, pe=pe, a=out, b=scratch, dst=out, count=cn)
-                record(out, u, c0, cn, None, t)
+                self.emit(Opcode.LOAD_ACT, pe=pe, amem=t * G * B, count=G * B,
+                          imem=base + t * G * B)
+            self.emit(Opcode.LOAD_ACT, pe=pe, amem=tiles * G * B, count=tiles, imem=ts_imem)
+        else:           # per chunk, the chunk's activations of the group's tiles, then their scales
+            step = min(step, (p.act_words - group) // (group * B))
+            if step < 1:
+                raise ValueError(f"act_words ({p.act_words}) cannot hold one weight group of "
+                                 f"{group} token tiles and their token scales "
+                                 f"({group * B + group} words)")
+        dq = dict(mode=MacMode.DRAFT) if job.kind.startswith("draft") else \
+            dict(mode=MacMode.FULL, split=1)
+        chunks = [(c0, min(step, G - c0)) for c0 in range(0, G, step)]
+        if whole and len(chunks) == 1:
+            # every block is one chunk: consecutive blocks share each load (their words and scale
+            # words are consecutive in the planes), every tile of a block runs on it
+            for pack in self._packs(units, G):
+                at = self._load_pack(pe, job, key, pack, G)
+                for u, (wmem, slots) in zip(pack, at):
+                    for t in range(tiles):
+                        out = self._omem(pe)
+                        self.emit(Opcode.MAC_DQ, pe=pe, **dq, first=1, last=1, wmem=wmem,
+                                  amem=t * G * B, omem=out, count=G, scales=slots,
+                                  tscale=tiles * G * B + t)
+                        self._record(index, pe, out, u, t)
+            return
+        for u in units:
+            loaded = None
+            for g0 in range(0, tiles, group):
+                batch = range(g0, min(tiles, g0 + group))
+                if not whole:
+                    for i, t in enumerate(batch):
+                        self.emit(Opcode.LOAD_ACT, pe=pe, amem=group * step * B + i, count=1,
+                                  imem=ts_imem + t)
+                for ci, (c0, cn) in enumerate(chunks):
+                    if loaded != ci:
+                        slots = self._load_chunk(pe, job, key, u, c0, cn, write=g0 == 0)
+                        loaded = ci
+                    last = ci == len(chunks) - 1
+                    for i, t in enumerate(batch):
+                        if whole:
+                            amem, tscale = (t * G + c0) * B, tiles * G * B + t
+                        else:
+                            amem, tscale = i * step * B, group * step * B + i
+                            self.emit(Opcode.LOAD_ACT, pe=pe, amem=amem, count=cn * B,
+                                      imem=base + (t * G + c0) * B)
+                        out = self._omem(pe) if last else 0
+                        self.emit(Opcode.MAC_DQ, pe=pe, **dq, first=int(ci == 0),
+                                  last=int(last), acc=i, wmem=0, amem=amem, omem=out, count=cn,
+                                  scales=slots, tscale=tscale)
+                        if last:
+                            self._record(index, pe, out, u, t)
+
+    def _packs(self, units, G):
+        """Consecutive units of ``G`` groups each in loads that fit WMEM: MSB words in the lower
+        half, LSB words in the upper half, the scale words at the top."""
+        B, k, W = self.layout.B, self.layout.k, self.p.weight_words
+        words, scales = G * B, -(-G // k)
+        per = max(1, min((W // 2) // words, (W - W // 2) // (words + scales)))
+        return [units[i:i + per] for i in range(0, len(units), per)]
+
+    def _load_pack(self, pe, job, key, pack, G):
+        """Load the whole of the units of ``pack`` (consecutive in the planes); returns each
+        unit's ``(wmem, first scale slot)``."""
+        lay, p = self.layout, self.p
+        B, k, W = lay.B, lay.k, p.weight_words
+        kind, u0 = job.kind, pack[0]
+        slot = kind in ("draft", "hit")
+        fill = kind == "miss" and job.install
+        words, scales = len(pack) * G * B, len(pack) * -(-G // k)
+        at = W - scales
+        self._move(pe, job, key, "MSB", u0.offset, words, 0, write=fill, slot=slot)
+        if not kind.startswith("draft"):
+            self._move(pe, job, key, "LSB", u0.offset, words, W // 2)
+        self._move(pe, job, key, "SCALE", u0.scale_offset, scales, at, write=fill, slot=slot)
+        return [((u.offset - u0.offset), (at + u.scale_offset - u0.scale_offset) * k)
+                for u in pack]
+
+    def _record(self, index, pe, omem, unit, tile):
+        k = len(self.part_starts) - 1
+        self._put(self.results, (k, pe, omem),
+                  ResultSlot(pe, omem, index, unit.name, unit.block, tile, k))
+
+    def _load_chunk(self, pe, job, key, u, c0, cn, write):
+        """Load groups ``c0 .. c0 + cn - 1`` of unit ``u``: MSB (and for verification LSB) words
+        and the scale words; returns the WMEM scale slot of group ``c0``. With ``write`` a miss
+        that installs its expert also writes the MSB and scale words into the new slot."""
+        lay, p = self.layout, self.p
+        B, k, W = lay.B, lay.k, p.weight_words
+        kind = job.kind
+        slot = kind in ("draft", "hit")
+        fill = write and kind == "miss" and job.install
+        first_word, last_word = c0 // k, (c0 + cn - 1) // k
+        swords = last_word - first_word + 1
+        at = W - swords
+        self._move(pe, job, key, "MSB", u.offset + c0 * B, cn * B, 0, write=fill, slot=slot)
+        if not kind.startswith("draft"):
+            self._move(pe, job, key, "LSB", u.offset + c0 * B, cn * B, W // 2)
+        self._move(pe, job, key, "SCALE", u.scale_offset + first_word, swords, at, write=fill,
+                   slot=slot)
+        return at * k + c0 % k
+
+    def _move(self, pe, job, key, plane, src, n, wmem, write=False, slot=False):
+        """Load ``n`` words of PE ``pe``'s ``plane`` from word ``src`` on into WMEM at ``wmem``
+        (from the key's slot with ``slot``, else from LPDDR); with ``write``, also write them into
+        the key's slot."""
+        lay, p = self.layout, self.p
+        kind = Slice.SCALES if plane == "SCALE" else Slice[plane]
+        if slot:
+            self.emit(Opcode.LOAD_SLOT, pe=pe, slice=kind, wmem=wmem, count=n,
+                      offset=(lay.slot_offset(pe, plane) + src) * p.hb_ratio, **key)
+        else:
+            addr = lay.lpddr_plane(job.layer, job.expert, pe, plane)
+            self.emit(Opcode.LOAD_LPDDR, pe=pe, slice=kind, wmem=wmem, count=n,
+                      lpddr=addr + src * p.lpddr_ratio)
+        if write:
+            self.emit(Opcode.WRITE_SLOT, pe=pe, slice=kind, wmem=wmem, count=n,
+                      offset=(lay.slot_offset(pe, plane) + src) * p.hb_ratio, **key)
 
     def finish(self):
         ends = self.part_starts[1:] + [len(self.commands)]
@@ -478,8 +499,9 @@ def schedule_step(record, layout, split=False, part_commands=None):
 
 def stream_bytes(commands, params):
     """Commands and bytes each memory tier moves per phase: ``{phase: {"commands": n, "HB": read
-    bytes, "LPDDR": read bytes, "HB writes": bytes}}`` (phases by BARRIER; before the first one:
-    "setup"; END is not counted)."""
+    bytes, "LPDDR": read bytes, "HB writes": bytes, "HB scales": .., "LPDDR scales": ..}}`` (the
+    last two: the scale words among the reads; phases by BARRIER; before the first one: "setup";
+    END is not counted)."""
     hb = params.hb_ratio * params.hb.bytes_per_word
     lp = params.lpddr_ratio * params.lpddr.bytes_per_word
     out, phase = {}, "setup"
@@ -490,9 +512,12 @@ def stream_bytes(commands, params):
             continue
         if c.op is Opcode.BARRIER:
             phase = PHASE_NAMES.get(c.phase, str(c.phase))
-        row = out.setdefault(phase, {"commands": 0, "HB": 0, "LPDDR": 0, "HB writes": 0})
+        row = out.setdefault(phase, {"commands": 0, "HB": 0, "LPDDR": 0, "HB writes": 0,
+                                     "HB scales": 0, "LPDDR scales": 0})
         row["commands"] += 1
         tier = tiers.get(c.op)
         if tier is not None:
             row[tier[0]] += c.count * tier[1]
+            if c.slice == Slice.SCALES and tier[0] != "HB writes":
+                row[f"{tier[0]} scales"] += c.count * tier[1]
     return out

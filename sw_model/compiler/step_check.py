@@ -1,17 +1,18 @@
-"""The host's side of running a scheduled step: memory images in, group sums and floats out.
+"""The host's side of running a scheduled step: memory images in, expert-layer outputs out.
 
 * :func:`step_images`: the machine's memories before the step, from the golden model's weights and
   a detailed :class:`sw_model.decode.step_record.StepRecord`: HB slots hold the resident experts'
-  MSB shards (where the controller's slot map puts them), LPDDR the plane words the stream reads,
-  IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for down), token tile
-  by token tile, as :class:`sw_model.compiler.scheduler.Schedule` placed them.
-* :func:`job_sums`: a job's integer group partial sums ``{linear: [rows, groups, channels]}`` read
+  MSB and SCALE shards (where the controller's slot map puts them), LPDDR the plane words the
+  stream reads, IMEM the quantised INT8 inputs of every job (``x`` for gate/up, ``hidden`` for
+  down) and their tokens' binary32 scales, token tile by token tile, as
+  :class:`sw_model.compiler.scheduler.Schedule` placed them.
+* :func:`job_outputs`: a job's dequantised outputs ``{linear: float32 [rows, channels]}`` read
   back from the output memories.
-* :func:`check_floats`: those sums against the algorithmic reference (int64 products of the recorded
-  inputs and the codes, :func:`reference_sums`), then the float part on the host (FP16 group
-  scales, token scales, SwiGLU, re-quantisation, routing weights, shared expert) from them,
-  compared bit for bit with the golden model's recorded expert inputs, expert outputs and MoE
-  block outputs.
+* :func:`check_floats`: those outputs against the reference (int64 products of the recorded
+  inputs and the codes, through the same binary32 dequantisation: :func:`reference_outputs`),
+  then the rest of the float part on the host (SwiGLU, re-quantisation, routing weights, shared
+  expert) from them, compared bit for bit with the golden model's recorded expert inputs, expert
+  outputs and MoE block outputs.
 """
 
 import math
@@ -21,19 +22,25 @@ import numpy as np
 from hw.isa import Opcode
 from hw.params import MacMode
 from sw_model.golden.mac_array import effective_weights, draft_weights
-from sw_model.golden.top import Images, unpack_result
-from sw_model.model.moe import sigmoid
+from sw_model.golden import dequant
+from sw_model.golden.top import Images
 from sw_model.golden.quant import quantize_activations
 from sw_model.compiler.scheduler import cache_commands
 
-__all__ = ["step_images", "job_sums", "check_floats", "expert_codes", "prologue",
-           "reference_sums"]
+__all__ = ["step_images", "job_outputs", "check_floats", "expert_codes", "expert_quant",
+           "prologue", "reference_outputs"]
+
+
+def expert_quant(model, layer, expert):
+    """``{"gate"|"up"|"down": QuantWeights}`` (INT8 codes ``[in, out]``, FP16 scales) of one routed
+    expert of the golden model."""
+    ffn = model.layers[layer]["experts"][expert]
+    return {name: getattr(ffn, name).quant for name in ("gate", "up", "down")}
 
 
 def expert_codes(model, layer, expert):
     """``{"gate"|"up"|"down": INT8 codes [in, out]}`` of one routed expert of the golden model."""
-    ffn = model.layers[layer]["experts"][expert]
-    return {name: getattr(ffn, name).quant.codes for name in ("gate", "up", "down")}
+    return {name: q.codes for name, q in expert_quant(model, layer, expert).items()}
 
 
 def _split(word, ratio, width):
@@ -72,7 +79,7 @@ def step_images(model, record, schedule, part=None, hb=None):
 
     def planes(layer, expert):
         if (layer, expert) not in words:
-            words[(layer, expert)] = lay.expert_planes(expert_codes(model, layer, expert))
+            words[(layer, expert)] = lay.expert_planes(expert_quant(model, layer, expert))
         return words[(layer, expert)]
 
     if hb is not None:
@@ -81,10 +88,12 @@ def step_images(model, record, schedule, part=None, hb=None):
         if key is None:
             continue
         layer, expert = lay.moe_layers[key[0]], key[1]
-        for pe, msb in enumerate(planes(layer, expert)["MSB"]):
-            for i, word in enumerate(msb):
-                for j, piece in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
-                    images.hb[pe][slot * p.slot_words + i * p.hb_ratio + j] = piece
+        for plane in ("MSB", "SCALE"):
+            for pe, plane_words in enumerate(planes(layer, expert)[plane]):
+                start = slot * p.slot_words + lay.slot_offset(pe, plane) * p.hb_ratio
+                for i, word in enumerate(plane_words):
+                    for j, piece in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
+                        images.hb[pe][start + i * p.hb_ratio + j] = piece
     # LPDDR: only the words the stream reads (a step touches a fraction of the planes)
     read = set()
     for c in commands:
@@ -93,9 +102,8 @@ def step_images(model, record, schedule, part=None, hb=None):
     for index, job in enumerate(schedule.jobs):
         if job.kind == "draft" or not in_part(index):
             continue
-        kinds = ("MSB", "LSB", "WHOLE") if lay.whole_copy else ("MSB", "LSB")
         w = planes(job.layer, job.expert)
-        for plane in kinds:
+        for plane in ("MSB", "LSB", "SCALE"):
             for pe, plane_words in enumerate(w[plane]):
                 base = lay.lpddr_plane(job.layer, job.expert, pe, plane)
                 for i, word in enumerate(plane_words):
@@ -123,76 +131,90 @@ def step_images(model, record, schedule, part=None, hb=None):
             word = int.from_bytes(row.view(np.uint8).tobytes(), "little")
             if word:
                 images.imem[base + i] = word
+        # then one word per tile: its tokens' binary32 scales (token t at bits 32 t; padding 0)
+        scales = np.zeros(tiles * T, dtype="<f4")
+        scales[:len(codes)] = (ec.x if name == "x" else ec.hidden).scales
+        for t in range(tiles):
+            word = int.from_bytes(scales[t * T:(t + 1) * T].tobytes(), "little")
+            if word:
+                images.imem[base + tiles * groups * B + t] = word
     return images
 
 
-def job_sums(schedule, omem, index):
-    """Group sums of job ``index`` as ``{linear: int64 [rows, groups, channels]}`` from ``omem``:
-    per part of the step, per PE ``{address: word}`` (each part's final output memories)."""
+def job_outputs(schedule, omem, index):
+    """Outputs of job ``index`` as ``{linear: float32 [rows, channels]}`` from ``omem``: per part
+    of the step, per PE ``{address: word}`` (each part's final output memories)."""
     lay = schedule.layout
-    mac = lay.params.mac
+    p = lay.params
     job = schedule.jobs[index]
-    T, C, W = mac.tokens, mac.out_channels, lay.block_width
+    T, R, W, D = p.mac.tokens, p.mac.result_channels, lay.block_width, p.dq_words
     rows = len(job.rows)
-    out = {name: np.zeros((rows, lay.groups[name], lay.blocks[name] * W), dtype=np.int64)
+    out = {name: np.zeros((rows, lay.blocks[name] * W), dtype=np.float32)
            for name in ("gate", "up", "down")}
-    seen = {name: np.zeros(out[name].shape[1:], dtype=np.int64) for name in out}
+    seen = {name: np.zeros(lay.blocks[name], dtype=np.int64) for name in out}
     for r in schedule.results:
         if r.job != index:
             continue
-        sums = unpack_result(mac, omem[r.part][r.pe].get(r.omem, 0))[:, :W if r.half is None else C]
-        c0 = r.block * W + (0 if r.half is None else r.half * C)
+        words = omem[r.part][r.pe]
+        flat = sum(words.get(r.omem + j, 0) << (j * p.result_bits) for j in range(D))
+        values = np.frombuffer(flat.to_bytes(D * p.result_bits // 8 + 8, "little")[:4 * T * R],
+                               dtype="<f4").reshape(T, R)
         n = min(T, rows - r.tile * T)
-        out[r.linear][r.tile * T:r.tile * T + n, r.group, c0:c0 + sums.shape[1]] = sums[:n]
-        seen[r.linear][r.group, c0:c0 + sums.shape[1]] += 1
+        out[r.linear][r.tile * T:r.tile * T + n, r.block * W:(r.block + 1) * W] = values[:n]
+        seen[r.linear][r.block] += 1
     tiles = math.ceil(rows / T)
     for name, count in seen.items():
         if not (count == tiles).all():
             raise ValueError(f"job {index} ({job.kind}, layer {job.layer}, expert {job.expert}): "
                              f"{name} results missing or overwritten in the output memory")
-    return {name: out[name][:, :, :lay.shapes[name][1]] for name in out}
+    return {name: out[name][:, :lay.shapes[name][1]] for name in out}
 
 
-def reference_sums(model, job, ec, draft_method="augmented"):
-    """The golden group sums of a job, ``{linear: [rows, groups, channels]}``, from the codes."""
+def reference_outputs(model, job, ec, draft_method="augmented"):
+    """The reference outputs of a job, ``{linear: float32 [rows, channels]}``: the group sums as
+    int64 products of the recorded inputs and the codes, dequantised by
+    :func:`sw_model.golden.dequant.dequantize` with the layer's scales."""
     ffn = model.layers[job.layer]["experts"][job.expert]
-    sums = {}
+    outs = {}
     for name, x in (("gate", ec.x), ("up", ec.x), ("down", ec.hidden)):
         lin = getattr(ffn, name)
         q = lin.quant.codes
         w = (draft_weights(q, draft_method) if job.kind.startswith("draft")
              else effective_weights(q, MacMode.FULL)).astype(np.int64)
         xc = x.codes.astype(np.int64).reshape(len(x.codes), lin.groups, -1)
-        sums[name] = np.einsum("rgk,gkn->rgn", xc, w.reshape(lin.groups, -1, lin.n))
-    return sums
+        sums = np.einsum("rgk,gkn->grn", xc, w.reshape(lin.groups, -1, lin.n))
+        outs[name] = dequant.dequantize(sums, lin.quant.scales, x.scales)
+    return outs
 
 
 def check_floats(model, record, schedule, omem):
-    """Finish every job's float part from the hardware's sums (``omem``: per part, per PE, the
-    output memory) and compare with the golden model's record; returns ``{"jobs": n, "layers":
-    n}`` checked, or raises AssertionError naming the first difference."""
+    """Read every job's outputs from the hardware's output memories (``omem``: per part, per PE),
+    check them against the reference and finish the float part on the host, compared with the
+    golden model's record; returns ``{"jobs": n, "layers": n}`` checked, or raises AssertionError
+    naming the first difference."""
     by_call = {}
     for index, job in enumerate(schedule.jobs):
         if job.kind == "install":
             continue
         call, ec = _expert_call(record, job)
-        sums = job_sums(schedule, omem, index)
+        outs = job_outputs(schedule, omem, index)
         where = f"job {index} ({job.kind}, pass {job.pass_index}, layer {job.layer}, expert " \
                 f"{job.expert})"
-        for name, ref in reference_sums(model, job, ec).items():
-            if not np.array_equal(sums[name], ref):
-                raise AssertionError(f"{where}: {name} group sums differ from the reference "
-                                     f"(int64 products of the recorded inputs and the codes)")
+        for name, ref in reference_outputs(model, job, ec).items():
+            if not np.array_equal(dequant.bits(outs[name]), dequant.bits(ref)):
+                raise AssertionError(f"{where}: {name} outputs differ from the reference "
+                                     f"(int64 products of the recorded inputs and the codes, "
+                                     f"dequantised)")
         ffn = model.layers[job.layer]["experts"][job.expert]
-        f32 = lambda s: np.ascontiguousarray(s.transpose(1, 0, 2)).astype(np.float32)
-        g = ffn.gate.scale(f32(sums["gate"]), ec.x.scales)
-        u = ffn.up.scale(f32(sums["up"]), ec.x.scales)
-        hidden = quantize_activations(g * sigmoid(g) * u)
+        host = lambda lin, y: (y.astype(np.float64) if lin.bias is None
+                               else y.astype(np.float64) + lin.bias)
+        hidden = quantize_activations(ffn.activate(host(ffn.gate, outs["gate"]),
+                                                   host(ffn.up, outs["up"])))
         if not (np.array_equal(hidden.codes, ec.hidden.codes)
                 and np.array_equal(hidden.scales, ec.hidden.scales)):
             raise AssertionError(f"{where}: the down projection's input differs from the golden "
                                  "model's")
-        out = ffn.down.scale(f32(sums["down"]), ec.hidden.scales)
+        out = host(ffn.down, outs["down"])
         if not np.array_equal(out, ec.out):
             raise AssertionError(f"{where}: expert output differs from the golden model's")
         by_call.setdefault((job.pass_index, job.layer), {})[job.expert] = out

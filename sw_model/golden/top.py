@@ -27,7 +27,8 @@ import numpy as np
 
 from hw.isa import (COUNT_CHUNK_BITS, ErrorCode, Opcode, StreamError, as_words, check_command,
                     decode_word)
-from hw.params import CacheOp, TopParams
+from hw.params import CacheOp, MacMode, TopParams
+from sw_model.golden import dequant
 from sw_model.golden.expert_cache import ExpertCacheModel, Request, apply_request
 from sw_model.golden.mac_array import SliceLevelMac
 
@@ -264,6 +265,9 @@ class _Machine:
     def __init__(self, params, images, cache):
         self.p, self.images, self.cache = params, images, cache
         self.mac = SliceLevelMac(params.mac)
+        # the dequantising unit's accumulator of every PE (+0.0 after reset)
+        self.acc = [[np.zeros((params.mac.tokens, params.mac.result_channels), np.float32)
+                     for _ in range(params.accumulators)] for _ in range(params.pes)]
 
     def result(self, error, index, message, progress):
         return ExecResult(self.p, ErrorCode(error), index, message, progress, self.images,
@@ -291,6 +295,8 @@ class _Machine:
                 im.amem[c.pe][c.amem + i] = im.imem.get(c.imem + i, 0)
         elif op is Opcode.MAC:
             self._mac(c)
+        elif op is Opcode.MAC_DQ:
+            self._mac_dq(c)
         elif op is Opcode.COMBINE:
             omem, mac = im.omem[c.pe], p.mac
             for i in range(c.count):
@@ -306,16 +312,46 @@ class _Machine:
                 word |= source.get(start + i * ratio + j, 0) << (j * width)
             self.images.wmem[c.pe][c.wmem + i] = word
 
-    def _mac(self, c):
+    def _sums(self, c, mode, wmem):
+        """The integer results ``[count, tokens, 2*out_channels]`` of ``c``'s operations in
+        ``mode`` on the weights at ``wmem`` (every operation at once: the same arithmetic and
+        width checks as one at a time, SliceLevelMac.operate_packed_many)."""
         p, im = self.p, self.images
         mac, B = p.mac, p.mac.beats_per_group
-        # every operation of the command at once (the same arithmetic and width checks as one at
-        # a time: SliceLevelMac.operate_packed_many)
         wbytes = np.stack([np.concatenate([
-            unpack_weight_beat(mac, im.wmem[c.pe].get(c.wmem + i * B + b, 0)) for b in range(B)])
+            unpack_weight_beat(mac, im.wmem[c.pe].get(wmem + i * B + b, 0)) for b in range(B)])
             for i in range(c.count)])
         x = np.stack([np.concatenate([
             unpack_act_beat(mac, im.amem[c.pe].get(c.amem + (0 if c.reuse else i * B) + b, 0))
             for b in range(B)], axis=1) for i in range(c.count)])
-        for i, sums in enumerate(self.mac.operate_packed_many(c.mode, x, wbytes)):
-            im.omem[c.pe][c.omem + i] = pack_result(mac, sums)
+        return self.mac.operate_packed_many(mode, x, wbytes)
+
+    def _mac(self, c):
+        omem = self.images.omem[c.pe]
+        for i, sums in enumerate(self._sums(c, c.mode, c.wmem)):
+            omem[c.omem + i] = pack_result(self.p.mac, sums)
+
+    def _mac_dq(self, c):
+        p, im = self.p, self.images
+        rc, k = p.mac.result_channels, p.scale_slots
+        if c.split:
+            sums = (self._sums(c, MacMode.MSB, c.wmem)
+                    + self._sums(c, MacMode.LSB, c.wmem + p.weight_words // 2))
+        else:
+            sums = self._sums(c, c.mode, c.wmem)
+        mask = (1 << (16 * rc)) - 1
+        slots = [(im.wmem[c.pe].get(j // k, 0) >> (16 * rc * (j % k))) & mask
+                 for j in range(c.scales, c.scales + c.count)]
+        scales = np.frombuffer(b"".join(s.to_bytes(2 * rc, "little") for s in slots),
+                               dtype="<u2").view(np.float16).reshape(c.count, rc)
+        acc = dequant.accumulate(sums, scales, None if c.first else self.acc[c.pe][c.acc])
+        self.acc[c.pe][c.acc] = acc
+        if c.last:
+            word = im.amem[c.pe].get(c.tscale, 0)
+            ts = np.frombuffer(word.to_bytes(p.mac.act_beat_bits // 8, "little")[:4 * p.mac.tokens],
+                               dtype="<u4").view(np.float32)
+            flat = int.from_bytes(dequant.bits(dequant.finish(acc, ts)).astype("<u4").tobytes(),
+                                  "little")
+            width = p.result_bits
+            for j in range(p.dq_words):
+                im.omem[c.pe][c.omem + j] = (flat >> (j * width)) & ((1 << width) - 1)

@@ -31,6 +31,7 @@ import weakref
 import numpy as np
 
 from hw.params import MacMode, ParamsRecord, QUANT_GROUP
+from sw_model.golden import dequant
 from sw_model.golden.mac_array import draft_weights, effective_weights
 from sw_model.golden.quant import (QuantActivations, QuantWeights, quantize_activations,
                                    quantize_weights)
@@ -595,7 +596,6 @@ class QLinear:
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float64)
         self.w = w if keep_float else None
         self.groups = self.k // QUANT_GROUP
-        self._scales = self.quant.scales.astype(np.float64)        # [G, N]
         self._cache = {}
         self._held = [0]
         weakref.finalize(self, _release_cache, self._held)
@@ -660,11 +660,10 @@ class QLinear:
         return self.scale(sums, x.scales)
 
     def scale(self, sums, token_scales):
-        """Float part: ``sum_g sums[g] * group_scale[g]`` (sequential over g), times token scale."""
-        acc = sums[0].astype(np.float64) * self._scales[0]
-        for g in range(1, self.groups):
-            acc = acc + sums[g].astype(np.float64) * self._scales[g]
-        y = acc * token_scales.astype(np.float64)[:, None]
+        """The PE's dequantising arithmetic (:mod:`sw_model.golden.dequant`): binary32
+        ``sum_g sums[g] * group_scale[g]`` (sequential over g, one rounding per operation), times
+        the token scale; the bias (if any) is added on the host in float64."""
+        y = dequant.dequantize(sums, self.quant.scales, token_scales).astype(np.float64)
         return y if self.bias is None else y + self.bias
 
     @property
@@ -700,19 +699,21 @@ class QFFN:
 
     def __call__(self, xq, precision=Precision.FULL, draft_method="augmented", hidden=None):
         """``hidden``: a list that receives the down projection's quantised input, if given."""
-        g = self.gate(xq, precision, draft_method)
-        u = self.up(xq, precision, draft_method)
-        if self.activation == "clamped":
-            g = np.minimum(g, self.limit)
-            u = np.clip(u, -self.limit, self.limit)
-            h = (u + 1.0) * (g * sigmoid(self.alpha * g))
-        else:
-            h = g * sigmoid(g) * u
+        h = self.activate(self.gate(xq, precision, draft_method),
+                          self.up(xq, precision, draft_method))
         if precision is not Precision.REFERENCE:
             h = quantize_activations(h)
             if hidden is not None:
                 hidden.append(h)
         return self.down(h, precision, draft_method)
+
+    def activate(self, g, u):
+        """The gated activation of the gate and up outputs (the down projection's input)."""
+        if self.activation == "clamped":
+            g = np.minimum(g, self.limit)
+            u = np.clip(u, -self.limit, self.limit)
+            return (u + 1.0) * (g * sigmoid(self.alpha * g))
+        return g * sigmoid(g) * u
 
     @property
     def weight_count(self):

@@ -3,14 +3,13 @@
 The scheduler (:mod:`sw_model.compiler.scheduler`) turns a step record into ISA commands
 (:mod:`hw.isa`). :func:`stream_work` reads, per phase (BARRIER ``phase``), the bytes every tier
 moves (LOAD_SLOT / LOAD_HB: HB reads, WRITE_SLOT: HB writes, LOAD_LPDDR: LPDDR reads; each
-``count`` weight words of ``hb_ratio`` / ``lpddr_ratio`` memory words) and the MAC work (MAC:
-``count`` operations of ``tokens x group_size x channels(mode)`` multiply-accumulates; FULL at 8-bit
-weights, the slice modes at 4-bit).
+``count`` weight words of ``hb_ratio`` / ``lpddr_ratio`` memory words: weight slices and the
+experts' FP16 scale words alike) and the MAC work (MAC and MAC_DQ: ``count`` operations of
+``tokens x group_size x channels(mode)`` multiply-accumulates, two per group for a split MAC_DQ;
+FULL at 8-bit weights, the slice modes at 4-bit).
 
 What the stream does not carry is added by the same analytic rules as the fast path, and said
-so: the experts' FP16 group scales (the vector unit's; the stream moves integer weight words only:
-a draft or hit job reads its expert's scales from HB, a miss from LPDDR, an install writes them to
-HB), and everything outside the routed experts (dense weights, KV cache, attention, the gather
+so: everything outside the routed experts (dense weights, KV cache, attention, the gather
 link: :func:`sw_model.perf.methods.target_work` with no experts).
 
 :func:`record_counts` gives the analytic path the counts of the same step record, so the two paths
@@ -49,10 +48,16 @@ STREAM_ACT_WORDS = 1 << 12
 def stream_params(config, capacity, base):
     """A :class:`TopParams` with ``base``'s PEs and MAC array whose cache and slots hold
     ``capacity`` experts per MoE layer of ``config`` (the presets' caches cover 3-4 layers), with
-    memories as large as the ISA addresses and the schedules need."""
+    memories as large as the ISA addresses and the schedules need, and a weight memory that holds
+    the largest block's groups as one chunk (so every job reads its weights once, whatever its
+    token tiles, as the analytic path assumes)."""
     from sw_model.compiler.weight_layout import WeightLayout
     cache = controller_params(config, capacity, "FREQUENCY")
+    G = max(config.hidden_size, config.expert_ffn) // base.mac.group_size
+    k = base.scale_slots
+    chunk = G * base.mac.beats_per_group + -(-G // k) + 1
     big = replace(base, cache=cache, input_words=STREAM_INPUT_WORDS,
+                  weight_words=min(1 << 16, max(base.weight_words, 2 * chunk)),
                   act_words=max(base.act_words, STREAM_ACT_WORDS),
                   hb=replace(base.hb, words=STREAM_HB_WORDS, address_width=24),
                   lpddr=replace(base.lpddr, words=STREAM_LPDDR_WORDS, address_width=30))
@@ -102,48 +107,30 @@ def stream_work(commands, params):
             t["near_write"] += c.count * hb
         elif op is Opcode.LOAD_LPDDR:
             t["far_read"] += c.count * lp
-        elif op is Opcode.MAC:
+        elif op is Opcode.MAC or (op is Opcode.MAC_DQ and not c.split):
             mode = MacMode(c.mode)
             t["macs_w8" if mode is MacMode.FULL else "macs_w4"] += c.count * per_op[mode]
+        elif op is Opcode.MAC_DQ:          # split: an MSB and an LSB operation per group
+            t["macs_w4"] += c.count * (per_op[MacMode.MSB] + per_op[MacMode.LSB])
     return {p: PhaseWork(**t) for p, t in totals.items()}
 
 
-def _scales(schedule, model_scale_bytes):
-    """Scale bytes per phase label from the schedule's jobs (module docstring)."""
-    out = {}
-    for job in schedule.jobs:
-        phase = "draft" if job.kind.startswith("draft") else None
-        w = PhaseWork()
-        s = model_scale_bytes
-        if job.kind == "draft" or job.kind == "hit":
-            w = PhaseWork(near_read=s)
-        elif job.kind == "draft_lpddr":
-            w = PhaseWork(far_read=s)
-        elif job.kind == "miss":
-            w = PhaseWork(far_read=s, near_write=s if job.install else 0.0)
-        elif job.kind == "install":
-            w = PhaseWork(far_read=s, near_write=s)
-        out[phase] = out.get(phase, PhaseWork()) + w
-    return out
-
-
 def stream_plan(record, schedule, hw, model, settings, dense_near=1.0, kv_near=1.0):
-    """The step's :class:`StepPlan` from its schedule: routed experts from the stream (plus
-    scales), the rest analytic. Phases: ``decode`` (cached) or ``draft`` + ``verify``."""
+    """The step's :class:`StepPlan` from its schedule: routed experts (weights and scales) from
+    the stream, the rest analytic. Phases: ``decode`` (cached) or ``draft`` + ``verify``."""
     experts = stream_work(schedule.commands, schedule.layout.params)
-    scales = _scales(schedule, schedule.layout.scale_bytes)
     seqs = len(record.sequences)
     if record.mode == "cached":
         rest = _common(hw, model, seqs, seqs, settings.context, dense_near, kv_near)
-        work = rest + experts.get("decode", PhaseWork()) + scales.get(None, PhaseWork())
+        work = rest + experts.get("decode", PhaseWork())
         return StepPlan("stream:cached", [("decode", 1, _finish(hw, work))], float(seqs), {})
     gamma = len(record.draft_routes)
     draft_rest = _common(hw, model, seqs, seqs, settings.context, dense_near,
                          kv_near).scaled(gamma)
-    draft = draft_rest + experts.get("draft", PhaseWork()) + scales.get("draft", PhaseWork())
+    draft = draft_rest + experts.get("draft", PhaseWork())
     verify_rest = _common(hw, model, seqs * (gamma + 1), seqs, settings.context, dense_near,
                           kv_near)
-    verify = verify_rest + experts.get("verify", PhaseWork()) + scales.get(None, PhaseWork())
+    verify = verify_rest + experts.get("verify", PhaseWork())
     kept = float(sum(record.accepted) + seqs)
     return StepPlan("stream:elastic_sd", [("draft", 1, _finish(hw, draft)),
                                           ("verify", 1, _finish(hw, verify))], kept, {})

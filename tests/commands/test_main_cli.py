@@ -51,6 +51,8 @@ def test_main_job_is_the_demo(run_build):
     assert figures["match"] is True and figures["rtl_equals_executor"] is True
     assert figures["floats_reproduced"] is True and figures["lint_errors"] == 0
     assert figures["commands"] > 1000 and figures["cycles"] > figures["commands"]
+    # every expert layer's outputs left the PEs through the dequantising units
+    assert figures["mac_dq_commands"] >= figures["dequantised_outputs"] > 100
     assert 0 <= figures["acceptance_rate"] <= 1
     assert figures["phase_cycles"]["draft"] > 0 and figures["phase_cycles"]["verify"] > 0
     assert {Path(p).name for p in figures["verilog"]} == {

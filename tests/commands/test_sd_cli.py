@@ -24,6 +24,11 @@ def test_sd_on_the_builtin_default(run_build):
     assert 0 < figures["acceptance_rate"] < 1
     assert 1 < figures["mean_accepted_length"] <= figures["gamma"] + 1
     assert figures["lossless_sequences"] == figures["batch"] == 16
+    # the PE's binary32 dequantisation against float64: rounding error of binary32, never zero
+    error = figures["dequant_error_vs_float64"]
+    assert error["calls"] > 100 and error["values"] > error["calls"]
+    assert 0 < error["median_relative"] <= 2 ** -24 < error["max_relative"] < 1e-3
+    assert 0 < error["max_error_of_peak"] < 2 ** -20
     assert figures["hb_bytes_per_token"] > figures["hb_expert_bytes_per_token"] > 0
     assert 0 < figures["lpddr_bytes_per_token"] < figures["cached"]["lpddr_bytes_per_token"]
     touched = figures["experts_touched_per_layer"]

@@ -38,7 +38,7 @@ def test_schedule_streams_validate(run_build, scheduled):
 
 def test_a_hand_edited_stream_names_line_command_and_field(run_build, scheduled, tmp_path):
     lines = (scheduled / "step0.txt").read_text().splitlines()
-    macs = [i for i, line in enumerate(lines) if line.startswith("MAC ")]
+    macs = [i for i, line in enumerate(lines) if line.startswith("MAC_DQ ")]
     a, b = macs[3], macs[7]
     lines[a] = lines[a].replace(" count=", " count=99999 old=")      # does not fit, unknown field
     lines[b] = " ".join(t if not t.startswith("wmem=") else "wmem=5000" for t in lines[b].split())

@@ -50,7 +50,7 @@ def expected_dispatch(stream, params, cache):
     out = []
     pe_ops = {Opcode.LOAD_HB: PeOp.LOAD, Opcode.LOAD_LPDDR: PeOp.LOAD, Opcode.LOAD_SLOT: PeOp.LOAD,
               Opcode.WRITE_SLOT: PeOp.WRITE_HB, Opcode.LOAD_ACT: PeOp.LOAD_ACT,
-              Opcode.MAC: PeOp.MAC, Opcode.COMBINE: PeOp.COMBINE}
+              Opcode.MAC: PeOp.MAC, Opcode.COMBINE: PeOp.COMBINE, Opcode.MAC_DQ: PeOp.MAC_DQ}
     from hw.isa import decode_word
     for index, word in enumerate(as_words(stream)):
         try:
@@ -74,6 +74,10 @@ def expected_dispatch(stream, params, cache):
             f.update(amem=c.amem, imem=c.imem)
         elif c.op is Opcode.MAC:
             f.update(mode=c.mode, reuse=c.reuse, wmem=c.wmem, amem=c.amem, omem=c.omem)
+        elif c.op is Opcode.MAC_DQ:
+            f.update(mode=c.mode, reuse=c.reuse, wmem=c.wmem, amem=c.amem, omem=c.omem,
+                     split=c.split, first=c.first, last=c.last, acc=c.acc, scales=c.scales,
+                     tscale=c.tscale)
         else:
             f.update(a=c.a, b=c.b, omem=c.dst)
         out.append((c.pe, pe_ops[c.op], f))

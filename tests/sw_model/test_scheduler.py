@@ -16,10 +16,11 @@ from sw_model.golden.expert_cache import ExpertCacheModel, replay
 from sw_model.model.zoo import ZOO, zoo_entry
 from sw_model.model.moe import DEFAULT_CONFIG, TINY_CONFIG, MoEConfig
 from sw_model.compiler.scheduler import schedule_step, stream_bytes
-from sw_model.compiler.step_check import check_floats, expert_codes
+from sw_model.compiler.step_check import check_floats, expert_quant
 from sw_model.decode.step_record import StepRecorder
 from sw_model.compiler.trace_steps import trace_records
-from sw_model.compiler.weight_layout import LINEARS, WeightLayout, machine_for, tile_shards
+from sw_model.compiler.weight_layout import (LINEARS, WeightLayout, machine_for, scale_slots,
+                                             tile_shards)
 
 TINY_SEED = 3
 
@@ -107,36 +108,40 @@ def test_zoo_models_fit_the_paper_machine(name):
 @pytest.mark.parametrize("config", [TINY_CONFIG, DEFAULT_CONFIG, ZOO["gpt-oss-20b"].config],
                          ids=lambda c: c.name)
 @pytest.mark.parametrize("pes", [1, 2, 3, 32])
-def test_shards_hold_every_weight_group_once_and_balanced(config, pes):
+def test_shards_hold_every_block_once_and_balanced(config, pes):
+    """Whole column blocks (a block's outputs leave one PE), each once, in contiguous runs whose
+    weight groups are within one block's of an equal share."""
     mac = TOP_PAPER.mac if config.hidden_size > 1000 else TOP_DEFAULT.mac
     _, groups, blocks, shards = tile_shards(config, mac, pes)
-    seen = {}
+    k = scale_slots(mac)
+    order = []
     for p, shard in enumerate(shards):
-        offset = 0
+        offset = scale_offset = 0
         for u in shard:
-            assert u.pe == p and u.offset == offset
+            assert u.pe == p and u.offset == offset and u.scale_offset == scale_offset
+            assert u.groups == groups[LINEARS[u.linear]]
             offset += u.groups * mac.beats_per_group
-            for g in range(u.g0, u.g0 + u.groups):
-                key = (u.linear, u.block, g)
-                seen[key] = seen.get(key, 0) + 1
-    expect = {(li, b, g) for li, n in enumerate(LINEARS) for b in range(blocks[n])
-              for g in range(groups[n])}
-    assert set(seen) == expect and set(seen.values()) == {1}
-    sizes = [sum(u.groups for u in s) for s in shards]
-    assert max(sizes) - min(sizes) <= 1
+            scale_offset += -(-u.groups // k)
+            order.append((u.linear, u.block))
+    assert order == [(li, b) for li, n in enumerate(LINEARS) for b in range(blocks[n])]
+    sizes = np.array([sum(u.groups for u in s) for s in shards])
+    assert (abs(sizes - sizes.sum() / pes) <= max(groups.values())).all()
 
 
-def test_planes_hold_the_codes_and_lpddr_regions_are_disjoint(tiny, runs):
+def test_planes_hold_the_codes_and_scales_and_lpddr_regions_are_disjoint(tiny, runs):
     _, params = runs
     layout = WeightLayout(TINY_CONFIG, params)
-    mac, B = params.mac, layout.B
-    codes = expert_codes(tiny, 1, 5)
-    planes = layout.expert_planes(codes)
+    mac, B, k = params.mac, layout.B, params.scale_slots
+    quant = expert_quant(tiny, 1, 5)
+    planes = layout.expert_planes(quant)
+    R = mac.result_channels
     for pe, shard in enumerate(layout.shards):
+        assert len(planes["SCALE"][pe]) == layout.scale_words[pe]
         for u in shard:
-            q = layout.unit_codes(codes[u.name], u)
+            q = layout.unit_codes(quant[u.name].codes, u)
+            scales = layout.unit_scales(quant[u.name].scales, u)
             for g in range(u.groups):
-                rows = q[(u.g0 + g) * 32:(u.g0 + g + 1) * 32].astype(np.int64)
+                rows = q[g * 32:(g + 1) * 32].astype(np.int64)
                 at = u.offset + g * B
                 got = {p: np.concatenate([unpack_weight_beat(mac, w)
                                           for w in planes[p][pe][at:at + B]])
@@ -145,22 +150,36 @@ def test_planes_hold_the_codes_and_lpddr_regions_are_disjoint(tiny, runs):
                 C = mac.out_channels
                 assert np.array_equal(got["MSB"], ((h[:, :C] & 0xF) << 4) | (h[:, C:] & 0xF))
                 assert np.array_equal(got["LSB"], (l[:, :C] << 4) | l[:, C:])
-                for half in range(2):
-                    at2 = 2 * u.offset + half * u.groups * B + g * B
-                    whole = np.concatenate([unpack_weight_beat(mac, w)
-                                            for w in planes["WHOLE"][pe][at2:at2 + B]])
-                    assert np.array_equal(whole, rows[:, half * C:(half + 1) * C] & 0xFF)
+                word = planes["SCALE"][pe][u.scale_offset + g // k]
+                slot = (word >> (16 * R * (g % k))) & ((1 << (16 * R)) - 1)
+                got_scales = np.frombuffer(slot.to_bytes(2 * R, "little"), "<u2")
+                assert np.array_equal(got_scales, scales[g].view(np.uint16))
     spans = []
     for layer in TINY_CONFIG.moe_layers:
         for e in range(TINY_CONFIG.num_experts):
             for pe in range(params.pes):
-                for plane in ("MSB", "LSB", "WHOLE"):
+                for plane, words in (("MSB", layout.plane_words[pe]),
+                                     ("LSB", layout.plane_words[pe]),
+                                     ("SCALE", layout.scale_words[pe])):
                     start = layout.lpddr_plane(layer, e, pe, plane)
-                    words = layout.plane_words[pe] * (2 if plane == "WHOLE" else 1)
                     spans.append((start, start + words * params.lpddr_ratio))
     spans.sort()
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
     assert spans[-1][1] <= params.lpddr.words
+    with pytest.raises(ValueError, match="plane must be one of MSB, LSB, SCALE, not 'WHOLE'"):
+        layout.lpddr_plane(TINY_CONFIG.moe_layers[0], 0, 0, "WHOLE")
+
+
+def test_a_scale_the_format_cannot_hold_is_named(tiny, runs):
+    _, params = runs
+    layout = WeightLayout(TINY_CONFIG, params)
+    import dataclasses
+    quant = dict(expert_quant(tiny, 1, 5))
+    scales = quant["up"].scales.copy()
+    scales[1, 3] = np.inf
+    quant["up"] = dataclasses.replace(quant["up"], scales=scales)
+    with pytest.raises(ValueError, match=r"up block 0 scale\[1, 3\] = inf is not a finite FP16"):
+        layout.expert_planes(quant)
 
 
 # -- streams on the golden executor ------------------------------------------------------------------
@@ -184,11 +203,11 @@ def test_streams_validate_and_reproduce_the_golden_model(tiny, runs, mode):
         omem = [gold.images.omem for _, _, gold in parts]
         checked = check_floats(tiny, record, sched, omem)
         assert checked["jobs"] == sum(j.kind != "install" for j in sched.jobs) > 0
-        # a wrong sum anywhere is caught
+        # a wrong bit of any output is caught
         r = sched.results[len(sched.results) // 2]
         omem = [[dict(m) for m in part] for part in omem]
-        omem[r.part][r.pe][r.omem] ^= 1 << 3
-        with pytest.raises(AssertionError, match="group sums differ"):
+        omem[r.part][r.pe][r.omem] = omem[r.part][r.pe].get(r.omem, 0) ^ (1 << 3)
+        with pytest.raises(AssertionError, match="outputs differ from the reference"):
             check_floats(tiny, record, sched, omem)
 
 
@@ -207,26 +226,33 @@ def test_a_step_too_big_for_the_memories_runs_in_parts(tiny, runs):
 
 
 def test_stream_bytes_are_the_golden_accounting(tiny, runs):
-    """Weights the stream moves per tier, plus the FP16 scales the float part reads, equal the
-    golden decoder's byte accounting of the same step."""
+    """Weight slices the stream moves per tier equal the golden decoder's byte accounting of the
+    same step without the FP16 scales; the scale words it moves are each job's shards' scale
+    words, once (every block of the tiny model fits one chunk)."""
     params = runs[1]
     layout = WeightLayout(TINY_CONFIG, params)
     S = layout.scale_bytes
+    word = params.mac.weight_beat_bits // 8
+    shard_scales = sum(layout.scale_words) * word
     for mode in ("elastic_sd", "cached"):
         records, result = runs[0][mode]
         for record in records:
             stats = result.steps[record.index]
             sched = schedule_step(record, layout)
             moved = stream_bytes(sched.commands, params)
-            total = {t: sum(p[t] for p in moved.values()) for t in ("HB", "LPDDR", "HB writes")}
+            total = {t: sum(p[t] for p in moved.values())
+                     for t in ("HB", "LPDDR", "HB writes", "HB scales", "LPDDR scales")}
             kinds = [j.kind for j in sched.jobs]
+            from_hb = kinds.count("draft") + kinds.count("hit")
+            from_lpddr = len(kinds) - from_hb
             fills = sum(j.kind == "install" or (j.kind == "miss" and j.install)
                         for j in sched.jobs)
-            assert total["HB"] + S * (kinds.count("draft") + kinds.count("hit")) == \
-                stats.hb_expert_bytes
-            assert total["LPDDR"] + S * (kinds.count("miss") + kinds.count("install")) == \
-                stats.lpddr_bytes
-            assert total["HB writes"] + S * fills == stats.hb_write_bytes
+            assert total["HB scales"] == shard_scales * from_hb
+            assert total["LPDDR scales"] == shard_scales * from_lpddr
+            assert total["HB"] - total["HB scales"] + S * from_hb == stats.hb_expert_bytes
+            assert total["LPDDR"] - total["LPDDR scales"] + S * (
+                kinds.count("miss") + kinds.count("install")) == stats.lpddr_bytes
+            assert total["HB writes"] - shard_scales * fills + S * fills == stats.hb_write_bytes
 
 
 def test_text_form_reassembles_to_the_binary(tiny, runs):
