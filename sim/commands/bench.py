@@ -1,4 +1,5 @@
-"""``python build.py bench mac|cache|hb|fuzz``: the benchmarks, each a table and a JSON line.
+"""``python build.py bench mac|cache|hb|fuzz|paper-layer``: the benchmarks, each a table and a JSON
+line.
 
 Every bench runs the blocks of a machine (``--machine``, ``--set``; default ``tiny``, for ``hb``
 ``paper``).
@@ -15,12 +16,17 @@ Every bench runs the blocks of a machine (``--machine``, ``--set``; default ``ti
   timings and bank map, not from the channel count or the capacity.
 * ``fuzz``: random command streams on the Verilated top and on the golden executor
   (:mod:`sim.top.fuzz`; ``--streams``); exit status 1 on any mismatch.
+* ``paper-layer``: one MoE layer of a paper model's real shape (``--model``, default
+  qwen3-30b-a3b) on a top of the paper's PE (``--pes`` 1 or 2, ``--batch``) on Verilator, against the
+  golden executor bit for bit, with MAC utilisation and memory shares
+  (:mod:`sim.top.paper_layer`; its machine is derived from ``paper``, not ``--machine``); exit
+  status 1 on any mismatch.
 """
 
 from sim.commands.output import Result, Table, progress
 
 NAME = "bench"
-HELP = "run a benchmark: mac, cache, hb, fuzz"
+HELP = "run a benchmark: mac, cache, hb, fuzz, paper-layer"
 #: The machine of every bench but ``hb`` unless ``--machine`` names another.
 MACHINE = "tiny"
 #: Words per channel the ``hb`` bench simulates at most (the DRAM-die models hold them all).
@@ -33,7 +39,10 @@ def machine_default(args):
 
 
 def add_arguments(p):
-    p.add_argument("what", help="which bench: mac, cache, hb, fuzz")
+    p.add_argument("what", help="which bench: mac, cache, hb, fuzz, paper-layer")
+    p.add_argument("--model", default="qwen3-30b-a3b", help="paper-layer: the zoo model")
+    p.add_argument("--pes", type=int, default=1, help="paper-layer: PEs of the top (1 or 2)")
+    p.add_argument("--batch", type=int, default=1, help="paper-layer: sequences per step")
     p.add_argument("--ops", type=int, default=1000,
                    help="operations per mode (mac), lookups (cache)")
     p.add_argument("--words", type=int, default=16384, help="hb: words per measured stream")
@@ -142,7 +151,36 @@ def bench_fuzz(args):
                   figures, status=1 if figures["mismatches"] else 0)
 
 
-BENCHES = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb, "fuzz": bench_fuzz}
+def bench_paper_layer(args):
+    from sim.top.paper_layer import run_paper_layer
+    if args.pes not in (1, 2):
+        raise SystemExit(f"bench paper-layer: --pes must be 1 or 2, not {args.pes}")
+    _positive(args, "batch")
+    from sw_model.model.zoo import ZOO
+    if args.model not in ZOO:
+        raise SystemExit(f"bench paper-layer: unknown model {args.model!r}; choose from "
+                         f"{', '.join(sorted(ZOO))}")
+    f = run_paper_layer(args.model, args.pes, args.batch, seed=args.seed, progress=progress)
+    rows = [[s["name"], s["commands"], s["mac_dq"], s["outputs"], s["cycles"],
+             "match" if s["match"] else "MISMATCH"] for s in f["streams"]]
+    notes = [f"{s['name']}: " + "; ".join(s["differences"]) for s in f["streams"]
+             if not s["match"]]
+    notes += [
+        f"MAC utilisation during MAC commands: {f['mac_utilisation']:.3f} ({f['mac_beats']} weight "
+        f"beats in {f['mac_cycles']} cycles, the MAC_DQ commands back to back)",
+        f"HB share of peak during loads: {f['hb_share']:.3f} ({f['hb_bytes']} B in "
+        f"{f['hb_cycles']} cycles); LPDDR: {f['lpddr_share']:.3f} ({f['lpddr_bytes']} B in "
+        f"{f['lpddr_cycles']} cycles)",
+        f"Verilator build and run: {f['run_seconds']} s, {f['cycles']} cycles, "
+        f"{f['cycles_per_second']} cycles/s"]
+    ok = all(s["match"] for s in f["streams"]) and f["measure_done"]
+    return Result([Table(f"{f['model']}: one MoE layer on {f['machine']}, batch {f['batch']}",
+                         ["stream", "commands", "MAC_DQ", "outputs", "cycles", "memories"], rows,
+                         "\n".join(notes))], f, status=0 if ok else 1)
+
+
+BENCHES = {"mac": bench_mac, "cache": bench_cache, "hb": bench_hb, "fuzz": bench_fuzz,
+           "paper-layer": bench_paper_layer}
 
 
 def run(args):

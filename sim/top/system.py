@@ -61,8 +61,13 @@ class TopSystem(CheckedComponent):
 def top_system_verilog(params):
     """Verilog of :class:`TopSystem` for ``params``, named :data:`TOP_NAME`: hierarchical, as
     ``build.py verilog`` writes the top (one PE module and one HB channel module, instantiated per
-    PE: :func:`hw.flows.verilog.top_parts_verilog`), with the memories' zero initial contents."""
+    PE: :func:`hw.flows.verilog.top_parts_verilog`). Memories whose initial contents are all zero
+    are written without them (:func:`hw.flows.memory_init.zero_init_left_out`), as the DRAM dies'
+    storage always is: Verilator starts every array at zero, and Yosys would take minutes to
+    write a large zero memory (a paper PE's top: tens of megabits)."""
+    from hw.flows import memory_init
     from hw.flows.verilog import generate_verilog, top_parts_verilog
-    instances, parts = top_parts_verilog(params)
-    return (generate_verilog(TopSystem(params, instances=instances), TOP_NAME) + parts
-            + STORAGE_VERILOG)
+    with memory_init.zero_init_left_out():
+        instances, parts = top_parts_verilog(params)
+        return (generate_verilog(TopSystem(params, instances=instances), TOP_NAME) + parts
+                + STORAGE_VERILOG)

@@ -327,3 +327,20 @@ def test_lint_verdicts_are_kept_for_the_same_text_only(tmp_path, monkeypatch):
     for expected_calls in (3, 4):
         errors, _ = flows_verilog.lint(bad, "bad")
         assert errors and len(calls) == expected_calls
+
+
+def test_module_by_module_lint_finds_errors_in_a_part_and_in_the_top(tmp_path):
+    """The top is linted with each instanced part reduced to its ports, each part on its own: an
+    error inside a part and a wrong connection in the top are both found."""
+    from hw.flows.verilog import lint_modules
+    part = ("module part(a, b);\n  input wire a;\n  output wire b;\n  assign b = a;\n"
+            "endmodule\n")
+    top = ("module top(x, y, z);\n  input wire x;\n  output wire y;\n  output wire z;\n"
+           "  part u0 (.a(x), .b(y));\n  part u1 (.a(x), .b(z));\nendmodule\n")
+    path = tmp_path / "t.v"
+    path.write_text(top + part)
+    assert lint_modules(path, "top", ["part"])[0] == []
+    path.write_text(top + part.replace("assign b = a;", "assign b = nosuch;"))
+    assert any("nosuch" in e for e in lint_modules(path, "top", ["part"])[0])
+    path.write_text(top.replace(".a(x), .b(z)", ".c(x), .b(z)") + part)
+    assert any("c" in e and "Error" in e for e in lint_modules(path, "top", ["part"])[0])
