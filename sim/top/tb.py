@@ -16,6 +16,7 @@ import os
 
 import cocotb
 from cocotb.triggers import ReadOnly, RisingEdge, Timer
+from cocotb.types import Logic
 
 from hw.command_processor import HostControlSignature
 from hw.isa import PHASES
@@ -64,15 +65,22 @@ class Backdoor:
         return words
 
 
+def _unsigned(handle):
+    """A signal's value as an int: a one-bit signal reads as a ``Logic``, a wider one as a
+    ``LogicArray`` (a cache of one layer has one-bit layer fields)."""
+    value = handle.value
+    return int(value) if isinstance(value, Logic) else value.to_unsigned()
+
+
 def _slot_table(dut, params):
     cp = dut.top.processor
-    valid = cp.slot_valid.value.to_unsigned()
-    pinned = cp.slot_pinned.value.to_unsigned()
+    valid = _unsigned(cp.slot_valid)
+    pinned = _unsigned(cp.slot_pinned)
     table = {}
     for s in range(params.cache.slots):
         if valid >> s & 1:
-            table[s] = [getattr(cp, f"slot_layer_{s}").value.to_unsigned(),
-                        getattr(cp, f"slot_expert_{s}").value.to_unsigned(), pinned >> s & 1]
+            table[s] = [_unsigned(getattr(cp, f"slot_layer_{s}")),
+                        _unsigned(getattr(cp, f"slot_expert_{s}")), pinned >> s & 1]
     return table
 
 
