@@ -194,6 +194,13 @@ class MacArrayParams(ParamsRecord):
         return self.lanes * self.out_channels * WEIGHT_BITS
 
     @property
+    def scale_slots(self):
+        """Weight groups whose ``2 * out_channels`` FP16 scales (a *scale slot*) one weight beat
+        holds: the largest power of two that fits (``lanes / 4`` rounded down)."""
+        fit = self.weight_beat_bits // (16 * self.result_channels)
+        return 1 << (fit.bit_length() - 1)
+
+    @property
     def act_beat_bits(self):
         return self.tokens * self.lanes * ACT_BITS
 
@@ -772,12 +779,10 @@ class TopParams(ParamsRecord):
 
     @property
     def scale_slots(self):
-        """Weight groups whose FP16 scales one weight word holds: ``2 * out_channels`` scales of
-        16 bits per group (a *scale slot*), the largest power of two that fits (``lanes / 4``
-        rounded down to a power of two). Slot ``j`` of WMEM is word ``j // scale_slots``, bits
-        ``[(j % scale_slots) * 32 * out_channels, ...)``."""
-        fit = self.mac.weight_beat_bits // (16 * self.mac.result_channels)
-        return 1 << (fit.bit_length() - 1)
+        """Weight groups whose FP16 scales one weight word holds (:attr:`MacArrayParams.scale_slots`);
+        slot ``j`` of WMEM is word ``j // scale_slots``, bits ``[(j % scale_slots) * 32 *
+        out_channels, ...)``."""
+        return self.mac.scale_slots
 
     @property
     def dq_rows(self):

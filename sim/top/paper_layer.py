@@ -32,7 +32,7 @@ from hw.isa import Command, Opcode
 from hw.params import TOP_PAPER
 from sim.top.run import Job, run_streams
 from sw_model.compiler.scheduler import PHASES, schedule_step
-from sw_model.compiler.step_check import prologue
+from sw_model.compiler.step_check import lpddr_read, place_lpddr, place_slot, prologue
 from sw_model.compiler.trace_steps import trace_records
 from sw_model.compiler.weight_layout import WeightLayout, machine_for
 from sw_model.golden.quant import QuantWeights
@@ -89,7 +89,7 @@ def _images(layout, record, stream, rng):
     activations and token scales in IMEM."""
     p = layout.params
     images = Images.empty(p)
-    planes, cache = {}, {}
+    planes = {}
 
     def expert(layer, e):
         if (layer, e) not in planes:
@@ -97,40 +97,14 @@ def _images(layout, record, stream, rng):
             planes[(layer, e)] = layout.expert_planes(quant)
         return planes[(layer, e)]
 
-    def split(word, ratio, width):
-        return [(word >> (j * width)) & ((1 << width) - 1) for j in range(ratio)]
-
     for slot, key in enumerate(record.slots_before or ()):
-        if key is None:
-            continue
-        w = expert(layout.moe_layers[key[0]], key[1])
-        for plane in ("MSB", "SCALE"):
-            for pe, words in enumerate(w[plane]):
-                start = slot * p.slot_words + layout.slot_offset(pe, plane) * p.hb_ratio
-                for i, word in enumerate(words):
-                    for j, piece in enumerate(split(word, p.hb_ratio, p.hb.data_width)):
-                        if piece:
-                            images.hb[pe][start + i * p.hb_ratio + j] = piece
-    read = set()
-    for c in stream:
-        if c.op is Opcode.LOAD_LPDDR:
-            read.update(range(c.lpddr, c.lpddr + c.count * p.lpddr_ratio))
-    lp_region = layout.expert_words
-    for addr in sorted(read):
-        cache.setdefault(addr // lp_region, None)
-    for region in cache:
+        if key is not None:
+            place_slot(images, layout, slot, expert(layout.moe_layers[key[0]], key[1]))
+    read = lpddr_read(stream, p)
+    for region in sorted({addr // layout.expert_words for addr in read}):
         layer = layout.moe_layers[region // layout.config.num_experts]
         e = region % layout.config.num_experts
-        w = expert(layer, e)
-        for plane in ("MSB", "LSB", "SCALE"):
-            for pe, words in enumerate(w[plane]):
-                base = layout.lpddr_plane(layer, e, pe, plane)
-                for i, word in enumerate(words):
-                    addr = base + i * p.lpddr_ratio
-                    if addr in read:
-                        for j, piece in enumerate(split(word, p.lpddr_ratio, p.lpddr.data_width)):
-                            if piece:
-                                images.lpddr[addr + j] = piece
+        place_lpddr(images, layout, layer, e, expert(layer, e), read)
     act_bytes = p.mac.act_beat_bits // 8
     used = max((c.imem + c.count for c in stream if c.op is Opcode.LOAD_ACT), default=0)
     for addr in range(used):

@@ -374,17 +374,10 @@ class _Emitter:
     def _load_pack(self, pe, job, key, pack, G):
         """Load the whole of the units of ``pack`` (consecutive in the planes); returns each
         unit's ``(wmem, first scale slot)``."""
-        lay, p = self.layout, self.p
-        B, k, W = lay.B, lay.k, p.weight_words
-        kind, u0 = job.kind, pack[0]
-        slot = kind in ("draft", "hit")
-        fill = kind == "miss" and job.install
-        words, scales = len(pack) * G * B, len(pack) * -(-G // k)
-        at = W - scales
-        self._move(pe, job, key, "MSB", u0.offset, words, 0, write=fill, slot=slot)
-        if not kind.startswith("draft"):
-            self._move(pe, job, key, "LSB", u0.offset, words, W // 2)
-        self._move(pe, job, key, "SCALE", u0.scale_offset, scales, at, write=fill, slot=slot)
+        B, k = self.layout.B, self.layout.k
+        u0 = pack[0]
+        at = self._load_words(pe, job, key, u0.offset, len(pack) * G * B, u0.scale_offset,
+                              len(pack) * -(-G // k), write=True)
         return [((u.offset - u0.offset), (at + u.scale_offset - u0.scale_offset) * k)
                 for u in pack]
 
@@ -397,20 +390,28 @@ class _Emitter:
         """Load groups ``c0 .. c0 + cn - 1`` of unit ``u``: MSB (and for verification LSB) words
         and the scale words; returns the WMEM scale slot of group ``c0``. With ``write`` a miss
         that installs its expert also writes the MSB and scale words into the new slot."""
-        lay, p = self.layout, self.p
-        B, k, W = lay.B, lay.k, p.weight_words
+        B, k = self.layout.B, self.layout.k
+        first_word, last_word = c0 // k, (c0 + cn - 1) // k
+        at = self._load_words(pe, job, key, u.offset + c0 * B, cn * B, u.scale_offset + first_word,
+                              last_word - first_word + 1, write)
+        return at * k + c0 % k
+
+    def _load_words(self, pe, job, key, src, words, scale_src, scale_words, write):
+        """Load ``words`` MSB words (and for verification as many LSB words) of PE ``pe``'s planes
+        from word ``src`` on, and ``scale_words`` scale words from ``scale_src`` on: MSB at WMEM 0,
+        LSB at ``weight_words // 2``, the scale words at the top; returns where those start. With
+        ``write`` a miss that installs its expert also writes the MSB and scale words into the new
+        slot."""
+        W = self.p.weight_words
         kind = job.kind
         slot = kind in ("draft", "hit")
         fill = write and kind == "miss" and job.install
-        first_word, last_word = c0 // k, (c0 + cn - 1) // k
-        swords = last_word - first_word + 1
-        at = W - swords
-        self._move(pe, job, key, "MSB", u.offset + c0 * B, cn * B, 0, write=fill, slot=slot)
+        at = W - scale_words
+        self._move(pe, job, key, "MSB", src, words, 0, write=fill, slot=slot)
         if not kind.startswith("draft"):
-            self._move(pe, job, key, "LSB", u.offset + c0 * B, cn * B, W // 2)
-        self._move(pe, job, key, "SCALE", u.scale_offset + first_word, swords, at, write=fill,
-                   slot=slot)
-        return at * k + c0 % k
+            self._move(pe, job, key, "LSB", src, words, W // 2)
+        self._move(pe, job, key, "SCALE", scale_src, scale_words, at, write=fill, slot=slot)
+        return at
 
     def _move(self, pe, job, key, plane, src, n, wmem, write=False, slot=False):
         """Load ``n`` words of PE ``pe``'s ``plane`` from word ``src`` on into WMEM at ``wmem``

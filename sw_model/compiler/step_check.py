@@ -27,7 +27,7 @@ from sw_model.golden.top import Images
 from sw_model.golden.quant import quantize_activations
 from sw_model.compiler.scheduler import cache_commands
 
-__all__ = ["step_images", "job_outputs", "check_floats", "expert_codes", "expert_quant",
+__all__ = ["step_images", "place_slot", "place_lpddr", "lpddr_read", "job_outputs", "check_floats", "expert_codes", "expert_quant",
            "prologue", "reference_outputs"]
 
 
@@ -65,6 +65,42 @@ def _expert_call(record, job):
     raise ValueError(f"pass {job.pass_index} layer {job.layer} did not run expert {job.expert}")
 
 
+def place_slot(images, layout, slot, planes):
+    """Put an expert's MSB and SCALE planes (:meth:`WeightLayout.expert_planes`) into HB ``slot``
+    of every PE's channel of ``images``."""
+    p = layout.params
+    for plane in ("MSB", "SCALE"):
+        for pe, plane_words in enumerate(planes[plane]):
+            start = slot * p.slot_words + layout.slot_offset(pe, plane) * p.hb_ratio
+            for i, word in enumerate(plane_words):
+                for j, piece in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
+                    images.hb[pe][start + i * p.hb_ratio + j] = piece
+
+
+def lpddr_read(commands, params):
+    """The LPDDR word addresses ``commands`` read."""
+    read = set()
+    for c in commands:
+        if c.op is Opcode.LOAD_LPDDR:
+            read.update(range(c.lpddr, c.lpddr + c.count * params.lpddr_ratio))
+    return read
+
+
+def place_lpddr(images, layout, layer, expert, planes, read):
+    """Put the words of an expert's planes that are in ``read`` (LPDDR addresses) into LPDDR."""
+    p = layout.params
+    for plane in ("MSB", "LSB", "SCALE"):
+        for pe, plane_words in enumerate(planes[plane]):
+            base = layout.lpddr_plane(layer, expert, pe, plane)
+            for i, word in enumerate(plane_words):
+                addr = base + i * p.lpddr_ratio
+                if addr not in read:
+                    continue
+                for j, piece in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
+                    if piece:
+                        images.lpddr[addr + j] = piece
+
+
 def step_images(model, record, schedule, part=None, hb=None):
     """The :class:`sw_model.golden.top.Images` the step's stream (or its part ``part``) starts from
     (module docstring). ``hb``: the HB channels to start from (a part continues where the previous
@@ -85,34 +121,14 @@ def step_images(model, record, schedule, part=None, hb=None):
     if hb is not None:
         images.hb = [dict(channel) for channel in hb]
     for slot, key in enumerate(record.slots_before or () if hb is None else ()):
-        if key is None:
-            continue
-        layer, expert = lay.moe_layers[key[0]], key[1]
-        for plane in ("MSB", "SCALE"):
-            for pe, plane_words in enumerate(planes(layer, expert)[plane]):
-                start = slot * p.slot_words + lay.slot_offset(pe, plane) * p.hb_ratio
-                for i, word in enumerate(plane_words):
-                    for j, piece in enumerate(_split(word, p.hb_ratio, p.hb.data_width)):
-                        images.hb[pe][start + i * p.hb_ratio + j] = piece
+        if key is not None:
+            layer = lay.moe_layers[key[0]]
+            place_slot(images, lay, slot, planes(layer, key[1]))
     # LPDDR: only the words the stream reads (a step touches a fraction of the planes)
-    read = set()
-    for c in commands:
-        if c.op is Opcode.LOAD_LPDDR:
-            read.update(range(c.lpddr, c.lpddr + c.count * p.lpddr_ratio))
+    read = lpddr_read(commands, p)
     for index, job in enumerate(schedule.jobs):
-        if job.kind == "draft" or not in_part(index):
-            continue
-        w = planes(job.layer, job.expert)
-        for plane in ("MSB", "LSB", "SCALE"):
-            for pe, plane_words in enumerate(w[plane]):
-                base = lay.lpddr_plane(job.layer, job.expert, pe, plane)
-                for i, word in enumerate(plane_words):
-                    addr = base + i * p.lpddr_ratio
-                    if addr not in read:
-                        continue
-                    for j, piece in enumerate(_split(word, p.lpddr_ratio, p.lpddr.data_width)):
-                        if piece:
-                            images.lpddr[addr + j] = piece
+        if job.kind != "draft" and in_part(index):
+            place_lpddr(images, lay, job.layer, job.expert, planes(job.layer, job.expert), read)
     T, L, B = mac.tokens, mac.lanes, lay.B
     for (index, name), base in schedule.inputs.items():
         if not in_part(index):

@@ -47,7 +47,7 @@ from sw_model.golden.dequant import check_scales
 from sw_model.model.moe import linear_names
 
 __all__ = ["WeightLayout", "Unit", "LINEARS", "PLANES", "dense_bytes", "expert_scale_bytes",
-           "tile_shards", "scale_slots", "machine_for"]
+           "tile_shards", "machine_for"]
 
 #: The three linear layers of an expert, in unit order, with the input each reads.
 LINEARS = ("gate", "up", "down")
@@ -97,18 +97,12 @@ class Unit:
         return INPUT_OF[LINEARS[self.linear]]
 
 
-def scale_slots(mac):
-    """Weight groups whose scales one weight word of ``mac`` holds (:attr:`TopParams.scale_slots`)."""
-    fit = mac.weight_beat_bits // (16 * mac.result_channels)
-    return 1 << (fit.bit_length() - 1)
-
-
 def tile_shards(config, mac, pes):
     """``(shapes, groups, blocks, shards)`` of ``config``'s experts on ``pes`` PEs with MAC array
     ``mac``: per linear its ``[in, out]`` shape, weight groups and column blocks, and per PE its
     list of :class:`Unit` (module docstring): block ``i`` goes to the PE whose share of the
     expert's weight groups holds the middle of the block."""
-    B, width, k = mac.beats_per_group, mac.channels(MacMode.MSB), scale_slots(mac)
+    B, width, k = mac.beats_per_group, mac.channels(MacMode.MSB), mac.scale_slots
     c = config
     shapes = {"gate": (c.hidden_size, c.expert_ffn), "up": (c.hidden_size, c.expert_ffn),
               "down": (c.expert_ffn, c.hidden_size)}
@@ -144,7 +138,7 @@ def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes
     from sw_model.decode.cache_bridge import controller_params
     pes = base.pes if pes is None else pes
     _, _, _, shards = tile_shards(config, base.mac, pes)
-    B, k = base.mac.beats_per_group, scale_slots(base.mac)
+    B, k = base.mac.beats_per_group, base.mac.scale_slots
     hb_ratio = base.mac.weight_beat_bits // base.hb.data_width
     lp_ratio = base.mac.weight_beat_bits // base.lpddr.data_width
     slot_words = max(1, max(sum(u.groups * B + -(-u.groups // k) for u in s)

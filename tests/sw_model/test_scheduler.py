@@ -19,8 +19,7 @@ from sw_model.compiler.scheduler import schedule_step, stream_bytes
 from sw_model.compiler.step_check import check_floats, expert_quant
 from sw_model.decode.step_record import StepRecorder
 from sw_model.compiler.trace_steps import trace_records
-from sw_model.compiler.weight_layout import (LINEARS, WeightLayout, machine_for, scale_slots,
-                                             tile_shards)
+from sw_model.compiler.weight_layout import LINEARS, WeightLayout, machine_for, tile_shards
 
 TINY_SEED = 3
 
@@ -113,7 +112,7 @@ def test_shards_hold_every_block_once_and_balanced(config, pes):
     weight groups are within one block's of an equal share."""
     mac = TOP_PAPER.mac if config.hidden_size > 1000 else TOP_DEFAULT.mac
     _, groups, blocks, shards = tile_shards(config, mac, pes)
-    k = scale_slots(mac)
+    k = mac.scale_slots
     order = []
     for p, shard in enumerate(shards):
         offset = scale_offset = 0
