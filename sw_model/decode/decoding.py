@@ -29,12 +29,14 @@ from typing import Protocol
 import numpy as np
 
 from sw_model.decode.policy import DEFAULT_POLICY
+from sw_model.decode.tree import (DraftTree, TreeShape, accept_tree_greedy, accept_tree_sampling,
+                                  grow_children, parse_tree)
 from sw_model.golden.mac_array import DRAFT_METHODS, parse_draft_method
-from sw_model.model.moe import MoEModel, PassPlan, Precision, softmax
+from sw_model.model.moe import MoEModel, PassPlan, Precision, TreeSpan, softmax
 
 __all__ = ["ExpertCache", "LRUExpertCache", "record_routing", "CACHE_MODELS", "make_cache", "StepStats",
            "DecodeResult", "SDConfig", "target_greedy", "cached_decode", "elastic_sd", "decode",
-           "accept_greedy", "accept_rejection"]
+           "accept_greedy", "accept_rejection", "commit_path"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +137,9 @@ def make_cache(cache, config, capacity, mode):
 class StepStats:
     """One decode step (``mode`` "cached" or "elastic_sd"), or the prefill (``mode`` "prefill").
 
+    ``proposed``: draft tokens (tree nodes below the roots); ``accepted``: those kept; ``verified``:
+    tokens the target's verification pass carried (the roots and every draft).
+
     ``touched[phase][layer]``: distinct experts a phase ("draft", "target") used in each MoE layer
     (index into ``layers``); ``loads[phase][layer]``: expert reads summed over the phase's passes.
     """
@@ -144,6 +149,7 @@ class StepStats:
     accepted: int = 0
     emitted: int = 0
     accept_lengths: list = field(default_factory=list)
+    verified: int = 0
     touched: dict = field(default_factory=dict)
     loads: dict = field(default_factory=dict)
     hb_expert_bytes: int = 0
@@ -186,6 +192,9 @@ class DecodeResult:
             "tokens": emitted,
             "proposed": proposed,
             "accepted": accepted,
+            "verified": sum(s.verified for s in steps),
+            "tokens_per_verified": (emitted / sum(s.verified for s in steps)
+                                    if sum(s.verified for s in steps) else None),
             "acceptance_rate": accepted / proposed if proposed else None,
             "mean_accepted_length": float(np.mean(lengths)) if lengths else None,
             "experts_touched_per_layer": touched,
@@ -206,12 +215,16 @@ class SDConfig:
     """Decoding parameters: draft length ``gamma``, the batch ``threshold`` at and above which
     Elastic-SD runs, HB ``capacity`` (experts per MoE layer), ``temperature`` (0: greedy) and the
     ``draft_bits`` method (a spec of :func:`sw_model.golden.mac_array.parse_draft_method`: a name of
-    :data:`~sw_model.golden.mac_array.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``)."""
+    :data:`~sw_model.golden.mac_array.DRAFT_METHODS`, 4 bits, or ``"<name>:<bits>"``). ``tree``:
+    ``"chain"`` (a chain of ``gamma`` drafts) or a token-tree shape
+    (:func:`sw_model.decode.tree.parse_tree`: ``"static:4,2,1"``, ``"dynamic:nodes=16,..."``, or a
+    :class:`~sw_model.decode.tree.TreeShape`); with a tree, ``gamma`` is not used."""
     gamma: int = DEFAULT_POLICY.gamma
     threshold: int = DEFAULT_POLICY.threshold
     capacity: int = 8
     temperature: float = 0.0
     draft_bits: str = "augmented"
+    tree: object = "chain"
 
     def __post_init__(self):
         for name in ("gamma", "threshold", "capacity"):
@@ -228,6 +241,18 @@ class SDConfig:
             raise ValueError(f"SDConfig.draft_bits must be one of {', '.join(DRAFT_METHODS)}, "
                              f"optionally with ':<bits>' (e.g. 'rounding:3'), not "
                              f"{self.draft_bits!r}") from None
+        parse_tree(self.tree)
+
+    @property
+    def shape(self):
+        """The :class:`~sw_model.decode.tree.TreeShape`, or None for a chain."""
+        return parse_tree(self.tree)
+
+    @property
+    def verify_tokens(self):
+        """Tokens one verification pass carries per sequence: the root and every draft."""
+        shape = self.shape
+        return (shape.nodes if shape is not None else self.gamma) + 1
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -521,6 +546,80 @@ def _verify(model, kv, out, active, drafts, resident, meter):
     return res, missed
 
 
+def _tree_draft(model, kv, out, active, policy, cache, sd, shape, meter, rng):
+    """Grow every active sequence's draft tree, one draft pass per depth over that depth's nodes
+    (tree mask, KV slots after the committed ones); returns the trees and the draft router's picks
+    of every drafted node (counted per expert, and per token)."""
+    c, batch = model.config, len(out)
+    resident = {l: cache.resident(l) for l in c.moe_layers}
+
+    def precision(layer, expert):
+        meter.read("draft", layer, expert,
+                   "draft_hb" if expert in resident[layer] else "draft_lpddr")
+        return Precision.DRAFT
+
+    plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache), precision=precision,
+                    draft_method=sd.draft_bits)
+    base = kv.length.copy()
+    trees = {b: DraftTree(out[b][-1]) for b in active}
+    counts = {l: np.zeros(c.num_experts, dtype=np.int64) for l in c.moe_layers}
+    picks = {l: [] for l in c.moe_layers}
+    growing = list(active)
+    for depth in range(shape.depth):
+        levels = {b: trees[b].level(depth) for b in growing}
+        growing = [b for b in growing if levels[b]]
+        if not growing:
+            break
+        for b in growing:
+            kv.length[b] = base[b] + levels[b][0]
+        chunks = [[trees[b].tokens[j] for j in levels[b]] if b in levels and levels[b] else []
+                  for b in range(batch)]
+        spans = [TreeSpan(trees[b].parents, base[b], levels[b][0]) if b in growing else None
+                 for b in range(batch)]
+        res = model.forward(kv, chunks, plan, trees=spans)
+        meter.dense_pass()
+        _route_counts(model, res.wanted, counts)
+        _route_picks(model, res.wanted, picks)
+        grew = grow_children(shape, [trees[b] for b in growing], depth,
+                             [res.logits[b] for b in growing], sd.temperature, rng)
+        growing = [growing[i] for i in grew]
+    kv.length[:] = base
+    return trees, counts, _stack(picks, c.top_k)
+
+
+def _tree_verify(model, kv, trees, base, resident, meter):
+    """One target pass over every active sequence's whole tree (the tree mask; KV for every node);
+    as :func:`_verify`."""
+    missed = {l: set() for l in model.config.moe_layers}
+
+    def precision(layer, expert):
+        if expert in resident[layer]:
+            meter.read("target", layer, expert, "hit")
+            return Precision.SPLIT
+        meter.read("target", layer, expert, "miss")
+        missed[layer].add(expert)
+        return Precision.FULL
+
+    chunks = [trees[b].tokens if b in trees else [] for b in range(kv.batch)]
+    spans = [TreeSpan(trees[b].parents, base[b]) if b in trees else None for b in range(kv.batch)]
+    res = model.forward(kv, chunks, PassPlan(precision=precision), trees=spans)
+    meter.dense_pass()
+    return res, missed
+
+
+def commit_path(kv, b, base, path):
+    """Keep sequence ``b``'s accepted tree nodes ``path`` (after the root, by depth): node
+    ``path[i]``'s keys and values move from slot ``base + path[i]`` to ``base + i + 1`` (its
+    position: a node at depth ``i + 1`` was already rotated for it), and the cache ends after
+    them."""
+    for i, node in enumerate(path, 1):
+        if node != i:
+            for layer in range(len(kv.k)):
+                kv.k[layer][b, base + i] = kv.k[layer][b, base + node]
+                kv.v[layer][b, base + i] = kv.v[layer][b, base + node]
+    kv.length[b] = base + len(path) + 1
+
+
 def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, recorder=None):
     """Elastic self-speculative decoding of a batch (chain drafts of ``sd.gamma`` tokens).
 
@@ -532,6 +631,13 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
     set (its upper slices are written while verification runs); accept greedily
     (``sd.temperature == 0``) or by rejection sampling, and roll the KV cache back to the accepted
     prefix.
+
+    With a tree shape (``sd.tree``, :mod:`sw_model.decode.tree`) the draft grows a token tree
+    instead, one draft pass per depth (the next resident set counts the routing of every drafted
+    node); verification is one target pass over every node of every sequence (tree mask,
+    positions by depth); the accepted path is the longest one matching the target's greedy tokens,
+    or the one recursive rejection sampling without replacement walks, and its keys and values
+    move into place (:func:`commit_path`) while the rest are dropped.
 
     ``cache``: a cache object or a name of :data:`CACHE_MODELS` (default: the cache controller's
     golden model, FREQUENCY policy, ``sd.capacity`` experts per MoE layer; the policy then takes the
@@ -548,8 +654,11 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
                          f"top_k ({model.config.top_k}) experts to draft from the resident set")
     rng = rng if rng is not None else np.random.default_rng(0)
     temp, gamma, layers = sd.temperature, sd.gamma, model.config.moe_layers
-    kv, first, counts, picks, prefill = _prefill(model, prompts, max_new, gamma + 1, cache, temp,
-                                                 rng)
+    shape = sd.shape
+    if shape is not None:
+        gamma = shape.depth
+    kv, first, counts, picks, prefill = _prefill(model, prompts, max_new, sd.verify_tokens, cache,
+                                                 temp, rng)
     policy.start(model, cache, counts, _stack(picks, model.config.top_k))
     out = [[t] for t in first]
     steps = []
@@ -566,8 +675,12 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
         if recorder is not None:
             recorder.begin_step("elastic_sd", model, cache, active, gamma)
             recorder.phase("draft")
-        drafts, draft_logits, counts, picks = _draft(model, kv, out, active, policy, cache, sd,
-                                                     meter, rng)
+        if shape is not None:
+            trees, counts, picks = _tree_draft(model, kv, out, active, policy, cache, sd, shape,
+                                               meter, rng)
+        else:
+            drafts, draft_logits, counts, picks = _draft(model, kv, out, active, policy, cache,
+                                                         sd, meter, rng)
         # The next resident set is fixed from this draft's choices before verification.
         if recorder is not None:
             recorder.phase("select")
@@ -575,7 +688,10 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
         kv.length[:] = base
         if recorder is not None:
             recorder.phase("target")
-        res, missed = _verify(model, kv, out, active, drafts, resident, meter)
+        if shape is not None:
+            res, missed = _tree_verify(model, kv, trees, base, resident, meter)
+        else:
+            res, missed = _verify(model, kv, out, active, drafts, resident, meter)
         if recorder is not None:
             recorder.phase("install")
         installs = {}
@@ -583,7 +699,24 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
             installed, _ = cache.select(layer, next_sets[layer])
             meter.install(layer, installed, missed[layer])
             installs[layer] = installed
-        for b in active:
+        for b in active if shape is not None else ():
+            t = trees[b]
+            if temp == 0:
+                path, nxt = accept_tree_greedy(t.tokens, t.parents, res.logits[b])
+            else:
+                draft_probs = [_probs(t.logits[j], temp) if j in t.logits else None
+                               for j in range(len(t))]
+                path, nxt = accept_tree_sampling(t.tokens, t.parents, draft_probs,
+                                                 _probs(res.logits[b], temp), rng)
+            commit_path(kv, b, base[b], path)
+            n = len(path)
+            stats.emitted += min(n + 1, max_new - len(out[b]))     # tokens past max_new dropped
+            out[b].extend([t.tokens[j] for j in path] + [nxt])
+            stats.proposed += len(t) - 1
+            stats.accepted += n
+            stats.accept_lengths.append(n + 1)
+            stats.verified += len(t)
+        for b in active if shape is None else ():
             d = [int(t) for t in drafts[b]]
             if temp == 0:
                 n, nxt = accept_greedy(d, res.logits[b])
@@ -596,9 +729,12 @@ def elastic_sd(model, prompts, max_new, policy, sd=None, cache=None, rng=None, r
             stats.proposed += gamma
             stats.accepted += n
             stats.accept_lengths.append(n + 1)
+            stats.verified += gamma + 1
         steps.append(stats)
         if recorder is not None:
-            recorder.end_step(stats, next_sets=next_sets, installed=installs)
+            recorder.end_step(stats, next_sets=next_sets, installed=installs,
+                              trees=({b: (tuple(trees[b].tokens), tuple(trees[b].parents))
+                                      for b in active} if shape is not None else None))
         log.info("Elastic-SD step %d: %d sequences, %d of %d drafts accepted, %d hits, %d misses",
                  len(steps), stats.sequences, stats.accepted, stats.proposed, stats.hits,
                  stats.misses)

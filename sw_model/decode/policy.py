@@ -11,6 +11,10 @@ command's own flags such as ``--gamma`` override the record for one run). Fields
   paper's: the router's ranking restricted to the HB-resident set; ``specmoe``; ``elastic-k``);
 * ``resident_set``: how the resident set is chosen (:data:`RESIDENT_SETS`: ``frequency``, the
   paper's routing counts; ``static``; ``random``);
+* ``tree``: the draft's shape: ``chain`` (``gamma`` drafts in a row, the default), or a token tree
+  (:func:`sw_model.decode.tree.parse_tree`: ``static:4,2,1``, children per node at each depth;
+  ``dynamic:nodes=16,depth=6,k=4,width=8``, a budgeted tree that grows where the draft is
+  confident); with a tree, ``gamma`` is not used;
 * ``temperature``: the acceptance rule: 0 greedy (a draft token is kept when it is the target's
   greedy token), above 0 rejection sampling at that temperature (keeps the target's distribution);
 * ``acceptance``: how the performance model maps a resident share to acceptance
@@ -63,6 +67,7 @@ class DecodingPolicy(ParamsRecord):
     temperature: float = 0.0
     acceptance: str = "resident"
     locality: str = "measured"
+    tree: str = "chain"
 
     def __post_init__(self):
         for name in ("gamma", "threshold"):
@@ -77,6 +82,12 @@ class DecodingPolicy(ParamsRecord):
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t < float("inf"):
             raise PolicyError(f"decoding.temperature must be a number >= 0, not {t!r}")
+        from sw_model.decode.tree import parse_tree
+        try:
+            parse_tree(self.tree)
+        except ValueError as exc:
+            raise PolicyError(f"decoding.{exc}" if str(exc).startswith("tree.") else
+                              f"decoding.tree: {exc}") from None
         if not isinstance(self.locality, str) or not _locality_text(self.locality):
             raise PolicyError(f"decoding.locality must be 'measured', 'assumed' or "
                               f"comma-separated zipf=, top_share=, reuse=, seed= values, not "
@@ -84,7 +95,8 @@ class DecodingPolicy(ParamsRecord):
 
     def describe(self):
         rule = "greedy" if self.temperature == 0 else f"sampling at T={self.temperature:g}"
-        return (f"gamma {self.gamma}, threshold {self.threshold}, {self.draft_policy} draft, "
+        draft = f"tree {self.tree}" if self.tree != "chain" else f"gamma {self.gamma}"
+        return (f"{draft}, threshold {self.threshold}, {self.draft_policy} draft, "
                 f"{self.resident_set} resident set, {rule} acceptance, {self.acceptance} "
                 f"acceptance mapping, {self.locality} locality")
 

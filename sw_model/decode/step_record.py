@@ -18,7 +18,12 @@ A :class:`StepRecorder` passed to :func:`sw_model.decode.decoding.cached_decode`
   :class:`sw_model.decode.cache_bridge.TraceEntry`, and ``prior_requests``: every request issued
   before the step (what brings a reset controller to ``slots_before``);
 * Elastic-SD: the chosen ``next_sets`` and what was ``installed`` per layer, and ``accepted`` draft
-  tokens per sequence (cached: all 0; each sequence emits ``accepted + 1`` tokens).
+  tokens per sequence (cached: all 0; each sequence emits ``accepted + 1`` tokens);
+* a token-tree step (:mod:`sw_model.decode.tree`): ``trees``, per active sequence ``(tokens,
+  parents)`` of its tree (node 0 the root); the draft passes are its depths (one row per node of
+  that depth, sequences in order), the target pass holds one row per node of every tree, in node
+  order; ``gamma`` is the tree's depth. A chain step has ``trees`` None (``gamma + 1`` target rows
+  per sequence).
 
 With ``detail=True`` it also keeps, per pass and MoE layer, the :class:`sw_model.model.moe.MoECall`
 the model reported: the quantised INT8 inputs of every expert linear layer (gate/up: ``x``; down:
@@ -60,6 +65,7 @@ class StepRecord:
     next_sets: dict = None
     installed: dict = None
     accepted: tuple = ()
+    trees: dict = None
 
     @property
     def draft_passes(self):
@@ -79,9 +85,16 @@ class StepRecord:
         return self.target_pass.routes
 
     @property
+    def proposed(self):
+        """Draft tokens proposed: ``gamma`` per sequence, or every tree's nodes below its root."""
+        if self.trees is not None:
+            return sum(len(tokens) - 1 for tokens, _ in self.trees.values())
+        return self.gamma * len(self.sequences)
+
+    @property
     def acceptance_rate(self):
         """Accepted over proposed draft tokens (None when cached)."""
-        proposed = self.gamma * len(self.sequences)
+        proposed = self.proposed
         return sum(self.accepted) / proposed if proposed else None
 
 
@@ -123,7 +136,7 @@ class StepRecorder:
         self._close_requests()
         self._phase = name
 
-    def end_step(self, stats, next_sets=None, installed=None):
+    def end_step(self, stats, next_sets=None, installed=None, trees=None):
         step, cache = self._step, self._cache
         self._close_requests()
         self._model.observer = None
@@ -134,6 +147,7 @@ class StepRecorder:
         step.installed = ({l: tuple(int(e) for e in s) for l, s in installed.items()}
                           if installed is not None else None)
         step.accepted = tuple(n - 1 for n in stats.accept_lengths)
+        step.trees = trees
         self.steps.append(step)
         self._step = None
 

@@ -37,7 +37,7 @@ from sw_model.golden.quant import (QuantActivations, QuantWeights, quantize_acti
                                    quantize_weights)
 
 __all__ = ["MoEConfig", "Precision", "ExpertWeights", "LayerWeights", "ModelWeights",
-           "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult",
+           "QLinear", "QFFN", "KVCache", "MoEModel", "Route", "PassPlan", "ForwardResult", "TreeSpan",
            "random_weights", "layer_of", "MoECall", "ExpertCall",
            "seq_sum", "route_scores", "rope_frequencies", "as_qlinear", "DEFAULT_CONFIG", "TINY_CONFIG", "TINY_VARIANT_CONFIG",
            "linear_names"]
@@ -827,6 +827,39 @@ class KVCache:
         self.nbytes_per_token = config.num_layers * config.kv_bytes_per_token
 
 
+class TreeSpan:
+    """One sequence's token tree in a forward pass (:meth:`MoEModel.forward`'s ``trees``).
+
+    Node 0 is the tree's root; every other node ``j`` hangs below ``parents[j]`` (an earlier node),
+    so the nodes are in topological order. Node ``j`` occupies KV slot ``base + j`` and sits at
+    position ``base + depth[j]``; its query sees the ``base`` committed keys and the keys of its
+    ancestors and itself, nothing else (the tree attention mask). ``base`` is the sequence's KV
+    length before the root. A pass runs nodes ``start .. start + n - 1`` (its ``chunks[b]``, ``n``
+    tokens, with the cache's length at ``base + start``), so a tree can be built over several
+    passes: a draft runs one depth per pass, verification the whole tree at once.
+    """
+
+    def __init__(self, parents, base, start=0):
+        parents = np.asarray(parents, dtype=np.int64).reshape(-1)
+        if parents.size == 0 or parents[0] != -1:
+            raise ValueError("a tree's node 0 is its root: parents[0] must be -1")
+        n = parents.size
+        if n > 1 and np.any((parents[1:] < 0) | (parents[1:] >= np.arange(1, n))):
+            bad = int(np.flatnonzero((parents[1:] < 0) | (parents[1:] >= np.arange(1, n)))[0]) + 1
+            raise ValueError(f"tree node {bad}'s parent {int(parents[bad])} is not an earlier "
+                             f"node")
+        self.parents, self.base, self.start = parents, int(base), int(start)
+        self.depth = np.zeros(n, dtype=np.int64)
+        #: ``ancestors[j, a]``: node ``a`` is ``j`` or one of its ancestors
+        self.ancestors = np.eye(n, dtype=bool)
+        for j in range(1, n):
+            self.depth[j] = self.depth[parents[j]] + 1
+            self.ancestors[j] |= self.ancestors[parents[j]]
+
+    def __len__(self):
+        return self.parents.size
+
+
 @dataclass
 class ForwardResult:
     """``logits[b]``: ``[n_b, vocab]`` for sequence b's new tokens (or its last one only);
@@ -935,12 +968,14 @@ class MoEModel:
         return KVCache(self.config, batch, capacity)
 
     # -- the pass ------------------------------------------------------------------------------------
-    def forward(self, cache, chunks, plan=None, last_only=False):
+    def forward(self, cache, chunks, plan=None, last_only=False, trees=None):
         """Run the new tokens ``chunks[b]`` (int array, possibly empty) of every sequence ``b``.
 
         Appends their keys and values to ``cache`` and advances ``cache.length``. ``plan`` (a
         :class:`PassPlan`) chooses routing and expert precision; the default is the target (full
-        top-k, FULL). Returns a :class:`ForwardResult`.
+        top-k, FULL). ``trees[b]``: a :class:`TreeSpan` when sequence ``b``'s tokens are nodes of a
+        token tree (tree mask and positions by depth), None for a plain continuation. Returns a
+        :class:`ForwardResult`.
         """
         c = self.config
         plan = plan or self._target
@@ -956,14 +991,22 @@ class MoEModel:
                                  f"beyond the KV cache capacity {cache.capacity}")
         row_seq = np.repeat(np.arange(cache.batch), lens)
         offsets = np.arange(len(row_seq)) - np.repeat(np.cumsum(lens) - lens, lens)
-        pos = cache.length[row_seq] + offsets
+        slot = cache.length[row_seq] + offsets
+        pos = slot.copy()
+        trees = self._check_trees(cache, trees, lens)
+        if trees is not None:
+            first = np.cumsum(lens) - lens
+            for b, t in enumerate(trees):
+                if t is not None and lens[b]:
+                    nodes = t.start + np.arange(lens[b])
+                    pos[first[b]:first[b] + lens[b]] = t.base + t.depth[nodes]
         x = (self.embed[np.concatenate(chunks)].astype(np.float64) if len(row_seq)
              else np.zeros((0, c.hidden_size)))
         act = self._act if not plan.reference else (lambda h: h)
         routes, wanted = [], []
         for i, layer in enumerate(self.layers):
             h = rms_norm(x, layer["attn_norm"], c.rms_eps)
-            x = x + self._attention(i, layer, h, cache, row_seq, pos, lens, plan)
+            x = x + self._attention(i, layer, h, cache, row_seq, pos, lens, plan, slot, trees)
             h = rms_norm(x, layer["ffn_norm"], c.rms_eps)
             if "dense" in layer:
                 x = x + layer["dense"](act(h), self._dense_precision(plan))
@@ -988,6 +1031,26 @@ class MoEModel:
             logits.append(logits_rows[start:start + n])
             start += n
         return ForwardResult(logits=logits, routes=routes, wanted=wanted, row_seq=row_seq)
+
+    @staticmethod
+    def _check_trees(cache, trees, lens):
+        if trees is None:
+            return None
+        if len(trees) != cache.batch:
+            raise ValueError(f"got {len(trees)} tree spans for a cache of batch {cache.batch}")
+        for b, t in enumerate(trees):
+            if t is None:
+                continue
+            if not isinstance(t, TreeSpan):
+                raise TypeError(f"trees[{b}] must be a TreeSpan or None, not {t!r}")
+            if cache.length[b] != t.base + t.start:
+                raise ValueError(f"sequence {b}: the KV cache holds {cache.length[b]} positions, "
+                                 f"but its tree pass starts at node {t.start} of a tree at "
+                                 f"{t.base}")
+            if t.start + lens[b] > len(t):
+                raise ValueError(f"sequence {b}: a pass of {lens[b]} tokens from node {t.start} "
+                                 f"runs past the tree's {len(t)} nodes")
+        return trees
 
     def reference_logits(self, prompts):
         """Float64 logits of every position of each prompt, with every weight unquantised (the
@@ -1018,7 +1081,7 @@ class MoEModel:
         x1, x2 = rot[..., :d // 2], rot[..., d // 2:]
         return np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], axis=-1)
 
-    def _attention(self, i, layer, h, cache, row_seq, pos, lens, plan):
+    def _attention(self, i, layer, h, cache, row_seq, pos, lens, plan, slot=None, trees=None):
         c = self.config
         ref = plan.reference
         prec = self._dense_precision(plan)
@@ -1052,8 +1115,9 @@ class MoEModel:
                 q = rms_norm(q, layer["q_norm"], c.rms_eps)
                 k = rms_norm(k, layer["k_norm"], c.rms_eps)
             q, k = self._rope(q, pos), self._rope(k, pos)
-        cache.k[i][row_seq, pos] = k
-        cache.v[i][row_seq, pos] = v
+        slot = pos if slot is None else slot
+        cache.k[i][row_seq, slot] = k
+        cache.v[i][row_seq, slot] = v
         out = np.zeros((n, c.num_heads, c.value_dim))
         active = np.flatnonzero(lens)
         if not len(active):
@@ -1074,11 +1138,12 @@ class MoEModel:
                 if b1 > b0 and (b1 - b0 + 1) * n2 * l2 * width > budget:
                     break
                 nmax, lmax, b1 = n2, l2, b1 + 1
-            self._attend(i, cache, q, out, active[b0:b1], lens, start, window, layer["sinks"])
+            self._attend(i, cache, q, out, active[b0:b1], lens, start, window, layer["sinks"],
+                         trees)
             b0 = b1
         return layer["o"](act(out.reshape(n, -1)), prec)
 
-    def _attend(self, i, cache, q, out, sel, lens, start, window=0, sinks=None):
+    def _attend(self, i, cache, q, out, sel, lens, start, window=0, sinks=None, trees=None):
         c = self.config
         nh = c.num_heads
         rep = nh // cache.k[i].shape[2]
@@ -1096,6 +1161,10 @@ class MoEModel:
         mask = np.arange(lmax)[None, None, :] <= last[:, :, None]   # [S, n, L]
         if window:
             mask &= np.arange(lmax)[None, None, :] > last[:, :, None] - window
+        for s_, b in enumerate(sel):
+            t = trees[b] if trees is not None else None
+            if t is not None:
+                mask[s_] = self._tree_mask(t, lens[b], nmax, lmax, window)
         scores = np.where(mask[..., None], scores, -np.inf)
         scores[~valid_q] = 0.0                                      # padded queries: no -inf rows
         if sinks is None:
@@ -1107,6 +1176,23 @@ class MoEModel:
             p = e / (seq_sum(e, axis=2)[:, :, None, :] + np.exp(sinks[None, None, None, :] - m))
         o = seq_sum(p[..., None] * vals[:, None], axis=2)           # [S, n, nh, vd]
         out[rows[valid_q]] = o[valid_q]
+
+    @staticmethod
+    def _tree_mask(t, n, nmax, lmax, window):
+        """``[nmax, lmax]``: which KV slots the pass's ``n`` tree nodes see (see :class:`TreeSpan`);
+        a sliding window measures positions (committed slots: their index; tree slots: base plus
+        depth)."""
+        mask = np.zeros((nmax, lmax), dtype=bool)
+        mask[:n, :t.base] = True
+        nodes = t.start + np.arange(n)
+        seen = min(len(t), lmax - t.base)
+        mask[:n, t.base:t.base + seen] = t.ancestors[nodes, :seen]
+        if window:
+            keypos = np.arange(lmax)
+            keypos[t.base:t.base + seen] = t.base + t.depth[:seen]
+            qpos = t.base + t.depth[nodes]
+            mask[:n] &= keypos[None, :] > qpos[:, None] - window
+        return mask
 
     def _moe(self, i, layer, h, plan):
         c = self.config
