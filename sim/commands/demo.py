@@ -3,8 +3,8 @@
 1. Write the Verilog of every block and of the top of the simulated machine, each linted.
 2. Run Elastic-SD on the built-in default model (:func:`sw_model.model.checkpoints.default_model`)
    in the golden model: a batch of :data:`DEMO_BATCH` random prompts (the batch threshold, so the
-   accelerator chooses Elastic-SD), the decoding policy's draft length (4), a quarter of the
-   experts HB-resident.
+   accelerator chooses Elastic-SD), the decoding policy's draft (a chain of its draft length, 4,
+   or its token tree: ``--set decoding.tree=static:3,2``), a quarter of the experts HB-resident.
 3. Schedule its first decode step (draft phase, verify phase with MSB/LSB split, SELECT, fills).
 4. Execute the stream on the Verilated accelerator and on the golden executor; the RTL's memories
    must equal the executor's bit for bit, and the host's float part on the RTL's output memory must
@@ -13,6 +13,7 @@
    ``acceptance_rate`` and the rest. Exit status 1 unless everything matched and linted clean.
 """
 
+import sys
 import time
 
 from sim.commands.output import Result, Table, progress
@@ -40,6 +41,9 @@ def add_arguments(p):
 def run(args):
     from sim.commands.verilog import write_all
     from sim.top.e2e import e2e_machine, run_end_to_end
+    from sw_model.compiler.scheduler import check_pass_fits
+    from sw_model.compiler.weight_layout import WeightLayout
+    from sw_model.decode.decoding import SDConfig
     from sw_model.model.checkpoints import default_model
     start = time.monotonic()
     clock = lambda: f"[{time.monotonic() - start:5.0f} s]"
@@ -50,6 +54,14 @@ def run(args):
         params = e2e_machine(c, args.params.pes, capacity, base=args.params)
     except ValueError as exc:
         raise SystemExit(f"demo: the built-in model does not fit {args.run_name}: {exc}") from None
+    policy = args.decoding_policy
+    sd = SDConfig(gamma=policy.gamma, capacity=capacity, tree=policy.tree)
+    try:
+        check_pass_fits(WeightLayout(c, params), DEMO_BATCH, sd.verify_tokens,
+                        "decoding.tree" if sd.shape is not None else "decoding.gamma")
+    except ValueError as exc:
+        print(f"build.py demo: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     progress(f"{clock()} writing the Verilog of every block and the top of {args.run_name} "
              "(expert cache, slots, HB and LPDDR fitted to the model), each linted ...")
     rows = write_all({args.run_name: params})
@@ -57,7 +69,8 @@ def run(args):
     report, params = run_end_to_end(model, [("elastic_sd", DEMO_BATCH, 1)], params.pes,
                                     capacity=capacity, gamma=args.decoding_policy.gamma,
                                     seed=args.seed, params=params,
-                                    progress=lambda m: progress(f"{clock()} {m} ..."))
+                                    progress=lambda m: progress(f"{clock()} {m} ..."),
+                                    tree=args.decoding_policy.tree)
     args.params = params
     step = report[0]
     accepted, proposed = sum(step["accepted"]), step["proposed"]
@@ -69,8 +82,13 @@ def run(args):
               f"jobs, {step['floats_checked']['layers']} MoE blocks, bit for bit)"
               if step["floats"] else f"DIFFERS: {step['floats_checked']}")
     seconds = time.monotonic() - start
+    draft = (f"token trees ({args.decoding_policy.tree}: {sum(step['tree'].values())} draft "
+             f"nodes, {step['target_rows']} tokens in one verification pass)"
+             if step["tree"] is not None else
+             f"chains of {args.decoding_policy.gamma} drafts")
     table = Table(
         f"Elastic-SD step 0 of {DEMO_BATCH} sequences on {params.describe()}\n"
+        f"  draft: {draft}\n"
         f"  acceptance: {accepted} of {proposed} draft tokens ({accepted / proposed:.2f}); "
         f"accepted per sequence {step['accepted']}\n"
         f"  commands: {step['commands']} ({step['jobs']} expert jobs; {step['mac_dq']} MAC_DQ "
@@ -90,7 +108,8 @@ def run(args):
                "mac_dq_commands": step["mac_dq"], "dequantised_outputs": step["outputs"],
                "cycles": step["cycles"], "phase_cycles": step["phase_cycles"],
                "acceptance_rate": accepted / proposed, "accepted": step["accepted"],
-               "bytes": step["bytes"], "model": name, "batch": DEMO_BATCH, "pes": params.pes,
+               "bytes": step["bytes"], "tree": args.decoding_policy.tree,
+               "verified_tokens": step["target_rows"], "model": name, "batch": DEMO_BATCH, "pes": params.pes,
                "params": params.to_dict(), "verilog": [r["path"] for r in rows],
                "lint_errors": lint_errors, "decoding": args.decoding_policy.to_dict(),
                "seconds": round(seconds, 1)}

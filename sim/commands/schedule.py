@@ -160,10 +160,21 @@ def run(args):
     progress(f"machine: {machine}, {params.describe()}\n  layout: {layout.describe()}")
     progress(f"batch {args.batch} -> {mode} (threshold {args.threshold}); HB holds {capacity} "
              f"of {config.num_experts} experts per MoE layer; steps from the {source}")
+    if policy.tree != "chain" and mode == "elastic_sd":
+        if model is None:
+            raise SystemExit(f"decoding.tree {policy.tree}: trace-driven steps (--model) draft "
+                             f"chains; schedule a token tree from a golden model (the default "
+                             f"model or --checkpoint)")
+        from sw_model.compiler.scheduler import check_pass_fits
+        from sw_model.decode.decoding import SDConfig
+        try:
+            check_pass_fits(layout, args.batch, SDConfig(tree=policy.tree).verify_tokens)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     try:
         if model is not None:
             records = golden_records(model, args.batch, args.steps, mode, capacity, args.gamma,
-                                     args.seed)
+                                     args.seed, tree=policy.tree)
         else:
             from sw_model.compiler.trace_steps import trace_records
             records, _ = trace_records(config, args.batch, args.steps, mode, capacity,
@@ -206,7 +217,7 @@ def run(args):
                            "parts": len(sched.parts),
                            "accepted": list(record.accepted), "bytes": moved,
                            "by_opcode": sched.counts()})
-    proposed = sum(r.gamma * len(r.sequences) for r in records)
+    proposed = sum(r.proposed for r in records)
     acceptance = sum(sum(r.accepted) for r in records) / proposed if proposed else None
     table = Table(
         None, ["step", "mode", "phase", "commands", "HB read B", "LPDDR read B", "HB write B"],

@@ -123,7 +123,8 @@ def run(args):
                          f"least top_k ({c.top_k}) experts to draft from the resident set")
     try:
         sd = SDConfig(gamma=args.gamma, threshold=args.threshold, capacity=capacity,
-                      temperature=args.temperature, draft_bits=args.draft_bits)
+                      temperature=args.temperature, draft_bits=args.draft_bits,
+                      tree=args.decoding_policy.tree)
         policy = make_policy(args.policy, args.k_draft)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
@@ -147,7 +148,9 @@ def run(args):
         progress(f"cached decoding, expert cache: {_cache_name(caches['cached'])} ...")
         cached = cached_decode(model, prompts, args.new_tokens, cache=caches["cached"],
                                temperature=args.temperature, rng=np.random.default_rng(args.seed))
-        progress(f"Elastic-SD (gamma {args.gamma}, policy {args.policy}, draft bits "
+        draft = (f"tree {sd.shape.spec}: {sd.shape.nodes} draft nodes, depth {sd.shape.depth}"
+                 if sd.shape is not None else f"gamma {args.gamma}")
+        progress(f"Elastic-SD ({draft}, policy {args.policy}, draft bits "
                  f"{args.draft_bits}), expert cache: {_cache_name(caches['elastic_sd'])} ...")
         spec = elastic_sd(model, prompts, args.new_tokens, policy, sd, cache=caches["elastic_sd"],
                           rng=np.random.default_rng(args.seed))
@@ -195,12 +198,14 @@ def run(args):
                   "\n".join(notes))
     figures = {
         "model": name, "mode": "elastic_sd", "selected_mode": selected, "batch": args.batch,
-        "gamma": args.gamma, "policy": args.policy, "draft_bits": args.draft_bits,
+        "gamma": args.gamma, "tree": args.decoding_policy.tree, "policy": args.policy,
+        "draft_bits": args.draft_bits,
         "capacity": capacity, "cache": args.cache, "temperature": args.temperature,
         "new_tokens": args.new_tokens, "threshold": args.threshold,
         "decoding": args.decoding_policy.to_dict(),
         "acceptance_rate": ss["acceptance_rate"],
         "mean_accepted_length": ss["mean_accepted_length"],
+        "verified_tokens": ss["verified"], "tokens_per_verified": ss["tokens_per_verified"],
         "hb_bytes_per_token": ss["hb_bytes_per_token"],
         "hb_expert_bytes_per_token": ss["hb_expert_bytes_per_token"],
         "lpddr_bytes_per_token": ss["lpddr_bytes_per_token"],

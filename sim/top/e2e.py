@@ -30,7 +30,7 @@ from sw_model.decode.decoding import SDConfig, cached_decode, elastic_sd
 from sw_model.decode.draft_policies import make_policy
 from sw_model.golden.top import execute, validate
 from sw_model.golden.expert_cache import ExpertCacheModel, replay
-from sw_model.compiler.scheduler import PHASES, schedule_step, stream_bytes
+from sw_model.compiler.scheduler import PHASES, check_pass_fits, schedule_step, stream_bytes
 from sw_model.compiler.step_check import check_floats, prologue, step_images
 from sw_model.decode.step_record import StepRecorder
 from sw_model.compiler.weight_layout import WeightLayout, machine_for
@@ -43,19 +43,22 @@ log = logging.getLogger(__name__)
 E2E_BASE = DEMO_MACHINE
 
 
-def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0):
+def record_steps(model, mode, batch, steps, capacity, gamma=3, seed=0, tree="chain"):
     """Decode random prompts (seeded) on the golden ``model`` in ``mode`` ("elastic_sd" or
     "cached") with a detailed recorder; returns ``(records, decode result)``, records of the
-    first ``steps`` steps. The cache is the controller's golden model with the FREQUENCY policy."""
+    first ``steps`` steps. The cache is the controller's golden model with the FREQUENCY policy.
+    Elastic-SD drafts a chain of ``gamma`` tokens, or the token tree ``tree``
+    (:func:`sw_model.decode.tree.parse_tree`)."""
     c = model.config
     rng = np.random.default_rng(seed)
     prompts = [rng.integers(0, c.vocab_size, rng.integers(4, 13)) for _ in range(batch)]
     recorder = StepRecorder(detail=True)
     cache = ControllerExpertCache(c, capacity, "FREQUENCY")
     if mode == "elastic_sd":
-        result = elastic_sd(model, prompts, steps * (gamma + 1) + 1, make_policy("resident"),
-                            SDConfig(gamma=gamma, capacity=capacity), cache=cache,
-                            rng=np.random.default_rng(seed), recorder=recorder)
+        sd = SDConfig(gamma=gamma, capacity=capacity, tree=tree)
+        longest = sd.shape.depth if sd.shape is not None else gamma
+        result = elastic_sd(model, prompts, steps * (longest + 1) + 1, make_policy("resident"),
+                            sd, cache=cache, rng=np.random.default_rng(seed), recorder=recorder)
     elif mode == "cached":
         result = cached_decode(model, prompts, steps + 1, cache=cache,
                                rng=np.random.default_rng(seed), recorder=recorder)
@@ -97,21 +100,29 @@ def golden_parts(model, record, layout):
 
 
 def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=None,
-                   progress=None, base=E2E_BASE):
+                   progress=None, base=E2E_BASE, tree="chain"):
     """Run ``cases`` (a list of ``(mode, batch, steps)``) end to end on ``pes`` PEs (module
-    docstring); ``progress(message)`` is called at each stage. Returns ``(report, params)``:
-    ``report`` a list of dicts per step (mode, step, match, floats, cycles, phase_cycles, ...)."""
+    docstring); Elastic-SD drafts a chain of ``gamma`` or the token tree ``tree``, whose
+    verification pass must fit one part of the machine whatever the routing (checked before
+    decoding: :func:`sw_model.compiler.scheduler.check_pass_fits`). ``progress(message)`` is
+    called at each stage. Returns ``(report, params)``: ``report`` a list of dicts per step (mode,
+    step, match, floats, cycles, phase_cycles, ...)."""
     say = progress or (lambda message: None)
     c = model.config
     capacity = capacity if capacity is not None else max(c.top_k, c.num_experts // 4)
-    runs = []
-    for mode, batch, steps in cases:
-        say(f"golden model: {mode} decoding of {batch} sequences")
-        records, result = record_steps(model, mode, batch, steps, capacity, gamma, seed)
-        runs += [(mode, record, result.steps[record.index]) for record in records]
     if params is None:
         params = e2e_machine(c, pes, capacity, base)
     layout = WeightLayout(c, params)
+    sd = SDConfig(gamma=gamma, capacity=capacity, tree=tree)
+    for mode, batch, steps in cases:
+        if mode == "elastic_sd":
+            check_pass_fits(layout, batch, sd.verify_tokens,
+                            "decoding.tree" if sd.shape is not None else "decoding.gamma")
+    runs = []
+    for mode, batch, steps in cases:
+        say(f"golden model: {mode} decoding of {batch} sequences")
+        records, result = record_steps(model, mode, batch, steps, capacity, gamma, seed, tree)
+        runs += [(mode, record, result.steps[record.index]) for record in records]
     jobs, scheduled = [], []
     from sim.top.run import Job, run_streams
     for mode, record, stats in runs:
@@ -149,7 +160,11 @@ def run_end_to_end(model, cases, pes, capacity=None, gamma=3, seed=0, params=Non
             "differences": differences[:5],
             "commands": len(sched.commands), "cycles": sum(r.cycles for r in rtl),
             "phase_cycles": phase_cycles, "bytes": stream_bytes(sched.commands, params),
-            "accepted": list(record.accepted), "proposed": record.gamma * len(record.sequences),
+            "accepted": list(record.accepted), "proposed": record.proposed,
+            "tree": ({b: len(t[0]) - 1 for b, t in record.trees.items()}
+                     if record.trees is not None else None),
+            "target_rows": (len(record.target_routes[record.layers[0]])
+                            if record.mode == "elastic_sd" else len(record.sequences)),
             "jobs": len(sched.jobs), "mac_dq": sched.counts().get("MAC_DQ", 0),
             "outputs": len(sched.results)})
     return report, params

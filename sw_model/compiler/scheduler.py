@@ -56,7 +56,7 @@ from hw.params import CacheOp, CacheStatus, MacMode
 from sw_model.compiler.weight_layout import WeightLayout
 
 __all__ = ["PHASES", "Job", "ResultSlot", "Schedule", "schedule_step", "cache_commands",
-           "stream_bytes", "expert_jobs"]
+           "stream_bytes", "expert_jobs", "max_job_rows", "check_pass_fits"]
 
 #: BARRIER phase numbers (cycles are counted per phase by the status register).
 PHASES = {"setup": 0, "draft": 1, "verify": 2, "cached": 3}
@@ -496,6 +496,48 @@ def schedule_step(record, layout, split=False, part_commands=None):
             if (layer, expert) not in streamed:
                 em.job(Job("install", -1, layer, expert))
     return em.finish()
+
+
+def _job_fits(layout, rows, part_commands):
+    em = _Emitter(layout, split=True, part_commands=part_commands)
+    em.barrier("verify")
+    layer = layout.moe_layers[0]
+    try:
+        em.job(Job("miss", 0, layer, 0, tuple(range(rows)), install=True))
+    except ValueError:
+        return False
+    return True
+
+
+def max_job_rows(layout, part_commands=None):
+    """The most token rows one expert's job (the costliest kind: a miss that also fills its slot)
+    can serve in one part of ``layout``'s machine: its input words in IMEM, its results in every
+    PE's OMEM and its commands within ``part_commands`` (default: the command memory less 2)."""
+    p = layout.params
+    limit = part_commands if part_commands is not None else p.command_words - 2
+    lo, hi = 0, 1
+    while _job_fits(layout, hi, limit):
+        lo, hi = hi, hi * 2
+        if hi > 1 << 20:
+            return lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _job_fits(layout, mid, limit) else (lo, mid)
+    return lo
+
+
+def check_pass_fits(layout, batch, tokens, what="decoding.tree"):
+    """Raise ValueError naming ``what`` unless a pass of ``batch`` sequences x ``tokens`` tokens
+    each can be scheduled whatever the routing: every token might pick the same expert, whose job
+    must then fit one part (:func:`max_job_rows`). Called before decoding starts."""
+    rows = batch * tokens
+    most = max_job_rows(layout)
+    if rows > most:
+        raise ValueError(f"{what}: a verification pass of {batch} sequences x {tokens} tokens = "
+                         f"{rows} rows does not fit one part of {layout.params.describe()} "
+                         f"(one expert's job may serve at most {most} rows: input, output and "
+                         f"command memories); at most {most // batch} tokens per sequence "
+                         f"({most // batch - 1} draft nodes) at batch {batch}")
 
 
 def stream_bytes(commands, params):

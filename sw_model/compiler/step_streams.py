@@ -16,9 +16,10 @@ from sw_model.golden.top import validate
 __all__ = ["golden_records", "schedule_records"]
 
 
-def golden_records(model, batch, steps, mode, capacity, gamma, seed, detail=False):
+def golden_records(model, batch, steps, mode, capacity, gamma, seed, detail=False, tree="chain"):
     """Decode random prompts (seeded) on the golden ``model`` in ``mode`` ("cached" or
-    "elastic_sd") and keep the first ``steps`` step records."""
+    "elastic_sd", drafting a chain of ``gamma`` or the token tree ``tree``) and keep the first
+    ``steps`` step records."""
     from sw_model.decode.decoding import SDConfig, cached_decode, elastic_sd
     from sw_model.decode.draft_policies import make_policy
     from sw_model.decode.step_record import StepRecorder
@@ -29,8 +30,10 @@ def golden_records(model, batch, steps, mode, capacity, gamma, seed, detail=Fals
     if mode == "cached":
         cached_decode(model, prompts, steps + 1, capacity=capacity, recorder=recorder)
     else:
-        elastic_sd(model, prompts, steps * (gamma + 1) + 1, make_policy("resident"),
-                   SDConfig(gamma=gamma, capacity=capacity), recorder=recorder)
+        sd = SDConfig(gamma=gamma, capacity=capacity, tree=tree)
+        longest = sd.shape.depth if sd.shape is not None else gamma
+        elastic_sd(model, prompts, steps * (longest + 1) + 1, make_policy("resident"), sd,
+                   recorder=recorder)
     return recorder.steps[:steps]
 
 

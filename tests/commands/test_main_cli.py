@@ -33,6 +33,12 @@ def test_help_runs_as_a_script():
     (["schedule", "--checkpoint", "no/such/dir"], "cannot load checkpoint no/such/dir"),
     (["schedule", "--model", "mixtral-8x7b", "--capacity", "1"],
      "mixtral-8x7b does not fit the paper machine"),
+    (["demo", "--set", "decoding.tree=static:0"],
+     "decoding.tree.widths[1] (children per node at depth 1) must be a positive integer, not 0"),
+    (["demo", "--set", "decoding.tree=dynamic:nodes=300"], "tree.nodes is 300, more than the 255"),
+    (["demo", "--set", "decoding.tree=static:15,16"],
+     "decoding.tree: a verification pass of 4 sequences x 256 tokens = 1024 rows does not fit "
+     "one part of"),
 ])
 def test_bad_requests_are_named(run_build, args, message):
     code, _, stderr = run_build(*args)

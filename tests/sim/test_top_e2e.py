@@ -62,6 +62,19 @@ def test_each_mode_on_the_demo_machine(demo_like, seed, mode, batch):
     _check(report, [mode])
 
 
+def test_a_token_tree_step_on_the_demo_machine(demo_like, seed):
+    """One token-tree Elastic-SD step (static 3,2: 9 draft nodes per sequence, one verification
+    pass of 4 x 10 tokens) on the Verilated demo machine, bit for bit."""
+    model, capacity, config = demo_like
+    params = e2e_machine(config, DEMO_PES, capacity)
+    report, _ = run_end_to_end(model, [("elastic_sd", 4, 1)], pes=DEMO_PES, capacity=capacity,
+                               seed=seed, params=params, tree="static:3,2")
+    _check(report, ["elastic_sd"])
+    step = report[0]
+    assert step["tree"] == {b: 9 for b in range(4)} and step["target_rows"] == 40
+    assert step["proposed"] == 36 and all(0 <= n <= 2 for n in step["accepted"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("pes", [1, 3, 4])
 def test_both_modes_other_pe_counts(demo_like, seed, pes):

@@ -381,3 +381,27 @@ def test_the_policy_names_the_tree():
     assert DEFAULT_POLICY.tree == "chain"
     with pytest.raises(ValueError, match="a static tree needs at least one depth"):
         TreeShape("static", widths=())
+
+
+def test_a_verification_pass_too_large_for_a_part_is_refused_before_decoding():
+    """The scheduler's bound: every token of the pass might pick one expert, whose job must fit
+    one part; the error names the shape field and the most tokens that fit."""
+    from sim.top.e2e import e2e_machine, run_end_to_end
+    from sw_model.compiler.scheduler import check_pass_fits, max_job_rows
+    from sw_model.compiler.weight_layout import WeightLayout
+    m = MoEModel(TINY_CONFIG, random_weights(TINY_CONFIG, seed=1))
+    params = e2e_machine(TINY_CONFIG, 2, 4)
+    layout = WeightLayout(TINY_CONFIG, params)
+    most = max_job_rows(layout)
+    check_pass_fits(layout, 1, most)
+    with pytest.raises(ValueError, match=f"decoding.tree: a verification pass of 1 sequences x "
+                                         f"{most + 1} tokens"):
+        check_pass_fits(layout, 1, most + 1)
+    batch = most // 256 + 1                          # 255 draft nodes: 256 tokens a sequence
+    calls = []
+    m.observer = calls.append
+    with pytest.raises(ValueError, match=f"at most {most // batch} tokens per sequence "
+                                         f"\\({most // batch - 1} draft nodes\\) at batch {batch}"):
+        run_end_to_end(m, [("elastic_sd", batch, 1)], pes=2, capacity=4, params=params,
+                       tree="static:15,16")
+    assert not calls                                 # refused before any decoding
