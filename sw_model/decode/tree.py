@@ -56,9 +56,10 @@ from sw_model.model.moe import softmax
 __all__ = ["TreeShape", "parse_tree", "TREE_LIMIT", "DraftTree", "grow_children",
            "accept_tree_greedy", "accept_tree_sampling", "accept_tree_sampling_iid", "tree_path"]
 
-#: Most draft nodes (below the root) a tree may hold: one verification pass carries ``nodes + 1``
-#: tokens per sequence, which must fit the executor's token tiles (:mod:`hw.isa`'s 8-bit token
-#: fields) and a KV cache sized for them.
+#: Most draft nodes (below the root) a tree may hold: a chosen bound, far above the 8-32 node
+#: budgets worth verifying (the golden model keeps an ancestor matrix of nodes x nodes per
+#: sequence). Whether a tree's verification pass fits a machine's memories is a separate check,
+#: made before decoding: :func:`sw_model.compiler.scheduler.check_pass_fits`.
 TREE_LIMIT = 255
 
 
