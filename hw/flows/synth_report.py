@@ -78,7 +78,9 @@ def _ladders():
     lpddr = [("default", LPDDR_DEFAULT)] + [
         (f"{n} clients", dataclasses.replace(LPDDR_DEFAULT, clients=n)) for n in (4, 8)] + [
         ("paper", LPDDR_PAPER)]
-    top = [("default", TOP_DEFAULT), ("4 PEs", TOP_DEFAULT.with_pes(4))]
+    # one top: with the PEs' binary32 dequantising units a top takes about 16 min of Yosys, a
+    # 4-PE one twice that (``synth --machine demo --set pes=4`` runs it on request)
+    top = [("default", TOP_DEFAULT)]
     return {"mac_array": mac, "expert_cache": cache, "hb_interface": hb, "lpddr_port": lpddr,
             "top": top}
 
@@ -216,7 +218,38 @@ def _figures(rows, liberty):
             "area_source": "fit: " + PAPER_PE_NOT_SYNTHESISED,
             "timing": fit_mac_timing([r for r in rows if _paper_shaped(r)]),
         }
+        inside = _pe_path(rows)
+        if inside is not None:
+            figures["paper_pe"]["pe_timing"] = pe_timing(figures["paper_pe"]["timing"], inside)
     return figures
+
+
+def _pe_path(rows):
+    """The synthesised top's critical path when it runs inside one PE (start and end registers
+    of ``top.pe<i>.``), as a row; else None."""
+    for r in rows:
+        if r["block"] != "top":
+            continue
+        start, end = r["path"]["start"], r["path"]["end"]
+        prefix = start.split(".")[:2]
+        if len(prefix) == 2 and prefix[1].startswith("pe") and end.split(".")[:2] == prefix:
+            return r
+    return None
+
+
+def pe_timing(mac, top_row):
+    """The paper PE's critical path: the longer of its MAC array's (``mac``: the fit) and the
+    path the synthesised top shows inside a PE (``top_row``): that path is the dequantising
+    unit's accumulate stage (binary32 add, then the token-scale multiply), whose logic does not
+    depend on the array's size, so the paper PE has it too (a lower bound: at the paper size its
+    registers fan out further)."""
+    path = top_row["critical_path_ns"]
+    worst = max(mac["critical_path_ns"], path)
+    return {"mac_array_ns": mac["critical_path_ns"], "inside_pe_ns": path,
+            "inside_pe_config": top_row["config"],
+            "start": _register(top_row["path"]["start"]), "end": _register(top_row["path"]["end"]),
+            "critical_path_ns": round(worst, 3), "fmax_mhz": round(1000 / worst, 1),
+            "limited_by": "MAC array" if worst == mac["critical_path_ns"] else "inside the PE"}
 
 
 #: Why the paper PE's area and timing are estimated, not synthesised.
@@ -347,4 +380,18 @@ def report_tables(rows, figures):
             f"Paper PE timing estimated, not analysed (no netlist: see above). Its path runs "
             f"between {same} of the ladder; the broadcast registers' fan-out grows with T*C and "
             f"ABC's buffer trees make it logarithmic.\nMethod: {tm['method']}."))
+        if "pe_timing" in pe:
+            t = pe["pe_timing"]
+            tables.append((
+                "Paper PE critical path: the longer of its MAC array's and the path inside a PE "
+                "of the synthesised top:",
+                ["MAC array (fit, ns)", f"inside a PE (top {t['inside_pe_config']}, ns)",
+                 "from", "to", "paper PE path (ns)", "paper PE fmax (MHz)", "limited by"],
+                [[f"{t['mac_array_ns']:.3f}", f"{t['inside_pe_ns']:.3f}",
+                  f"register {t['start']}", f"register {t['end']}",
+                  f"{t['critical_path_ns']:.3f}", f"{t['fmax_mhz']:.1f}", t["limited_by"]]],
+                "The path inside the PE is the dequantising unit's accumulate stage (binary32 "
+                "add, then the token-scale multiply in the same cycle): its logic is binary32 "
+                "whatever the array's size, so the paper PE has it too, with wider fan-out (the "
+                "figure is a lower bound)."))
     return tables

@@ -128,6 +128,23 @@ def test_mac_timing_fit_recovers_a_logarithmic_model_and_names_the_path():
         fit_mac_timing(rows[:2])
 
 
+def test_the_paper_pe_path_is_the_longer_of_the_array_and_the_path_inside_a_pe():
+    from hw.flows.synth_report import _pe_path, pe_timing
+    mac = {"critical_path_ns": 9.0}
+
+    def top(start, end, delay):
+        return {"block": "top", "config": "default", "critical_path_ns": delay,
+                "path": {"start": start, "end": end}}
+    inside = top("top.pe0.a_step", "top.pe0.out[447]", 37.85)
+    assert _pe_path([{"block": "mac_array"}, inside]) is inside
+    t = pe_timing(mac, inside)
+    assert (t["critical_path_ns"], t["fmax_mhz"], t["limited_by"]) == (37.85, 26.4, "inside the PE")
+    assert (t["start"], t["end"]) == ("top.pe0.a_step", "top.pe0.out")
+    assert pe_timing(mac, top("top.pe1.x", "top.pe1.y", 4.0))["limited_by"] == "MAC array"
+    assert _pe_path([top("top.pe0.x", "top.pe1.y", 5.0)]) is None       # between two PEs
+    assert _pe_path([top("top.cmd.x", "top.cmd.y", 5.0)]) is None
+
+
 def test_synth_ladder_covers_every_block_and_the_ablation():
     from hw.blocks import BLOCKS
     points = synth_points()
