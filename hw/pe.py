@@ -45,8 +45,8 @@ as integers), then takes ``dq_rows`` token rows a cycle (``TopParams.dq_rows``: 
 result is done before the next can come, one result per ``beats_per_group`` cycles): one stage
 multiplies each sum by its group's scale, the next adds the products to those rows of the
 command's accumulator (``accumulators`` of them) and, after the last operation of a ``last``
-command, multiplies the new rows by their token scales into the output register; then a writer
-stores ``dq_words`` words. ``dq_rows x 2*out_channels`` lanes, each with its own logic.
+command, a third multiplies the new rows by their token scales into the output register; then a
+writer stores ``dq_words`` words. ``dq_rows x 2*out_channels`` lanes, each with its own logic.
 
 The memories are ``lib.memory`` arrays named ``wmem``, ``amem`` and ``omem`` (the simulation
 runner's back door).
@@ -288,8 +288,10 @@ class ProcessingElement(CheckedComponent):
                 with m.If(p_busy):
                     m.d.sync += products[t][s].eq(product)
 
-        # stage A: those rows of accumulator ``a_bank`` += the products; after the last operation
-        # of a ``last`` command, the new rows times their token scales into the output register
+        # stage A: those rows of accumulator ``a_bank`` += the products (a one-cycle loop: the
+        # next group's products for the same rows may follow in the next cycle); stage O: after
+        # the last operation of a ``last`` command, the new rows times their token scales into
+        # the output register
         lanes = data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T)
         banks = [Signal(lanes, name=f"dq_acc{b}") for b in range(p.accumulators)]
         acc = Signal(lanes)
@@ -312,15 +314,24 @@ class ProcessingElement(CheckedComponent):
                         bank_rows = Array(banks[b][k * DR:(k + 1) * DR] for k in range(steps))
                         m.d.sync += bank_rows[a_step].eq(total)
         D, width = p.dq_words, p.result_bits
+        o_valid, o_final = Signal(), Signal()
+        o_step = Signal.like(a_step)
+        o_addr = Signal.like(a_addr)
+        o_total = Signal(row_lanes)
+        o_ts = Signal.like(a_ts)
+        m.d.sync += [o_valid.eq(a_valid & a_last), o_final.eq(a_final), o_step.eq(a_step),
+                     o_addr.eq(a_addr)]
+        with m.If(a_valid & a_last):
+            m.d.sync += [o_total.eq(total), o_ts.eq(a_ts)]
         out = Signal(data.ArrayLayout(data.ArrayLayout(unsigned(32), R), T))
         out_rows = Array(out[k * DR:(k + 1) * DR] for k in range(steps))
         scaled_rows = Signal(row_lanes)
         for t in range(DR):
             for s in range(R):
                 m.d.comb += scaled_rows[t][s].eq(
-                    f32_mul(m, total[t][s], a_ts[t], name=f"dq_out_{t}_{s}"))
-        with m.If(a_valid & a_last):
-            m.d.sync += out_rows[a_step].eq(scaled_rows)
+                    f32_mul(m, o_total[t][s], o_ts[t], name=f"dq_out_{t}_{s}"))
+        with m.If(o_valid):
+            m.d.sync += out_rows[o_step].eq(scaled_rows)
 
         # the writer: ``dq_words`` words of the output register, after its last rows
         flat = out.as_value()
@@ -333,10 +344,10 @@ class ProcessingElement(CheckedComponent):
             m.d.comb += [self.o_wr.addr.eq(w_addr + done), self.o_wr.data.eq(words[done]),
                          self.o_wr.en.eq(1)]
             m.d.sync += [left.eq(left - 1), done.eq(done + 1)]
-        with m.If(a_final):
-            m.d.sync += [left.eq(D), done.eq(0), w_addr.eq(a_addr)]
+        with m.If(o_final):
+            m.d.sync += [left.eq(D), done.eq(0), w_addr.eq(o_addr)]
         m.d.comb += self.results_busy.eq(inflight.r_level.any() | self.s_valid | p_busy
-                                         | a_valid | (left != 0))
+                                         | a_valid | o_valid | (left != 0))
 
     @property
     def _wmem_granularity(self):
