@@ -26,7 +26,7 @@ NAME = "ablate"
 #: point of the measured curves; the runs are greedy and compare every draft policy and set.
 DECODING = True
 HELP = ("the papers' ablations (draft bits, resident sets, draft policies, loss vs k') on the "
-        "shipped trained models")
+        "shipped trained models; --study trees: chains against token trees")
 
 SD_HEAD = ["acceptance", "mean accepted length", "gamma*", "E(gamma*)"]
 SD_NOTE = ("(gamma*: best draft length for tokens per unit time at the draft cost, 'g+' when it "
