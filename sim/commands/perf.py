@@ -205,14 +205,14 @@ def settings_from_args(args):
 
 def draft_trees(args, settings):
     """``(shapes, chosen)``: the token-tree shapes ``perf`` and ``sweep`` evaluate beside the
-    chain: the decoding policy's ``tree`` when it names one (``chosen`` True; it must have measured
-    acceptance), else every shape the tree study measured. ValueError naming ``decoding.tree``."""
+    chain: the decoding policy's ``tree`` when it names one (``chosen`` True; it must have been
+    measured, whichever acceptance mapping: its union growth is), else every shape the tree study
+    measured. ValueError naming ``decoding.tree``."""
     from sw_model.decode.tree import parse_tree
     from sw_model.perf.workload import measured_tree_specs
     shape = parse_tree(args.decoding_policy.tree)
     if shape is not None:
-        if settings.acceptance.mapping == "resident":
-            settings.acceptance.tree_entry(shape)
+        settings.acceptance.tree_entry(shape)      # its acceptance and union are measured
         return [shape], True
     return [parse_tree(spec) for spec in measured_tree_specs()], False
 
@@ -371,7 +371,11 @@ def _perf(args):
     if chosen:          # the policy's tree must fit every point asked for
         for machine in machines:
             check_verify_fits(trees[0], machine, models, batches)
-    trees, left_out = fitting_trees(trees, chosen, machines[0], PAPER_MODELS, HEADLINE_BATCHES)
+    left = []
+    for machine in machines:        # every tree must fit each machine's headline set
+        trees, text = fitting_trees(trees, chosen, machine, PAPER_MODELS, HEADLINE_BATCHES)
+        left += [text] if text else []
+    left_out = "; ".join(left) or None
     progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "
              f"{len(machines)} ELMoE-3D machines "
              f"({'; '.join(machine_label(m) for m in machines)}), {len(BASELINES)} baselines "
@@ -393,7 +397,8 @@ def _perf(args):
                  + (f"; points whose verification does not fit one part left out: "
                     f"{report.describe_points(skip)}" if skip else ""))
         p, sm, c = report.evaluate(models, batches, [machine], s, calibration,
-                                   progress=progress_bar("perf"), skip=skip)
+                                   progress=progress_bar("perf"), skip=skip,
+                                   with_crossover=cross is None)
         points += p
         summaries += sm
         cross = c if cross is None else cross

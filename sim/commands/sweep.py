@@ -94,8 +94,7 @@ def _trees(args, settings):
             if shape is None:
                 raise ValueError("--trees lists tree shapes; the chain is always swept "
                                  "(--gammas)")
-            if settings.acceptance.mapping == "resident":
-                settings.acceptance.tree_entry(shape)
+            settings.acceptance.tree_entry(shape)  # its acceptance and union are measured
             shapes.append(shape)
         chosen = True
     elif not chosen:

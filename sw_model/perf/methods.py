@@ -39,7 +39,6 @@ with the KV read externally.
 """
 
 from dataclasses import dataclass, field, replace
-
 import math
 
 from sw_model.decode.policy import DEFAULT_POLICY

@@ -226,17 +226,20 @@ def anchor_text():
             f"{sum(errors) / len(errors):.1%}, max {max(errors):.1%}")
 
 
-def evaluate(models, batches, machines, settings, calibration, progress=None, skip=()):
+def evaluate(models, batches, machines, settings, calibration, progress=None, skip=(),
+             with_crossover=True):
     """Every model x batch x machine (but the ``skip`` triples) against every baseline:
     ``(points, summaries, crossover)``, a summary per machine that has headline points, the
     crossover on the first machine with each model's break-even acceptance at batch 1
-    (``breakeven_acceptance_at_batch_1``) where Elastic-SD runs there. ``progress(done, total)``
-    hears of every point."""
+    (``breakeven_acceptance_at_batch_1``) where Elastic-SD runs there (None without
+    ``with_crossover``). ``progress(done, total)`` hears of every point."""
     points = run_grid(models, batches, machines, settings, calibration, progress=progress,
                       skip=skip)
     summaries = [summarise(points, g) for g in machines
                  if any(p.model in PAPER_MODELS and p.batch in HEADLINE_BATCHES
                         and p.machine == g for p in points)]
+    if not with_crossover:
+        return points, summaries, None
     cross_gb = machines[0]
     cross = crossover(points, cross_gb)
     for c in cross.values():

@@ -41,11 +41,11 @@ from functools import lru_cache
 import numpy as np
 
 from sw_model.decode.decoding import LRUExpertCache
+from sw_model.decode.tree import parse_tree
 from sw_model.perf.locality import GENERATOR_REUSE, MEASURED_TOP_SHARE, TOP_FRACTION, \
     zipf_for_top_share
 from sw_model.perf.measured import ABLATE_EXPERTS, ABLATE_GAMMA, CHAIN_WINDOW_UNION, \
     TOKENS_PER_VERIFICATION, TREE_SEQUENCE_UNION, TREE_SHARES, TREE_TOKENS_PER_VERIFICATION
-from sw_model.decode.tree import TreeShape, parse_tree
 from sw_model.model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
@@ -286,9 +286,8 @@ class RoutingStats:
                     t, n = self._draft(a, drafts, layer, now_set, tile)
                     dt += t
                     dtiles += n
-                    for j, pair in enumerate(zip(t, n)):
-                        if levels is not None:
-                            per_pass[j].append(pair)
+                    for j, pair in enumerate(zip(t, n) if levels is not None else ()):
+                        per_pass[j].append(pair)
         mean = lambda v: float(np.mean(v)) if v else 0.0
         passes = tuple((mean([p[0] for p in v]), mean([p[1] for p in v])) for v in per_pass)
         return SetStats(mean(cover), mean(hits), mean(installs), mean(streamed), mean(dt),
@@ -305,7 +304,7 @@ class RoutingStats:
         when fewer were chosen, earlier residents keep the other slots (the controller's SELECT).
         Steps start ``stride`` positions apart (default ``window``; a speculative step advances
         by the tokens it keeps, so the next window overlaps the rejected drafts). ``levels``: a
-        token tree's draft passes, tokens per sequence each (:attr:`TreeShape.levels` without
+        token tree's draft passes, tokens per sequence each (``TreeShape.levels`` without
         the deepest): pass ``j`` takes the next ``levels[j]`` positions, the set counts all of
         them, and verification the first ``window``."""
         span = max(1, window - 1) if levels is None else sum(levels)
@@ -555,7 +554,7 @@ class AcceptanceModel:
                      self.chain_union, self.tree_union, self.share))
 
     def tree_entry(self, shape):
-        """``(E per share, union per share)`` measured for ``shape`` (a :class:`TreeShape` or a
+        """``(E per share, union per share)`` measured for ``shape`` (a ``TreeShape`` or a
         spec); ValueError naming ``decoding.tree`` and the measured shapes when it has none."""
         spec = parse_tree(shape).spec
         for s, lengths, unions in self.trees:
