@@ -33,16 +33,19 @@
                                     bytes per memory tier
                                     (expert cache: the controller's golden model, or --cache lru)
     python build.py perf            performance and energy model: ELMoE-3D vs every baseline per
-                                    model and batch, headline averages, plots under build/perf
-    python build.py sweep           explore gamma, threshold, resident policy, PE count (progress
-                                    bar; local, or on a Ray cluster with --ray ADDRESS)
+                                    model and batch, headline averages of the chain and the token
+                                    trees beside the paper's, plots under build/perf
+    python build.py sweep           explore gamma or tree shape, threshold, resident policy, PE
+                                    count (progress bar; local, or on a Ray cluster with --ray
+                                    ADDRESS)
     python build.py schedule        command streams of decode steps (--model default|zoo name,
                                     --checkpoint PATH): binary and text under build/schedule
     python build.py stream validate|disasm|run FILE
                                     check, disassemble or run (golden executor; --rtl also the
                                     Verilated top) a command stream file, text or binary
     python build.py ablate          the papers' ablations on the shipped trained models: draft bits,
-                                    resident-set selection, draft policies, held-out loss vs k'
+                                    resident-set selection, draft policies, held-out loss vs k';
+                                    --study trees: chains against token trees at equal budgets
     python build.py train           retrain the shipped MoE models (standard, Elastic-MoE) from seed
     python build.py clean           remove builds and results under build/ (--keep-sim keeps the
                                     Verilator builds)

@@ -6,6 +6,13 @@ Greedy Elastic-SD runs on held-out prompts with the plain per-layer expert cache
 (resident set, SpecMoE substitution, elastic k'), each with gamma*, the best draft length at
 ``--draft-cost``; then the held-out loss of both trained variants against the inference k'. Each
 table is printed as soon as it is measured; plots go to the results folder (``--out``); the last line is the JSON.
+
+``--study trees`` measures chains against token trees instead
+(:func:`sw_model.train.ablate.tree_study`): at verify budgets of 8, 16 and 32 draft nodes per sequence (``--budgets``) a chain of that many
+drafts, static and dynamic tree shapes, each with 1/8, 1/4, 1/2 and all of a layer's experts
+resident (``--shares``): tokens kept per verification and per verified token, the experts the
+verification and the draft touch, and the best static and dynamic shape per budget (the source of
+the tree tables in :mod:`sw_model.perf.measured`).
 """
 
 import time
@@ -19,16 +26,33 @@ NAME = "ablate"
 #: point of the measured curves; the runs are greedy and compare every draft policy and set.
 DECODING = True
 HELP = ("the papers' ablations (draft bits, resident sets, draft policies, loss vs k') on the "
-        "shipped trained models")
+        "shipped trained models; --study trees: chains against token trees")
 
 SD_HEAD = ["acceptance", "mean accepted length", "gamma*", "E(gamma*)"]
 SD_NOTE = ("(gamma*: best draft length for tokens per unit time at the draft cost, 'g+' when it "
            "is the run's gamma, i.e. a longer draft might be better; E: tokens per verification)")
 
 
+#: Prompts and new tokens per run of each study (``--batch``, ``--new-tokens``).
+STUDY_DEFAULTS = {"paper": (24, 32), "trees": (24, 24)}
+
+
 def add_arguments(p):
-    p.add_argument("--batch", type=int, default=24, help="prompts per run (default 24)")
-    p.add_argument("--new-tokens", type=int, default=32, help="tokens per prompt (default 32)")
+    p.add_argument("--study", default="paper", choices=tuple(STUDY_DEFAULTS),
+                   help="paper: the papers' ablations (default); trees: chains against token "
+                        "trees at equal verify budgets")
+    p.add_argument("--batch", type=int, default=None,
+                   help="prompts per run (default 24)")
+    p.add_argument("--new-tokens", type=int, default=None,
+                   help="tokens per prompt (default 32; --study trees: 24)")
+    p.add_argument("--budgets", default=None, metavar="LIST",
+                   help="--study trees: verify budgets, draft nodes per sequence (default "
+                        "8,16,32)")
+    p.add_argument("--shares", default=None, metavar="LIST",
+                   help="--study trees: shares of a layer's experts resident (default "
+                        "0.125,0.25,0.5,1)")
+    p.add_argument("--variant", default="standard", choices=("standard", "elastic"),
+                   help="--study trees: the trained model measured (default standard)")
     p.add_argument("--prompt-len", type=int, nargs=2, default=(24, 48), metavar=("MIN", "MAX"),
                    help="prompt lengths in bytes (default 24 48)")
     p.add_argument("--gamma", type=int, default=ABLATE_GAMMA,
@@ -48,7 +72,36 @@ def add_arguments(p):
                         "train --models-dir DIR; default: the shipped models)")
 
 
+def _numbers(text, flag, kind):
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag} must be comma-separated numbers, not {text!r}") from None
+    if not values:
+        raise SystemExit(f"{flag} must list at least one value, not {text!r}")
+    return values
+
+
 def _check(args):
+    batch, new = STUDY_DEFAULTS[args.study]
+    args.batch = batch if args.batch is None else args.batch
+    args.new_tokens = new if args.new_tokens is None else args.new_tokens
+    if args.study == "trees":
+        from sw_model.decode.tree import TREE_LIMIT
+        from sw_model.train.ablate import TREE_BUDGETS, TREE_SHARES
+        args.budgets = (list(TREE_BUDGETS) if args.budgets is None
+                        else _numbers(args.budgets, "--budgets", int))
+        for b in args.budgets:
+            if not 1 <= b <= TREE_LIMIT:
+                raise SystemExit(f"--budgets: a budget must be 1..{TREE_LIMIT} draft nodes, "
+                                 f"not {b}")
+        args.shares = (list(TREE_SHARES) if args.shares is None
+                       else _numbers(args.shares, "--shares", float))
+        for f in args.shares:
+            if not 0 < f <= 1:
+                raise SystemExit(f"--shares: a resident share must be in (0, 1], not {f:g}")
+    elif args.budgets is not None or args.shares is not None:
+        raise SystemExit("--budgets and --shares belong to --study trees")
     if args.decoding_policy.gamma > args.gamma:
         raise SystemExit(f"ablate: --gamma ({args.gamma}) must reach the decoding policy's draft "
                          f"length ({args.decoding_policy.gamma}), a point of the curves")
@@ -71,14 +124,125 @@ def _row(label, r, gamma):
             f"{g}+" if g == gamma else g, f"{r['tokens_per_verification_at_gamma_star']:.2f}"]
 
 
+def _mean_e(study, spec):
+    """Tokens per verification of ``spec`` on average over the shares."""
+    return sum(r["mean_accepted_length"] for r in study["runs"][spec].values()) \
+        / len(study["runs"][spec])
+
+
+def _best_cells(best, budget):
+    spec, e = best.get(budget, ("-", None))
+    return [spec, "-" if e is None else f"{e:.2f}"]
+
+
+def _trees(args):
+    """``--study trees``: chains against token trees at equal verify budgets."""
+    import numpy as np
+    from sw_model.model.checkpoints import CheckpointError, load_checkpoint
+    from sw_model.model.corpus import heldout_prompts
+    from sw_model.train import ablate
+    from sw_model.train.training import model_dir
+    start = time.monotonic()
+    path = Path(args.models) / args.variant if args.models else model_dir(args.variant)
+    try:
+        model, _ = load_checkpoint(path)
+    except (CheckpointError, OSError) as exc:
+        raise SystemExit(f"cannot load the {args.variant} model {path}: {exc}") from None
+    c = model.config
+    lo, hi = args.prompt_len
+    prompts = heldout_prompts(np.random.default_rng(args.seed), args.batch, lo, hi)
+    shapes = {b: ablate.tree_shapes(b) for b in args.budgets}
+    runs = sum(len(v) for v in shapes.values()) * len(args.shares)
+    progress(f"model: {path}\n  {c.describe()}")
+    progress(f"chains and trees: {args.batch} held-out prompts of {lo}..{hi} bytes, "
+             f"{args.new_tokens} new tokens, greedy, 4-bit augmented draft, frequency set, plain "
+             f"expert cache; budgets {', '.join(map(str, args.budgets))} draft nodes per "
+             f"sequence; {runs} runs")
+    study = ablate.tree_study(model, prompts, args.new_tokens, args.budgets, args.shares, shapes,
+                              progress=progress)
+    caps = study["capacities"]
+    shares = [str(f) for f in args.shares]
+    head = ["budget", "shape", "nodes", "depth"] + [f"{caps[f]}/{c.num_experts}" for f in shares]
+
+    def rows(cell):
+        out = []
+        for b, specs in shapes.items():
+            for spec in specs:
+                runs_ = study["runs"][spec]
+                r0 = runs_[shares[0]]
+                out.append([b, spec, r0["nodes"], r0["depth"]]
+                           + [cell(runs_[f]) for f in shares])
+        return out
+
+    statics, dynamics = ablate.best_shapes(study, "static"), ablate.best_shapes(study, "dynamic")
+    summary = []
+    for b, specs in shapes.items():
+        for label, spec in (("chain", specs[0]), ("best static", statics.get(b, (None,))[0]),
+                            ("best dynamic", dynamics.get(b, (None,))[0])):
+            if spec is None:
+                continue
+            runs_ = study["runs"][spec]
+            summary.append([b, f"{label} ({spec})"] + [
+                f"{runs_[f]['mean_accepted_length']:.2f} / {runs_[f]['tokens_per_verified']:.3f}"
+                f" / {runs_[f]['target_union_per_sequence']:.1f} / {runs_[f]['target_union']:.1f}"
+                for f in shares])
+    resident = ", ".join(f"{caps[f]} of {c.num_experts}" for f in shares)
+    tables = [
+        Table(f"Chains and trees at equal verify budgets ({args.variant} model; columns: "
+              f"experts resident per layer, {resident}): E / tokens per verified token / "
+              "experts one sequence's verification touches / the batch's verification touches "
+              "(per layer)", ["budget", "draft"] + head[4:], summary,
+              "(E: tokens a sequence keeps per verification, the mean accepted length; per "
+              "verified token: E / tokens the verification carries; best: most E on average "
+              "over the shares)"),
+        Table("Tokens kept per verification E (mean accepted length)", head,
+              rows(lambda r: f"{r['mean_accepted_length']:.2f}")),
+        Table("Tokens kept per verified token", head,
+              rows(lambda r: f"{r['tokens_per_verified']:.3f}")),
+        Table("Experts touched per layer: one sequence's verification / the batch's "
+              f"verification / the batch's draft ({args.batch} sequences)", head,
+              rows(lambda r: f"{r['target_union_per_sequence']:.1f} / {r['target_union']:.1f}"
+                   f" / {r['draft_union']:.1f}")),
+        Table("Best shapes per budget (most E on average over the shares)",
+              ["budget", "best static", "mean E", "best dynamic", "mean E", "chain mean E"],
+              [[b, *_best_cells(statics, b), *_best_cells(dynamics, b),
+                f"{_mean_e(study, shapes[b][0]):.2f}"] for b in shapes])]
+    plot = ablate.write_tree_plot(Path(args.work_dir), study)
+    seconds = time.monotonic() - start
+    figures = {
+        "study": "trees", "model": str(path), "variant": args.variant,
+        "batch": args.batch, "new_tokens": args.new_tokens, "prompt_len": [lo, hi],
+        "seed": args.seed, "budgets": args.budgets, "shares": args.shares,
+        "capacities": caps, "shapes": {str(b): v for b, v in shapes.items()},
+        "runs": study["runs"],
+        "best_static": {str(b): v[0] for b, v in statics.items()},
+        "best_dynamic": {str(b): v[0] for b, v in dynamics.items()},
+        "plots": [str(Path(args.out_dir) / Path(plot).name)],
+        "seconds": round(seconds, 1),
+    }
+    return Result(tables + [f"\nplot: {figures['plots'][0]}\ndone in {seconds:.0f} s"],
+                  figures)
+
+
 def run(args):
+    _check(args)
+    if args.study == "trees":
+        if args.out is None:        # beside the papers' ablations, not over them
+            name = "trees" if args.variant == "standard" else f"trees-{args.variant}"
+            args.out_dir = Path(args.out_dir).with_name(name)
+            args.work_dir = args.out_dir.with_name(name + ".partial")
+            args.run_name = name
+        return _trees(args)
+    return _paper(args)
+
+
+def _paper(args):
     import numpy as np
     # Imported here so that build.py's other commands do not need the checkpoint reader.
     from sw_model.model.checkpoints import CheckpointError, load_checkpoint
     from sw_model.model.corpus import DOMAINS, heldout_prompts, heldout_windows
     from sw_model.train import ablate
     from sw_model.train.training import VARIANTS, model_dir
-    _check(args)
     start = time.monotonic()
     dirs = {v: Path(args.models) / v if args.models else model_dir(v) for v in VARIANTS}
     models = {}

@@ -55,8 +55,8 @@ def add_set_argument(p, machine, decoding):
 def add_decoding_arguments(p):
     p.add_argument("--decoding", default=None, metavar="FILE",
                    help="a decoding policy file (TOML or JSON: gamma, threshold, draft_policy, "
-                        "resident_set, temperature, acceptance, locality; the rest keep their "
-                        f"defaults: {DEFAULT_POLICY.describe()})")
+                        "resident_set, temperature, acceptance, locality, tree; the rest keep "
+                        f"their defaults: {DEFAULT_POLICY.describe()})")
 
 
 def add_out_argument(p):

@@ -3,9 +3,18 @@
 Per model and batch size, ELMoE-3D's speed-up and energy efficiency over each baseline (and the
 best prior accelerator), the headline averages against the paper's, the crossover of cached
 decoding and Elastic-SD, where the bytes go, the best prior under other assumptions and the
-headline's sensitivity (:mod:`sw_model.perf.report`), on the machine ``--machine`` / ``--set``
-describe (default the paper's) at its own PE count and half of it (``--pes``). Tables as CSV,
-the JSON and the plots go to ``build/perf/<run>/``. ``--streams``
+headline's sensitivity and the gap to the paper step by step (:mod:`sw_model.perf.report`), on the
+machine ``--machine`` / ``--set`` describe (default the paper's) at its own PE count and half of it
+(``--pes``). Tables as CSV, the JSON and the plots go to ``build/perf/<run>/``.
+
+Draft shapes: the headline of the chain (the policy's ``gamma``) and of the token trees (the
+policy's ``tree`` when it names one, else every shape the tree study measured) is printed side by
+side against the paper's; the tables and the headline JSON keys (``avg_speedup_vs_xpu``,
+``avg_energy_vs_xpu``, ``avg_speedup_vs_best_prior``) are for ``--draft`` (default ``best``: the
+higher average speed-up over the xPU), the chain's and the best tree's also under ``chain`` and
+``tree``, every tree's under ``trees``. A tree whose verification does not fit one part of the
+machine at a requested batch stops the command, naming ``decoding.tree``; points the default
+batches reach beyond that are left out and named. ``--streams``
 also compares the stream-driven path with the analytic one; ``--measure-locality`` measures the
 trained model's routing locality instead. The assumptions are listed by ``--help`` and under the
 tables. The last line is the headline JSON.
@@ -194,6 +203,39 @@ def settings_from_args(args):
     return settings, calibration
 
 
+def draft_trees(args, settings):
+    """``(shapes, chosen)``: the token-tree shapes ``perf`` and ``sweep`` evaluate beside the
+    chain: the decoding policy's ``tree`` when it names one (``chosen`` True; it must have been
+    measured, whichever acceptance mapping: its union growth is), else every shape the tree study
+    measured. ValueError naming ``decoding.tree``."""
+    from sw_model.decode.tree import parse_tree
+    from sw_model.perf.workload import measured_tree_specs
+    shape = parse_tree(args.decoding_policy.tree)
+    if shape is not None:
+        settings.acceptance.tree_entry(shape)      # its acceptance and union are measured
+        return [shape], True
+    return [parse_tree(spec) for spec in measured_tree_specs()], False
+
+
+def fitting_trees(shapes, chosen, machine, models, batches):
+    """``(shapes that fit, text naming the others)``: a tree whose verification does not fit one
+    part of ``machine`` at ``batches`` (:func:`sw_model.perf.methods.check_verify_fits`) is an
+    error when the policy chose it, else left out."""
+    from sw_model.perf.methods import check_verify_fits
+    keep, left = [], []
+    for shape in shapes:
+        try:
+            check_verify_fits(shape, machine, models, batches)
+        except ValueError:
+            if chosen:
+                raise
+            left.append(shape.spec)
+            continue
+        keep.append(shape)
+    return keep, (f"left out (their verification does not fit one part of the machine): "
+                  f"{', '.join(left)}" if left else None)
+
+
 # -- perf -----------------------------------------------------------------------------------------
 
 def add_arguments(p):
@@ -216,6 +258,12 @@ def add_arguments(p):
     p.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="a Hugging Face checkpoint directory as the model (its config.json), "
                         "instead of --models; its routing from --trace if given")
+    p.add_argument("--draft", default="best", choices=("best", "chain", "tree"),
+                   help="Elastic-SD's draft shape in the tables: best (default: whichever of the "
+                        "chain and the tree gives the higher average speed-up over the xPU), "
+                        "chain (gamma drafts) or tree (the decoding policy's tree, or the best "
+                        "measured one when the policy says chain); both headlines are printed "
+                        "either way")
     p.add_argument("--no-plots", action="store_true", help="skip the plots under build/perf")
     p.add_argument("--measure-locality", action="store_true",
                    help="measure the routing locality on the trained model over the held-out "
@@ -224,6 +272,29 @@ def add_arguments(p):
     p.add_argument("--streams", action="store_true",
                    help="also run the stream-driven path on the scheduler's streams and compare "
                         "it with the analytic path (about two minutes more)")
+
+
+def _choose_draft(args, settings, trees, calibration, machine):
+    """The draft shape ``machine``'s tables run (``--draft``; best: the higher average speed-up
+    over the xPU on the headline set), with the headlines it was chosen from: ``{"settings",
+    "heads", "chain", "tree", "best_tree"}``."""
+    from sw_model.perf import report
+    from sw_model.perf.hardware import machine_label
+    from sw_model.perf.methods import draft_label
+    # the headline set is the paper models' on generated routing, whatever --trace gives
+    heads = report.draft_headlines(replace(settings, trace=None), trees, calibration, machine,
+                                   progress=progress_bar(f"draft shapes, "
+                                                         f"{machine_label(machine)}"))
+    chain = heads[draft_label(settings)]
+    best_tree = max(trees, key=lambda t: heads[t.spec]["avg_speedup_vs_xpu"]) if trees else None
+    tree = heads[best_tree.spec] if best_tree is not None else None
+    if args.draft == "tree" and best_tree is None:
+        raise ValueError("--draft tree: no tree shape fits the machine")
+    use_tree = best_tree is not None and (
+        args.draft == "tree" or (args.draft == "best"
+                                 and tree["avg_speedup_vs_xpu"] > chain["avg_speedup_vs_xpu"]))
+    return {"settings": replace(settings, tree=best_tree if use_tree else None), "heads": heads,
+            "chain": chain, "tree": tree, "best_tree": best_tree}
 
 
 def _measure_locality(start):
@@ -290,20 +361,67 @@ def _perf(args):
     settings, calibration = settings_from_args(args)
     if args.measure_locality:
         return _measure_locality(start)
+    from sw_model.perf.methods import check_verify_fits, draft_label
+    from sw_model.perf.suite import HEADLINE_BATCHES
+    from sw_model.perf.zoo import PAPER_MODELS
     models = model_list(args.checkpoint or args.models)
     batches = int_list(args.batches)
     machines = machines_at(args.params, args.pes)
+    trees, chosen = draft_trees(args, settings)
+    if chosen:          # the policy's tree must fit every point asked for
+        for machine in machines:
+            check_verify_fits(trees[0], machine, models, batches)
+    left = []
+    for machine in machines:        # every tree must fit each machine's headline set
+        trees, text = fitting_trees(trees, chosen, machine, PAPER_MODELS, HEADLINE_BATCHES)
+        left += [text] if text else []
+    left_out = "; ".join(left) or None
     progress(f"performance model: {len(models)} models x {len(batches)} batch sizes x "
              f"{len(machines)} ELMoE-3D machines "
              f"({'; '.join(machine_label(m) for m in machines)}), {len(BASELINES)} baselines "
              "each; "
              "calibration "
              f"{args.calibration if not args.bench_json else 'from ' + ', '.join(args.bench_json)}")
-    points, summaries, cross = report.evaluate(models, batches, machines, settings, calibration,
-                                               progress=progress_bar("perf"))
+    progress(f"draft shapes: the chain (gamma {settings.gamma}) and "
+             + (f"the policy's tree {trees[0].spec}" if chosen else
+                f"{len(trees)} measured trees") + " on the headline set of each machine")
+    points, summaries, cross, choices = [], [], None, []
+    for machine in machines:
+        choice = _choose_draft(args, settings, trees, calibration, machine)
+        choices.append(choice)
+        s = choice["settings"]
+        skip = report.unfit_points(s.tree, [machine], models, batches)
+        progress(f"ELMoE-3D {machine_label(machine)} runs {draft_label(s)} in the tables"
+                 + (" (the higher average speed-up over the xPU)" if args.draft == "best"
+                    else "")
+                 + (f"; points whose verification does not fit one part left out: "
+                    f"{report.describe_points(skip)}" if skip else ""))
+        p, sm, c = report.evaluate(models, batches, [machine], s, calibration,
+                                   progress=progress_bar("perf"), skip=skip,
+                                   with_crossover=cross is None)
+        points += p
+        summaries += sm
+        cross = c if cross is None else cross
+        if sm:
+            sm[0]["draft"] = draft_label(s)
+        choice["skip"] = skip
+    main_choice = choices[0]
+    main_settings, heads = main_choice["settings"], main_choice["heads"]
+    chain_head, tree_head = main_choice["chain"], main_choice["tree"]
+    best_tree = main_choice["best_tree"]
     # the main tables at once: the rest takes a while longer
     for table in report.perf_tables(points, summaries, cross):
         show(Table(*table))
+    show(Table(*report.draft_table(heads, draft_label(main_settings), machines[0],
+                                   left_out)))
+    for machine, choice in zip(machines[1:], choices[1:]):
+        show(f"{machine_label(machine)}: {draft_label(choice['settings'])} (speed-up vs xPU: "
+             f"chain {choice['chain']['avg_speedup_vs_xpu']:.2f}"
+             + (f", best tree {choice['best_tree'].spec} "
+                f"{choice['tree']['avg_speedup_vs_xpu']:.2f})" if choice["best_tree"] else ")"))
+    show(Table(*report.side_by_side(chain_head, tree_head, draft_label(settings),
+                                    best_tree.spec if best_tree is not None else None,
+                                    machines[0])))
     show("\n" + report.anchor_text())
     tables = []
     plots = [] if args.no_plots else [
@@ -314,6 +432,8 @@ def _perf(args):
         tables.append(f"\nplots: {', '.join(str(p) for p in plots)}")
     main_machine = machines[0]
     here = machine_label(main_machine)
+    settings = main_settings
+    figures = {"command": "perf", "calibration": args.calibration}
     if summaries and settings.trace is None:
         tables += [
             Table(f"Where the bytes go ({here}; per kept token; the xPU reads everything from "
@@ -335,9 +455,20 @@ def _perf(args):
                   ["variant", "avg speed-up vs xPU", "max", "avg energy vs xPU",
                    "avg vs best prior"],
                   report.sensitivity_rows(settings, calibration, main_machine))]
-    figures = {"command": "perf", "calibration": args.calibration}
+        gap, steps = report.gap_ladder(settings, calibration, main_machine)
+        tables.append(Table(
+            f"Gap to the paper ({here}, {draft_label(settings)}, paper models, batch 1-16): "
+            "each step adds an assumption to those above it",
+            ["step", "avg speed-up vs xPU", "avg energy vs xPU", "avg speed-up vs best prior",
+             "share of the bandwidth bound"], gap,
+            report.gap_note(steps) + "\n(what no step changes: verification streams every "
+            "touched expert's lower nibble from LPDDR, and the acceptance is measured on this "
+            "project's small byte-level model, not on the paper's models)"))
+        figures["gap_steps"] = [{"step": label, **{k: round(v, 4) for k, v in h.items()}}
+                                for label, h in steps]
     if args.streams:
-        rows, worst = report.stream_rows(settings=settings)
+        # the scheduler's step records are chains
+        rows, worst = report.stream_rows(settings=replace(settings, tree=None))
         tables.append(Table(
             "Stream-driven vs analytic path on the same step records (scheduler streams; time "
             "and energy per phase):",
@@ -355,13 +486,28 @@ def _perf(args):
     main = summaries[0] if summaries else None
     if main:
         figures.update({k: round(v, 4) if isinstance(v, float) else v for k, v in main.items()})
-    figures["by_config"] = {f"{s['hb_gb']:g}GB": {k: round(v, 4) for k, v in s.items()
-                                                   if isinstance(v, float)} for s in summaries}
+    rounded = lambda head: {k: round(v, 4) if isinstance(v, float) else v
+                            for k, v in head.items() if not isinstance(v, dict) and k != "tree"}
+    figures["draft"] = draft_label(main_settings)
+    figures["chain"] = dict(rounded(chain_head), shape=draft_label(replace(main_settings,
+                                                                       tree=None)))
+    figures["tree"] = (dict(rounded(tree_head), shape=best_tree.spec)
+                       if best_tree is not None else None)
+    figures["trees"] = {t.spec: rounded(heads[t.spec]) for t in trees}
+    if left_out:
+        figures["trees_left_out"] = left_out
+    skipped = [t for choice in choices for t in choice["skip"]]
+    if skipped:
+        figures["points_left_out"] = [[m, b, machine_label(g)] for m, b, g in skipped]
+    figures["by_config"] = {f"{s['hb_gb']:g}GB": dict({k: round(v, 4) for k, v in s.items()
+                                                        if isinstance(v, float)},
+                                                       draft=s["draft"]) for s in summaries}
     figures["machine"] = args.run_name
     figures["machines"] = [machine_label(m) for m in machines]
     figures["crossover"] = cross
     figures["decoding"] = args.decoding_policy.to_dict()
     figures["settings"] = {"gamma": settings.gamma, "threshold": settings.threshold,
+                           "tree": settings.tree.spec if settings.tree is not None else "chain",
                            "resident_policy": settings.resident_policy,
                            "locality": settings.locality.describe(),
                            "zipf": {m: round(settings.locality.exponent(get_model(m).experts), 4)

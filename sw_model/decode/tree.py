@@ -118,6 +118,25 @@ class TreeShape:
         return self.spec
 
     @property
+    def levels(self):
+        """Nodes at each depth, the root's (1) first: ``levels[d]`` tokens per sequence the
+        ``d``-th draft pass carries (``d < len(levels) - 1``; the deepest level is verified, not
+        drafted from). Fixed by the shape alone for both kinds: a dynamic level takes ``min(W,
+        N - nodes so far, K * previous level)`` nodes (every node offers ``K`` slots), until the
+        budget or the depth ends it."""
+        if self.kind == "static":
+            out = [1]
+            for w in self.widths:
+                out.append(out[-1] * w)
+            return tuple(out)
+        out, total = [1], 0
+        while len(out) <= self.depth and total < self.nodes:
+            n = min(self.width, self.nodes - total, self.k * out[-1])
+            out.append(n)
+            total += n
+        return tuple(out)
+
+    @property
     def is_chain(self):
         return self.kind == "static" and all(w == 1 for w in self.widths)
 

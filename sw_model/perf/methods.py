@@ -12,7 +12,11 @@ tokens it keeps. Methods (``METHODS``):
 ``elastic_sd``  ELMoE-3D: gamma draft passes on the HB-resident upper nibbles (dense layers at
                 INT8 from HB), then one verification pass over B x (gamma+1) tokens; the next
                 resident set (frequency set) is written into HB during verification, piggy-backed
-                on experts verification streams in full.
+                on experts verification streams in full. With a token tree (``Settings.tree``):
+                one draft pass per depth carrying that depth's nodes (``TreeShape.levels``), one
+                verification over B x (nodes+1) tokens touching the experts of
+                ``AcceptanceModel.tree_window`` consecutive tokens (the measured growth of the
+                union with the tree), and the tree's measured tokens per verification.
 ``eagle_sd``    gamma passes of an EAGLE head (one decoder layer with a dense FFN as wide as the
                 active experts, plus the LM head) held in HB; verification as ``elastic_sd`` with
                 the remaining HB as a frequency-set expert cache.
@@ -35,17 +39,20 @@ with the KV read externally.
 """
 
 from dataclasses import dataclass, field, replace
+import math
 
 from sw_model.decode.policy import DEFAULT_POLICY
+from sw_model.decode.tree import parse_tree
 from sw_model.perf.hardware import CACHE_POLICIES, GATHER_BYTES_PER_HIDDEN, PRIORS, \
     PriorAssumptions
 from sw_model.perf.phases import PhaseWork, evaluate
-from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, expected_length, \
-    routing_stats, step_strides, trace_stats
+from sw_model.perf.workload import ACCEPTANCE, AcceptanceModel, Locality, alpha_for_length, \
+    expected_length, routing_stats, stat_steps, step_strides, trace_stats
 from sw_model.perf.zoo import QUANT_GROUP, SCALE_BYTES, get_model
 
 __all__ = ["Settings", "StepPlan", "METHODS", "plan_step", "step_result", "StepResult",
-           "PassCounts", "target_work", "draft_work", "elastic_phases"]
+           "PassCounts", "target_work", "draft_work", "elastic_phases", "part_tokens",
+           "check_verify_fits", "draft_label"]
 
 METHODS = ("plain", "cache", "elastic_sd", "eagle_sd", "slm_sd", "quant_sd", "specmoe_sd",
            "elmoe3d")
@@ -65,7 +72,9 @@ class Settings:
     the paper's cache model); ``priors``: the prior accelerators' assumptions
     (:class:`~sw_model.perf.hardware.PriorAssumptions`); ``trace``: a
     :class:`sw_model.model.routing_traces.RoutingTrace` (e.g. recorded from the golden model) whose
-    first ``batch`` sequences give the routing instead of generated traces."""
+    first ``batch`` sequences give the routing instead of generated traces; ``tree``: Elastic-SD's
+    draft shape, None (or ``"chain"``) for a chain of ``gamma`` drafts, else a token tree
+    (:func:`sw_model.decode.tree.parse_tree`; other methods keep their chains)."""
     gamma: int = DEFAULT_POLICY.gamma
     threshold: int = DEFAULT_POLICY.threshold
     context: int = 1024
@@ -76,8 +85,10 @@ class Settings:
     cache_policy: str = "lru"
     trace: object = None
     priors: PriorAssumptions = PRIORS
+    tree: object = None
 
     def __post_init__(self):
+        object.__setattr__(self, "tree", parse_tree(self.tree))
         for name in ("gamma", "threshold", "context"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -268,10 +279,15 @@ def elastic_phases(hw, model, s, seqs, draft, verify, installs, streamed, dense_
 
 # -- methods ------------------------------------------------------------------------------------
 
-def _stats(model, seqs, s):
+def _stats(model, seqs, s, span=None):
+    """Routing statistics of ``seqs`` sequences; ``span``: the positions one step's windows
+    reach (a token tree's), for which a generated trace is made long enough to hold several."""
     if s.trace is not None:
         return trace_stats(s.trace, model, seqs)
-    return routing_stats(model.experts, model.top_k, seqs, s.locality)
+    steps = None
+    if span is not None:
+        steps = max(stat_steps(seqs), 16 * math.ceil((4 * span + 8) / 16))
+    return routing_stats(model.experts, model.top_k, seqs, s.locality, steps)
 
 
 def _plain(hw, model, seqs, s):
@@ -304,13 +320,13 @@ def _cache(hw, model, seqs, s):
                     {"slots": slots, "hit_rate": hits / touched, "policy": policy})
 
 
-def _set(st, s, slots, window, tile, policy=None, stride=None):
+def _set(st, s, slots, window, tile, policy=None, stride=None, levels=None):
     policy = policy or s.resident_policy
     if policy == "frequency":
-        return st.frequency(slots, window, tile, stride)
+        return st.frequency(slots, window, tile, stride, levels)
     if policy == "static":
-        return st.static(slots, window, tile, stride)
-    return st.random_set(slots, window, tile, stride)
+        return st.static(slots, window, tile, stride, levels)
+    return st.random_set(slots, window, tile, stride, levels)
 
 
 def _sd(hw, model, seqs, s, method, make_draft, draft_bytes=0.0, resident=None, policy=None,
@@ -346,10 +362,57 @@ def _sd(hw, model, seqs, s, method, make_draft, draft_bytes=0.0, resident=None, 
                                     "acceptance": (length - 1) / s.gamma})
 
 
+def _tree_length(model, method, s, shape, fraction):
+    """Tokens kept per verification with the tree ``shape`` (a measured override or the
+    chain-coverage rule give ``alpha`` over its depth)."""
+    a = s.acceptance
+    for key in ((model.name, method), method):
+        if key in a.measured:
+            return expected_length(a.measured[key], shape.depth)
+    if a.mapping == "coverage":
+        return None
+    return a.tree_length(shape, fraction)
+
+
+def _tree_elastic(hw, model, seqs, s):
+    """Elastic-SD with the token tree ``s.tree`` (module docstring)."""
+    shape = s.tree
+    dn, kn, slots = _place(hw, model, seqs, s.context, slots=s.slots)
+    levels = shape.levels
+    drafted, tokens, depth = levels[:-1], sum(levels), shape.depth
+    fraction = slots / model.experts
+    window = max(1, round(s.acceptance.tree_window(shape, fraction)))
+    st = _stats(model, seqs, s, max(window, sum(drafted)))
+    T = hw.mac_tokens
+    length = _tree_length(model, "elastic_sd", s, shape, fraction)
+    if length is None:              # the assumed coverage rule over the tree's depth
+        rs = _set(st, s, slots, window, T, levels=drafted)
+        alpha = s.acceptance.rate(model.name, "elastic_sd", rs.coverage, fraction, depth)
+        length = expected_length(alpha, depth)
+    alpha = alpha_for_length(length, depth)
+    # steps advance by the tokens they keep: 1 .. depth + 1
+    rs = _set(st, s, slots, window, T, stride=step_strides(alpha, depth), levels=drafted)
+    verify = PassCounts(seqs * tokens, st.touched(window), rs.hits,
+                        st.tiles_scaled(window, tokens, T))
+    phases = []
+    for width, (touched, tiles) in zip(drafted, rs.draft_passes):
+        c = PassCounts(seqs * width, touched, touched, tiles)
+        phases.append(("draft", 1, draft_work(hw, model, s, seqs, c, dn, kn)))
+    phases.append(("verify", 1, target_work(hw, model, s, seqs, verify, rs.installs,
+                                            rs.installs_streamed, dn, kn)))
+    return StepPlan("elastic_sd", phases, seqs * length,
+                    {"slots": slots, "alpha": alpha, "coverage": rs.coverage,
+                     "resident_fraction": fraction, "accepted_length": length,
+                     "acceptance": (length - 1) / shape.nodes, "draft": shape.spec,
+                     "verify_tokens": tokens, "verify_window": window})
+
+
 def _elastic(hw, model, seqs, s):
     if hw.near_holds != "msb":
         raise ValueError(f"elastic_sd needs bit-nested HB (near_holds 'msb'); {hw.name} holds "
                          f"{hw.near_holds!r}")
+    if s.tree is not None:
+        return _tree_elastic(hw, model, seqs, s)
 
     def draft(slots, rs, dn, kn):
         c = PassCounts(seqs, rs.draft_touched, rs.draft_touched, rs.draft_tiles)
@@ -438,6 +501,49 @@ def plan_step(hw, model, batch, method, settings=Settings()):
         plan.method = "elmoe3d"
         return plan
     return _BUILDERS[method](hw, model, batch, settings)
+
+
+def draft_label(settings):
+    """The draft shape of ``settings`` as text: ``chain (gamma g)`` or the tree's spec."""
+    return f"chain (gamma {settings.gamma})" if settings.tree is None else settings.tree.spec
+
+
+def part_tokens(machine, model):
+    """Tokens of one pass that one part of ``machine`` (a :class:`hw.params.TopParams`) holds for
+    ``model``: the scheduler cuts a step into parts that each hold whole jobs (one expert's rows
+    of one pass), and a job's inputs, for every token tile of ``mac.tokens`` tokens its ``x``
+    (``hidden / group_size`` groups of ``beats_per_group`` words) and its ``hidden``
+    (``expert_ffn / group_size`` groups) plus a scale word each, must fit the input memory
+    (``input_words``). A pass may route every one of its tokens to one expert."""
+    model = get_model(model)
+    mac = machine.mac
+    groups = (math.ceil(model.hidden / mac.group_size)
+              + math.ceil(model.expert_ffn / mac.group_size))
+    per_tile = groups * mac.beats_per_group + 2
+    return (machine.input_words // per_tile) * mac.tokens
+
+
+def check_verify_fits(tree, machine, models, batches):
+    """ValueError naming ``decoding.tree`` when a verification pass of the token tree ``tree``
+    (``nodes + 1`` tokens per sequence) at one of ``batches`` needs more tokens than one part of
+    ``machine`` holds for one of ``models`` (:func:`part_tokens`); nothing for a chain."""
+    shape = parse_tree(tree)
+    if shape is None:
+        return
+    per = shape.nodes + 1
+    for name in models:
+        limit = part_tokens(machine, name)
+        for batch in batches:
+            if batch * per > limit:
+                model = get_model(name)
+                raise ValueError(
+                    f"decoding.tree {shape.spec}: a verification pass carries {per} tokens per "
+                    f"sequence, {batch * per} at batch {batch}, more than one part of the "
+                    f"machine holds for {model.name} ({limit} tokens: a job's inputs take "
+                    f"{limit // machine.mac.tokens} token tiles of input_words "
+                    f"{machine.input_words}, and every token may route to one expert); the "
+                    f"largest batch for this shape is {limit // per}: a smaller tree, fewer "
+                    "--batches or a larger input_words")
 
 
 def step_result(hw, plan):

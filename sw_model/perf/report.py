@@ -16,7 +16,7 @@ from sw_model.perf.calibrate import anchor_rows, fit_gpu_anchor
 from sw_model.perf.methods import SLM_KV_BYTES, Settings
 from sw_model.perf.suite import BASELINES, HEADLINE_BATCHES, PAPER_TARGETS, \
     breakeven_acceptance, crossover, run_grid, summarise
-from sw_model.perf.measured import ABLATE_MODEL, ABLATE_SOURCE
+from sw_model.perf.measured import ABLATE_MODEL, ABLATE_SOURCE, TREE_SOURCE
 from sw_model.perf.locality import GENERATOR_REUSE, LOCALITY_SOURCE, MEASURED_REPEAT, \
     MEASURED_TOP_SHARE
 from sw_model.perf.workload import ACCEPTANCE, ASSUMED_LOCALITY, Locality, STAT_LAYERS, \
@@ -76,6 +76,14 @@ def assumptions():
         "the random curve, Quant-SD every expert; --acceptance-mapping coverage: the earlier "
         f"assumed max({a.floor}, {a.full} - {a.slope} x (1 - coverage)); --acceptance-json "
         "overrides per method",
+        f"  measured token trees (decoding.tree; perf --draft): tokens per verification of "
+        f"each measured shape ({TREE_SOURCE}) interpolated in log2(share) like the chain's, "
+        "below 1/8 linearly down to 1 at no resident expert, without the paper's chain range; "
+        "one draft pass per depth carrying that depth's nodes; the verification carries nodes + 1 tokens per sequence and touches the "
+        "experts of (nodes + 1) x the measured growth of one sequence's union over a chain's "
+        "consecutive tokens of the paper model's routing; a tree must fit one part of the "
+        "machine (input_words, every token of the pass routed to one expert); other methods "
+        "keep their chains",
         f"  assumed separate drafts: EAGLE {a.eagle}; SLM {a.slm} ({a.slm_params / 1e9:g}B "
         f"params, {SLM_KV_BYTES} B KV/token)",
         f"  expert caches (ELMoE-3D cached decoding, GPU): {s.cache_policy} (paper: caches "
@@ -218,15 +226,20 @@ def anchor_text():
             f"{sum(errors) / len(errors):.1%}, max {max(errors):.1%}")
 
 
-def evaluate(models, batches, machines, settings, calibration, progress=None):
-    """Every model x batch x machine against every baseline: ``(points, summaries, crossover)``,
-    a summary per machine that has headline points, the crossover on the first machine with each
-    model's break-even acceptance at batch 1 (``breakeven_acceptance_at_batch_1``) where
-    Elastic-SD runs there. ``progress(done, total)`` hears of every point."""
-    points = run_grid(models, batches, machines, settings, calibration, progress=progress)
+def evaluate(models, batches, machines, settings, calibration, progress=None, skip=(),
+             with_crossover=True):
+    """Every model x batch x machine (but the ``skip`` triples) against every baseline:
+    ``(points, summaries, crossover)``, a summary per machine that has headline points, the
+    crossover on the first machine with each model's break-even acceptance at batch 1
+    (``breakeven_acceptance_at_batch_1``) where Elastic-SD runs there (None without
+    ``with_crossover``). ``progress(done, total)`` hears of every point."""
+    points = run_grid(models, batches, machines, settings, calibration, progress=progress,
+                      skip=skip)
     summaries = [summarise(points, g) for g in machines
                  if any(p.model in PAPER_MODELS and p.batch in HEADLINE_BATCHES
                         and p.machine == g for p in points)]
+    if not with_crossover:
+        return points, summaries, None
     cross_gb = machines[0]
     cross = crossover(points, cross_gb)
     for c in cross.values():
@@ -239,7 +252,90 @@ def evaluate(models, batches, machines, settings, calibration, progress=None):
     return points, summaries, cross
 
 
+# -- chains and trees ----------------------------------------------------------------------------
+
+def unfit_points(tree, machines, models, batches):
+    """``(model, batch, machine)`` points at which the tree's verification does not fit one
+    part (:func:`sw_model.perf.methods.check_verify_fits`); none for a chain."""
+    from sw_model.perf.methods import check_verify_fits
+    out = []
+    for g in machines:
+        for m in models:
+            for b in batches:
+                try:
+                    check_verify_fits(tree, g, [m], [b])
+                except ValueError:
+                    out.append((m, b, g))
+    return out
+
+
+def describe_points(points):
+    """``model batch >= b`` per model of ``(model, batch, machine)`` triples, as text."""
+    low = {}
+    for m, b, _ in points:
+        low[m] = min(low.get(m, b), b)
+    return ", ".join(f"{m} at batch >= {b}" for m, b in low.items())
+
+
+def draft_headlines(settings, trees, calibration, machine=TOP_PAPER, progress=None):
+    """The headline figures (:func:`sw_model.perf.suite.evaluate_config` on the paper models at
+    batch 1-16) of the chain (``settings``' gamma) and of each tree shape in ``trees``, keyed
+    by :func:`sw_model.perf.methods.draft_label`; each with its ``tree`` (spec or None)."""
+    from sw_model.perf.methods import draft_label
+    from sw_model.perf.suite import evaluate_config
+    out = {}
+    for i, tree in enumerate([None] + list(trees)):
+        s = replace(settings, tree=tree)
+        config = {"gamma": s.gamma, "threshold": s.threshold,
+                  "resident_policy": s.resident_policy, "machine": machine, "tree": s.tree}
+        r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
+        out[draft_label(s)] = {k: v for k, v in r.items() if k not in ("config", "points")}
+        out[draft_label(s)]["tree"] = s.tree.spec if s.tree is not None else None
+        if progress:
+            progress(i + 1, len(trees) + 1)
+    return out
+
+
+def draft_table(heads, default, machine=TOP_PAPER, note=None):
+    """``(title, headers, rows, note)``: the headline of every draft shape, best first, the
+    one the tables use marked."""
+    from sw_model.decode.tree import parse_tree
+    rows = []
+    for label, h in sorted(heads.items(), key=lambda kv: -kv[1]["avg_speedup_vs_xpu"]):
+        shape = parse_tree(h["tree"])
+        nodes = "-" if shape is None else shape.nodes
+        depth = "-" if shape is None else shape.depth
+        rows.append([label + (" *" if label == default else ""), nodes, depth,
+                     f"{h['avg_speedup_vs_xpu']:.2f}", f"{h['avg_energy_vs_xpu']:.2f}",
+                     f"{h['avg_speedup_vs_best_prior']:.2f}"])
+    return (f"Draft shapes ({hwmod.machine_label(machine)}, paper models, batch "
+            f"{HEADLINE_BATCHES[0]}-{HEADLINE_BATCHES[-1]}; * the tables' own):",
+            ["draft", "nodes", "depth", "avg speed-up vs xPU", "avg energy vs xPU",
+             "avg speed-up vs best prior"], rows, note)
+
+
+def side_by_side(chain, tree, chain_label, tree_label, machine=TOP_PAPER):
+    """``(title, headers, rows)``: the chain's and the tree's headline beside the paper's."""
+    rows = []
+    for key, (target, band) in PAPER_TARGETS.items():
+        within = lambda h: "yes" if abs(h[key] / target - 1) <= band else "NO"
+        rows.append([key, f"{chain[key]:.2f} ({within(chain)})",
+                     f"{tree[key]:.2f} ({within(tree)})" if tree else "-",
+                     f"{target} +/- {band:.0%}"])
+    return (f"Chain and tree against the paper ({hwmod.machine_label(machine)}, paper models, "
+            "batch 1-16; in band?):",
+            ["figure", f"chain: {chain_label}", f"tree: {tree_label or '-'}", "paper"], rows)
+
+
 # -- the gap to the paper ------------------------------------------------------------------------
+
+def _bounds(result):
+    """``label bound`` per phase label of a step result (a tree's draft passes together)."""
+    by = {}
+    for label, _, c in result.costs:
+        by.setdefault(label, []).append(c.bound)
+    return ", ".join(f"{label} {'/'.join(dict.fromkeys(b))}" for label, b in by.items())
+
 
 def gap_rows(settings, calibration, machine=TOP_PAPER, batches=(1, 16)):
     """Per paper model and batch: bytes per kept token on each tier for the xPU and ELMoE-3D,
@@ -258,7 +354,7 @@ def gap_rows(settings, calibration, machine=TOP_PAPER, batches=(1, 16)):
                          f"{(per(e, 'near_read') + per(e, 'near_write')) / 1e6:.1f}",
                          f"{e.plan.info.get('accepted_length', 1.0):.2f}",
                          f"{b.s_per_token / e.s_per_token:.2f}",
-                         ", ".join(f"{label} {c.bound}" for label, _, c in e.costs)])
+                         _bounds(e)])
     return rows
 
 
@@ -319,43 +415,119 @@ def batch1_rows(settings, calibration, machine=TOP_PAPER, batch=1):
     for model in PAPER_MODELS:
         c = step_result(hw, plan_step(hw, model, batch, "cache", settings))
         e = step_result(hw, plan_step(hw, model, batch, "elastic_sd", settings))
-        per = lambda r, i, f: r.plan.phases[i][1] * getattr(r.plan.phases[i][2], f) \
-            / r.plan.tokens
-        ms = lambda r, i: r.costs[i][1] * r.costs[i][2].seconds / r.plan.tokens * 1e3
+        # a tree drafts in several passes of different widths: sum the phases by label
+        per = lambda r, label, f: sum(n * getattr(w, f) for lab, n, w in r.plan.phases
+                                      if lab == label) / r.plan.tokens
+        ms = lambda r, label: sum(n * cost.seconds for lab, n, cost in r.costs
+                                  if lab == label) / r.plan.tokens * 1e3
+        bound = lambda r, label: "/".join(dict.fromkeys(cost.bound for lab, _, cost in r.costs
+                                                        if lab == label))
         rows.append([model, f"{c.s_per_token * 1e3:.2f}", c.costs[0][2].bound,
-                     f"{c.plan.info['hit_rate']:.2f}", f"{per(c, 0, 'far_read') / 1e6:.0f}",
-                     f"{e.s_per_token * 1e3:.2f}", f"{ms(e, 0):.2f} ({e.costs[0][2].bound})",
-                     f"{ms(e, 1):.2f} ({e.costs[1][2].bound})",
-                     f"{per(e, 1, 'far_read') / 1e6:.0f}", f"{e.plan.tokens / batch:.2f}",
+                     f"{c.plan.info['hit_rate']:.2f}", f"{per(c, 'decode', 'far_read') / 1e6:.0f}",
+                     f"{e.s_per_token * 1e3:.2f}", f"{ms(e, 'draft'):.2f} ({bound(e, 'draft')})",
+                     f"{ms(e, 'verify'):.2f} ({bound(e, 'verify')})",
+                     f"{per(e, 'verify', 'far_read') / 1e6:.0f}", f"{e.plan.tokens / batch:.2f}",
                      "cache" if c.s_per_token <= e.s_per_token else "Elastic-SD"])
     return rows
 
 
-def sensitivity_rows(settings, calibration, machine=TOP_PAPER):
-    """The headline averages under each :data:`SENSITIVITY` variant."""
+#: What-if variants of a token tree's headline (label, change), added when the tables run a tree.
+TREE_SENSITIVITY = (
+    ("the chain (the policy's gamma) instead of the tree", {"tree": None}),
+    ("the tree's verification touching only a chain's experts (no measured growth)",
+     {"tree_union": "chain"}),
+)
+
+
+def _apply(settings, change):
+    """``settings`` with one :data:`SENSITIVITY` / :data:`GAP_STEPS` change."""
+    s = settings
+    for key in ("slope", "mapping", "tree_union", "share"):
+        if key in change:
+            s = replace(s, acceptance=replace(s.acceptance, **{key: change[key]}))
+    for key in ("gamma", "cache_policy", "tree"):
+        if key in change:
+            s = replace(s, **{key: change[key]})
+    for key in ("reuse", "zipf"):
+        if key in change:
+            # a fixed exponent replaces the top share
+            extra = {"top_share": None} if key == "zipf" else {}
+            s = replace(s, locality=replace(s.locality, **{key: change[key]}, **extra))
+    if "locality" in change:
+        s = replace(s, locality=change["locality"])
+    return s
+
+
+def _headline(s, calibration, machine):
     from sw_model.perf.suite import evaluate_config
+    config = {"gamma": s.gamma, "threshold": s.threshold, "resident_policy": s.resident_policy,
+              "machine": machine, "tree": s.tree}
+    return evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
+
+
+def sensitivity_rows(settings, calibration, machine=TOP_PAPER):
+    """The headline averages under each :data:`SENSITIVITY` variant (and, for a tree, each
+    :data:`TREE_SENSITIVITY` one)."""
     rows = []
-    for label, change in SENSITIVITY:
-        s = settings
-        for key in ("slope", "mapping"):
-            if key in change:
-                s = replace(s, acceptance=replace(s.acceptance, **{key: change[key]}))
-        for key in ("gamma", "cache_policy"):
-            if key in change:
-                s = replace(s, **{key: change[key]})
-        for key in ("reuse", "zipf"):
-            if key in change:
-                # a fixed exponent replaces the top share
-                extra = {"top_share": None} if key == "zipf" else {}
-                s = replace(s, locality=replace(s.locality, **{key: change[key]}, **extra))
-        if "locality" in change:
-            s = replace(s, locality=change["locality"])
-        config = {"gamma": s.gamma, "threshold": s.threshold,
-                  "resident_policy": s.resident_policy, "machine": machine}
-        r = evaluate_config(config, PAPER_MODELS, HEADLINE_BATCHES, s, calibration)
+    variants = SENSITIVITY + (TREE_SENSITIVITY if settings.tree is not None else ())
+    for label, change in variants:
+        r = _headline(_apply(settings, change), calibration, machine)
         rows.append([label, f"{r['avg_speedup_vs_xpu']:.2f}", f"{r['max_speedup_vs_xpu']:.2f}",
                      f"{r['avg_energy_vs_xpu']:.2f}", f"{r['avg_speedup_vs_best_prior']:.2f}"])
     return rows
+
+
+#: The steps from this model's headline towards the paper's, each on top of the ones before
+#: (label, change): what each assumption the paper's figures may rest on is worth.
+GAP_STEPS = (
+    ("this model (measured acceptance, union growth and routing)", {}),
+    ("+ acceptance as measured with every expert resident", {"share": 1.0}),
+    ("+ a tree's verification touching only a chain's experts", {"tree_union": "chain"}),
+    ("+ routing as assumed before measuring (Zipf 1.0, reuse 0.5)",
+     {"locality": ASSUMED_LOCALITY}),
+    ("+ every expert cache the best of LRU and pinned (HB-xPU too)",
+     {"cache_policy": "best", "hb_xpu_cache": "best"}),
+)
+
+
+def gap_ladder(settings, calibration, machine=TOP_PAPER):
+    """``(rows, steps)``: the headline after each :data:`GAP_STEPS` step (cumulative; the tree
+    step only when ``settings`` run a tree) with its share of the bandwidth bound, the paper's,
+    and the gap (paper / this model) per figure; ``steps``: ``[(label, headline figures)]``."""
+    hb = hwmod.elmoe3d(machine)
+    bound = hb.near.peak_gbps / hb.far.peak_gbps
+    rows, steps, s = [], [], settings
+    for label, change in GAP_STEPS:
+        if "tree_union" in change and settings.tree is None:
+            continue
+        s = _apply(s, change)
+        if "hb_xpu_cache" in change:
+            s = replace(s, priors=replace(s.priors, hb_xpu_cache=change["hb_xpu_cache"]))
+        h = _headline(s, calibration, machine)
+        steps.append((label, {k: h[k] for k in PAPER_TARGETS}))
+        rows.append([label, f"{h['avg_speedup_vs_xpu']:.2f}", f"{h['avg_energy_vs_xpu']:.2f}",
+                     f"{h['avg_speedup_vs_best_prior']:.2f}",
+                     f"{h['avg_speedup_vs_xpu'] / bound:.3f}"])
+    rows.append(["the paper"] + [f"{PAPER_TARGETS[k][0]}" for k in PAPER_TARGETS]
+                + [f"{PAPER_TARGETS['avg_speedup_vs_xpu'][0] / bound:.3f}"])
+    rows.append(["gap (paper / this model)"]
+                + [f"{PAPER_TARGETS[k][0] / steps[0][1][k]:.2f}x" for k in PAPER_TARGETS] + ["-"])
+    return rows, steps
+
+
+def gap_note(steps):
+    """Per headline figure: the gap and what each :func:`gap_ladder` step moves it by, and the
+    factor left after them all (text)."""
+    names = {"avg_speedup_vs_xpu": "speed-up vs xPU", "avg_energy_vs_xpu": "energy vs xPU",
+             "avg_speedup_vs_best_prior": "speed-up vs best prior"}
+    lines = []
+    for key, (target, _) in PAPER_TARGETS.items():
+        start, end = steps[0][1][key], steps[-1][1][key]
+        moves = ", ".join(f"{label.lstrip('+ ').split(' (')[0]} {after[key] - before[key]:+.2f}"
+                          for (_, before), (label, after) in zip(steps, steps[1:]))
+        lines.append(f"{names[key]}: {start:.2f} against {target} ({target / start:.2f}x to go); "
+                     f"{moves}; left after every step {target / end:.2f}x")
+    return "\n".join(lines)
 
 
 # -- the stream-driven path ----------------------------------------------------------------------

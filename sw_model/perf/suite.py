@@ -31,7 +31,7 @@ import numpy as np
 
 from hw.params import TOP_PAPER, TopParams
 from sw_model.perf import hardware as hwmod
-from sw_model.perf.methods import Settings, plan_step, step_result
+from sw_model.perf.methods import Settings, check_verify_fits, plan_step, step_result
 from sw_model.perf.zoo import PAPER_MODELS, get_model
 
 __all__ = ["BASELINES", "PRIOR", "run_point", "run_grid", "summarise", "HEADLINE_BATCHES",
@@ -98,17 +98,20 @@ def _best(hw, model, batch, methods, settings):
 def run_point(model, batch, machine=TOP_PAPER, settings=Settings(), calibration="paper"):
     """ELMoE-3D (``elmoe3d`` method) and every baseline at one point."""
     model = get_model(model)
+    check_verify_fits(settings.tree, machine, [model.name], [batch])
     hw = hwmod.elmoe3d(machine, calibration)
     main = step_result(hw, plan_step(hw, model, batch, "elmoe3d", settings))
     runs = {m: step_result(hw, plan_step(hw, model, batch, m, settings))
             for m in ("cache", "elastic_sd")}
     methods = {m: r.s_per_token for m, r in runs.items()}
     sd = runs["elastic_sd"].plan.info
+    phases = {}
+    for label, count, c in runs["elastic_sd"].costs:
+        phases[label] = phases.get(label, 0.0) + count * c.seconds / runs["elastic_sd"].plan.tokens
     methods.update(elastic_sd_alpha=sd["alpha"], elastic_sd_acceptance=sd["acceptance"],
                    resident_fraction=sd["resident_fraction"],
-                   cache_bound=runs["cache"].costs[0][2].bound,
-                   elastic_sd_phases={label: count * c.seconds / runs["elastic_sd"].plan.tokens
-                                      for label, count, c in runs["elastic_sd"].costs})
+                   elastic_sd_length=sd["accepted_length"],
+                   cache_bound=runs["cache"].costs[0][2].bound, elastic_sd_phases=phases)
     baselines = {name: _best(make(machine, calibration, settings.priors), model, batch, ms,
                              settings)
                  for name, (make, ms) in BASELINES.items()}
@@ -119,10 +122,12 @@ def run_point(model, batch, machine=TOP_PAPER, settings=Settings(), calibration=
 
 
 def run_grid(models, batches, machines=(TOP_PAPER,), settings=Settings(), calibration="paper",
-             progress=None):
-    """Every point of the grid (models x batches x machines); ``progress(done, total)`` after
-    each."""
-    keys = [(m, b, g) for g in machines for m in models for b in batches]
+             progress=None, skip=()):
+    """Every point of the grid (models x batches x machines) but those in ``skip`` (``(model,
+    batch, machine)`` triples); ``progress(done, total)`` after each."""
+    skip = set(skip)
+    keys = [(m, b, g) for g in machines for m in models for b in batches
+            if (m, b, g) not in skip]
     points = []
     for i, (m, b, g) in enumerate(keys):
         points.append(run_point(m, b, g, settings, calibration))
@@ -196,10 +201,14 @@ def crossover(points, machine=TOP_PAPER, large=HEADLINE_BATCHES[-1]):
 
 def evaluate_config(config, models, batches, base_settings=Settings(), calibration="paper"):
     """Per-point seconds and joules per token of ELMoE-3D, the xPU and the best prior under one
-    configuration (a dict of gamma, threshold, resident_policy and machine, a TopParams)."""
+    configuration (a dict of gamma, threshold, resident_policy and machine, a TopParams, and
+    optionally tree: Elastic-SD's draft shape, None for the chain; without it, the base
+    settings')."""
     settings = replace(base_settings, gamma=config["gamma"], threshold=config["threshold"],
-                       resident_policy=config["resident_policy"])
+                       resident_policy=config["resident_policy"],
+                       tree=config.get("tree", base_settings.tree))
     machine = config["machine"]
+    check_verify_fits(settings.tree, machine, models, batches)
     hw = hwmod.elmoe3d(machine, calibration)
     refs = {name: BASELINES[name][0](machine, calibration, settings.priors)
             for name in ("xPU",) + PRIOR}

@@ -1,6 +1,8 @@
 """Exploring ELMoE-3D's policy parameters on the analytic model (what ``build.py sweep`` runs).
 
-Axes: draft length ``gamma``, the batch ``threshold`` of the mode switch, Elastic-SD's
+Axes: draft length ``gamma`` of a chain or a token-tree shape (``tree``: the measured shapes of
+:mod:`sw_model.perf.measured`, by verify budget; a tree runs with the frequency set, the only
+one its acceptance was measured with), the batch ``threshold`` of the mode switch, Elastic-SD's
 ``resident_policy`` and the machine (a :class:`hw.params.TopParams`; ``build.py sweep --pes`` tries
 PE counts of one machine, HB channels following). Every configuration is scored on the headline set (paper models, batch 1-16) by
 its average speed-up over the LPDDR-only xPU, with energy efficiency and the speed-up over the
@@ -26,21 +28,25 @@ __all__ = ["sweep", "configurations", "per_batch_policy", "per_point_policy", "e
 
 #: The paper's own configuration as this model states it (Settings defaults, the paper machine).
 PAPER_CONFIG = {"gamma": Settings().gamma, "threshold": Settings().threshold,
-                "resident_policy": Settings().resident_policy, "machine": TOP_PAPER}
+                "resident_policy": Settings().resident_policy, "machine": TOP_PAPER, "tree": None}
 
 #: The resident sets Elastic-SD can keep.
 RESIDENT_POLICIES = ("frequency", "static", "random")
 
 
-def configurations(gammas, thresholds, policies, machines):
-    """Every combination (machine outermost), plus :data:`PAPER_CONFIG` if it is not among them;
-    ValueError on an unknown resident policy."""
+def configurations(gammas, thresholds, policies, machines, trees=()):
+    """Every combination (machine outermost) of the chain's ``gammas`` and of the tree shapes
+    ``trees`` (specs; each with the frequency set only) with the thresholds and policies, plus
+    :data:`PAPER_CONFIG` if it is not among them; ValueError on an unknown resident policy."""
     for p in policies:
         if p not in RESIDENT_POLICIES:
             raise ValueError(f"unknown resident policy {p!r}; choose "
                              f"{', '.join(RESIDENT_POLICIES)}")
-    configs = [{"gamma": g, "threshold": t, "resident_policy": p, "machine": h}
+    configs = [{"gamma": g, "threshold": t, "resident_policy": p, "machine": h, "tree": None}
                for h, g, t, p in itertools.product(machines, gammas, thresholds, policies)]
+    configs += [{"gamma": PAPER_CONFIG["gamma"], "threshold": t, "resident_policy": "frequency",
+                 "machine": h, "tree": tree}
+                for h, tree, t in itertools.product(machines, trees, thresholds)]
     paper = paper_config(machines[0])
     if paper not in configs:
         configs.append(paper)
@@ -53,24 +59,33 @@ def paper_config(machine):
 
 
 def write_plot(results, directory, title):
-    """Average speed-up over the xPU against the draft length, one line per resident set (each
-    at its best threshold); a PNG in ``directory``. Returns its path."""
+    """Average speed-up over the xPU against the draft tokens per sequence (a chain's gamma, a
+    tree's nodes), one line per resident set's chain and per tree kind (each point at its best
+    threshold and, for trees, its best shape of that many nodes); a PNG in ``directory``. Returns
+    its path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from pathlib import Path
+    from sw_model.decode.tree import parse_tree
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for policy in dict.fromkeys(r["config"]["resident_policy"] for r in results):
-        best = {}
-        for r in results:
-            c = r["config"]
-            if c["resident_policy"] == policy:
-                best[c["gamma"]] = max(best.get(c["gamma"], 0), r["avg_speedup_vs_xpu"])
-        gammas = sorted(best)
-        ax.plot(gammas, [best[g] for g in gammas], marker="o", label=f"{policy} resident set")
-    ax.set_xlabel("draft length gamma (tokens)")
+    lines = {}
+    for r in results:
+        c = r["config"]
+        shape = parse_tree(c.get("tree"))
+        if shape is None:
+            key, x = f"chain, {c['resident_policy']} resident set", c["gamma"]
+        else:
+            key, x = f"{shape.kind} trees, frequency set", shape.nodes
+        best = lines.setdefault(key, {})
+        best[x] = max(best.get(x, 0), r["avg_speedup_vs_xpu"])
+    for key, best in lines.items():
+        xs = sorted(best)
+        ax.plot(xs, [best[x] for x in xs], marker="o" if key.startswith("chain") else "s",
+                ls="-" if key.startswith("chain") else "--", label=key)
+    ax.set_xlabel("draft tokens per sequence (chain: gamma; tree: nodes)")
     ax.set_ylabel("average speed-up over the LPDDR-only xPU (x)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)

@@ -41,9 +41,11 @@ from functools import lru_cache
 import numpy as np
 
 from sw_model.decode.decoding import LRUExpertCache
+from sw_model.decode.tree import parse_tree
 from sw_model.perf.locality import GENERATOR_REUSE, MEASURED_TOP_SHARE, TOP_FRACTION, \
     zipf_for_top_share
-from sw_model.perf.measured import ABLATE_GAMMA, TOKENS_PER_VERIFICATION
+from sw_model.perf.measured import ABLATE_EXPERTS, ABLATE_GAMMA, CHAIN_WINDOW_UNION, \
+    TOKENS_PER_VERIFICATION, TREE_SEQUENCE_UNION, TREE_SHARES, TREE_TOKENS_PER_VERIFICATION
 from sw_model.model.routing_traces import generate_routing_trace
 
 __all__ = ["RoutingStats", "routing_stats", "AcceptanceModel", "ACCEPTANCE", "expected_length",
@@ -151,13 +153,15 @@ class SetStats:
     ``installs_streamed`` of those the verification streams anyway (misses now), ``draft_touched``
     and ``draft_tiles`` distinct experts and MAC token tiles of one draft pass confined to the set
     (``window - 1`` draft passes; the scheduler's rule: a token's wanted resident experts, topped up
-    with other resident ones, lowest id first, to top-k)."""
+    with other resident ones, lowest id first, to top-k). A token tree's draft passes differ in
+    width: ``draft_passes`` holds ``(touched, tiles)`` of each of them."""
     coverage: float
     hits: float
     installs: float
     installs_streamed: float
     draft_touched: float
     draft_tiles: float
+    draft_passes: tuple = ()
 
 
 def _tiles(rows, tile):
@@ -204,6 +208,18 @@ class RoutingStats:
         return float(np.mean(counts))
 
     @lru_cache(maxsize=None)
+    def tiles_scaled(self, window, tokens, tile):
+        """Mean MAC token tiles per layer of a pass carrying ``tokens`` tokens per sequence whose
+        experts are those of ``window`` consecutive tokens (a token tree's verification): each
+        expert's rows of the window scaled by ``tokens / window``."""
+        factor = tokens / window
+        counts = [int(np.sum(np.ceil(rows[rows > 0] * factor / tile - 1e-9)))
+                  for a, b in self._windows(window) for layer in range(self.trace.layers)
+                  for rows in (np.bincount(self.experts[a:b, :, layer].ravel(),
+                                           minlength=self.num_experts),)]
+        return float(np.mean(counts))
+
+    @lru_cache(maxsize=None)
     def lru_hit_rate(self, slots):
         """Hit rate of cached decoding (one token per sequence per step), LRU per layer, each
         step's experts accessed in ascending order."""
@@ -223,12 +239,17 @@ class RoutingStats:
         return hits / total if total else 0.0
 
     def _draft(self, a, drafts, layer, resident, tile):
-        """(distinct experts, tiles) per draft pass at positions a .. a+drafts-1."""
+        """(distinct experts, tiles) per draft pass at positions a .. a+drafts-1; ``drafts`` a
+        number (one token per sequence each) or a tuple of the passes' tokens per sequence (a
+        token tree's levels: pass ``j`` takes the next ``drafts[j]`` positions)."""
         touched, tiles = [], []
         ordered = np.array(sorted(resident), dtype=np.int64)
-        for j in range(drafts):
-            wanted = self.experts[a + j, :, layer]                           # [batch, k]
-            inside = (ordered[None, :, None] == wanted[:, None, :]).any(-1)  # [batch, slots]
+        widths = (1,) * drafts if isinstance(drafts, int) else drafts
+        at = a
+        for width in widths:
+            wanted = self.experts[at:at + width, :, layer].reshape(-1, self.top_k)  # [tokens, k]
+            at += width
+            inside = (ordered[None, :, None] == wanted[:, None, :]).any(-1)  # [tokens, slots]
             room = self.top_k - inside.sum(1, keepdims=True)
             top_up = ~inside & (np.cumsum(~inside, axis=1) <= room)
             rows = (inside | top_up).sum(0)
@@ -236,15 +257,19 @@ class RoutingStats:
             tiles.append(_tiles(rows, tile))
         return touched, tiles
 
-    def _set_stats(self, slots, window, tile, chooser, stride=None):
+    def _set_stats(self, slots, window, tile, chooser, stride=None, levels=None):
         slots = min(slots, self.num_experts)
         if slots <= 0:
-            return SetStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        drafts = window - 1
+            return SetStats(0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+                            tuple((0.0, 0.0) for _ in (levels or ())))
+        drafts = window - 1 if levels is None else levels
+        span = window if levels is None else max(window, sum(levels))
         cover, hits, installs, streamed, dt, dtiles = [], [], [], [], [], []
+        per_pass = [[] for _ in (levels or ())]
         current = {}
         first = (stride[0] if isinstance(stride, tuple) else stride) or window
-        for a, b in self._windows(window, stride):
+        for a, end in self._windows(span, stride):
+            b = a + window
             for layer in range(self.trace.layers):
                 if layer not in current:
                     current[layer] = chooser(max(0, a - first), layer, set())
@@ -261,22 +286,28 @@ class RoutingStats:
                     t, n = self._draft(a, drafts, layer, now_set, tile)
                     dt += t
                     dtiles += n
+                    for j, pair in enumerate(zip(t, n) if levels is not None else ()):
+                        per_pass[j].append(pair)
         mean = lambda v: float(np.mean(v)) if v else 0.0
+        passes = tuple((mean([p[0] for p in v]), mean([p[1] for p in v])) for v in per_pass)
         return SetStats(mean(cover), mean(hits), mean(installs), mean(streamed), mean(dt),
-                        mean(dtiles))
+                        mean(dtiles), passes)
 
     def _top(self, counts, slots):
         order = np.lexsort((np.arange(self.num_experts), -counts))
         return set(int(e) for e in order[:slots])
 
     @lru_cache(maxsize=None)
-    def frequency(self, slots, window, tile=16, stride=None):
+    def frequency(self, slots, window, tile=16, stride=None, levels=None):
         """Elastic-SD's set: the ``slots`` most chosen experts of the previous step's draft
         positions (the first ``window - 1`` of its window; all of them when ``window`` is 1);
         when fewer were chosen, earlier residents keep the other slots (the controller's SELECT).
         Steps start ``stride`` positions apart (default ``window``; a speculative step advances
-        by the tokens it keeps, so the next window overlaps the rejected drafts)."""
-        span = max(1, window - 1)
+        by the tokens it keeps, so the next window overlaps the rejected drafts). ``levels``: a
+        token tree's draft passes, tokens per sequence each (``TreeShape.levels`` without
+        the deepest): pass ``j`` takes the next ``levels[j]`` positions, the set counts all of
+        them, and verification the first ``window``."""
+        span = max(1, window - 1) if levels is None else sum(levels)
 
         def chooser(a, layer, previous):
             picks = self.experts[a:a + span, :, layer]
@@ -285,26 +316,28 @@ class RoutingStats:
             # like the controller's SELECT: residents nobody picked stay until displaced
             keep = sorted(previous - chosen)[:max(0, slots - len(chosen))]
             return chosen | set(keep)
-        return self._set_stats(slots, window, tile, chooser, stride)
+        return self._set_stats(slots, window, tile, chooser, stride, levels)
 
     @lru_cache(maxsize=None)
-    def static(self, slots, window=1, tile=16, stride=None):
+    def static(self, slots, window=1, tile=16, stride=None, levels=None):
         """A set pinned from an offline profile's popularity (``profile``: a separate trace with
         the same popularity; without one, this trace itself)."""
         tops = {layer: self._top(np.bincount(self.profile.experts[:, :, layer].ravel(),
                                              minlength=self.num_experts), slots)
                 for layer in range(self.trace.layers)}
-        return self._set_stats(slots, window, tile, lambda a, layer, prev: tops[layer], stride)
+        return self._set_stats(slots, window, tile, lambda a, layer, prev: tops[layer], stride,
+                               levels)
 
     @lru_cache(maxsize=None)
-    def random_set(self, slots, window, tile=16, stride=None):
+    def random_set(self, slots, window, tile=16, stride=None, levels=None):
         """A random set of the same size (the paper's comparison for the resident-set choice)."""
         rng = np.random.default_rng(12345)
         sets = {layer: set(int(e) for e in rng.choice(self.num_experts,
                                                       min(slots, self.num_experts),
                                                       replace=False))
                 for layer in range(self.trace.layers)}
-        return self._set_stats(slots, window, tile, lambda a, layer, prev: sets[layer], stride)
+        return self._set_stats(slots, window, tile, lambda a, layer, prev: sets[layer], stride,
+                               levels)
 
 
 @lru_cache(maxsize=256)
@@ -380,6 +413,27 @@ def _curves(table):
                  for sel, by_f in table.items())
 
 
+def _trees(lengths, unions):
+    """Hashable form of the measured tree tables: ``(spec, E per share, union per share)`` of
+    every tree shape (the chain rows stay with the chain curves)."""
+    return tuple((spec, tuple(lengths[spec]), tuple(unions[spec])) for spec in lengths
+                 if not spec.startswith("chain:"))
+
+
+def effective_draws(union, experts=ABLATE_EXPERTS):
+    """How many independent uniform draws from ``experts`` experts leave ``union`` distinct ones
+    (``log(1 - u/E) / log(1 - 1/E)``): the scale on which two unions are compared (it grows in
+    proportion to the tokens when routing has no locality, and stays finite below ``E``)."""
+    if not 0 <= union < experts:
+        raise ValueError(f"a union of {union!r} experts must lie in [0, {experts})")
+    return float(np.log1p(-union / experts) / np.log1p(-1 / experts))
+
+
+def measured_tree_specs():
+    """The tree shapes with measured acceptance (:mod:`sw_model.perf.measured`), as specs."""
+    return [spec for spec in TREE_TOKENS_PER_VERIFICATION if not spec.startswith("chain:")]
+
+
 def alpha_for_length(length, gamma):
     """The per-position acceptance ``alpha`` whose :func:`expected_length` with ``gamma`` drafts
     is ``length`` (bisection; ``length`` in [1, gamma + 1])."""
@@ -426,9 +480,24 @@ class AcceptanceModel:
     * ``"coverage"``: the earlier assumed rule ``max(floor, full - slope * (1 - coverage))``,
       coverage the share of the routing's choices inside the set.
 
+    **Token trees** (``Settings.tree``; :meth:`tree_length`, :meth:`tree_window`): ``"resident"``
+    takes the tree study's tokens per verification (``trees``: ``python build.py ablate --study
+    trees``, :mod:`sw_model.perf.measured`) of the same shape, interpolated in ``log2(fraction)``
+    between the measured shares like the chain curves; below 1/8 linearly in the share down to 1
+    at no resident expert (nothing to draft with); at most ``1 + depth``. The paper's acceptance
+    range (0.33-0.91 of a chain's drafts) is not applied: it is a chain's, and the tree study
+    measures deep drafts far below its floor (a chain of 16 keeps 3.1 tokens at 1/8, not
+    ``1 + 0.33 * 16``). ``"coverage"``: the assumed rule's ``alpha`` over the tree's depth. A shape
+    that was not measured has no acceptance: :meth:`tree_entry` names it.
+
+    What-ifs (the report's): ``tree_union`` ``"chain"`` makes a tree's verification touch the
+    experts of a chain carrying as many tokens (no measured growth); ``share`` looks every
+    self-draft's acceptance up at that resident share instead of the real one (1.0: as with every
+    expert resident).
+
     ``eagle`` / ``slm``: assumed constant rates of the separate drafts. ``measured`` maps
     ``(model, method)`` or ``method`` to a per-position ``alpha`` and overrides everything
-    (``perf --acceptance-json``)."""
+    (``perf --acceptance-json``; for a tree, over its depth)."""
     full: float = 0.91          # paper: top of the 0.33-0.91 range
     floor: float = 0.33         # paper: bottom of the range
     slope: float = 0.30         # assumed ("coverage" mapping only)
@@ -439,6 +508,11 @@ class AcceptanceModel:
     curves: tuple = _curves(TOKENS_PER_VERIFICATION)
     curve_gamma: int = ABLATE_GAMMA
     measured: dict = field(default_factory=dict)
+    trees: tuple = _trees(TREE_TOKENS_PER_VERIFICATION, TREE_SEQUENCE_UNION)
+    tree_shares: tuple = TREE_SHARES
+    chain_union: tuple = tuple(sorted((float(f), tuple(c)) for f, c in CHAIN_WINDOW_UNION.items()))
+    tree_union: str = "measured"
+    share: float = None
 
     def __post_init__(self):
         for name in ("full", "floor", "slope", "eagle", "slm"):
@@ -459,17 +533,94 @@ class AcceptanceModel:
             if not 0 <= value <= 1:
                 raise ValueError(f"measured acceptance for {key!r} must be in [0, 1], not "
                                  f"{value!r}")
+        if self.tree_union not in ("measured", "chain"):
+            raise ValueError(f"AcceptanceModel.tree_union must be 'measured' or 'chain', not "
+                             f"{self.tree_union!r}")
+        if self.share is not None and not 0 < self.share <= 1:
+            raise ValueError(f"AcceptanceModel.share must be None or in (0, 1], not "
+                             f"{self.share!r}")
+        for spec, lengths, unions in self.trees:
+            shape = parse_tree(spec)
+            if len(lengths) != len(self.tree_shares) or len(unions) != len(self.tree_shares) \
+                    or any(not 1 <= e <= shape.depth + 1 for e in lengths):
+                raise ValueError(f"AcceptanceModel.trees[{spec!r}]: one E in [1, depth + 1] and "
+                                 f"one union per share of {self.tree_shares}, not {lengths!r}, "
+                                 f"{unions!r}")
 
     def __hash__(self):
         return hash((self.full, self.floor, self.slope, self.eagle, self.slm, self.slm_params,
                      self.mapping, self.curves, self.curve_gamma,
-                     tuple(sorted(self.measured.items()))))
+                     tuple(sorted(self.measured.items())), self.trees, self.tree_shares,
+                     self.chain_union, self.tree_union, self.share))
+
+    def tree_entry(self, shape):
+        """``(E per share, union per share)`` measured for ``shape`` (a ``TreeShape`` or a
+        spec); ValueError naming ``decoding.tree`` and the measured shapes when it has none."""
+        spec = parse_tree(shape).spec
+        for s, lengths, unions in self.trees:
+            if parse_tree(s).spec == spec:
+                return lengths, unions
+        raise ValueError(f"decoding.tree {spec}: no measured acceptance for this shape (python "
+                         f"build.py ablate --study trees measures shapes); measured: "
+                         f"{', '.join(s for s, _, _ in self.trees)}")
+
+    def _by_share(self, values, fraction):
+        """``values`` (one per :attr:`tree_shares`) at ``fraction``, piecewise linear in
+        ``log2(fraction)``, held at the ends."""
+        return float(np.interp(np.log2(max(fraction, self.tree_shares[0])),
+                               np.log2(self.tree_shares), values))
+
+    def tree_length(self, shape, fraction, clamp=True):
+        """Tokens a sequence keeps per verification with the tree ``shape`` when ``fraction`` of
+        the experts are resident (class docstring; ``clamp``: at most ``1 + depth``)."""
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"resident fraction must be in [0, 1], not {fraction!r}")
+        fraction = self.share if self.share is not None else fraction
+        shape = parse_tree(shape)
+        lengths, _ = self.tree_entry(shape)
+        low = self.tree_shares[0]
+        if fraction >= low:
+            length = self._by_share(lengths, fraction)
+        else:
+            length = 1 + (lengths[0] - 1) * fraction / low
+        if clamp:
+            length = min(1.0 + shape.depth, max(1.0, length))
+        return length
+
+    def _chain_union(self, share, tokens):
+        """One sequence's union over ``tokens`` verified chain positions at ``share``."""
+        curve = dict(self.chain_union)[share]
+        if tokens > len(curve):
+            raise ValueError(f"the chain's union is measured over at most {len(curve)} "
+                             f"positions, not {tokens}")
+        return curve[tokens - 1]
+
+    def tree_growth(self, shape, share):
+        """How much more of the routing one sequence's verification covers with the tree than
+        with a chain carrying as many tokens, at a measured ``share``: the ratio of their unions'
+        :func:`effective_draws`."""
+        shape = parse_tree(shape)
+        _, unions = self.tree_entry(shape)
+        i = list(self.tree_shares).index(share)
+        return (effective_draws(unions[i])
+                / effective_draws(self._chain_union(share, shape.nodes + 1)))
+
+    def tree_window(self, shape, fraction):
+        """The consecutive tokens per sequence whose experts the tree's verification touches:
+        ``nodes + 1`` times :meth:`tree_growth`, interpolated in ``log2(fraction)`` (held at the
+        measured ends); at least 1."""
+        shape = parse_tree(shape)
+        if self.tree_union == "chain":
+            return float(shape.nodes + 1)
+        growth = [self.tree_growth(shape, f) for f in self.tree_shares]
+        return max(1.0, (shape.nodes + 1) * self._by_share(growth, fraction))
 
     def tokens_per_verification(self, fraction, gamma, selection="frequency", clamp=True):
         """``E(gamma)`` of a self-draft with ``fraction`` of the experts resident, chosen by
         ``selection`` (the ``"resident"`` mapping; class docstring)."""
         if not 0 <= fraction <= 1:
             raise ValueError(f"resident fraction must be in [0, 1], not {fraction!r}")
+        fraction = self.share if self.share is not None else fraction
         try:
             points = dict(self.curves)[SELECTION_CURVE[selection]]
         except KeyError:

@@ -23,6 +23,19 @@ chain would have accepted ``min(n, g)``; the resident sets would move slightly d
 (tokens per verification) only grows with ``g``.
 
 Each study returns plain data (dicts of figures); :func:`write_plots` draws them.
+
+**Token trees** (:func:`tree_study`, ``build.py ablate --study trees``): chains and token trees
+(:mod:`sw_model.decode.tree`) at equal verify budgets (:data:`TREE_BUDGETS` draft nodes per
+sequence: a chain of that many drafts, static shapes of at most that many nodes, dynamic shapes
+of exactly that budget; :func:`tree_shapes`) with :data:`TREE_SHARES` of a layer's experts
+resident (frequency set, 4-bit augmented draft, the plain cache). Per run: the tokens a sequence
+keeps per verification (``E``, the mean accepted length), tokens kept per verified token, the
+verified tokens per sequence, and the experts the passes touch per layer: the batch's union
+(``experts_touched_per_layer``) for verification and draft, and one sequence's union in the
+verification pass (mean over sequences and steps; from the step records). A chain run also gives,
+for every prefix of ``w`` verified positions, one sequence's union (``window_union``): the
+curve a tree's union is compared with (a tree of ``n`` nodes touches as many experts as a chain
+window of ``w`` positions).
 """
 
 from dataclasses import dataclass
@@ -33,13 +46,16 @@ import numpy as np
 
 from sw_model.model.corpus import training_bytes, unigram_logprobs
 from sw_model.decode.decoding import LRUExpertCache, SDConfig, elastic_sd
+from sw_model.decode.step_record import StepRecorder
+from sw_model.decode.tree import parse_tree
 from sw_model.decode.draft_policies import (SELECTION_POLICIES, ElasticKPolicy, ResidentSetPolicy,
                                             SpecMoEPolicy)
 from sw_model.model.moe import PassPlan, softmax, top_k_route
 
 __all__ = ["SDRuns", "heldout_loss", "gamma_star", "bit_policies", "selection_policies",
            "draft_policies", "losses_by_k", "unigram_losses", "write_plots", "BIT_METHODS",
-           "BIT_WIDTHS", "FRACTIONS"]
+           "BIT_WIDTHS", "FRACTIONS", "TREE_BUDGETS", "TREE_SHARES", "STATIC_SHAPES",
+           "tree_shapes", "tree_run", "tree_study", "best_shapes", "write_tree_plot"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +170,158 @@ def unigram_losses(windows):
     """``{domain: loss}`` of the byte-unigram model of the training stream on the windows."""
     uni = unigram_logprobs(training_bytes())
     return {d: float(-uni[w[:, 1:]].mean()) for d, w in windows.items()}
+
+
+# -- token trees ------------------------------------------------------------------------------
+
+#: Verify budgets of the tree study: draft nodes per sequence (a verification carries one more).
+TREE_BUDGETS = (8, 16, 32)
+#: Shares of a layer's experts resident in the tree study (the chain study's and all of them).
+TREE_SHARES = (0.125, 0.25, 0.5, 1.0)
+#: Static shapes per budget, as many nodes as the budget allows (or close below it), from wide and
+#: shallow to narrow and deep.
+STATIC_SHAPES = {
+    8: ("static:4,1", "static:2,3", "static:2,1,1,1"),
+    16: ("static:4,3", "static:4,1,1,1", "static:2,1,1,1,1,1,1,1"),
+    32: ("static:8,1,1,1", "static:4,2,1,1", "static:4,1,1,1,1,1,1,1"),
+}
+
+
+def tree_shapes(budget):
+    """The shapes measured at ``budget`` nodes: ``chain:<budget>`` (a chain of that many drafts),
+    :data:`STATIC_SHAPES`' (or, for another budget, a chain-like and a two-wide static shape) and
+    two dynamic shapes of that budget: four wide (k 4) and two wide (k 2), as deep as the budget
+    lets them grow."""
+    static = STATIC_SHAPES.get(budget)
+    if static is None:
+        static = tuple(dict.fromkeys(s for s in (
+            "static:2" + ",1" * (budget // 2 - 1) if budget >= 2 else None,
+            "static:4" + ",1" * (budget // 4 - 1) if budget >= 4 else None) if s))
+    dynamic = tuple(dict.fromkeys(
+        f"dynamic:nodes={budget},depth={max(1, budget // w)},k={w},width={w}"
+        for w in (4, 2) if w <= budget))
+    return (f"chain:{budget}",) + static + dynamic
+
+
+def _shape_of(spec):
+    """``(TreeShape or None, gamma)`` of a study spec (``chain:<gamma>`` or a tree)."""
+    if spec.startswith("chain:"):
+        return None, int(spec.partition(":")[2])
+    shape = parse_tree(spec)
+    return shape, shape.depth
+
+
+def tree_run(model, prompts, new_tokens, spec, capacity, bits="augmented"):
+    """One greedy Elastic-SD run with the draft shape ``spec`` (``chain:<gamma>`` or a tree
+    spec) and ``capacity`` experts resident per layer (frequency set, plain cache): the figures of
+    the module docstring."""
+    shape, gamma = _shape_of(spec)
+    sd = SDConfig(gamma=gamma, capacity=capacity, draft_bits=bits,
+                  tree=shape if shape is not None else "chain")
+    recorder = StepRecorder()
+    res = elastic_sd(model, prompts, new_tokens, ResidentSetPolicy(), sd,
+                     cache=LRUExpertCache(capacity), recorder=recorder)
+    s = res.summary()
+    lengths = [n for st in res.steps for n in st.accept_lengths]
+    verified = sum(st.verified for st in res.steps)
+    sequences = sum(st.sequences for st in res.steps)
+    per_seq, windows = [], [[] for _ in range(gamma + 1)] if shape is None else None
+    for rec in recorder.steps:
+        sizes = ([len(rec.trees[b][0]) for b in rec.sequences] if rec.trees is not None
+                 else [gamma + 1] * len(rec.sequences))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        for layer in rec.layers:
+            rows = rec.target_routes[layer]
+            for i in range(len(sizes)):
+                mine = rows[starts[i]:starts[i + 1]]
+                per_seq.append(len(np.unique(mine[mine >= 0])))
+                if windows is not None:
+                    seen = set()
+                    for w, row in enumerate(mine):
+                        seen.update(int(e) for e in row if e >= 0)
+                        windows[w].append(len(seen))
+    mean_of = lambda v: float(np.mean(v)) if len(v) else 0.0
+    out = {"spec": spec, "capacity": capacity,
+           "nodes": gamma if shape is None else shape.nodes,
+           "depth": gamma, "levels": list((1,) * (gamma + 1) if shape is None else shape.levels),
+           "mean_accepted_length": s["mean_accepted_length"],
+           "tokens_per_verified": float(sum(lengths) / verified) if verified else None,
+           "verified_per_sequence": verified / sequences if sequences else None,
+           "acceptance_rate": s["acceptance_rate"],
+           "target_union": mean_of(s["experts_touched_per_layer"].get("target", [])),
+           "draft_union": mean_of(s["experts_touched_per_layer"].get("draft", [])),
+           "target_union_per_sequence": mean_of(per_seq),
+           "steps": s["steps"]}
+    if windows is not None:
+        out["window_union"] = [mean_of(v) for v in windows]
+    return out
+
+
+def tree_study(model, prompts, new_tokens, budgets=TREE_BUDGETS, shares=TREE_SHARES,
+               shapes=None, progress=None):
+    """Every shape of :func:`tree_shapes` (or ``shapes``: ``{budget: specs}``) at every budget
+    and resident share: ``{"runs": {spec: {str(share): run}}, "shapes": {budget: specs},
+    "capacities": {str(share): experts}}`` (:func:`tree_run`'s runs; the capacity is
+    ``share * num_experts``, at least top-k). ``progress(text)`` hears of every run."""
+    c = model.config
+    shapes = shapes or {b: tree_shapes(b) for b in budgets}
+    caps = {str(f): max(c.top_k, int(round(f * c.num_experts))) for f in shares}
+    runs = {}
+    total, done = sum(len(v) for v in shapes.values()) * len(shares), 0
+    for f in shares:
+        for b, specs in shapes.items():
+            for spec in specs:
+                r = tree_run(model, prompts, new_tokens, spec, caps[str(f)])
+                runs.setdefault(spec, {})[str(f)] = r
+                done += 1
+                if progress:
+                    progress(f"  [{done}/{total}] share {f:g} ({caps[str(f)]} experts), {spec}: "
+                             f"E {r['mean_accepted_length']:.2f}, per verified "
+                             f"{r['tokens_per_verified']:.3f}")
+    return {"runs": runs, "shapes": {b: list(v) for b, v in shapes.items()}, "capacities": caps}
+
+
+def best_shapes(study, kind):
+    """``{budget: (spec, mean E over the shares)}``: the ``kind`` ("static" or "dynamic") shape
+    of each budget keeping the most tokens per verification on average over the shares."""
+    out = {}
+    for b, specs in study["shapes"].items():
+        scored = [(float(np.mean([r["mean_accepted_length"]
+                                  for r in study["runs"][s].values()])), s)
+                  for s in specs if s.startswith(kind)]
+        if scored:
+            e, spec = max(scored, key=lambda t: (t[0], t[1]))
+            out[b] = (spec, e)
+    return out
+
+
+def write_tree_plot(out, study):
+    """Tokens per verification against the resident share, one line per budget's chain, best
+    static and best dynamic shape; a PNG in ``out``. Returns its path (text)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    statics, dynamics = best_shapes(study, "static"), best_shapes(study, "dynamic")
+    for i, (b, specs) in enumerate(study["shapes"].items()):
+        picks = [specs[0]] + [d[b][0] for d in (statics, dynamics) if b in d]
+        for spec, style in zip(picks, ("-", "--", ":")):
+            runs = study["runs"][spec]
+            shares = sorted(runs, key=float)
+            ax.plot([100 * float(f) for f in shares],
+                    [runs[f]["mean_accepted_length"] for f in shares], style, marker="o",
+                    color=f"C{i}", label=spec)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="resident experts (% of a layer)", ylabel="tokens per verification (E)",
+           title="chains and trees at equal verify budgets")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = out / "trees.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
 
 
 # -- plots ----------------------------------------------------------------------------------------

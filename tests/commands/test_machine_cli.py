@@ -170,8 +170,10 @@ def test_one_decoding_policy_with_one_set_of_defaults(run_build, tmp_path):
 
 
 def test_perf_and_sweep_keep_tables_json_plots_machine_and_policy(run_build):
+    # one tree beside the chain (every measured one: test_perf_cli's slow test)
     code, stdout, stderr = run_build("perf", "--models", "qwen3-30b-a3b", "--batches", "1,16",
-                                     "--set", "pes=16", "--pes", "16", "--out", "test-perf")
+                                     "--set", "pes=16", "--pes", "16", "--out", "test-perf",
+                                     "--set", "decoding.tree=static:2,1,1,1")
     assert code == 0, stderr
     folder = RESULTS_ROOT / "perf" / "test-perf"
     assert f"results: {folder}/" in stdout
@@ -194,13 +196,16 @@ def test_perf_and_sweep_keep_tables_json_plots_machine_and_policy(run_build):
 def test_perf_on_16_pes_gives_the_4gb_configuration(run_build):
     """``perf --set pes=16`` is the paper's 4 GB configuration: the same figures as the 32-PE
     machine's second configuration (16 PEs)."""
-    args = ("--models", "deepseek-v2-lite", "--batches", "1,16", "--no-plots")
+    args = ("--models", "deepseek-v2-lite", "--batches", "1,16", "--no-plots",
+            "--set", "decoding.tree=dynamic:nodes=16,depth=8,k=2,width=2")
     code, stdout, _ = run_build("perf", *args, "--set", "pes=16", "--pes", "16")
     sixteen = _figures(stdout)
     code, stdout, _ = run_build("perf", *args)
     both = _figures(stdout)
     assert sixteen["pes"] == 16 and sixteen["hb_gb"] == 4
     assert both["by_config"]["4GB"] == sixteen["by_config"]["4GB"]
+    # each configuration runs the better of the chain and the tree on its own headline set
+    assert sixteen["by_config"]["4GB"]["draft"] == sixteen["draft"]
 
 
 def test_clean_removes_results_and_can_keep_simulator_builds(run_build, tmp_path, monkeypatch):

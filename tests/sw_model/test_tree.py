@@ -352,6 +352,25 @@ def test_dynamic_trees_stay_within_their_budget(random_prompts):
                 assert len(kids) <= 3 and len(set(kids)) == len(kids)
 
 
+@pytest.mark.parametrize("spec, levels", [
+    ("static:3,2,1", (1, 3, 6, 6)),
+    ("dynamic:nodes=7,depth=4,k=3,width=3", (1, 3, 3, 1)),
+    ("dynamic:nodes=9,depth=2,k=2,width=8", (1, 2, 4)),
+    ("dynamic:nodes=12,depth=5,k=3,width=4", (1, 3, 4, 4, 1)),
+])
+def test_the_levels_of_a_shape_are_those_the_draft_grows(random_prompts, spec, levels):
+    """``TreeShape.levels`` (what the performance model's draft passes carry) is fixed by the
+    shape: every recorded tree has exactly those nodes per depth."""
+    assert parse_tree(spec).levels == levels
+    m = MoEModel(TINY_CONFIG, random_weights(TINY_CONFIG, seed=4))
+    recorder = StepRecorder()
+    elastic_sd(m, random_prompts[:4], 6, make_policy("resident"), SDConfig(capacity=2, tree=spec),
+               recorder=recorder)
+    for step in recorder.steps:
+        for tokens, parents in step.trees.values():
+            assert tuple(np.bincount(TreeSpan(parents, 0).depth)) == levels
+
+
 @pytest.mark.parametrize("spec, message", [
     ("static:0", r"tree.widths\[1\] \(children per node at depth 1\) must be a positive integer"),
     ("static:2,0,1", r"tree.widths\[2\]"),
