@@ -8,17 +8,17 @@ address before it reaches a PE, so a PE never sees an illegal command. Streams (
 * ``hb_req``/``hb_resp``, ``lpddr_req``/``lpddr_resp``: request and response streams of its HB
   channel and of its LPDDR client (:mod:`hw.mem_channel`'s layouts).
 * ``imem_addr``/``imem_en``/``imem_data``: a synchronous read port of the shared input memory.
-* ``idle`` (out): no command queued or running and every result written.
+* ``idle`` (out): no command queued or running, every loaded word and every result written.
 
-Commands run one at a time, in order, each to completion (its memory writes done) before the next
-starts; per command kind (:class:`PeOp`):
+Commands start one at a time, in order; LOAD, MAC and MAC_DQ hand over to the next command before
+their memory writes are done (below). Per command kind (:class:`PeOp`):
 
 * ``LOAD``: ``count`` WMEM words at ``wmem`` from HB (``lpddr = 0``) or LPDDR at ``ext``: each is
   ``hb_ratio`` (``lpddr_ratio``) memory words, the lowest bits first, so ``count * ratio`` memory
   words are read (``ext`` and the request lengths count memory words), in requests of at most
   ``max_length`` words issued back to back. Each word is written into its slice of the WMEM word
   as it arrives (a write port with one enable per slice), so a load takes one cycle per memory
-  word, whatever the ratio.
+  word, whatever the ratio. The PE takes the next command once the load's last request is taken.
 * ``WRITE_HB``: ``count`` WMEM words from ``wmem`` to HB at ``ext``, each as ``hb_ratio`` HB words,
   the lowest bits first.
 * ``LOAD_ACT``: ``count`` IMEM words from ``imem`` into AMEM at ``amem``.
@@ -33,11 +33,26 @@ starts; per command kind (:class:`PeOp`):
   ``first``, and with ``last`` the accumulator times the token scales of AMEM[``tscale``] written to
   OMEM[``omem`` ...] as ``dq_words`` words.
 
+LOADs overlap with what follows, so back-to-back loads stream without the memory's first-word
+latency between them: a LOAD is recorded in a FIFO of loads in flight (its port, ``wmem`` and
+``count``; :attr:`ProcessingElement.load_depth` deep, the running LOAD included) when it is taken,
+and leaves it with its last word; the words of the oldest are written as they come (responses
+come in request order, and the loads in flight share one port). While loads are in flight:
+
+* a LOAD from the same port starts at once, unless the FIFO is full: then it waits for the oldest
+  load's last word;
+* a LOAD from the other port waits until every load in flight is done (the words of two ports
+  would arrive interleaved, and a PE holding back its LPDDR words stalls the port shared by all);
+* MAC, MAC_DQ (they read WMEM) and WRITE_HB (it reads WMEM and takes its answer on ``hb_resp``)
+  wait until every load in flight is done;
+* LOAD_ACT and COMBINE (AMEM, IMEM and OMEM only) start at once.
+
 MAC and MAC_DQ overlap with what follows: the PE takes the next command as soon as the last beat
 has been read, while the array and the dequantising unit finish behind it (their results are written
 in order). A command that reads or writes OMEM through another path (MAC, COMBINE) waits until that
 pipeline is empty; loads may run at once (the beats in flight were already read). So the memories
-always end as in-order execution leaves them.
+always end as in-order execution leaves them, and ``idle`` (what BARRIER and END wait for) means
+every command's writes are done.
 
 The dequantising unit (:mod:`hw.fp32`; the arithmetic of :mod:`sw_model.golden.dequant`) keeps up
 with the array: it latches a result's sums (in ``split`` mode the held MSB sums plus the LSB sums,
@@ -103,6 +118,15 @@ def pe_command_layout(params):
         "acc": unsigned(2),
         "scales": unsigned(16),
         "tscale": _addr(p.act_words),
+    })
+
+
+def _load_layout(p):
+    """What the PE keeps of a LOAD whose words are still arriving."""
+    return data.StructLayout({
+        "lpddr": unsigned(1),               # the port its words come from
+        "wmem": _addr(p.weight_words),
+        "count": unsigned(16),
     })
 
 
@@ -188,12 +212,25 @@ class ProcessingElement(CheckedComponent):
         self.hold_take = Signal()
         self.s_valid = Signal()                  # a beat read last cycle goes to the array now
         self._results(m)
+        # LOADs whose words are still arriving (the running one first): the commands that must
+        # wait for them (module docstring)
+        m.submodules.loads = loads = fifo.SyncFIFO(width=_load_layout(p).size,
+                                                   depth=self.load_depth)
+        self.loads = loads
+        self.load_push = push = Signal(_load_layout(p))
+        self.loads_busy = Signal()
+        m.d.comb += [loads.w_data.eq(push), self.loads_busy.eq(loads.r_rdy)]
+        load_port = Signal()                     # the port of the loads in flight
         # (a ``last`` MAC_DQ needs the output register free: with at most two output words the
         # writer is done before the next ``last`` operation's rows reach it, else it waits too)
         waits = (head.op == PeOp.MAC) | (head.op == PeOp.COMBINE)
         if p.dq_words > 2:
             waits |= (head.op == PeOp.MAC_DQ) & head.last
-        m.d.comb += self.hold_take.eq(self.results_busy & waits)
+        load_waits = ((head.op == PeOp.MAC) | (head.op == PeOp.MAC_DQ)
+                      | (head.op == PeOp.WRITE_HB)
+                      | ((head.op == PeOp.LOAD) & ((head.lpddr != load_port) | ~loads.w_rdy)))
+        m.d.comb += self.hold_take.eq((self.results_busy & waits)
+                                      | (self.loads_busy & load_waits))
 
         with m.FSM(name="pe_fsm") as fsm:
             with m.State("Take command"):
@@ -202,6 +239,9 @@ class ProcessingElement(CheckedComponent):
                     m.d.sync += [cur.eq(head), i.eq(0), j.eq(0)]
                     with m.Switch(head.op):
                         with m.Case(PeOp.LOAD):
+                            m.d.comb += [loads.w_en.eq(1), push.lpddr.eq(head.lpddr),
+                                         push.wmem.eq(head.wmem), push.count.eq(head.count)]
+                            m.d.sync += load_port.eq(head.lpddr)
                             m.next = "Load"
                         with m.Case(PeOp.WRITE_HB):
                             m.next = "Write fetch"
@@ -216,10 +256,18 @@ class ProcessingElement(CheckedComponent):
             self._load_act(m)
             self._mac(m)
             self._combine(m)
+        self._load_words(m)
         # the queue's level, not its output: a command just written may not be visible there yet
         m.d.comb += self.idle.eq(fsm.ongoing("Take command") & (queue.level == 0)
-                                 & ~self.results_busy)
+                                 & ~self.results_busy & ~self.loads_busy)
         return m
+
+    @property
+    def load_depth(self):
+        """LOADs in flight at most (the running one included): a LOAD has at least one request,
+        and a channel keeps at most ``outstanding`` requests in flight, so more would only wait
+        on the channel."""
+        return max(self.params.hb.outstanding, self.params.lpddr.outstanding)
 
     # -- the result path: OMEM writes of MAC, the dequantising unit of MAC_DQ -----------------------
     def _results(self, m):
@@ -373,49 +421,67 @@ class ProcessingElement(CheckedComponent):
 
     # -- LOAD: HB or LPDDR into WMEM -----------------------------------------------------------------
     def _load(self, m):
-        """Requests go out back to back (``requested`` memory words; the channel's queue of
-        outstanding requests is the only limit) while response words are written as they come:
-        memory word ``part`` of WMEM word ``i`` (``ratio`` of them, the lowest bits first) goes
-        straight into its slice through the write port's per-slice enables, so a load takes one
-        cycle per memory word whatever the ratio, and no word is held back to be assembled."""
-        p = self.params
-        cur, i = self.cur, self.i
-        hr, lr = p.hb_ratio, p.lpddr_ratio
-        ratio = Signal(range(max(hr, lr) + 1))
-        m.d.comb += ratio.eq(Mux(cur.lpddr, lr, hr))
+        """The running LOAD's requests go out back to back (``requested`` memory words; the
+        channel's queue of outstanding requests is the only limit); once the last one is taken
+        the PE takes the next command, while :meth:`_load_words` writes the words as they come."""
+        cur = self.cur
+        ratio = Signal(range(max(self.params.hb_ratio, self.params.lpddr_ratio) + 1))
+        m.d.comb += ratio.eq(Mux(cur.lpddr, self.params.lpddr_ratio, self.params.hb_ratio))
         total = self._memory_words(m, ratio)
         requested = Signal.like(total)           # memory words requested so far
-        part = Signal(range(max(hr, lr)))        # memory word of WMEM word i next to arrive
         left = Signal.like(total)
         m.d.comb += left.eq(total - requested)
         chunk = self._chunk(m, left)
-        reqs = [(self.hb_req, self.hb_resp, 0), (self.lpddr_req, self.lpddr_resp, 1)]
         with m.State("Load"):
-            for req, resp, which in reqs:
+            for req, which in ((self.hb_req, 0), (self.lpddr_req, 1)):
                 m.d.comb += [req.valid.eq((cur.lpddr == which) & (left != 0)),
                              req.payload.op.eq(MemOp.READ),
                              req.payload.address.eq(cur.ext + requested),
-                             req.payload.length.eq(chunk), resp.ready.eq(cur.lpddr == which)]
+                             req.payload.length.eq(chunk)]
             taken = Mux(cur.lpddr, self.lpddr_req.ready, self.hb_req.ready) & (left != 0)
             with m.If(taken):
                 m.d.sync += requested.eq(requested + chunk)
-            valid = Mux(cur.lpddr, self.lpddr_resp.valid, self.hb_resp.valid)
-            # each memory word is offered to every slice; the enables pick its own
-            g = self._wmem_granularity
-            hb_word, lp_word = self.hb_resp.payload.data, self.lpddr_resp.payload.data
-            hb_en = Cat((part == s).replicate(p.hb.data_width // g) for s in range(hr))
-            lp_en = Cat((part == s).replicate(p.lpddr.data_width // g) for s in range(lr))
-            m.d.comb += [self.w_wr.addr.eq(cur.wmem + i),
-                         self.w_wr.data.eq(Mux(cur.lpddr, lp_word.replicate(lr),
-                                               hb_word.replicate(hr))),
-                         self.w_wr.en.eq(Mux(valid, Mux(cur.lpddr, lp_en, hb_en), 0))]
-            with m.If(valid):
-                m.d.sync += part.eq(part + 1)
-                with m.If(part == ratio - 1):
-                    m.d.sync += [part.eq(0), i.eq(i + 1)]
-                    with m.If(i + 1 == cur.count):
-                        m.d.sync += requested.eq(0)
-                        m.next = "Take command"
+                with m.If(chunk == left):
+                    m.d.sync += requested.eq(0)
+                    m.next = "Take command"
+
+    def _load_words(self, m):
+        """The words of the LOADs in flight, oldest first (responses come in request order on
+        each port, and the loads in flight share one port): memory word ``part`` of WMEM word
+        ``got`` of the oldest load goes straight into its slice (``ratio`` of them, the lowest
+        bits first) through the write port's per-slice enables, so a load takes one cycle per
+        memory word whatever the ratio, and no word is held back to be assembled. The load
+        leaves the FIFO with its last word. The port's ``ready`` is driven only while a load is
+        in flight (a WRITE_HB, which takes its answer itself, waits for none)."""
+        p = self.params
+        hr, lr = p.hb_ratio, p.lpddr_ratio
+        loads = self.loads
+        oldest = Signal(_load_layout(p))
+        m.d.comb += oldest.eq(loads.r_data)
+        ratio = Signal(range(max(hr, lr) + 1))
+        m.d.comb += ratio.eq(Mux(oldest.lpddr, lr, hr))
+        got = Signal(16)                         # WMEM words of the oldest load written
+        part = Signal(range(max(hr, lr)))        # memory word of WMEM word ``got`` next to arrive
+        with m.If(loads.r_rdy):
+            m.d.comb += [self.hb_resp.ready.eq(~oldest.lpddr),
+                         self.lpddr_resp.ready.eq(oldest.lpddr)]
+        valid = loads.r_rdy & Mux(oldest.lpddr, self.lpddr_resp.valid, self.hb_resp.valid)
+        # each memory word is offered to every slice; the enables pick its own
+        g = self._wmem_granularity
+        hb_word, lp_word = self.hb_resp.payload.data, self.lpddr_resp.payload.data
+        hb_en = Cat((part == s).replicate(p.hb.data_width // g) for s in range(hr))
+        lp_en = Cat((part == s).replicate(p.lpddr.data_width // g) for s in range(lr))
+        m.d.comb += [self.w_wr.addr.eq(oldest.wmem + got),
+                     self.w_wr.data.eq(Mux(oldest.lpddr, lp_word.replicate(lr),
+                                           hb_word.replicate(hr))),
+                     self.w_wr.en.eq(Mux(valid, Mux(oldest.lpddr, lp_en, hb_en), 0))]
+        with m.If(valid):
+            m.d.sync += part.eq(part + 1)
+            with m.If(part == ratio - 1):
+                m.d.sync += [part.eq(0), got.eq(got + 1)]
+                with m.If(got + 1 == oldest.count):
+                    m.d.sync += got.eq(0)
+                    m.d.comb += loads.r_en.eq(1)
 
     # -- WRITE_HB: WMEM words to HB -----------------------------------------------------------------
     def _write_hb(self, m):

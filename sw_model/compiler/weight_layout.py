@@ -32,6 +32,13 @@ Memories:
   and its SCALE plane. A cache hit reads the LSB plane (4 bits per weight; the scales come from
   HB), a miss all 8 bits and the scales (and, when the expert is installed now, writes the MSB and
   SCALE words into its slot), an install the MSB and SCALE planes.
+  The LSB plane starts half a *bank sweep* (``banks x row_words`` LPDDR words of
+  ``TopParams.lpddr_timing``: one row in every bank) after the MSB plane's start, modulo a sweep,
+  and the SCALE plane half a sweep after the LSB plane's (the gap before each is padding, less
+  than a sweep): a PE reads its planes in turn (MSB, LSB and SCALE words of the same groups), and
+  planes a whole number of sweeps apart would put those words in different rows of the same bank,
+  so the die would close and reopen a row between every two loads; half a sweep apart they lie
+  ``banks / 2`` banks apart, and the die opens one's row while it streams the other's.
 
 :class:`WeightLayout` computes the addresses; :meth:`WeightLayout.expert_planes` the word values
 (for preloading memory images); :meth:`WeightLayout.plan` the capacity plan in bytes per tier.
@@ -125,6 +132,19 @@ def _round_up(n, unit):
     return max(unit, -(-n // unit) * unit)
 
 
+def _lpddr_planes(plane_words, scale_words, params):
+    """LPDDR words from the start of a PE's region of an expert to its MSB, LSB and SCALE planes,
+    and the region's length (``plane_words`` and ``scale_words`` weight words; module docstring:
+    each plane half a bank sweep after the previous one's start, modulo a sweep)."""
+    lp, t = params.lpddr_ratio, params.lpddr_timing
+    sweep = t.banks * t.row_words
+    lengths = (plane_words * lp, plane_words * lp, scale_words * lp)
+    starts = [0]
+    for length in lengths[:-1]:
+        starts.append(starts[-1] + length + (sweep // 2 - length) % sweep)
+    return dict(zip(PLANES, starts)), starts[-1] + lengths[-1]
+
+
 def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes):
     """A :class:`TopParams` for ``config``: ``base``'s MAC array, memories and timings with
     ``pes`` PEs (default: base's), the cache controller of ``capacity`` experts per MoE layer
@@ -140,7 +160,6 @@ def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes
     _, _, _, shards = tile_shards(config, base.mac, pes)
     B, k = base.mac.beats_per_group, base.mac.scale_slots
     hb_ratio = base.mac.weight_beat_bits // base.hb.data_width
-    lp_ratio = base.mac.weight_beat_bits // base.lpddr.data_width
     slot_words = max(1, max(sum(u.groups * B + -(-u.groups // k) for u in s)
                             for s in shards) * hb_ratio)
     L, E = len(config.moe_layers), config.num_experts
@@ -161,10 +180,10 @@ def machine_for(config, mode, base, capacity=None, pes=None, grow=False, **sizes
         # the slots (MSB and SCALE planes) and the dense weights (module docstring)
         dense = -(-dense_bytes(config) // (pes * hb_word))
         hb_words = _round_up(cache.slots * slot_words + dense, 1 << 10)
-        planes = sum(sum(2 * u.groups * B + -(-u.groups // k) for u in s) for s in shards)
+        expert = sum(_lpddr_planes(sum(u.groups * B for u in s),
+                                   sum(-(-u.groups // k) for u in s), base)[1] for s in shards)
         lp_word = base.lpddr.bytes_per_word
-        lp_words = _round_up(L * E * planes * lp_ratio
-                             + -(-dense_bytes(config) // lp_word), 1 << 12)
+        lp_words = _round_up(L * E * expert + -(-dense_bytes(config) // lp_word), 1 << 12)
         hb = dataclasses.replace(hb, words=hb_words,
                                  address_width=max(hb.address_width, (hb_words - 1).bit_length()))
         lpddr = dataclasses.replace(lpddr, words=lp_words, address_width=max(
@@ -203,14 +222,15 @@ class WeightLayout:
             raise ValueError(f"the cache covers {params.cache.layers} layers x "
                              f"{params.cache.experts} experts, the model has "
                              f"{len(self.moe_layers)} MoE layers x {c.num_experts} experts")
-        lp = params.lpddr_ratio
-        per_pe = [2 * w + s for w, s in zip(self.plane_words, self.scale_words)]
+        regions = [_lpddr_planes(w, s, params)
+                   for w, s in zip(self.plane_words, self.scale_words)]
+        self._plane_starts = [starts for starts, _ in regions]
         n_experts = len(self.moe_layers) * c.num_experts
-        self.expert_words = sum(per_pe) * lp
+        self.expert_words = sum(length for _, length in regions)
         if n_experts * self.expert_words > params.lpddr.words:
             raise ValueError(f"the experts need {n_experts * self.expert_words} LPDDR words, more "
                              f"than the {params.lpddr.words} LPDDR holds")
-        self._pe_base = np.cumsum([0] + [w * lp for w in per_pe]).tolist()
+        self._pe_base = np.cumsum([0] + [length for _, length in regions]).tolist()
         self.dense_bytes = dense_bytes(c)
         self.scale_bytes = expert_scale_bytes(c)
         self.hb_word_bytes = params.hb.bytes_per_word
@@ -227,11 +247,11 @@ class WeightLayout:
                              f"{list(self.moe_layers)})") from None
 
     def plane_offset(self, pe, plane):
-        """Weight words from the start of PE ``pe``'s MSB plane to its ``plane`` (the same in a
-        slot, where only MSB and SCALE are kept, for MSB and SCALE)."""
+        """LPDDR words from the start of PE ``pe``'s MSB plane to its ``plane`` (module docstring:
+        the planes lie half a bank sweep apart)."""
         if plane not in PLANES:
             raise ValueError(f"plane must be one of {', '.join(PLANES)}, not {plane!r}")
-        return {"MSB": 0, "LSB": self.plane_words[pe], "SCALE": 2 * self.plane_words[pe]}[plane]
+        return self._plane_starts[pe][plane]
 
     def slot_offset(self, pe, plane):
         """Weight words from the start of a slot to PE ``pe``'s ``plane`` ("MSB" or "SCALE")."""
@@ -242,7 +262,7 @@ class WeightLayout:
     def lpddr_plane(self, layer, expert, pe, plane):
         """LPDDR word address of PE ``pe``'s ``plane`` ("MSB", "LSB", "SCALE") of an expert."""
         base = (self.layer_index(layer) * self.config.num_experts + expert) * self.expert_words
-        return base + self._pe_base[pe] + self.plane_offset(pe, plane) * self.params.lpddr_ratio
+        return base + self._pe_base[pe] + self.plane_offset(pe, plane)
 
     # -- contents ------------------------------------------------------------------------------------
     def unit_codes(self, codes, unit):
@@ -310,6 +330,8 @@ class WeightLayout:
         hb_total = hb_slots + self.dense_bytes
         lpddr = {"MSB planes": L * E * msb, "LSB planes": L * E * msb,
                  "scale words": L * E * scales,
+                 "padding between planes (bank stagger)":
+                     L * E * (self.expert_words * self.lpddr_word_bytes - 2 * msb - scales),
                  "dense weights (backing copy)": self.dense_bytes}
         return {"HB": hb, "LPDDR": lpddr,
                 "HB capacity": p.hb.capacity_bytes * P, "HB used": hb_total,

@@ -169,6 +169,35 @@ def test_planes_hold_the_codes_and_scales_and_lpddr_regions_are_disjoint(tiny, r
         layout.lpddr_plane(TINY_CONFIG.moe_layers[0], 0, 0, "WHOLE")
 
 
+@pytest.mark.parametrize("name, pes, grow", [("qwen3-30b-a3b", 1, True), ("qwen3-30b-a3b", 32, False),
+                                             ("gpt-oss-20b", 32, False)])
+def test_lpddr_planes_of_a_shard_lie_half_a_bank_sweep_apart(name, pes, grow):
+    """Each PE's LSB plane starts half a bank sweep (banks x row_words / 2 LPDDR words) after its
+    MSB plane, modulo a sweep, and its SCALE plane half a sweep after the LSB plane, with less than
+    a sweep of padding before each: a word of one plane and the word of the next plane at the
+    same offset then lie banks / 2 banks apart, never in two rows of one bank (``grow``: one MoE
+    layer, the machine sized to it, as the paper-layer bench)."""
+    config = ZOO[name].config
+    if grow:
+        import dataclasses
+        config = dataclasses.replace(config, num_layers=1, dense_layers=(), vocab_size=256)
+    params = machine_for(config, "elastic_sd", TOP_PAPER, pes=pes, grow=grow)
+    layout = WeightLayout(config, params)
+    t, lp = params.lpddr_timing, params.lpddr_ratio
+    sweep = t.banks * t.row_words
+    layer = config.moe_layers[0]
+    bank = lambda a: (a // t.row_words) % t.banks
+    for pe in range(pes):
+        starts = [layout.lpddr_plane(layer, 3, pe, plane) for plane in ("MSB", "LSB", "SCALE")]
+        ends = [starts[0] + layout.plane_words[pe] * lp, starts[1] + layout.plane_words[pe] * lp]
+        for start, end, nxt in zip(starts, ends, starts[1:]):
+            assert (nxt - start) % sweep == sweep // 2
+            assert 0 <= nxt - end < sweep
+            assert all((bank(start + i) - bank(nxt + i)) % t.banks == t.banks // 2
+                       for i in range(0, 2 * sweep, 97))
+    assert layout.plan(params.cache.select_capacity)["fits"]["LPDDR"]
+
+
 def test_a_scale_the_format_cannot_hold_is_named(tiny, runs):
     _, params = runs
     layout = WeightLayout(TINY_CONFIG, params)
