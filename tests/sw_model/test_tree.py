@@ -21,7 +21,7 @@ from sw_model.model.corpus import heldout_prompts
 from sw_model.model.moe import TINY_CONFIG, MoEModel, TreeSpan, random_weights, softmax
 from sw_model.train.training import VARIANTS, model_dir
 
-from tests.sw_model.test_decoding_sampling import ALPHA, chi_square_p
+from tests.support.stats import ALPHA, chi_square_p
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 SHAPES = ["static:1,1,1", "static:3,2,1", "static:2,2,2,1", "dynamic:nodes=12,depth=5,k=3,width=4"]
