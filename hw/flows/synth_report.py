@@ -275,9 +275,9 @@ def _pe_path(rows):
 def pe_timing(mac, top_row):
     """The paper PE's critical path: the longer of its MAC array's (``mac``: the fit) and the
     path the synthesised top shows inside a PE (``top_row``): that path is the dequantising
-    unit's accumulate stage (binary32 add, then the token-scale multiply), whose logic does not
-    depend on the array's size, so the paper PE has it too (a lower bound: at the paper size its
-    registers fan out further)."""
+    unit's accumulate stage (the binary32 add into an accumulator), whose logic does not depend on
+    the array's size, so the paper PE has it too (a lower bound: at the paper size its registers
+    fan out further)."""
     path = top_row["critical_path_ns"]
     worst = max(mac["critical_path_ns"], path)
     return {"mac_array_ns": mac["critical_path_ns"], "inside_pe_ns": path,
@@ -425,8 +425,10 @@ def report_tables(rows, figures):
                 [[f"{t['mac_array_ns']:.3f}", f"{t['inside_pe_ns']:.3f}",
                   f"register {t['start']}", f"register {t['end']}",
                   f"{t['critical_path_ns']:.3f}", f"{t['fmax_mhz']:.1f}", t["limited_by"]]],
-                "The path inside the PE is the dequantising unit's accumulate stage (binary32 "
-                "add, then the token-scale multiply in the same cycle): its logic is binary32 "
-                "whatever the array's size, so the paper PE has it too, with wider fan-out (the "
-                "figure is a lower bound)."))
+                "The path inside the PE is the dequantising unit's accumulate stage (the row and "
+                "accumulator select, then the binary32 add into the accumulator: a one-cycle loop, "
+                "since the next group's products for the same rows may follow in the next cycle "
+                "and the summation order is fixed): its logic is binary32 whatever the array's "
+                "size, so the paper PE has it too, with wider fan-out (the figure is a lower "
+                "bound)."))
     return tables
