@@ -495,20 +495,42 @@ def accept_rejection(drafts, draft_probs, target_probs, rng):
 
 # -- Elastic-SD ---------------------------------------------------------------------------------------
 
-def _draft(model, kv, out, active, policy, cache, sd, meter, rng):
-    """``gamma`` chained draft passes; returns draft tokens and logits ``[batch, gamma(, vocab)]``
-    and the draft router's picks per MoE layer (its unrestricted top-k, see :func:`elastic_sd`):
-    counted per expert, and per token (rows ``[tokens, k]``)."""
-    c, batch = model.config, len(out)
-    resident = {l: cache.resident(l) for l in c.moe_layers}
+def _draft_plan(model, policy, cache, sd, meter):
+    """A draft pass's plan: ``policy``'s experts at DRAFT precision, each read metered from HB
+    (resident) or LPDDR."""
+    resident = {l: cache.resident(l) for l in model.config.moe_layers}
 
     def precision(layer, expert):
         meter.read("draft", layer, expert,
                    "draft_hb" if expert in resident[layer] else "draft_lpddr")
         return Precision.DRAFT
 
-    plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache), precision=precision,
+    return PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache), precision=precision,
                     draft_method=sd.draft_bits)
+
+
+def _verify_precision(model, resident, meter):
+    """A verification pass's ``precision`` (resident experts SPLIT, the others FULL, metered) and
+    the experts it streams from LPDDR in full, per layer (filled as the pass runs)."""
+    missed = {l: set() for l in model.config.moe_layers}
+
+    def precision(layer, expert):
+        if expert in resident[layer]:
+            meter.read("target", layer, expert, "hit")
+            return Precision.SPLIT
+        meter.read("target", layer, expert, "miss")
+        missed[layer].add(expert)
+        return Precision.FULL
+
+    return precision, missed
+
+
+def _draft(model, kv, out, active, policy, cache, sd, meter, rng):
+    """``gamma`` chained draft passes; returns draft tokens and logits ``[batch, gamma(, vocab)]``
+    and the draft router's picks per MoE layer (its unrestricted top-k, see :func:`elastic_sd`):
+    counted per expert, and per token (rows ``[tokens, k]``)."""
+    c, batch = model.config, len(out)
+    plan = _draft_plan(model, policy, cache, sd, meter)
     drafts = np.zeros((batch, sd.gamma), dtype=np.int64)
     logits = np.zeros((batch, sd.gamma, c.vocab_size))
     counts = {l: np.zeros(c.num_experts, dtype=np.int64) for l in c.moe_layers}
@@ -529,15 +551,7 @@ def _verify(model, kv, out, active, drafts, resident, meter):
     """One target pass over ``gamma + 1`` positions per active sequence; resident experts run split
     (MSB from HB, LSB from LPDDR), the others FULL from LPDDR. Returns the pass and, per layer, the
     experts streamed from LPDDR in full (fills of those piggy-back)."""
-    missed = {l: set() for l in model.config.moe_layers}
-
-    def precision(layer, expert):
-        if expert in resident[layer]:
-            meter.read("target", layer, expert, "hit")
-            return Precision.SPLIT
-        meter.read("target", layer, expert, "miss")
-        missed[layer].add(expert)
-        return Precision.FULL
+    precision, missed = _verify_precision(model, resident, meter)
 
     active = set(active)
     chunks = [[out[b][-1], *drafts[b]] if b in active else [] for b in range(len(out))]
@@ -551,15 +565,7 @@ def _tree_draft(model, kv, out, active, policy, cache, sd, shape, meter, rng):
     (tree mask, KV slots after the committed ones); returns the trees and the draft router's picks
     of every drafted node (counted per expert, and per token)."""
     c, batch = model.config, len(out)
-    resident = {l: cache.resident(l) for l in c.moe_layers}
-
-    def precision(layer, expert):
-        meter.read("draft", layer, expert,
-                   "draft_hb" if expert in resident[layer] else "draft_lpddr")
-        return Precision.DRAFT
-
-    plan = PassPlan(route=lambda l, s, sel: policy.route(l, s, sel, cache), precision=precision,
-                    draft_method=sd.draft_bits)
+    plan = _draft_plan(model, policy, cache, sd, meter)
     base = kv.length.copy()
     trees = {b: DraftTree(out[b][-1]) for b in active}
     counts = {l: np.zeros(c.num_experts, dtype=np.int64) for l in c.moe_layers}
@@ -590,15 +596,7 @@ def _tree_draft(model, kv, out, active, policy, cache, sd, shape, meter, rng):
 def _tree_verify(model, kv, trees, base, resident, meter):
     """One target pass over every active sequence's whole tree (the tree mask; KV for every node);
     as :func:`_verify`."""
-    missed = {l: set() for l in model.config.moe_layers}
-
-    def precision(layer, expert):
-        if expert in resident[layer]:
-            meter.read("target", layer, expert, "hit")
-            return Precision.SPLIT
-        meter.read("target", layer, expert, "miss")
-        missed[layer].add(expert)
-        return Precision.FULL
+    precision, missed = _verify_precision(model, resident, meter)
 
     chunks = [trees[b].tokens if b in trees else [] for b in range(kv.batch)]
     spans = [TreeSpan(trees[b].parents, base[b]) if b in trees else None for b in range(kv.batch)]
