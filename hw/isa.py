@@ -214,6 +214,19 @@ for _op, _fields in FIELDS.items():
 #: Per opcode: its field names, and (name, 2 ** width) in field order (Command's checks).
 _SPECS = {op: (frozenset(f.name for f in fields), tuple((f.name, 1 << f.width) for f in fields))
           for op, fields in FIELDS.items()}
+#: Per enum kind: ``{value: name}`` of its members (the text form).
+_NAMES = {f.kind: {int(m): m.name for m in f.kind} for fields in FIELDS.values() for f in fields
+          if f.kind is not None}
+#: Per opcode: ``{name: position}`` of its fields (attribute reads).
+_INDEX = {op: {f.name: i for i, f in enumerate(fields)} for op, fields in FIELDS.items()}
+#: Per opcode: ``(shift, mask)`` of each field in the word, in field order (decoding).
+_LAYOUT = {}
+for _op, _fields in FIELDS.items():
+    _shift, _layout = OPCODE_BITS, []
+    for _field in _fields:
+        _layout.append((_shift, (1 << _field.width) - 1))
+        _shift += _field.width
+    _LAYOUT[_op] = (tuple(_layout), _shift)
 
 
 class StreamError(ValueError):
@@ -248,22 +261,35 @@ class Command:
             raise ValueError(f"{op.name} has no field(s) {unknown}; its fields are "
                              f"{', '.join(f.name for f in FIELDS[op]) or 'none'}")
         checked = []
+        get = values.get
         for name, limit in limits:
-            value = values.get(name, 0)
-            if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{op.name}.{name} must be an int, not {value!r}")
+            value = get(name, 0)
+            if type(value) is not int:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"{op.name}.{name} must be an int, not {value!r}")
+                value = int(value)
             if not 0 <= value < limit:
                 raise ValueError(f"{op.name}.{name} = {value} does not fit in "
                                  f"{limit.bit_length() - 1} bits")
-            checked.append(int(value))
+            checked.append(value)
         object.__setattr__(self, "op", op)
         object.__setattr__(self, "values", tuple(checked))
 
+    @classmethod
+    def _of_fields(cls, op, values):
+        """A command of values already known to fit their fields (a decoded word's)."""
+        command = object.__new__(cls)
+        object.__setattr__(command, "op", op)
+        object.__setattr__(command, "values", values)
+        return command
+
     def __getattr__(self, name):
-        for f, value in zip(FIELDS[self.op], self.values):
-            if f.name == name:
-                return value
-        raise AttributeError(f"{self.op.name} has no field {name!r}")
+        if name in Command.__slots__:        # not set yet (an object being copied or unpickled)
+            raise AttributeError(name)
+        try:
+            return self.values[_INDEX[self.op][name]]
+        except KeyError:
+            raise AttributeError(f"{self.op.name} has no field {name!r}") from None
 
     def __setattr__(self, name, value):
         raise AttributeError("commands are immutable")
@@ -285,8 +311,8 @@ class Command:
         """The command's line in the text form."""
         parts = [self.op.name]
         for f, value in zip(FIELDS[self.op], self.values):
-            if f.kind is not None and value in set(f.kind):
-                shown = f.kind(value).name
+            if f.kind is not None and value in _NAMES[f.kind]:
+                shown = _NAMES[f.kind][value]
             elif f.name == "vector":
                 shown = hex(value)
             else:
@@ -318,14 +344,12 @@ def decode_word(word, index=0):
     except ValueError:
         raise StreamError(ErrorCode.BAD_OPCODE, index, "opcode",
                           f"unknown opcode {code}") from None
-    values, shift = {}, OPCODE_BITS
-    for f in FIELDS[op]:
-        values[f.name] = (word >> shift) & ((1 << f.width) - 1)
-        shift += f.width
+    layout, shift = _LAYOUT[op]
     if word >> shift:
         raise StreamError(ErrorCode.BAD_FIELD, index, "reserved",
                           f"{op.name} sets bits above bit {shift - 1}, outside its fields")
-    return Command(op, **values)
+    # each value is masked to its field's width, so it fits: no need for Command's checks
+    return Command._of_fields(op, tuple((word >> at) & mask for at, mask in layout))
 
 
 def as_words(stream):
@@ -369,6 +393,11 @@ def disassemble(stream):
 
 
 _TOKEN = re.compile(r"^([a-z_]+)=(\S+)$")
+_MNEMONICS = dict(Opcode.__members__)
+#: Per opcode: ``{field name: kind}``; per kind: ``{member name: value}``.
+_KINDS = {op: {f.name: f.kind for f in fields} for op, fields in FIELDS.items()}
+_MEMBERS = {f.kind: {name: int(m) for name, m in f.kind.__members__.items()}
+            for fields in FIELDS.values() for f in fields if f.kind is not None}
 
 
 def assemble(text):
@@ -380,10 +409,10 @@ def assemble(text):
         if not line:
             continue
         mnemonic, *tokens = line.split()
-        if mnemonic.upper() not in Opcode.__members__:
+        op = _MNEMONICS.get(mnemonic.upper())
+        if op is None:
             raise ValueError(f"line {number}: unknown command {mnemonic!r}")
-        op = Opcode[mnemonic.upper()]
-        kinds = {f.name: f.kind for f in FIELDS[op]}
+        kinds = _KINDS[op]
         values = {}
         for token in tokens:
             match = _TOKEN.match(token)
@@ -395,8 +424,8 @@ def assemble(text):
             if name in values:
                 raise ValueError(f"line {number}: field {name!r} given twice")
             kind = kinds[name]
-            if kind is not None and raw.upper() in kind.__members__:
-                values[name] = int(kind[raw.upper()])
+            if kind is not None and raw.upper() in _MEMBERS[kind]:
+                values[name] = _MEMBERS[kind][raw.upper()]
             else:
                 try:
                     values[name] = int(raw, 0)
@@ -417,6 +446,9 @@ def _fail(code, index, field, message):
     raise StreamError(code, index, field, message)
 
 
+_SLICES, _CACHE_OPS = frozenset(Slice), frozenset(CacheOp)
+
+
 def check_command(command, index, params):
     """The static checks of one command against ``params`` (a :class:`hw.params.TopParams`):
     ``BAD_FIELD`` then ``BAD_ADDRESS`` (see the module docstring). Raises StreamError."""
@@ -429,7 +461,7 @@ def check_command(command, index, params):
         bad = None
         if f.name == "pe" and v >= p.pes:
             bad = f"PE {v} does not exist (the machine has {p.pes})"
-        elif f.name == "slice" and v not in set(Slice):
+        elif f.name == "slice" and v not in _SLICES:
             bad = f"slice {v} is not one of {', '.join(Slice.__members__)}"
         elif f.name == "split" and v and values["mode"] != MacMode.FULL:
             bad = (f"split reads the MSB and LSB planes as the INT8 target and needs mode FULL, "
@@ -442,7 +474,7 @@ def check_command(command, index, params):
             bad = f"layer {v} is beyond the cache's {p.cache.layers} layers"
         elif f.name == "expert" and v >= p.cache.experts:
             bad = f"expert {v} is beyond the cache's {p.cache.experts} experts"
-        elif f.name == "cop" and v not in set(CacheOp):
+        elif f.name == "cop" and v not in _CACHE_OPS:
             bad = f"cache operation {v} is not a CacheOp"
         elif f.name == "vector" and (v << (COUNT_CHUNK_BITS * values["chunk"])) >> p.cache.experts:
             bad = (f"vector sets experts at or beyond {p.cache.experts} (chunk "

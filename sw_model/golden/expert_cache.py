@@ -93,6 +93,7 @@ class ExpertCacheModel:
         self.params = params
         p = params
         self._key = [None] * p.slots           # (layer, expert) per slot, None when free
+        self._slot = {}                        # the inverse of _key: (layer, expert) -> slot
         self._pinned = [False] * p.slots
         self._recency = [list(range(p.ways))[::-1] for _ in range(p.sets)]  # most recent first
         self._counts = [[0] * p.experts for _ in range(p.layers)]
@@ -108,8 +109,8 @@ class ExpertCacheModel:
         return {k: s for s, k in enumerate(self._key) if k is not None}
 
     def slot_of(self, layer, expert):
-        """The slot holding ``(layer, expert)``, or None (also for a key out of range); looks at
-        the key's set only, so it costs ``ways`` comparisons, not ``slots``."""
+        """The slot holding ``(layer, expert)``, or None (also for a key out of range); one
+        dictionary lookup, whatever the associativity."""
         if not self._in_range(layer, expert):
             return None
         return self._find(layer, expert)
@@ -156,12 +157,14 @@ class ExpertCacheModel:
         if self._pinned[slot]:
             return CacheResult(CacheStatus.PINNED, slot)
         self._key[slot] = None
+        del self._slot[(layer, expert)]
         return CacheResult(CacheStatus.OK, slot)
 
     def invalidate_all(self):
         """Empty every unpinned way; pinned entries stay."""
         for slot in range(self.params.slots):
-            if not self._pinned[slot]:
+            if not self._pinned[slot] and self._key[slot] is not None:
+                del self._slot[self._key[slot]]
                 self._key[slot] = None
         return CacheResult(CacheStatus.OK)
 
@@ -215,15 +218,10 @@ class ExpertCacheModel:
     def _in_range(self, layer, expert):
         return 0 <= layer < self.params.layers and 0 <= expert < self.params.experts
 
-    def _ways(self, layer, expert):
-        first = self.params.set_of(layer, expert) * self.params.ways
-        return range(first, first + self.params.ways)
-
     def _find(self, layer, expert):
-        for slot in self._ways(layer, expert):
-            if self._key[slot] == (layer, expert):
-                return slot
-        return None
+        # a key is in at most one slot, of its own set: the index answers what a search of the
+        # set's ways would
+        return self._slot.get((layer, expert))
 
     def _touch(self, slot):
         order = self._recency[slot // self.params.ways]
@@ -248,7 +246,10 @@ class ExpertCacheModel:
 
     def _place(self, slot, key):
         victim = self._key[slot]
+        if victim is not None:
+            del self._slot[victim]
         self._key[slot] = key
+        self._slot[key] = slot
         self._pinned[slot] = False
         self._touch(slot)
         return victim
