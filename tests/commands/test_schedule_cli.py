@@ -36,8 +36,9 @@ def test_schedule_default_model_both_modes(schedule):
 
 @pytest.mark.parametrize("model", ["olmoe-1b-7b"])
 def test_schedule_zoo_model_on_the_paper_machine(schedule, model):
-    figures, _ = schedule("--model", model, "--batch", "2", "--steps", "1")
-    assert figures["machine"] == "paper" and figures["pes"] == 32
+    """One sequence (the slow test below takes every zoo model at batches 2 and 4)."""
+    figures, _ = schedule("--model", model, "--batch", "1", "--steps", "1")
+    assert figures["machine"] == "paper" and figures["pes"] == 32 and figures["mode"] == "cached"
     assert figures["plan"]["fits"] == {"HB": True, "LPDDR": True}
     assert figures["bytes"]["cached"]["LPDDR"] > 0
 
