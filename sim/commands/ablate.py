@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from sw_model.perf.measured import ABLATE_GAMMA
+from sim.commands.options import rename_run
 from sim.commands.output import Result, Table, progress, show
 
 NAME = "ablate"
@@ -228,10 +229,7 @@ def run(args):
     _check(args)
     if args.study == "trees":
         if args.out is None:        # beside the papers' ablations, not over them
-            name = "trees" if args.variant == "standard" else f"trees-{args.variant}"
-            args.out_dir = Path(args.out_dir).with_name(name)
-            args.work_dir = args.out_dir.with_name(name + ".partial")
-            args.run_name = name
+            rename_run(args, "trees" if args.variant == "standard" else f"trees-{args.variant}")
         return _trees(args)
     return _paper(args)
 

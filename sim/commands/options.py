@@ -16,8 +16,11 @@ run leaves nothing half-written.
 """
 
 import csv
+import errno
 import json
+import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 
@@ -107,7 +110,14 @@ def resolve_args(handler, args):
         args.run_name = path.name
         args.out_dir = path if len(path.parts) > 1 else RESULTS_ROOT / handler.NAME / out
     #: where the handler writes its plots while it runs (renamed to ``out_dir`` at the end)
-    args.work_dir = args.out_dir.with_name(args.out_dir.name + ".partial")
+    args.work_dir = work_dir_of(args.out_dir)
+
+
+def work_dir_of(out_dir):
+    """The folder a run writes into before it becomes ``out_dir``: ``<name>.partial-<pid>-<random>``
+    beside it, its own even when other runs with the same folder name go on at the same time."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def _slug(text, index):
@@ -134,10 +144,31 @@ def save_results(result, args):
     if getattr(args, "decoding_policy", None) is not None:
         (partial / "decoding.toml").write_text(policy_toml(
             args.decoding_policy, title=f"the decoding policy of this run ({args.run_name})"))
-    if final.exists():
-        shutil.rmtree(final)
-    partial.rename(final)
+    _replace_folder(partial, final)
     return final
+
+
+def _replace_folder(partial, final):
+    """Rename ``partial`` to ``final``, removing an older ``final`` first. Runs that finish at the
+    same moment with the same folder each move the other's folder aside whole (never delete
+    files under a folder being renamed), and the last to rename wins."""
+    for _ in range(64):
+        if final.exists():
+            aside = final.with_name(f"{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            try:
+                final.rename(aside)
+            except FileNotFoundError:       # another run moved it first
+                pass
+            else:
+                shutil.rmtree(aside, ignore_errors=True)
+        try:
+            partial.rename(final)
+            return
+        except OSError as exc:              # another run's folder took the name in between
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            last = exc
+    raise OSError(f"could not move {partial} to {final}: {last}")
 
 
 def discard_partial(args):
@@ -152,7 +183,7 @@ def rename_run(args, name):
     model, before it writes anything)."""
     args.run_name = name
     args.out_dir = Path(args.out_dir).with_name(name)
-    args.work_dir = args.out_dir.with_name(name + ".partial")
+    args.work_dir = work_dir_of(args.out_dir)
 
 
 def policy_from_flags(args, **flags):

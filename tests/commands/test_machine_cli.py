@@ -190,7 +190,7 @@ def test_perf_and_sweep_keep_tables_json_plots_machine_and_policy(run_build):
     names = {p.name for p in folder.iterdir()}
     assert {"result.json", "machine.toml", "decoding.toml", "speedup_vs_gamma.png"} <= names
     assert sum(n.endswith(".csv") for n in names) == 2
-    assert not any(p.name.endswith(".partial") for p in folder.parent.iterdir())
+    assert not any(".partial" in p.name or ".old-" in p.name for p in folder.parent.iterdir())
 
 
 def test_perf_on_16_pes_gives_the_4gb_configuration(run_build):
@@ -234,3 +234,36 @@ def test_a_long_run_says_it_is_running():
     with heartbeat("a short tool", every=5, stream=out):
         pass
     assert out.getvalue() == ""
+
+
+def test_runs_with_the_same_results_folder_at_once_do_not_collide(tmp_path):
+    """Runs that name the same results folder (two terminals, or test workers) each write into a
+    folder of their own and replace the results folder whole: none fails, the folder holds one
+    run's complete results, and nothing is left beside it."""
+    import argparse
+    import threading
+    from sim.commands.options import save_results, work_dir_of
+    from sim.commands.output import Result, Table
+    out = tmp_path / "results" / "same"
+    errors = []
+
+    def run(number):
+        try:
+            for i in range(20):
+                args = argparse.Namespace(out_dir=out, work_dir=work_dir_of(out),
+                                          run_name="same", params=None, decoding_policy=None)
+                table = Table("numbers", ["run", "i"], [[number, i]])
+                save_results(Result([table], {"run": number, "i": i}), args)
+        except Exception as exc:        # reported below, with the run that raised it
+            errors.append((number, exc))
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(p.name for p in out.parent.iterdir()) == ["same"]
+    figures = json.loads((out / "result.json").read_text())
+    assert figures["i"] == 19 and (out / "01-numbers.csv").read_text().splitlines()[1] == \
+        f"{figures['run']},19"
