@@ -15,7 +15,7 @@ import logging
 
 from amaranth.back import rtlil
 
-__all__ = ["install", "installed", "zero_init_left_out"]
+__all__ = ["install", "installed", "zero_init_left_out", "zero_init_omitted"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,12 @@ def installed():
 def _amaranth_version():
     import amaranth
     return amaranth.__version__
+
+
+def zero_init_omitted():
+    """Whether conversions now leave all-zero initial contents out (inside
+    :func:`zero_init_left_out`): the Verilog differs, so caches of it key on this too."""
+    return _state["omit_zero"]
 
 
 @contextlib.contextmanager
