@@ -193,6 +193,7 @@ def test_perf_and_sweep_keep_tables_json_plots_machine_and_policy(run_build):
     assert not any(".partial" in p.name or ".old-" in p.name for p in folder.parent.iterdir())
 
 
+@pytest.mark.slow   # two perf runs, 9 s (the 16-PE machine's figures: tests/sw_model/test_perf_model.py)
 def test_perf_on_16_pes_gives_the_4gb_configuration(run_build):
     """``perf --set pes=16`` is the paper's 4 GB configuration: the same figures as the 32-PE
     machine's second configuration (16 PEs)."""
