@@ -209,24 +209,27 @@ FIELDS = {
     Opcode.CACHE: (_f("cop", 4, CacheOp), *_KEY, _f("chunk", 2),
                    _f("vector", COUNT_CHUNK_BITS)),
 }
-for _op, _fields in FIELDS.items():
-    assert OPCODE_BITS + sum(f.width for f in _fields) <= COMMAND_BITS, _op
 #: Per opcode: its field names, and (name, 2 ** width) in field order (Command's checks).
 _SPECS = {op: (frozenset(f.name for f in fields), tuple((f.name, 1 << f.width) for f in fields))
           for op, fields in FIELDS.items()}
-#: Per enum kind: ``{value: name}`` of its members (the text form).
-_NAMES = {f.kind: {int(m): m.name for m in f.kind} for fields in FIELDS.values() for f in fields
-          if f.kind is not None}
 #: Per opcode: ``{name: position}`` of its fields (attribute reads).
 _INDEX = {op: {f.name: i for i, f in enumerate(fields)} for op, fields in FIELDS.items()}
-#: Per opcode: ``(shift, mask)`` of each field in the word, in field order (decoding).
+#: Per opcode: its fields' ``(shift, mask)`` in the word, in field order, and the first bit above
+#: them (encoding and decoding).
 _LAYOUT = {}
 for _op, _fields in FIELDS.items():
     _shift, _layout = OPCODE_BITS, []
     for _field in _fields:
         _layout.append((_shift, (1 << _field.width) - 1))
         _shift += _field.width
+    assert _shift <= COMMAND_BITS, _op
     _LAYOUT[_op] = (tuple(_layout), _shift)
+#: Per opcode: ``{field name: kind}`` (the text form).
+_KINDS = {op: {f.name: f.kind for f in fields} for op, fields in FIELDS.items()}
+#: Per enum kind: ``{value: name}`` of its members and ``{name: value}`` (aliases too).
+_ENUMS = {f.kind for fields in FIELDS.values() for f in fields if f.kind is not None}
+_NAMES = {kind: {int(m): m.name for m in kind} for kind in _ENUMS}
+_MEMBERS = {kind: {name: int(m) for name, m in kind.__members__.items()} for kind in _ENUMS}
 
 
 class StreamError(ValueError):
@@ -325,10 +328,9 @@ class Command:
 
 def encode_word(command):
     """The 128-bit word of ``command``."""
-    word, shift = int(command.op), OPCODE_BITS
-    for f, value in zip(FIELDS[command.op], command.values):
-        word |= value << shift
-        shift += f.width
+    word = int(command.op)
+    for (at, _), value in zip(_LAYOUT[command.op][0], command.values):
+        word |= value << at
     return word
 
 
@@ -394,10 +396,6 @@ def disassemble(stream):
 
 _TOKEN = re.compile(r"^([a-z_]+)=(\S+)$")
 _MNEMONICS = dict(Opcode.__members__)
-#: Per opcode: ``{field name: kind}``; per kind: ``{member name: value}``.
-_KINDS = {op: {f.name: f.kind for f in fields} for op, fields in FIELDS.items()}
-_MEMBERS = {f.kind: {name: int(m) for name, m in f.kind.__members__.items()}
-            for fields in FIELDS.values() for f in fields if f.kind is not None}
 
 
 def assemble(text):

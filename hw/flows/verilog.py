@@ -63,18 +63,14 @@ def top_parts_verilog(params):
     from hw.mem_channel import MemoryChannel
     from hw.pe import ProcessingElement
     from hw.top import Top
-    def parts():
-        return {"pe": ProcessingElement(params), "hb_channel": MemoryChannel(params.hb)}
-
+    parts = {"pe": ProcessingElement(params), "hb_channel": MemoryChannel(params.hb)}
     # the top block and the simulated system (sim.top.system) share these parts: converted once
     name = "top_parts" + ("-zero-init-left-out" if memory_init.zero_init_omitted() else "")
     text = cached_verilog(name, params, lambda: "".join(
-        generate_verilog(part, Top.MODULES[key]) for key, part in parts().items()))
-    signatures = {}
-    for key, part in parts().items():
-        signatures[key] = part.signature
-        part._MustUse__silence = True      # built for its signature only, never elaborated
-    return signatures, text
+        generate_verilog(part, Top.MODULES[key]) for key, part in parts.items()))
+    for part in parts.values():
+        part._MustUse__silence = True      # on a cache hit, built for its signature only
+    return {key: part.signature for key, part in parts.items()}, text
 
 
 def top_verilog(params, name="top"):

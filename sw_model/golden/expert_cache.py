@@ -106,7 +106,7 @@ class ExpertCacheModel:
 
     def resident(self):
         """``{(layer, expert): slot}`` of every resident key."""
-        return {k: s for s, k in enumerate(self._key) if k is not None}
+        return dict(self._slot)
 
     def slot_of(self, layer, expert):
         """The slot holding ``(layer, expert)``, or None (also for a key out of range); one
